@@ -1,0 +1,117 @@
+//! The command line: read configuration, start logging, run a command.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::app::Application;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Cli, Command, CommonArgs, SeedArgs, ServeArgs, Settings};
+use crate::seed::{self, SeedPlan};
+use crate::storage::sqlite::SqliteStore;
+use crate::telemetry;
+
+/// Runs the command named on the command line.
+pub fn run() -> ExitCode {
+    if let Err(error) = dotenvy::dotenv()
+        && !error.not_found()
+    {
+        eprintln!("error: cannot read .env: {error}");
+        return ExitCode::FAILURE;
+    }
+    let cli = Cli::parse();
+    telemetry::init(cli.common.log_format);
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Some(Command::Seed(args)) => run_seed(&args, &cli.common).await,
+            Some(Command::Serve(args)) => run_serve(&args, &cli.common).await,
+            None => run_serve(&cli.serve, &cli.common).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_serve(args: &ServeArgs, common: &CommonArgs) -> Result<(), String> {
+    let settings = Settings::new(args, common);
+    let app = Application::build(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    app.run_until(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
+    let store = SqliteStore::open(&common.data_dir).map_err(|e| e.to_string())?;
+    let plan = SeedPlan {
+        employees: args.employees,
+        vehicles: args.vehicles,
+        allocations: args.allocations,
+        seed: args.seed,
+    };
+    let started = std::time::Instant::now();
+    let report = seed::seed(
+        &store,
+        &plan,
+        &common.policy(),
+        SystemClock.now(),
+        args.reset,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    println!(
+        "seeded {} employees, {} vehicles with their drivers and {} bookings into {} in {:.1}s",
+        report.employees,
+        report.vehicles,
+        report.allocations,
+        store.path().display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (what orchestrators send).
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("received SIGINT"),
+        () = terminate => tracing::info!("received SIGTERM"),
+    }
+}

@@ -1,0 +1,285 @@
+//! The ways a request can break a rule.
+//!
+//! Each variant carries what a client needs to act on it: the field at fault,
+//! or the booking it conflicts with. The transport layers turn these into
+//! gRPC statuses and HTTP responses; nothing here knows about either.
+
+use chrono::NaiveDate;
+
+/// Why a field was rejected; becomes the machine-readable `reason` of the
+/// error, so clients can branch on it without parsing messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViolationReason {
+    /// A required field is empty.
+    Required,
+    /// A date is not a real calendar date in `YYYY-MM-DD` form.
+    InvalidDate,
+    /// A booking date lies before today.
+    DateInPast,
+    /// A booking date lies beyond the booking horizon.
+    DateTooFarAhead,
+    /// `start_date` is after `end_date`.
+    InvalidDateRange,
+    /// A text field is longer than allowed.
+    TooLong,
+    /// `page_size` is negative.
+    InvalidPageSize,
+    /// `page_token` was not issued by this service.
+    InvalidPageToken,
+    /// `page_token` was issued for a request with other filters.
+    PageTokenMismatch,
+    /// An `update_mask` path that is not an updatable field.
+    UnknownFieldPath,
+    /// An update that names no field to change.
+    NothingToUpdate,
+    /// An etag that this service never issues.
+    InvalidEtag,
+    /// A `request_id` reused for a different booking.
+    RequestIdReused,
+}
+
+impl ViolationReason {
+    /// The reason as it appears in `google.rpc.ErrorInfo.reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Required => "FIELD_REQUIRED",
+            Self::InvalidDate => "INVALID_DATE",
+            Self::DateInPast => "DATE_IN_PAST",
+            Self::DateTooFarAhead => "DATE_TOO_FAR_AHEAD",
+            Self::InvalidDateRange => "INVALID_DATE_RANGE",
+            Self::TooLong => "FIELD_TOO_LONG",
+            Self::InvalidPageSize => "INVALID_PAGE_SIZE",
+            Self::InvalidPageToken => "INVALID_PAGE_TOKEN",
+            Self::PageTokenMismatch => "PAGE_TOKEN_MISMATCH",
+            Self::UnknownFieldPath => "UNKNOWN_FIELD_PATH",
+            Self::NothingToUpdate => "NOTHING_TO_UPDATE",
+            Self::InvalidEtag => "INVALID_ETAG",
+            Self::RequestIdReused => "REQUEST_ID_REUSED",
+        }
+    }
+}
+
+/// One rejected field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The field's path in the request, e.g. `allocation.allocation_date`.
+    pub field: String,
+    /// Why it was rejected.
+    pub reason: ViolationReason,
+    /// A sentence for humans that names the field and what would be accepted.
+    pub description: String,
+}
+
+impl Violation {
+    /// A violation of `field` for `reason`.
+    pub fn new(
+        field: impl Into<String>,
+        reason: ViolationReason,
+        description: impl Into<String>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            reason,
+            description: description.into(),
+        }
+    }
+
+    /// `field` is required but empty.
+    pub fn required(field: &str) -> Self {
+        Self::new(
+            field,
+            ViolationReason::Required,
+            format!("{field} is required"),
+        )
+    }
+}
+
+/// The kinds of things a request can name by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resource {
+    Allocation,
+    Employee,
+    Vehicle,
+}
+
+impl Resource {
+    /// Lower-case name used in messages ("vehicle").
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Allocation => "allocation",
+            Self::Employee => "employee",
+            Self::Vehicle => "vehicle",
+        }
+    }
+
+    /// Machine-readable reason for "not found" (`VEHICLE_NOT_FOUND`).
+    pub fn not_found_reason(self) -> &'static str {
+        match self {
+            Self::Allocation => "ALLOCATION_NOT_FOUND",
+            Self::Employee => "EMPLOYEE_NOT_FOUND",
+            Self::Vehicle => "VEHICLE_NOT_FOUND",
+        }
+    }
+}
+
+/// A request that the rules refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// One or more fields are malformed or out of range.
+    #[error("{}", describe_violations(.0))]
+    Invalid(Vec<Violation>),
+
+    /// The request names something that does not exist.
+    #[error("{} {id:?} does not exist", .resource.name())]
+    NotFound { resource: Resource, id: String },
+
+    /// The vehicle is already booked on that date.
+    #[error("vehicle {vehicle_id:?} is already booked on {date} by allocation {allocation_id:?}")]
+    VehicleAlreadyBooked {
+        vehicle_id: String,
+        date: NaiveDate,
+        allocation_id: String,
+    },
+
+    /// The employee already holds a booking on that date.
+    #[error(
+        "employee {employee_id:?} already holds allocation {allocation_id:?} on {date}; an employee can hold one booking per date"
+    )]
+    EmployeeAlreadyBooked {
+        employee_id: String,
+        date: NaiveDate,
+        allocation_id: String,
+    },
+
+    /// The booking's date has passed: it is history and read-only.
+    #[error(
+        "allocation {id:?} is history: its date {date} is before today ({today}), so it can no longer be changed or deleted"
+    )]
+    AllocationIsHistory {
+        id: String,
+        date: NaiveDate,
+        today: NaiveDate,
+    },
+
+    /// The client's etag is not the booking's current one: someone else
+    /// changed it since the client read it.
+    #[error(
+        "allocation {id:?} has changed since it was read: etag {expected:?} is stale, the current etag is {current:?}; read it again and retry"
+    )]
+    EtagMismatch {
+        id: String,
+        expected: String,
+        current: String,
+    },
+
+    /// The idempotency key names a booking that has since been deleted.
+    #[error(
+        "request_id {request_id:?} created allocation {allocation_id:?}, which has since been deleted"
+    )]
+    IdempotentAllocationDeleted {
+        request_id: String,
+        allocation_id: String,
+    },
+}
+
+impl DomainError {
+    /// A single invalid field.
+    pub fn invalid(violation: Violation) -> Self {
+        Self::Invalid(vec![violation])
+    }
+
+    /// `resource` `id` does not exist.
+    pub fn not_found(resource: Resource, id: impl Into<String>) -> Self {
+        Self::NotFound {
+            resource,
+            id: id.into(),
+        }
+    }
+
+    /// The machine-readable reason, as in `google.rpc.ErrorInfo.reason`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(violations) => violations
+                .first()
+                .map_or("INVALID_ARGUMENT", |v| v.reason.as_str()),
+            Self::NotFound { resource, .. } => resource.not_found_reason(),
+            Self::VehicleAlreadyBooked { .. } => "VEHICLE_ALREADY_BOOKED",
+            Self::EmployeeAlreadyBooked { .. } => "EMPLOYEE_ALREADY_BOOKED",
+            Self::AllocationIsHistory { .. } => "ALLOCATION_IS_HISTORY",
+            Self::EtagMismatch { .. } => "ETAG_MISMATCH",
+            Self::IdempotentAllocationDeleted { .. } => "ALLOCATION_NOT_FOUND",
+        }
+    }
+}
+
+fn describe_violations(violations: &[Violation]) -> String {
+    match violations {
+        [] => "invalid request".to_owned(),
+        [one] => one.description.clone(),
+        many => many
+            .iter()
+            .map(|v| v.description.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
+}
+
+/// Collects violations so that a request with several bad fields is answered
+/// with all of them at once.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<Violation>);
+
+impl Violations {
+    /// No violations yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records `violation`.
+    pub fn push(&mut self, violation: Violation) {
+        self.0.push(violation);
+    }
+
+    /// Unwraps `result`, recording its violation; `None` when it failed.
+    pub fn check<T>(&mut self, result: Result<T, Violation>) -> Option<T> {
+        result.map_err(|v| self.push(v)).ok()
+    }
+
+    /// `Ok(value)` when nothing was recorded, else every violation.
+    pub fn finish<T>(self, value: impl FnOnce() -> T) -> Result<T, DomainError> {
+        if self.0.is_empty() {
+            Ok(value())
+        } else {
+            Err(DomainError::Invalid(self.0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_violations_are_all_described_and_the_first_gives_the_reason() {
+        let mut violations = Violations::new();
+        violations.push(Violation::required("allocation.employee_id"));
+        violations.push(Violation::required("allocation.vehicle_id"));
+        let err = violations.finish(|| ()).unwrap_err();
+        assert_eq!(err.reason(), "FIELD_REQUIRED");
+        assert_eq!(
+            err.to_string(),
+            "allocation.employee_id is required; allocation.vehicle_id is required"
+        );
+    }
+
+    #[test]
+    fn conflicts_name_the_conflicting_booking() {
+        let err = DomainError::VehicleAlreadyBooked {
+            vehicle_id: "veh-0001".into(),
+            date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            allocation_id: "a-1".into(),
+        };
+        assert_eq!(err.reason(), "VEHICLE_ALREADY_BOOKED");
+        assert!(err.to_string().contains("\"a-1\""), "{err}");
+    }
+}

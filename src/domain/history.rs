@@ -1,0 +1,135 @@
+//! The filters of the history report, and its sort order.
+
+use chrono::NaiveDate;
+
+use super::allocation::Allocation;
+use super::error::{DomainError, Violation, ViolationReason};
+
+/// Which bookings the history report lists; every filter that is set must
+/// match.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct HistoryFilter {
+    pub employee_id: Option<String>,
+    pub vehicle_id: Option<String>,
+    pub driver_id: Option<String>,
+    /// First date included.
+    pub start_date: Option<NaiveDate>,
+    /// Last date included.
+    pub end_date: Option<NaiveDate>,
+}
+
+impl HistoryFilter {
+    /// Checks that the date range is not inverted.
+    pub fn validate(&self) -> Result<(), DomainError> {
+        match (self.start_date, self.end_date) {
+            (Some(start), Some(end)) if start > end => Err(DomainError::invalid(Violation::new(
+                "start_date",
+                ViolationReason::InvalidDateRange,
+                format!("start_date {start} is after end_date {end}"),
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `allocation` passes every filter.
+    pub fn matches(&self, allocation: &Allocation) -> bool {
+        fn eq(filter: &Option<String>, value: &str) -> bool {
+            filter.as_deref().is_none_or(|f| f == value)
+        }
+        eq(&self.employee_id, &allocation.employee_id)
+            && eq(&self.vehicle_id, &allocation.vehicle_id)
+            && eq(&self.driver_id, &allocation.driver_id)
+            && self.start_date.is_none_or(|d| allocation.date >= d)
+            && self.end_date.is_none_or(|d| allocation.date <= d)
+    }
+
+    /// The filter's fields in a fixed order, to bind page tokens to it.
+    pub fn fingerprint_parts(&self) -> [String; 5] {
+        let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        [
+            self.employee_id.clone().unwrap_or_default(),
+            self.vehicle_id.clone().unwrap_or_default(),
+            self.driver_id.clone().unwrap_or_default(),
+            date(self.start_date),
+            date(self.end_date),
+        ]
+    }
+}
+
+/// A position in the history order: newest date first, then id descending.
+/// A page continues strictly after its cursor.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HistoryCursor {
+    pub date: NaiveDate,
+    pub id: String,
+}
+
+impl HistoryCursor {
+    /// The cursor just after `allocation`.
+    pub fn after(allocation: &Allocation) -> Self {
+        Self {
+            date: allocation.date,
+            id: allocation.id.clone(),
+        }
+    }
+
+    /// Whether `allocation` comes after this cursor in history order.
+    pub fn precedes(&self, allocation: &Allocation) -> bool {
+        (allocation.date, allocation.id.as_str()) < (self.date, self.id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn an_inverted_range_is_refused() {
+        let filter = HistoryFilter {
+            start_date: Some(date("2026-12-02")),
+            end_date: Some(date("2026-12-01")),
+            ..Default::default()
+        };
+        let err = filter.validate().unwrap_err();
+        assert_eq!(err.reason(), "INVALID_DATE_RANGE");
+        assert_eq!(
+            err.to_string(),
+            "start_date 2026-12-02 is after end_date 2026-12-01"
+        );
+
+        let one_day = HistoryFilter {
+            start_date: Some(date("2026-12-01")),
+            end_date: Some(date("2026-12-01")),
+            ..Default::default()
+        };
+        assert!(one_day.validate().is_ok());
+    }
+
+    #[test]
+    fn cursor_order_is_date_descending_then_id_descending() {
+        let cursor = HistoryCursor {
+            date: date("2026-12-01"),
+            id: "m".into(),
+        };
+        let at = |d: &str, id: &str| Allocation {
+            id: id.into(),
+            employee_id: String::new(),
+            vehicle_id: String::new(),
+            driver_id: String::new(),
+            date: date(d),
+            purpose: String::new(),
+            create_time: chrono::DateTime::UNIX_EPOCH,
+            update_time: chrono::DateTime::UNIX_EPOCH,
+            version: 1,
+        };
+        assert!(cursor.precedes(&at("2026-11-30", "z")));
+        assert!(cursor.precedes(&at("2026-12-01", "a")));
+        assert!(!cursor.precedes(&at("2026-12-01", "m")));
+        assert!(!cursor.precedes(&at("2026-12-01", "n")));
+        assert!(!cursor.precedes(&at("2026-12-02", "a")));
+    }
+}

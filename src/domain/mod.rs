@@ -1,0 +1,22 @@
+//! The booking domain: its types and its rules, with no I/O.
+//!
+//! The transport layer turns requests into these types, the storage backends
+//! persist them, and both call the rules defined here, so every backend
+//! enforces the same rules with the same messages.
+
+pub mod allocation;
+pub mod calendar;
+pub mod error;
+pub mod fleet;
+pub mod history;
+pub mod page;
+
+pub use allocation::{
+    Allocation, AllocationChanges, AllocationDeletion, AllocationUpdate, Etag, IdempotencyKey,
+    NewAllocation, PURPOSE_MAX_CHARS, UpdatedAllocation,
+};
+pub use calendar::{BookingPolicy, BookingWindow, format_date, parse_date};
+pub use error::{DomainError, Resource, Violation, ViolationReason};
+pub use fleet::{Driver, Employee, Vehicle};
+pub use history::{HistoryCursor, HistoryFilter};
+pub use page::{Page, PageRequest, PageSize, PageToken};

@@ -1,0 +1,255 @@
+//! `AllocationService`: decode and validate, call the store, encode.
+
+use tonic::{Request, Response, Status};
+
+use super::ServiceContext;
+use super::convert::{self, non_empty};
+use crate::domain::allocation::{validate_id, validate_purpose};
+use crate::domain::error::Violations;
+use crate::domain::page::ListKind;
+use crate::domain::{
+    AllocationChanges, AllocationDeletion, AllocationUpdate, DomainError, Etag, HistoryCursor,
+    HistoryFilter, IdempotencyKey, NewAllocation, PageRequest, PageSize, PageToken, Violation,
+    ViolationReason, parse_date,
+};
+use crate::proto::v1::{
+    self, CreateAllocationRequest, DeleteAllocationRequest, GetAllocationRequest,
+    ListAllocationHistoryRequest, ListAllocationHistoryResponse, UpdateAllocationRequest,
+    allocation_service_server::AllocationService,
+};
+
+/// The fields an update may change, in `update_mask` spelling.
+const UPDATABLE: [&str; 3] = ["vehicle_id", "allocation_date", "purpose"];
+
+/// The `AllocationService` implementation.
+pub struct AllocationApi {
+    ctx: ServiceContext,
+}
+
+impl AllocationApi {
+    pub fn new(ctx: ServiceContext) -> Self {
+        Self { ctx }
+    }
+}
+
+#[tonic::async_trait]
+impl AllocationService for AllocationApi {
+    async fn create_allocation(
+        &self,
+        request: Request<CreateAllocationRequest>,
+    ) -> Result<Response<v1::Allocation>, Status> {
+        let new = decode_create(&self.ctx, request.into_inner())?;
+        let created = self.ctx.store.create_allocation(new).await?;
+        Ok(Response::new(convert::allocation(&created)))
+    }
+
+    async fn get_allocation(
+        &self,
+        request: Request<GetAllocationRequest>,
+    ) -> Result<Response<v1::Allocation>, Status> {
+        let id = request.into_inner().id;
+        validate_id("id", &id).map_err(DomainError::invalid)?;
+        let found = self.ctx.store.get_allocation(&id).await?;
+        Ok(Response::new(convert::allocation(&found)))
+    }
+
+    async fn update_allocation(
+        &self,
+        request: Request<UpdateAllocationRequest>,
+    ) -> Result<Response<v1::Allocation>, Status> {
+        let update = decode_update(&self.ctx, request.into_inner())?;
+        let updated = self.ctx.store.update_allocation(update).await?;
+        Ok(Response::new(convert::allocation(&updated.after)))
+    }
+
+    async fn delete_allocation(
+        &self,
+        request: Request<DeleteAllocationRequest>,
+    ) -> Result<Response<()>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        violations.check(validate_id("id", &request.id));
+        let expected_etag =
+            non_empty(request.etag).and_then(|etag| violations.check(Etag::parse("etag", &etag)));
+        violations.finish(|| ())?;
+        let deletion = AllocationDeletion {
+            id: request.id,
+            expected_etag,
+            window: self.ctx.window(self.ctx.now()),
+        };
+        self.ctx.store.delete_allocation(deletion).await?;
+        Ok(Response::new(()))
+    }
+
+    async fn list_allocation_history(
+        &self,
+        request: Request<ListAllocationHistoryRequest>,
+    ) -> Result<Response<ListAllocationHistoryResponse>, Status> {
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        let mut date = |field: &str, value: String| {
+            non_empty(value).and_then(|v| violations.check(parse_date(field, &v)))
+        };
+        let filter = HistoryFilter {
+            start_date: date("start_date", request.start_date),
+            end_date: date("end_date", request.end_date),
+            employee_id: non_empty(request.employee_id),
+            vehicle_id: non_empty(request.vehicle_id),
+            driver_id: non_empty(request.driver_id),
+        };
+        let size = violations.check(PageSize::from_request("page_size", request.page_size));
+        let (filter, size) = violations.finish(|| (filter, size))?;
+        filter.validate()?;
+        let size = size.map_or(0, PageSize::get);
+
+        let tokens = PageToken::for_query(ListKind::AllocationHistory, &filter.fingerprint_parts());
+        let after = tokens.decode::<HistoryCursor>("page_token", &request.page_token)?;
+        let page = self
+            .ctx
+            .store
+            .list_allocation_history(&filter, PageRequest { size, after })
+            .await?;
+
+        let next_page_token = match page.items.last() {
+            Some(last) if page.has_more => tokens.encode(&HistoryCursor::after(last)),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListAllocationHistoryResponse {
+            allocations: page.items.iter().map(convert::allocation).collect(),
+            next_page_token,
+            total_size: page.total_size as i64,
+        }))
+    }
+}
+
+fn decode_create(
+    ctx: &ServiceContext,
+    request: CreateAllocationRequest,
+) -> Result<NewAllocation, DomainError> {
+    let a = request.allocation.unwrap_or_default();
+    let mut violations = Violations::new();
+    violations.check(validate_id("allocation.employee_id", &a.employee_id));
+    violations.check(validate_id("allocation.vehicle_id", &a.vehicle_id));
+    let date = if a.allocation_date.is_empty() {
+        violations.push(Violation::required("allocation.allocation_date"));
+        None
+    } else {
+        violations.check(parse_date("allocation.allocation_date", &a.allocation_date))
+    };
+    violations.check(validate_purpose("allocation.purpose", &a.purpose));
+    if !request.request_id.is_empty() {
+        violations.check(validate_id("request_id", &request.request_id));
+    }
+    let date = violations.finish(|| date.expect("a date when there are no violations"))?;
+
+    let now = ctx.now();
+    let idempotency_key = non_empty(request.request_id).map(|request_id| {
+        IdempotencyKey::new(request_id, &a.employee_id, &a.vehicle_id, date, &a.purpose)
+    });
+    Ok(NewAllocation {
+        id: new_allocation_id(now),
+        employee_id: a.employee_id,
+        vehicle_id: a.vehicle_id,
+        date,
+        purpose: a.purpose,
+        now,
+        window: ctx.window(now),
+        idempotency_key,
+    })
+}
+
+/// A new, time-ordered id: UUIDv7 keeps recent bookings close together in
+/// the id index.
+fn new_allocation_id(now: chrono::DateTime<chrono::Utc>) -> String {
+    let ts = uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        now.timestamp().max(0) as u64,
+        now.timestamp_subsec_nanos(),
+    );
+    uuid::Uuid::new_v7(ts).to_string()
+}
+
+fn decode_update(
+    ctx: &ServiceContext,
+    request: UpdateAllocationRequest,
+) -> Result<AllocationUpdate, DomainError> {
+    let a = request.allocation.unwrap_or_default();
+    let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
+    let mut violations = Violations::new();
+    violations.check(validate_id("allocation.id", &a.id));
+    let expected_etag = non_empty(a.etag.clone())
+        .and_then(|etag| violations.check(Etag::parse("allocation.etag", &etag)));
+
+    // With no mask, every updatable field that is set is updated; "*" means
+    // all of them, as in a full replacement.
+    let mut fields: Vec<&str> = Vec::new();
+    if paths.is_empty() {
+        let set = [
+            !a.vehicle_id.is_empty(),
+            !a.allocation_date.is_empty(),
+            !a.purpose.is_empty(),
+        ];
+        fields.extend(
+            UPDATABLE
+                .iter()
+                .zip(set)
+                .filter(|(_, s)| *s)
+                .map(|(f, _)| *f),
+        );
+        if fields.is_empty() {
+            violations.push(Violation::new(
+                "update_mask",
+                ViolationReason::NothingToUpdate,
+                "update_mask is empty and allocation sets none of vehicle_id, allocation_date, purpose: nothing to update",
+            ));
+        }
+    } else {
+        for path in &paths {
+            match path.as_str() {
+                "*" => fields.extend(UPDATABLE),
+                p if UPDATABLE.contains(&p) => fields.push(p),
+                other => violations.push(Violation::new(
+                    "update_mask.paths",
+                    ViolationReason::UnknownFieldPath,
+                    format!(
+                        "update_mask path {other:?} cannot be updated; the updatable fields are vehicle_id, allocation_date and purpose"
+                    ),
+                )),
+            }
+        }
+    }
+
+    let mut changes = AllocationChanges::default();
+    for field in fields {
+        match field {
+            "vehicle_id" => {
+                changes.vehicle_id = violations
+                    .check(validate_id("allocation.vehicle_id", &a.vehicle_id))
+                    .map(|()| a.vehicle_id.clone());
+            }
+            "allocation_date" => {
+                changes.date = if a.allocation_date.is_empty() {
+                    violations.push(Violation::required("allocation.allocation_date"));
+                    None
+                } else {
+                    violations.check(parse_date("allocation.allocation_date", &a.allocation_date))
+                };
+            }
+            _ => {
+                changes.purpose = violations
+                    .check(validate_purpose("allocation.purpose", &a.purpose))
+                    .map(|()| a.purpose.clone());
+            }
+        }
+    }
+    violations.finish(|| ())?;
+
+    let now = ctx.now();
+    Ok(AllocationUpdate {
+        id: a.id,
+        changes,
+        expected_etag,
+        now,
+        window: ctx.window(now),
+    })
+}

@@ -1,0 +1,225 @@
+//! The one place where errors become gRPC statuses.
+//!
+//! Every status carries a `google.rpc.ErrorInfo` whose `reason` clients can
+//! branch on, plus the detail that fits: `BadRequest` field violations for bad
+//! input, `ResourceInfo` for what was missing or in the way,
+//! `PreconditionFailure` for history. Storage failures are logged here with
+//! their cause and answered without internals.
+
+use std::collections::HashMap;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::domain::DomainError;
+use crate::storage::StoreError;
+
+/// `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "vehicle-allocation";
+
+/// The gRPC code for a rule violation.
+pub fn code_of(error: &DomainError) -> Code {
+    match error {
+        DomainError::Invalid(_) => Code::InvalidArgument,
+        DomainError::NotFound { .. } | DomainError::IdempotentAllocationDeleted { .. } => {
+            Code::NotFound
+        }
+        DomainError::VehicleAlreadyBooked { .. } | DomainError::EmployeeAlreadyBooked { .. } => {
+            Code::AlreadyExists
+        }
+        DomainError::AllocationIsHistory { .. } => Code::FailedPrecondition,
+        DomainError::EtagMismatch { .. } => Code::Aborted,
+    }
+}
+
+impl From<DomainError> for Status {
+    fn from(error: DomainError) -> Self {
+        let mut details = ErrorDetails::new();
+        let metadata = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let info = match &error {
+            DomainError::Invalid(violations) => {
+                details.set_bad_request(
+                    violations
+                        .iter()
+                        .map(|v| FieldViolation::new(&v.field, &v.description))
+                        .collect::<Vec<_>>(),
+                );
+                let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+                metadata(&[("fields", &fields.join(","))])
+            }
+            DomainError::NotFound { resource, id } => {
+                details.set_resource_info(resource.name(), id, "", error.to_string());
+                metadata(&[("resource", resource.name()), ("id", id)])
+            }
+            DomainError::IdempotentAllocationDeleted {
+                request_id,
+                allocation_id,
+            } => {
+                details.set_resource_info("allocation", allocation_id, "", error.to_string());
+                metadata(&[("request_id", request_id), ("allocation_id", allocation_id)])
+            }
+            DomainError::VehicleAlreadyBooked {
+                vehicle_id,
+                date,
+                allocation_id,
+            } => {
+                details.set_resource_info("allocation", allocation_id, "", error.to_string());
+                metadata(&[
+                    ("vehicle_id", vehicle_id),
+                    ("allocation_date", &date.to_string()),
+                    ("allocation_id", allocation_id),
+                ])
+            }
+            DomainError::EmployeeAlreadyBooked {
+                employee_id,
+                date,
+                allocation_id,
+            } => {
+                details.set_resource_info("allocation", allocation_id, "", error.to_string());
+                metadata(&[
+                    ("employee_id", employee_id),
+                    ("allocation_date", &date.to_string()),
+                    ("allocation_id", allocation_id),
+                ])
+            }
+            DomainError::AllocationIsHistory { id, date, today } => {
+                details.add_precondition_failure_violation(
+                    "ALLOCATION_IS_HISTORY",
+                    format!("allocations/{id}"),
+                    error.to_string(),
+                );
+                metadata(&[
+                    ("allocation_id", id),
+                    ("allocation_date", &date.to_string()),
+                    ("today", &today.to_string()),
+                ])
+            }
+            DomainError::EtagMismatch {
+                id,
+                expected,
+                current,
+            } => metadata(&[
+                ("allocation_id", id),
+                ("etag", expected),
+                ("current_etag", current),
+            ]),
+        };
+        details.set_error_info(error.reason(), ERROR_DOMAIN, info);
+        Status::with_error_details(code_of(&error), error.to_string(), details)
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Rejected(rule) => rule.into(),
+            StoreError::Unavailable { .. } => {
+                tracing::error!(error = %error_chain(&error), "storage unavailable");
+                with_reason(
+                    Code::Unavailable,
+                    "the service cannot reach its store right now; retry later",
+                    "STORE_UNAVAILABLE",
+                )
+            }
+            StoreError::Internal { .. } => {
+                tracing::error!(error = %error_chain(&error), "storage failure");
+                with_reason(Code::Internal, "internal error", "INTERNAL")
+            }
+        }
+    }
+}
+
+/// A status with only an `ErrorInfo`.
+pub fn with_reason(code: Code, message: &str, reason: &str) -> Status {
+    Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()),
+    )
+}
+
+/// `error` and its sources, outermost first, for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Resource, Violation};
+    use chrono::NaiveDate;
+
+    #[test]
+    fn conflicts_are_already_exists_with_reason_and_the_conflicting_booking() {
+        let status = Status::from(DomainError::VehicleAlreadyBooked {
+            vehicle_id: "veh-1".into(),
+            date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            allocation_id: "a-9".into(),
+        });
+        assert_eq!(status.code(), Code::AlreadyExists);
+        let details = status.get_error_details();
+        let info = details.error_info().unwrap();
+        assert_eq!(info.reason, "VEHICLE_ALREADY_BOOKED");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        assert_eq!(info.metadata["allocation_id"], "a-9");
+        assert_eq!(details.resource_info().unwrap().resource_name, "a-9");
+    }
+
+    #[test]
+    fn bad_input_carries_every_field_violation() {
+        let status = Status::from(DomainError::Invalid(vec![
+            Violation::required("allocation.employee_id"),
+            Violation::required("allocation.vehicle_id"),
+        ]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let fields: Vec<_> = details
+            .bad_request()
+            .unwrap()
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(fields, ["allocation.employee_id", "allocation.vehicle_id"]);
+        assert_eq!(details.error_info().unwrap().reason, "FIELD_REQUIRED");
+    }
+
+    #[test]
+    fn storage_failures_reveal_nothing_internal() {
+        let status = Status::from(StoreError::internal(
+            "reading",
+            std::io::Error::other("disk I/O error at /secret/path"),
+        ));
+        assert_eq!(status.code(), Code::Internal);
+        assert_eq!(status.message(), "internal error");
+        assert_eq!(
+            status.get_error_details().error_info().unwrap().reason,
+            "INTERNAL"
+        );
+
+        let status = Status::from(StoreError::unavailable("x", std::io::Error::other("busy")));
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(!status.message().contains("busy"));
+    }
+
+    #[test]
+    fn not_found_names_the_resource() {
+        let status = Status::from(DomainError::not_found(Resource::Employee, "emp-404"));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "employee \"emp-404\" does not exist");
+        let details = status.get_error_details();
+        assert_eq!(details.error_info().unwrap().reason, "EMPLOYEE_NOT_FOUND");
+    }
+}

@@ -1,0 +1,19 @@
+//! vehicle-allocation: employees book a company vehicle, with its driver,
+//! for one calendar day.
+//!
+//! Layers, outside in: [`grpc`] (transport: decode, validate, map errors) →
+//! [`domain`] (types and rules, no I/O) → [`storage`] (one trait, one module
+//! per backend). [`app`] wires them into a server; [`config`], [`telemetry`]
+//! and [`cli`] are the process around it.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod grpc;
+pub mod health;
+pub mod proto;
+pub mod seed;
+pub mod storage;
+pub mod telemetry;

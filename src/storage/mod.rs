@@ -1,0 +1,153 @@
+//! Persistence: one [`Store`] trait, one module per backend.
+//!
+//! The transport layer talks only to `dyn Store`, so the embedded SQLite
+//! backend and the MongoDB backend are interchangeable, and one conformance
+//! suite (`tests/storage`) holds every backend to the same behaviour.
+//!
+//! Backends enforce the booking rules that need the stored state *inside*
+//! their write transactions: uniqueness through unique indexes, and "history
+//! is read-only" and etag checks against the row being changed. Checks made
+//! before a write and outside it would race with concurrent writers.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+
+use crate::domain::{
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
+    HistoryFilter, NewAllocation, Page, PageRequest, UpdatedAllocation, Vehicle,
+};
+
+/// The source of a storage failure, shareable so that one failed group commit
+/// can be reported to every request in the group.
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync>;
+
+/// What a storage call can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The request breaks a rule; the client can act on it.
+    #[error(transparent)]
+    Rejected(#[from] DomainError),
+
+    /// The store cannot be reached or is overloaded; retrying later may work.
+    #[error("storage unavailable: {context}")]
+    Unavailable {
+        context: String,
+        #[source]
+        source: ErrorSource,
+    },
+
+    /// The store answered in a way that should never happen.
+    #[error("storage failure: {context}")]
+    Internal {
+        context: String,
+        #[source]
+        source: ErrorSource,
+    },
+}
+
+impl StoreError {
+    /// An unavailable store, with what was being done.
+    pub fn unavailable(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Unavailable {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// An internal failure, with what was being done.
+    pub fn internal(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Internal {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// Shorthand for storage results.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Everything the service persists.
+///
+/// Reads see every write that was acknowledged before they started.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Books `new.vehicle_id` for `new.employee_id` on `new.date`.
+    ///
+    /// With an idempotency key that was seen within the idempotency window,
+    /// returns the booking made then instead. Otherwise checks the date
+    /// window, that the employee and vehicle exist, and the two uniqueness
+    /// rules, and records the vehicle's driver.
+    async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation>;
+
+    /// One booking by id.
+    async fn get_allocation(&self, id: &str) -> StoreResult<Allocation>;
+
+    /// Applies `update` after [`AllocationUpdate::check`] passes against the
+    /// stored booking, re-recording the driver when the vehicle changes.
+    async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation>;
+
+    /// Deletes a booking after [`AllocationDeletion::check`] passes; returns
+    /// what was deleted.
+    async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation>;
+
+    /// Bookings matching `filter`, newest first (date descending, then id
+    /// descending).
+    async fn list_allocation_history(
+        &self,
+        filter: &HistoryFilter,
+        page: PageRequest<HistoryCursor>,
+    ) -> StoreResult<Page<Allocation>>;
+
+    /// One employee by id.
+    async fn get_employee(&self, id: &str) -> StoreResult<Employee>;
+
+    /// Employees in id order, of `department` when given.
+    async fn list_employees(
+        &self,
+        department: Option<&str>,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Employee>>;
+
+    /// One vehicle by id, with its driver.
+    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle>;
+
+    /// Vehicles in id order, with their drivers.
+    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>>;
+
+    /// Vehicles not booked on `date`, in id order.
+    async fn list_available_vehicles(
+        &self,
+        date: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>>;
+
+    /// Succeeds when the store can serve reads and writes; drives health.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Whether the store holds no employees, vehicles or bookings.
+    async fn is_empty(&self) -> StoreResult<bool>;
+
+    /// Deletes everything, in one transaction where the backend has them.
+    async fn reset(&self) -> StoreResult<()>;
+
+    /// Adds employees, and vehicles with their drivers (for seeding).
+    async fn insert_fleet(
+        &self,
+        employees: Vec<Employee>,
+        vehicles: Vec<Vehicle>,
+    ) -> StoreResult<()>;
+
+    /// Adds bookings as they are, past ones included (for seeding). The
+    /// uniqueness rules still hold: a batch that breaks one is refused whole.
+    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()>;
+}

@@ -1,0 +1,572 @@
+//! The SQL of the embedded store: one function per operation, each run on a
+//! connection that the caller has already placed in a transaction.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
+
+use crate::domain::{
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, HistoryCursor,
+    HistoryFilter, IdempotencyKey, NewAllocation, Page, PageRequest, Resource, UpdatedAllocation,
+    Vehicle,
+};
+use crate::storage::{StoreError, StoreResult};
+
+const ALLOCATION_COLUMNS: &str = "id, employee_id, vehicle_id, driver_id, allocation_date, purpose, create_time, update_time, version";
+
+const VEHICLE_COLUMNS: &str = "v.id, v.registration, v.make, v.model, v.seats, \
+     d.id, d.name, d.phone, d.license_number";
+
+/// Turns a SQLite error into a storage error: failures of the environment
+/// (busy, I/O, full disk) are worth retrying, anything else is a bug.
+pub fn classify(context: &str, error: rusqlite::Error) -> StoreError {
+    let transient = matches!(
+        error.sqlite_error_code(),
+        Some(
+            ErrorCode::DatabaseBusy
+                | ErrorCode::DatabaseLocked
+                | ErrorCode::SystemIoFailure
+                | ErrorCode::DiskFull
+                | ErrorCode::CannotOpen
+                | ErrorCode::OutOfMemory
+                | ErrorCode::ReadOnly
+        )
+    );
+    if transient {
+        StoreError::unavailable(context, error)
+    } else {
+        StoreError::internal(context, error)
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        classify("SQLite", error)
+    }
+}
+
+// ---------------------------------------------------------------- encoding
+
+fn days(date: NaiveDate) -> i32 {
+    date.to_epoch_days()
+}
+
+fn millis(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn read_date(row: &Row<'_>, idx: usize) -> rusqlite::Result<NaiveDate> {
+    let days: i32 = row.get(idx)?;
+    NaiveDate::from_epoch_days(days).ok_or_else(|| out_of_range(idx, i64::from(days)))
+}
+
+fn read_instant(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let ms: i64 = row.get(idx)?;
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| out_of_range(idx, ms))
+}
+
+fn out_of_range(idx: usize, value: i64) -> rusqlite::Error {
+    rusqlite::Error::IntegralValueOutOfRange(idx, value)
+}
+
+fn allocation_from_row(row: &Row<'_>) -> rusqlite::Result<Allocation> {
+    Ok(Allocation {
+        id: row.get(0)?,
+        employee_id: row.get(1)?,
+        vehicle_id: row.get(2)?,
+        driver_id: row.get(3)?,
+        date: read_date(row, 4)?,
+        purpose: row.get(5)?,
+        create_time: read_instant(row, 6)?,
+        update_time: read_instant(row, 7)?,
+        version: row.get::<_, i64>(8)? as u64,
+    })
+}
+
+fn employee_from_row(row: &Row<'_>) -> rusqlite::Result<Employee> {
+    Ok(Employee {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        email: row.get(2)?,
+        department: row.get(3)?,
+    })
+}
+
+fn vehicle_from_row(row: &Row<'_>) -> rusqlite::Result<Vehicle> {
+    Ok(Vehicle {
+        id: row.get(0)?,
+        registration: row.get(1)?,
+        make: row.get(2)?,
+        model: row.get(3)?,
+        seats: row.get(4)?,
+        driver: Driver {
+            id: row.get(5)?,
+            name: row.get(6)?,
+            phone: row.get(7)?,
+            license_number: row.get(8)?,
+        },
+    })
+}
+
+// ------------------------------------------------------------------ writes
+
+/// Makes a booking; see [`crate::storage::Store::create_allocation`].
+pub fn create_allocation(conn: &Connection, new: NewAllocation) -> StoreResult<Allocation> {
+    if let Some(key) = &new.idempotency_key {
+        if let Some(earlier) = find_idempotent_result(conn, key, new.now)? {
+            return Ok(earlier);
+        }
+    }
+    new.check_window()?;
+    require_employee(conn, &new.employee_id)?;
+    let driver_id = vehicle_driver(conn, &new.vehicle_id)?;
+    let key = new.idempotency_key.clone();
+    let now = new.now;
+    let allocation = new.into_allocation(driver_id);
+    insert_allocation(conn, &allocation)?;
+    if let Some(key) = key {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO idempotency_keys (request_id, allocation_id, fingerprint, created_at)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![
+            key.request_id,
+            allocation.id,
+            key.fingerprint as i64,
+            millis(now)
+        ])?;
+    }
+    Ok(allocation)
+}
+
+/// The booking an earlier request with the same key made, if the key is
+/// still within its window. Expired keys are purged on the way, so the table
+/// only ever holds about one window's worth.
+fn find_idempotent_result(
+    conn: &Connection,
+    key: &IdempotencyKey,
+    now: DateTime<Utc>,
+) -> StoreResult<Option<Allocation>> {
+    let cutoff = millis(IdempotencyKey::expired_before(now));
+    conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+        .execute([cutoff])?;
+    let earlier: Option<(String, i64)> = conn
+        .prepare_cached(
+            "SELECT allocation_id, fingerprint FROM idempotency_keys WHERE request_id = ?1",
+        )?
+        .query_row([&key.request_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((allocation_id, fingerprint)) = earlier else {
+        return Ok(None);
+    };
+    key.check_same_request(fingerprint as u64)?;
+    match find_allocation(conn, &allocation_id)? {
+        Some(allocation) => Ok(Some(allocation)),
+        None => Err(DomainError::IdempotentAllocationDeleted {
+            request_id: key.request_id.clone(),
+            allocation_id,
+        }
+        .into()),
+    }
+}
+
+fn require_employee(conn: &Connection, id: &str) -> StoreResult<()> {
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM employees WHERE id = ?1")?
+        .exists([id])?;
+    if exists {
+        Ok(())
+    } else {
+        Err(DomainError::not_found(Resource::Employee, id).into())
+    }
+}
+
+fn vehicle_driver(conn: &Connection, vehicle_id: &str) -> StoreResult<String> {
+    conn.prepare_cached("SELECT driver_id FROM vehicles WHERE id = ?1")?
+        .query_row([vehicle_id], |row| row.get(0))
+        .optional()?
+        .ok_or_else(|| DomainError::not_found(Resource::Vehicle, vehicle_id).into())
+}
+
+fn insert_allocation(conn: &Connection, a: &Allocation) -> StoreResult<()> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO allocations (id, employee_id, vehicle_id, driver_id, allocation_date,
+                                      purpose, create_time, update_time, version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            a.id,
+            a.employee_id,
+            a.vehicle_id,
+            a.driver_id,
+            days(a.date),
+            a.purpose,
+            millis(a.create_time),
+            millis(a.update_time),
+            a.version as i64,
+        ]);
+    inserted.map(drop).map_err(|e| explain_conflict(conn, e, a))
+}
+
+/// Turns a unique-index violation into the booking rule it stands for, naming
+/// the booking already holding the slot. The index decided; this only finds
+/// out which booking won.
+fn explain_conflict(conn: &Connection, error: rusqlite::Error, wanted: &Allocation) -> StoreError {
+    let message = match &error {
+        rusqlite::Error::SqliteFailure(e, Some(message))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            message.as_str()
+        }
+        _ => return error.into(),
+    };
+    let holder = |column: &str, value: &str| -> StoreResult<String> {
+        let sql = format!(
+            "SELECT id FROM allocations WHERE {column} = ?1 AND allocation_date = ?2 AND id <> ?3"
+        );
+        Ok(conn
+            .prepare_cached(&sql)?
+            .query_row(params![value, days(wanted.date), wanted.id], |row| {
+                row.get(0)
+            })?)
+    };
+    let conflict = if message.contains("allocations.vehicle_id") {
+        holder("vehicle_id", &wanted.vehicle_id).map(|allocation_id| {
+            DomainError::VehicleAlreadyBooked {
+                vehicle_id: wanted.vehicle_id.clone(),
+                date: wanted.date,
+                allocation_id,
+            }
+        })
+    } else if message.contains("allocations.employee_id") {
+        holder("employee_id", &wanted.employee_id).map(|allocation_id| {
+            DomainError::EmployeeAlreadyBooked {
+                employee_id: wanted.employee_id.clone(),
+                date: wanted.date,
+                allocation_id,
+            }
+        })
+    } else {
+        return error.into();
+    };
+    match conflict {
+        Ok(rule) => rule.into(),
+        Err(lookup) => lookup,
+    }
+}
+
+/// Changes a booking; see [`crate::storage::Store::update_allocation`].
+pub fn update_allocation(
+    conn: &Connection,
+    update: AllocationUpdate,
+) -> StoreResult<UpdatedAllocation> {
+    let before = find_allocation(conn, &update.id)?
+        .ok_or_else(|| crate::domain::allocation::allocation_not_found(&update.id))?;
+    update.check(&before)?;
+    let driver = if update.changes_vehicle(&before) {
+        let vehicle_id = update.changes.vehicle_id.as_deref().unwrap_or_default();
+        Some(vehicle_driver(conn, vehicle_id)?)
+    } else {
+        None
+    };
+    let after = update.apply(&before, driver);
+    let changed = conn
+        .prepare_cached(
+            "UPDATE allocations
+                SET vehicle_id = ?2, driver_id = ?3, allocation_date = ?4, purpose = ?5,
+                    update_time = ?6, version = ?7
+              WHERE id = ?1 AND version = ?8",
+        )?
+        .execute(params![
+            after.id,
+            after.vehicle_id,
+            after.driver_id,
+            days(after.date),
+            after.purpose,
+            millis(after.update_time),
+            after.version as i64,
+            before.version as i64,
+        ])
+        .map_err(|e| explain_conflict(conn, e, &after))?;
+    if changed != 1 {
+        return Err(StoreError::internal(
+            "updating an allocation",
+            std::io::Error::other(format!("{changed} rows changed, expected 1")),
+        ));
+    }
+    Ok(UpdatedAllocation { before, after })
+}
+
+/// Cancels a booking; see [`crate::storage::Store::delete_allocation`].
+pub fn delete_allocation(
+    conn: &Connection,
+    deletion: AllocationDeletion,
+) -> StoreResult<Allocation> {
+    let existing = find_allocation(conn, &deletion.id)?
+        .ok_or_else(|| crate::domain::allocation::allocation_not_found(&deletion.id))?;
+    deletion.check(&existing)?;
+    conn.prepare_cached("DELETE FROM allocations WHERE id = ?1")?
+        .execute([&existing.id])?;
+    Ok(existing)
+}
+
+/// Adds employees, drivers and vehicles.
+pub fn insert_fleet(
+    conn: &Connection,
+    employees: &[Employee],
+    vehicles: &[Vehicle],
+) -> StoreResult<()> {
+    let mut insert_employee = conn.prepare_cached(
+        "INSERT INTO employees (id, name, email, department) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for e in employees {
+        insert_employee.execute(params![e.id, e.name, e.email, e.department])?;
+    }
+    let mut insert_driver = conn.prepare_cached(
+        "INSERT INTO drivers (id, name, phone, license_number) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut insert_vehicle = conn.prepare_cached(
+        "INSERT INTO vehicles (id, registration, make, model, seats, driver_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for v in vehicles {
+        let d = &v.driver;
+        insert_driver.execute(params![d.id, d.name, d.phone, d.license_number])?;
+        insert_vehicle.execute(params![
+            v.id,
+            v.registration,
+            v.make,
+            v.model,
+            v.seats,
+            d.id
+        ])?;
+    }
+    Ok(())
+}
+
+/// Adds bookings as they are.
+pub fn insert_allocations(conn: &Connection, allocations: &[Allocation]) -> StoreResult<()> {
+    allocations
+        .iter()
+        .try_for_each(|a| insert_allocation(conn, a))
+}
+
+/// Deletes everything.
+pub fn reset(conn: &Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "DELETE FROM idempotency_keys;
+         DELETE FROM allocations;
+         DELETE FROM vehicles;
+         DELETE FROM drivers;
+         DELETE FROM employees;",
+    )?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------- reads
+
+/// One booking, if it exists.
+pub fn find_allocation(conn: &Connection, id: &str) -> StoreResult<Option<Allocation>> {
+    let sql = format!("SELECT {ALLOCATION_COLUMNS} FROM allocations WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], allocation_from_row)
+        .optional()?)
+}
+
+/// The WHERE clause of a history query, and its parameters.
+///
+/// Built per combination of filters rather than with `(?1 IS NULL OR ...)`,
+/// which would stop SQLite from choosing the index that fits the filters.
+pub fn history_conditions(
+    filter: &HistoryFilter,
+    after: Option<&HistoryCursor>,
+) -> (String, Vec<Value>) {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    let mut bind = |condition: &str, value: Value, values: &mut Vec<Value>| {
+        values.push(value);
+        conditions.push(condition.replace('?', &format!("?{}", values.len())));
+    };
+    let text = |s: &String| Value::Text(s.clone());
+    if let Some(id) = &filter.employee_id {
+        bind("employee_id = ?", text(id), &mut values);
+    }
+    if let Some(id) = &filter.vehicle_id {
+        bind("vehicle_id = ?", text(id), &mut values);
+    }
+    if let Some(id) = &filter.driver_id {
+        bind("driver_id = ?", text(id), &mut values);
+    }
+    if let Some(start) = filter.start_date {
+        bind(
+            "allocation_date >= ?",
+            Value::Integer(days(start).into()),
+            &mut values,
+        );
+    }
+    if let Some(end) = filter.end_date {
+        bind(
+            "allocation_date <= ?",
+            Value::Integer(days(end).into()),
+            &mut values,
+        );
+    }
+    if let Some(cursor) = after {
+        // Written so the date bound alone can narrow an index range; the
+        // second term breaks ties within the cursor's date.
+        let date = Value::Integer(days(cursor.date).into());
+        bind("allocation_date <= ?", date.clone(), &mut values);
+        values.push(date);
+        values.push(Value::Text(cursor.id.clone()));
+        let (d, i) = (values.len() - 1, values.len());
+        conditions.push(format!("(allocation_date < ?{d} OR id < ?{i})"));
+    }
+    let clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conditions.join(" AND "))
+    };
+    (clause, values)
+}
+
+/// One page of the history report with its total.
+pub fn list_allocation_history(
+    conn: &Connection,
+    filter: &HistoryFilter,
+    page: &PageRequest<HistoryCursor>,
+) -> StoreResult<Page<Allocation>> {
+    let (clause, mut values) = history_conditions(filter, page.after.as_ref());
+    values.push(Value::Integer((page.size + 1) as i64));
+    let sql = format!(
+        "SELECT {ALLOCATION_COLUMNS} FROM allocations{clause}
+         ORDER BY allocation_date DESC, id DESC LIMIT ?{}",
+        values.len()
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(values), allocation_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+
+    let (count_clause, count_values) = history_conditions(filter, None);
+    let count_sql = format!("SELECT count(*) FROM allocations{count_clause}");
+    let total: i64 = conn
+        .prepare_cached(&count_sql)?
+        .query_row(params_from_iter(count_values), |row| row.get(0))?;
+    Ok(Page::from_rows(rows, page.size, total as u64))
+}
+
+/// One employee, if it exists.
+pub fn find_employee(conn: &Connection, id: &str) -> StoreResult<Option<Employee>> {
+    Ok(conn
+        .prepare_cached("SELECT id, name, email, department FROM employees WHERE id = ?1")?
+        .query_row([id], employee_from_row)
+        .optional()?)
+}
+
+/// One page of employees, of one department when given.
+pub fn list_employees(
+    conn: &Connection,
+    department: Option<&str>,
+    page: &PageRequest<String>,
+) -> StoreResult<Page<Employee>> {
+    let after = page.after.as_deref().unwrap_or("");
+    let limit = (page.size + 1) as i64;
+    let (rows, total) = match department {
+        Some(department) => {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT id, name, email, department FROM employees
+                      WHERE department = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+                )?
+                .query_map(params![department, after, limit], employee_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let total: i64 = conn
+                .prepare_cached("SELECT count(*) FROM employees WHERE department = ?1")?
+                .query_row([department], |row| row.get(0))?;
+            (rows, total)
+        }
+        None => {
+            let rows = conn
+                .prepare_cached(
+                    "SELECT id, name, email, department FROM employees
+                      WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )?
+                .query_map(params![after, limit], employee_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let total: i64 = conn
+                .prepare_cached("SELECT count(*) FROM employees")?
+                .query_row([], |row| row.get(0))?;
+            (rows, total)
+        }
+    };
+    Ok(Page::from_rows(rows, page.size, total as u64))
+}
+
+/// One vehicle with its driver, if it exists.
+pub fn find_vehicle(conn: &Connection, id: &str) -> StoreResult<Option<Vehicle>> {
+    let sql = format!(
+        "SELECT {VEHICLE_COLUMNS} FROM vehicles v JOIN drivers d ON d.id = v.driver_id
+          WHERE v.id = ?1"
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], vehicle_from_row)
+        .optional()?)
+}
+
+/// One page of vehicles; with `free_on`, only those not booked that day.
+pub fn list_vehicles(
+    conn: &Connection,
+    free_on: Option<NaiveDate>,
+    page: &PageRequest<String>,
+) -> StoreResult<Page<Vehicle>> {
+    const NOT_BOOKED: &str = "NOT EXISTS (SELECT 1 FROM allocations a
+                                WHERE a.vehicle_id = v.id AND a.allocation_date = ?1)";
+    let after = page.after.clone().unwrap_or_default();
+    let limit = (page.size + 1) as i64;
+    let (rows, total) = match free_on {
+        Some(date) => {
+            let sql = format!(
+                "SELECT {VEHICLE_COLUMNS} FROM vehicles v JOIN drivers d ON d.id = v.driver_id
+                  WHERE v.id > ?2 AND {NOT_BOOKED} ORDER BY v.id LIMIT ?3"
+            );
+            let rows = conn
+                .prepare_cached(&sql)?
+                .query_map(params![days(date), after, limit], vehicle_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let count_sql = format!("SELECT count(*) FROM vehicles v WHERE {NOT_BOOKED}");
+            let total: i64 = conn
+                .prepare_cached(&count_sql)?
+                .query_row([days(date)], |row| row.get(0))?;
+            (rows, total)
+        }
+        None => {
+            let sql = format!(
+                "SELECT {VEHICLE_COLUMNS} FROM vehicles v JOIN drivers d ON d.id = v.driver_id
+                  WHERE v.id > ?1 ORDER BY v.id LIMIT ?2"
+            );
+            let rows = conn
+                .prepare_cached(&sql)?
+                .query_map(params![after, limit], vehicle_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let total: i64 = conn
+                .prepare_cached("SELECT count(*) FROM vehicles")?
+                .query_row([], |row| row.get(0))?;
+            (rows, total)
+        }
+    };
+    Ok(Page::from_rows(rows, page.size, total as u64))
+}
+
+/// Whether nothing at all is stored.
+pub fn is_empty(conn: &Connection) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT NOT (EXISTS (SELECT 1 FROM employees)
+                      OR EXISTS (SELECT 1 FROM vehicles)
+                      OR EXISTS (SELECT 1 FROM allocations))",
+        )?
+        .query_row([], |row| row.get(0))?)
+}

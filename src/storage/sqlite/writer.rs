@@ -1,0 +1,175 @@
+//! The single writer, with group commit.
+//!
+//! SQLite allows one writer at a time, and with `synchronous = FULL` each
+//! commit waits for the disk (about 1 ms here). One transaction per request
+//! would cap throughput at the disk's flush rate. Instead, one thread owns the
+//! write connection and runs every write request that is waiting as one
+//! transaction, each request inside its own savepoint:
+//!
+//! - a request that fails (a rule refuses it) is rolled back to its savepoint
+//!   and leaves nothing behind, without disturbing the others;
+//! - all requests of a batch are answered only after the batch's COMMIT has
+//!   reached the disk, so an acknowledged write is durable; if the COMMIT
+//!   fails, every request of the batch is answered with that failure;
+//! - requests run one after another on one connection, so each one sees the
+//!   writes of those before it and the unique indexes decide conflicts
+//!   exactly as they would across separate transactions.
+//!
+//! Batches form by themselves: while one batch is being flushed, new requests
+//! queue up and become the next batch. Under light load a batch holds one
+//! request and nothing waits for company.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::storage::{StoreError, StoreResult};
+
+/// The most requests one transaction holds; bounds the latency that a batch
+/// adds to its first request.
+const MAX_BATCH: usize = 256;
+
+/// Requests that may wait for the writer before senders are slowed down.
+const QUEUE_DEPTH: usize = 4096;
+
+/// A handle to the writer thread; dropping every handle stops the thread
+/// once the queued requests are done.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`.
+    pub fn spawn(conn: Connection) -> std::io::Result<Self> {
+        let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, requests))?;
+        Ok(Self { queue })
+    }
+
+    /// Runs `work` inside a write transaction and returns its result once the
+    /// transaction is durable. If `work` fails, its writes are rolled back.
+    pub async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Pending {
+            work: Some(work),
+            outcome: None,
+            reply,
+        });
+        self.queue.send(job).await.map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
+    }
+
+    /// Whether the writer thread is still running.
+    pub fn is_running(&self) -> bool {
+        !self.queue.is_closed()
+    }
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::unavailable(
+        "the SQLite writer has stopped",
+        std::io::Error::other("writer thread exited"),
+    )
+}
+
+/// One write request, type-erased so that requests with different results
+/// share a queue.
+trait Job: Send {
+    /// Runs the request; `true` when its writes are to be kept.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the request once the batch has committed (or failed to).
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Pending<T, F> {
+    work: Option<F>,
+    outcome: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else {
+            return false;
+        };
+        // A bug in one request must not take the writer, and every request
+        // after it, down with it.
+        let outcome = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|_| {
+            Err(StoreError::internal(
+                "a write request panicked",
+                std::io::Error::other("panic in write request"),
+            ))
+        });
+        let keep = outcome.is_ok();
+        self.outcome = Some(outcome);
+        keep
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let answer = match (self.outcome, commit) {
+            (Some(Ok(_)), Err(failed)) | (None, Err(failed)) => Err(failed),
+            (Some(outcome), _) => outcome,
+            (None, Ok(())) => Err(StoreError::internal(
+                "a write request was never run",
+                std::io::Error::other("job skipped"),
+            )),
+        };
+        // The caller may have gone away; its write stands regardless.
+        let _ = self.reply.send(answer);
+    }
+}
+
+fn run(conn: Connection, mut requests: mpsc::Receiver<Box<dyn Job>>) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = requests.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let commit = run_batch(&conn, &mut batch);
+        if let Err(error) = &commit {
+            tracing::error!(error = %error, batch = batch.len(), "SQLite write batch failed");
+        }
+        for job in batch.drain(..) {
+            job.finish(commit.clone());
+        }
+    }
+}
+
+fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    let result = (|| -> rusqlite::Result<()> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        for job in batch.iter_mut() {
+            conn.prepare_cached("SAVEPOINT request")?.execute([])?;
+            if !job.run(conn) {
+                conn.prepare_cached("ROLLBACK TO request")?.execute([])?;
+            }
+            conn.prepare_cached("RELEASE request")?.execute([])?;
+        }
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(())
+    })();
+    result.map_err(|error| {
+        if !conn.is_autocommit() {
+            // Leave no half-done batch behind; if even this fails the
+            // connection is unusable and the next BEGIN reports it.
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        super::queries::classify("committing a write batch", error)
+    })
+}
