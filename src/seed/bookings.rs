@@ -38,7 +38,7 @@ const PURPOSES: &[&str] = &[
 /// Produces the bookings day by day, oldest first.
 pub struct BookingGenerator {
     rng: ChaCha8Rng,
-    now: DateTime<Utc>,
+    yesterday: NaiveDate,
     employees: Vec<String>,
     /// Vehicle ids with their drivers.
     vehicles: Vec<(String, String)>,
@@ -58,7 +58,6 @@ impl BookingGenerator {
         employees: &[Employee],
         vehicles: &[Vehicle],
         window: BookingWindow,
-        now: DateTime<Utc>,
     ) -> Result<Self, String> {
         let capacity = employees.len().min(vehicles.len());
         if count > 0 && capacity == 0 {
@@ -76,7 +75,7 @@ impl BookingGenerator {
             .ok_or("the bookings would reach beyond the calendar")?;
         Ok(Self {
             rng,
-            now,
+            yesterday: window.today - Days::new(1),
             employees: employees.iter().map(|e| e.id.clone()).collect(),
             vehicles: vehicles
                 .iter()
@@ -147,17 +146,13 @@ impl BookingGenerator {
     }
 
     /// Booked one to thirty days ahead of the date, during office hours, and
-    /// never after `now`.
+    /// no later than yesterday, so the result depends on today's date but not
+    /// on the time of day the seed runs.
     fn created_at(&mut self, date: NaiveDate) -> DateTime<Utc> {
         let days_ahead = self.rng.random_range(1..=30);
         let seconds = self.rng.random_range(8 * 3600..18 * 3600);
-        let at = date
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
-            .and_utc()
-            - Duration::days(days_ahead)
-            + Duration::seconds(seconds);
-        at.min(self.now - Duration::minutes(1))
+        let day = (date - Days::new(days_ahead)).min(self.yesterday);
+        day.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc() + Duration::seconds(seconds)
     }
 
     fn purpose(&mut self) -> String {

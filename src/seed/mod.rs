@@ -10,7 +10,7 @@ pub mod fleet;
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
@@ -85,7 +85,6 @@ pub fn booking_generator(
     policy: &BookingPolicy,
     now: DateTime<Utc>,
 ) -> Result<BookingGenerator, SeedError> {
-    let now = now.trunc_subsecs(3);
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
     rng.set_stream(1);
     BookingGenerator::new(
@@ -94,7 +93,6 @@ pub fn booking_generator(
         employees,
         vehicles,
         policy.window(now),
-        now,
     )
     .map_err(SeedError::Plan)
 }

@@ -21,7 +21,6 @@ use crate::domain::{
 };
 use crate::storage::{Store, StoreError, StoreResult};
 
-pub use queries::history_conditions;
 pub use schema::MigrationError;
 
 use reader::ReadPool;

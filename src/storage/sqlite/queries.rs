@@ -431,19 +431,29 @@ pub fn history_conditions(
     (clause, values)
 }
 
+/// The query for one page of history: up to `size + 1` rows, the extra one
+/// telling whether another page follows.
+pub fn history_page_query(
+    filter: &HistoryFilter,
+    page: &PageRequest<HistoryCursor>,
+) -> (String, Vec<Value>) {
+    let (clause, mut values) = history_conditions(filter, page.after.as_ref());
+    values.push(Value::Integer((page.size + 1) as i64));
+    let sql = format!(
+        "SELECT {ALLOCATION_COLUMNS} FROM allocations{clause} \
+         ORDER BY allocation_date DESC, id DESC LIMIT ?{}",
+        values.len()
+    );
+    (sql, values)
+}
+
 /// One page of the history report with its total.
 pub fn list_allocation_history(
     conn: &Connection,
     filter: &HistoryFilter,
     page: &PageRequest<HistoryCursor>,
 ) -> StoreResult<Page<Allocation>> {
-    let (clause, mut values) = history_conditions(filter, page.after.as_ref());
-    values.push(Value::Integer((page.size + 1) as i64));
-    let sql = format!(
-        "SELECT {ALLOCATION_COLUMNS} FROM allocations{clause}
-         ORDER BY allocation_date DESC, id DESC LIMIT ?{}",
-        values.len()
-    );
+    let (sql, values) = history_page_query(filter, page);
     let rows = conn
         .prepare_cached(&sql)?
         .query_map(params_from_iter(values), allocation_from_row)?

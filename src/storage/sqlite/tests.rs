@@ -1,1 +1,147 @@
+//! The embedded store's SQL: what it builds, and that SQLite runs it on the
+//! indexes meant for it. Behaviour is covered by the conformance suite in
+//! `tests/storage`, shared with every backend.
 
+use chrono::NaiveDate;
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+use super::queries::{history_conditions, history_page_query};
+use super::schema;
+use crate::domain::{HistoryCursor, HistoryFilter, PageRequest};
+
+fn date(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn schema_db() -> Connection {
+    let mut conn = Connection::open_in_memory().unwrap();
+    schema::migrate(&mut conn).unwrap();
+    conn
+}
+
+fn cursor() -> HistoryCursor {
+    HistoryCursor {
+        date: date("2026-12-01"),
+        id: "m".into(),
+    }
+}
+
+/// SQLite's plan for `sql`, one line per step.
+fn plan(conn: &Connection, sql: &str, values: &[Value]) -> String {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(values), |row| {
+            row.get::<_, String>(3)
+        })
+        .unwrap();
+    rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn history_conditions_bind_only_the_filters_that_are_set() {
+    let (clause, values) = history_conditions(&HistoryFilter::default(), None);
+    assert_eq!(clause, "");
+    assert!(values.is_empty());
+
+    let filter = HistoryFilter {
+        employee_id: Some("emp-1".into()),
+        start_date: Some(date("2026-11-01")),
+        end_date: Some(date("2026-11-30")),
+        ..Default::default()
+    };
+    let (clause, values) = history_conditions(&filter, Some(&cursor()));
+    assert_eq!(
+        clause,
+        " WHERE employee_id = ?1 AND allocation_date >= ?2 AND allocation_date <= ?3 \
+         AND allocation_date <= ?4 AND (allocation_date < ?5 OR id < ?6)"
+    );
+    let days = |s: &str| Value::Integer(date(s).to_epoch_days().into());
+    assert_eq!(
+        values,
+        vec![
+            Value::Text("emp-1".into()),
+            days("2026-11-01"),
+            days("2026-11-30"),
+            days("2026-12-01"),
+            days("2026-12-01"),
+            Value::Text("m".into()),
+        ]
+    );
+}
+
+#[test]
+fn every_history_query_reads_an_index_in_order_without_sorting() {
+    let conn = schema_db();
+    let by = |f: fn(&mut HistoryFilter)| {
+        let mut filter = HistoryFilter::default();
+        f(&mut filter);
+        filter
+    };
+    let cases = [
+        (
+            by(|f| f.employee_id = Some("e".into())),
+            "allocations_employee_date",
+        ),
+        (
+            by(|f| f.vehicle_id = Some("v".into())),
+            "allocations_vehicle_date",
+        ),
+        (
+            by(|f| f.driver_id = Some("d".into())),
+            "allocations_driver_date",
+        ),
+        (
+            by(|f| {
+                f.start_date = Some(date("2026-01-01"));
+                f.end_date = Some(date("2026-01-31"));
+            }),
+            "allocations_date",
+        ),
+        (HistoryFilter::default(), "allocations_date"),
+    ];
+    for (filter, index) in cases {
+        for after in [None, Some(cursor())] {
+            let page = PageRequest { size: 50, after };
+            let (sql, values) = history_page_query(&filter, &page);
+            let plan = plan(&conn, &sql, &values);
+            assert!(
+                plan.contains(index),
+                "{filter:?} should use {index}:\n{plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{filter:?} sorts:\n{plan}");
+        }
+    }
+}
+
+#[test]
+fn booking_lookups_use_the_unique_indexes() {
+    let conn = schema_db();
+    let sql =
+        "SELECT id FROM allocations WHERE vehicle_id = ?1 AND allocation_date = ?2 AND id <> ?3";
+    let values = [
+        Value::Text("v".into()),
+        Value::Integer(1),
+        Value::Text("x".into()),
+    ];
+    assert!(plan(&conn, sql, &values).contains("allocations_vehicle_date"));
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let mut conn = schema_db();
+    conn.pragma_update(None, "user_version", schema::SCHEMA_VERSION + 1)
+        .unwrap();
+    let err = schema::migrate(&mut conn).unwrap_err();
+    assert!(err.to_string().contains("newer version"), "{err}");
+}
+
+#[test]
+fn migrating_twice_changes_nothing() {
+    let mut conn = schema_db();
+    schema::migrate(&mut conn).unwrap();
+    let version: i32 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, schema::SCHEMA_VERSION);
+}

@@ -1,0 +1,378 @@
+//! `spawn_app()`: the service on port 0 with a manual clock, a fixed fleet
+//! and a store whose failures the test controls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use vehicle_allocation::app::{AppError, Application};
+use vehicle_allocation::clock::ManualClock;
+use vehicle_allocation::config::Settings;
+use vehicle_allocation::domain::{
+    Allocation, AllocationDeletion, AllocationUpdate, BookingPolicy, Employee, HistoryCursor,
+    HistoryFilter, NewAllocation, Page, PageRequest, UpdatedAllocation, Vehicle,
+};
+use vehicle_allocation::proto::v1::allocation_service_client::AllocationServiceClient;
+use vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient;
+use vehicle_allocation::proto::v1::{self, CreateAllocationRequest};
+use vehicle_allocation::seed::{self, SeedPlan};
+use vehicle_allocation::storage::sqlite::SqliteStore;
+use vehicle_allocation::storage::{Store, StoreError, StoreResult};
+
+/// The fleet every test app starts with.
+pub const FLEET: SeedPlan = SeedPlan {
+    employees: 60,
+    vehicles: 45,
+    allocations: 0,
+    seed: 5,
+};
+
+/// The instant test apps start at.
+pub fn start_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// How a test app differs from the default.
+#[derive(Clone)]
+pub struct AppOptions {
+    pub policy: BookingPolicy,
+    /// Reuse a data directory (to restart on the same data).
+    pub data_dir: Option<Arc<tempfile::TempDir>>,
+    /// Load the fixed fleet into an empty store.
+    pub fleet: bool,
+    /// Start with `--demo`.
+    pub demo: bool,
+    pub shutdown_timeout: Duration,
+    pub now: DateTime<Utc>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            policy: BookingPolicy::default(),
+            data_dir: None,
+            fleet: true,
+            demo: false,
+            shutdown_timeout: Duration::from_secs(10),
+            now: start_time(),
+        }
+    }
+}
+
+/// A running service and clients for it.
+pub struct TestApp {
+    pub channel: Channel,
+    pub allocations: AllocationServiceClient<Channel>,
+    pub fleet: FleetServiceClient<Channel>,
+    pub clock: Arc<ManualClock>,
+    pub faults: Arc<Faults>,
+    /// The store behind the app, for arranging data directly.
+    pub store: Arc<dyn Store>,
+    pub data_dir: Arc<tempfile::TempDir>,
+    pub employees: Vec<Employee>,
+    pub vehicles: Vec<Vehicle>,
+    pub policy: BookingPolicy,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), AppError>>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    init_test_logging();
+    let data_dir = options
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temporary directory")));
+    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir.path()).expect("open store"));
+    let (employees, vehicles) = seed::generate_fleet(&FLEET);
+    if options.fleet && sqlite.is_empty().await.unwrap() {
+        sqlite
+            .insert_fleet(employees.clone(), vehicles.clone())
+            .await
+            .unwrap();
+    }
+    let faults = Arc::new(Faults::default());
+    let store = Arc::new(FaultyStore {
+        inner: Arc::clone(&sqlite),
+        faults: Arc::clone(&faults),
+    });
+    let clock = Arc::new(ManualClock::new(options.now));
+    let settings = Settings {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.path().to_owned(),
+        policy: options.policy,
+        demo: options.demo,
+        shutdown_timeout: options.shutdown_timeout,
+        health_check_interval: Duration::from_millis(20),
+    };
+    let app = Application::build_with(settings, store, clock.clone())
+        .await
+        .expect("build the app");
+    let addr = app.grpc_addr();
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stop.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect to the app");
+    TestApp {
+        allocations: AllocationServiceClient::new(channel.clone()),
+        fleet: FleetServiceClient::new(channel.clone()),
+        channel,
+        clock,
+        faults,
+        store: sqlite,
+        data_dir,
+        employees,
+        vehicles,
+        policy: options.policy,
+        shutdown: Some(shutdown),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Shuts down and waits until the server has stopped.
+    pub async fn stop(mut self) -> Arc<tempfile::TempDir> {
+        self.begin_shutdown();
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().expect("server stopped cleanly");
+        }
+        Arc::clone(&self.data_dir)
+    }
+
+    /// The server task, to await its end.
+    pub fn server(&mut self) -> JoinHandle<Result<(), AppError>> {
+        self.server.take().expect("server still running")
+    }
+
+    pub fn employee(&self, i: usize) -> String {
+        self.employees[i].id.clone()
+    }
+
+    pub fn vehicle(&self, i: usize) -> String {
+        self.vehicles[i].id.clone()
+    }
+
+    pub fn driver_of(&self, i: usize) -> String {
+        self.vehicles[i].driver.id.clone()
+    }
+
+    /// Today (by the app's clock) plus `days`, as "YYYY-MM-DD".
+    pub fn day(&self, days: i64) -> String {
+        let today = self.today();
+        let date = if days >= 0 {
+            today + Days::new(days as u64)
+        } else {
+            today - Days::new(days.unsigned_abs())
+        };
+        date.to_string()
+    }
+
+    pub fn today(&self) -> NaiveDate {
+        use vehicle_allocation::clock::Clock;
+        self.policy.today(self.clock.now())
+    }
+
+    /// Books vehicle `v` for employee `e`, `days` from today.
+    pub async fn book(&self, e: usize, v: usize, days: i64) -> Result<v1::Allocation, Status> {
+        self.create(v1::Allocation {
+            employee_id: self.employee(e),
+            vehicle_id: self.vehicle(v),
+            allocation_date: self.day(days),
+            purpose: format!("trip {e}-{v}"),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn create(&self, allocation: v1::Allocation) -> Result<v1::Allocation, Status> {
+        self.allocations
+            .clone()
+            .create_allocation(CreateAllocationRequest {
+                allocation: Some(allocation),
+                request_id: String::new(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Writes bookings directly to the store (history included).
+    pub async fn insert(&self, bookings: Vec<Allocation>) {
+        self.store.insert_allocations(bookings).await.unwrap();
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
+
+/// Checks a status's code and `ErrorInfo.reason`, and returns its details.
+#[track_caller]
+pub fn assert_status(status: &Status, code: Code, reason: &str) -> ErrorDetails {
+    assert_eq!(status.code(), code, "{status:?}");
+    let details = status.get_error_details();
+    let info = details.error_info().expect("every error carries ErrorInfo");
+    assert_eq!(info.reason, reason, "{status:?}");
+    assert_eq!(info.domain, "vehicle-allocation");
+    details
+}
+
+/// The fields named by a status's `BadRequest`.
+pub fn violated_fields(details: &ErrorDetails) -> Vec<String> {
+    details
+        .bad_request()
+        .expect("bad input carries BadRequest")
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect()
+}
+
+/// Switches that make the store misbehave.
+#[derive(Default)]
+pub struct Faults {
+    ping_fails: AtomicBool,
+    hold: std::sync::Mutex<Option<Arc<Gate>>>,
+}
+
+/// Holds creates until released.
+#[derive(Default)]
+pub struct Gate {
+    pub entered: Notify,
+    pub release: Notify,
+}
+
+impl Faults {
+    /// Makes pings fail (or succeed again).
+    pub fn fail_pings(&self, fail: bool) {
+        self.ping_fails.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes the next creates wait until the returned gate is released.
+    pub fn hold_creates(&self) -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        *self.hold.lock().unwrap() = Some(Arc::clone(&gate));
+        gate
+    }
+}
+
+/// The embedded store, with the failures that [`Faults`] switches on.
+struct FaultyStore {
+    inner: Arc<dyn Store>,
+    faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
+        let gate = self.faults.hold.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.entered.notify_one();
+            gate.release.notified().await;
+        }
+        self.inner.create_allocation(new).await
+    }
+    async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
+        self.inner.get_allocation(id).await
+    }
+    async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
+        self.inner.update_allocation(update).await
+    }
+    async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
+        self.inner.delete_allocation(deletion).await
+    }
+    async fn list_allocation_history(
+        &self,
+        filter: &HistoryFilter,
+        page: PageRequest<HistoryCursor>,
+    ) -> StoreResult<Page<Allocation>> {
+        self.inner.list_allocation_history(filter, page).await
+    }
+    async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
+        self.inner.get_employee(id).await
+    }
+    async fn list_employees(
+        &self,
+        department: Option<&str>,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Employee>> {
+        self.inner.list_employees(department, page).await
+    }
+    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle> {
+        self.inner.get_vehicle(id).await
+    }
+    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>> {
+        self.inner.list_vehicles(page).await
+    }
+    async fn list_available_vehicles(
+        &self,
+        date: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        self.inner.list_available_vehicles(date, page).await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        if self.faults.ping_fails.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(
+                "test fault",
+                std::io::Error::other("the store is switched off"),
+            ));
+        }
+        self.inner.ping().await
+    }
+    async fn is_empty(&self) -> StoreResult<bool> {
+        self.inner.is_empty().await
+    }
+    async fn reset(&self) -> StoreResult<()> {
+        self.inner.reset().await
+    }
+    async fn insert_fleet(
+        &self,
+        employees: Vec<Employee>,
+        vehicles: Vec<Vehicle>,
+    ) -> StoreResult<()> {
+        self.inner.insert_fleet(employees, vehicles).await
+    }
+    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
+        self.inner.insert_allocations(allocations).await
+    }
+}
+
+/// Logs to the test's output when `TEST_LOG` is set, as in
+/// zero-to-production: silent by default, there when debugging.
+fn init_test_logging() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}

@@ -1,0 +1,133 @@
+//! A small fleet loaded into every store under test, and helpers to make and
+//! inspect bookings.
+
+use chrono::{DateTime, Days, Duration, NaiveDate, Utc};
+use vehicle_allocation::domain::{
+    Allocation, AllocationChanges, AllocationDeletion, AllocationUpdate, BookingPolicy,
+    BookingWindow, DomainError, Employee, Etag, IdempotencyKey, NewAllocation, Vehicle,
+};
+use vehicle_allocation::seed::{self, SeedPlan};
+use vehicle_allocation::storage::{Store, StoreError, StoreResult};
+
+/// The fleet every case starts from, and the moment the cases run at.
+pub struct Fixture {
+    pub employees: Vec<Employee>,
+    pub vehicles: Vec<Vehicle>,
+    pub now: DateTime<Utc>,
+    pub policy: BookingPolicy,
+}
+
+impl Fixture {
+    pub const PLAN: SeedPlan = SeedPlan {
+        employees: 60,
+        vehicles: 45,
+        allocations: 0,
+        seed: 11,
+    };
+
+    pub async fn load(store: &dyn Store) -> Self {
+        let (employees, vehicles) = seed::generate_fleet(&Self::PLAN);
+        store
+            .insert_fleet(employees.clone(), vehicles.clone())
+            .await
+            .expect("load the fleet");
+        Self {
+            employees,
+            vehicles,
+            now: DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            policy: BookingPolicy::default(),
+        }
+    }
+
+    pub fn window(&self) -> BookingWindow {
+        self.policy.window(self.now)
+    }
+
+    /// Today plus `days` (negative for the past).
+    pub fn day(&self, days: i64) -> NaiveDate {
+        let today = self.window().today;
+        if days >= 0 {
+            today + Days::new(days as u64)
+        } else {
+            today - Days::new(days.unsigned_abs())
+        }
+    }
+
+    pub fn employee(&self, i: usize) -> &str {
+        &self.employees[i].id
+    }
+
+    pub fn vehicle(&self, i: usize) -> &str {
+        &self.vehicles[i].id
+    }
+
+    pub fn driver_of(&self, i: usize) -> &str {
+        &self.vehicles[i].driver.id
+    }
+
+    /// A request to book vehicle `v` for employee `e` on `date`.
+    pub fn booking(&self, e: usize, v: usize, date: NaiveDate) -> NewAllocation {
+        NewAllocation {
+            id: uuid::Uuid::now_v7().to_string(),
+            employee_id: self.employee(e).to_owned(),
+            vehicle_id: self.vehicle(v).to_owned(),
+            date,
+            purpose: format!("trip {e}-{v}"),
+            now: self.now,
+            window: self.window(),
+            idempotency_key: None,
+        }
+    }
+
+    /// The same request made idempotent with `request_id`.
+    pub fn keyed(&self, mut new: NewAllocation, request_id: &str) -> NewAllocation {
+        new.idempotency_key = Some(IdempotencyKey::new(
+            request_id.to_owned(),
+            &new.employee_id,
+            &new.vehicle_id,
+            new.date,
+            &new.purpose,
+        ));
+        new
+    }
+
+    /// A stored booking as written directly (e.g. history), bypassing the
+    /// window.
+    pub fn stored(&self, e: usize, v: usize, date: NaiveDate) -> Allocation {
+        let new = self.booking(e, v, date);
+        new.into_allocation(self.driver_of(v).to_owned())
+    }
+
+    pub fn update(
+        &self,
+        id: &str,
+        changes: AllocationChanges,
+        etag: Option<Etag>,
+    ) -> AllocationUpdate {
+        AllocationUpdate {
+            id: id.to_owned(),
+            changes,
+            expected_etag: etag,
+            now: self.now + Duration::minutes(5),
+            window: self.window(),
+        }
+    }
+
+    pub fn deletion(&self, id: &str, etag: Option<Etag>) -> AllocationDeletion {
+        AllocationDeletion {
+            id: id.to_owned(),
+            expected_etag: etag,
+            window: self.window(),
+        }
+    }
+}
+
+/// The rule that refused `result`; panics on success or another failure.
+pub fn refused<T: std::fmt::Debug>(result: StoreResult<T>) -> DomainError {
+    match result {
+        Err(StoreError::Rejected(rule)) => rule,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
