@@ -72,11 +72,6 @@ impl HistoryCursor {
             id: allocation.id.clone(),
         }
     }
-
-    /// Whether `allocation` comes after this cursor in history order.
-    pub fn precedes(&self, allocation: &Allocation) -> bool {
-        (allocation.date, allocation.id.as_str()) < (self.date, self.id.as_str())
-    }
 }
 
 #[cfg(test)]
@@ -107,29 +102,5 @@ mod tests {
             ..Default::default()
         };
         assert!(one_day.validate().is_ok());
-    }
-
-    #[test]
-    fn cursor_order_is_date_descending_then_id_descending() {
-        let cursor = HistoryCursor {
-            date: date("2026-12-01"),
-            id: "m".into(),
-        };
-        let at = |d: &str, id: &str| Allocation {
-            id: id.into(),
-            employee_id: String::new(),
-            vehicle_id: String::new(),
-            driver_id: String::new(),
-            date: date(d),
-            purpose: String::new(),
-            create_time: chrono::DateTime::UNIX_EPOCH,
-            update_time: chrono::DateTime::UNIX_EPOCH,
-            version: 1,
-        };
-        assert!(cursor.precedes(&at("2026-11-30", "z")));
-        assert!(cursor.precedes(&at("2026-12-01", "a")));
-        assert!(!cursor.precedes(&at("2026-12-01", "m")));
-        assert!(!cursor.precedes(&at("2026-12-01", "n")));
-        assert!(!cursor.precedes(&at("2026-12-02", "a")));
     }
 }

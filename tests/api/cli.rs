@@ -4,7 +4,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use vehicle_allocation::domain::{HistoryFilter, PageRequest};
-use vehicle_allocation::proto::v1::{ListAllocationHistoryRequest, ListEmployeesRequest};
+use vehicle_allocation::proto::v1::allocation_service_client::AllocationServiceClient;
+use vehicle_allocation::proto::v1::{
+    self, CreateAllocationRequest, ListAllocationHistoryRequest, ListEmployeesRequest,
+};
 use vehicle_allocation::storage::Store;
 use vehicle_allocation::storage::sqlite::SqliteStore;
 
@@ -201,4 +204,163 @@ async fn serve_demo_seeds_an_empty_store() {
         .unwrap()
         .into_inner();
     assert_eq!(history.total_size, 5000);
+}
+
+/// The binary serving on a random port, its logs read as JSON lines.
+struct ServerProcess {
+    child: std::process::Child,
+    addr: String,
+    logs: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServerProcess {
+    fn start(dir: &Path) -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vehicle-allocation"))
+            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .current_dir(std::env::temp_dir())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the binary");
+        let (lines, logs) = std::sync::mpsc::channel();
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        // Blocks until the server says where it listens.
+        let addr = logs
+            .iter()
+            .find_map(|line| {
+                let rest = line.split("\"grpc_addr\":\"").nth(1)?;
+                Some(rest.split('"').next()?.to_owned())
+            })
+            .expect("the server logs its address");
+        Self { child, addr, logs }
+    }
+
+    async fn client(&self) -> AllocationServiceClient<tonic::transport::Channel> {
+        AllocationServiceClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+fn tomorrow() -> String {
+    (chrono::Utc::now().date_naive() + chrono::Days::new(1)).to_string()
+}
+
+/// A booking for tomorrow (in UTC, the default zone) of the first seeded
+/// employee and vehicle.
+fn booking() -> CreateAllocationRequest {
+    CreateAllocationRequest {
+        allocation: Some(v1::Allocation {
+            employee_id: "emp-00001".into(),
+            vehicle_id: "veh-0001".into(),
+            allocation_date: tomorrow(),
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path());
+    server
+        .client()
+        .await
+        .list_allocation_history(ListAllocationHistoryRequest::default())
+        .await
+        .unwrap();
+    server.signal("-TERM");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().unwrap();
+        let logs: Vec<String> = server.logs.iter().collect();
+        (status, logs)
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{:?}", status.1);
+    let logs = status.1.join("\n");
+    assert!(logs.contains("received SIGTERM"), "{logs}");
+    assert!(logs.contains("NOT_SERVING"), "{logs}");
+    assert!(logs.contains("\"message\":\"stopped\""), "{logs}");
+}
+
+#[tokio::test]
+async fn an_acknowledged_booking_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet_only = run(
+        &[
+            "seed",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--employees",
+            "5",
+            "--vehicles",
+            "5",
+            "--allocations",
+            "0",
+        ],
+        &[],
+    );
+    assert!(fleet_only.status.success(), "{}", text(&fleet_only.stderr));
+    let mut server = ServerProcess::start(dir.path());
+    let created = server
+        .client()
+        .await
+        .create_allocation(booking())
+        .await
+        .unwrap()
+        .into_inner();
+    server.signal("-KILL");
+    server.child.wait().unwrap();
+
+    let server = ServerProcess::start(dir.path());
+    let found = server
+        .client()
+        .await
+        .get_allocation(v1::GetAllocationRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found, created);
+    let mut server = server;
+    server.signal("-KILL");
+    server.child.wait().unwrap();
+}
+
+#[test]
+fn settings_are_read_from_a_dot_env_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "ORG_TIMEZONE=Atlantis/Capital\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_vehicle-allocation"))
+        .args(["serve", "--data-dir", "data"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("Atlantis/Capital") && stderr.contains("ORG_TIMEZONE"),
+        "{stderr}"
+    );
 }

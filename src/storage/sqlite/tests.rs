@@ -145,3 +145,21 @@ fn migrating_twice_changes_nothing() {
         .unwrap();
     assert_eq!(version, schema::SCHEMA_VERSION);
 }
+
+#[test]
+fn the_writer_commits_durably_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let conn = Connection::open(dir.path().join("db")).unwrap();
+    schema::configure_writer(&conn).unwrap();
+    let pragma = |name: &str| -> i64 {
+        conn.query_row(&format!("PRAGMA {name}"), [], |row| row.get(0))
+            .unwrap()
+    };
+    // 2 is FULL: the WAL is synced on every commit.
+    assert_eq!(pragma("synchronous"), 2);
+    assert_eq!(pragma("foreign_keys"), 1);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
