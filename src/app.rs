@@ -1,21 +1,23 @@
-//! The application: the store, the gRPC services and the server that hosts
-//! them, built from [`Settings`].
+//! The application: the store, the gRPC services and the REST gateway, and
+//! the servers that host them, built from [`Settings`].
 //!
-//! `build` binds the listener before returning, so a caller (a test, most
-//! often) can ask for port 0 and learn the real port before serving starts.
+//! `build` binds the listeners before returning, so a caller (a test, most
+//! often) can ask for port 0 and learn the real ports before serving starts.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::gateway::{self, Upstream};
 use crate::grpc::{AllocationApi, FleetApi, RequestLogLayer, ServiceContext};
 use crate::health::{self, Health};
 use crate::proto::FILE_DESCRIPTOR_SET;
@@ -39,27 +41,55 @@ pub enum AppError {
     },
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
+    #[error("invalid gRPC upstream: {0}")]
+    Upstream(tonic::transport::Error),
     #[error("the gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("the HTTP server failed: {0}")]
+    ServeHttp(std::io::Error),
 }
 
-/// A service ready to serve: store open, listener bound.
+/// The gRPC half: absent in gateway-only mode.
+struct GrpcPart {
+    ctx: ServiceContext,
+    routes: Routes,
+    health: Health,
+    /// Whether the store answered at startup, as health reports it.
+    serving: bool,
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+/// A service ready to serve: store open, listeners bound.
 pub struct Application {
     settings: Settings,
-    ctx: ServiceContext,
-    listener: TcpListener,
-    grpc_addr: SocketAddr,
+    grpc: Option<GrpcPart>,
+    http_listener: TcpListener,
+    http_addr: SocketAddr,
+    http_router: axum::Router,
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
+    let bind_error = |source| AppError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
 }
 
 impl Application {
     /// The production wiring: the embedded store in `settings.data_dir` and
-    /// the system clock.
+    /// the system clock; or, with `grpc_upstream`, the gateway alone.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        if let Some(url) = settings.grpc_upstream.clone() {
+            let upstream = Upstream::remote(&url, settings.gateway.request_timeout)
+                .map_err(AppError::Upstream)?;
+            return Self::with_parts(settings, None, upstream).await;
+        }
         let store = SqliteStore::open(&settings.data_dir)?;
         Self::build_with(settings, Arc::new(store), Arc::new(SystemClock)).await
     }
 
-    /// Wiring with a given store and clock.
+    /// Both servers, with a given store and clock.
     pub async fn build_with(
         settings: Settings,
         store: Arc<dyn Store>,
@@ -73,47 +103,26 @@ impl Application {
         if settings.demo {
             seed_demo(&ctx).await?;
         }
-        let listener = TcpListener::bind(settings.grpc_addr)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: settings.grpc_addr,
-                source,
-            })?;
-        let grpc_addr = listener.local_addr().map_err(|source| AppError::Bind {
-            addr: settings.grpc_addr,
-            source,
-        })?;
-        Ok(Self {
-            settings,
-            ctx,
-            listener,
-            grpc_addr,
-        })
-    }
-
-    /// The address gRPC is served on (with the real port when 0 was asked).
-    pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_addr
-    }
-
-    /// Serves until `shutdown` completes, then reports NOT_SERVING, stops
-    /// accepting connections and lets in-flight requests finish for up to
-    /// the shutdown timeout.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), AppError> {
-        let Self {
-            settings,
-            ctx,
-            listener,
-            grpc_addr,
-        } = self;
-
         let (reporter, health_service) = tonic_health::server::health_reporter();
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                // Lets reflection clients decode the google.rpc error details.
+                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        };
+        let routes = Routes::new(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .add_service(AllocationServiceServer::new(AllocationApi::new(
+                ctx.clone(),
+            )))
+            .add_service(FleetServiceServer::new(FleetApi::new(ctx.clone())));
+        // Health is known before anything is served, so no caller ever
+        // sees a service as unknown.
         let health = Health::new(reporter);
-        let reachable =
-            health::store_is_reachable(ctx.store.as_ref(), settings.health_check_interval).await;
+        let interval = settings.health_check_interval;
+        let reachable = health::store_is_reachable(ctx.store.as_ref(), interval).await;
         if let Err(why) = &reachable {
             tracing::error!(error = %why, "store unreachable at startup; reporting NOT_SERVING");
         }
@@ -123,63 +132,140 @@ impl Application {
                 Err(_) => ServingStatus::NotServing,
             })
             .await;
-        let monitor = tokio::spawn(health::monitor(
-            Arc::clone(&ctx.store),
-            health.clone(),
-            settings.health_check_interval,
-            reachable.is_ok(),
-        ));
-
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-                // Lets reflection clients decode the google.rpc error details.
-                .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+        let (listener, addr) = bind(settings.grpc_addr).await?;
+        let grpc = GrpcPart {
+            ctx,
+            routes: routes.clone(),
+            health,
+            serving: reachable.is_ok(),
+            listener,
+            addr,
         };
-        let reflection_v1 = reflection().build_v1()?;
-        let reflection_v1alpha = reflection().build_v1alpha()?;
+        Self::with_parts(settings, Some(grpc), Upstream::in_process(routes)).await
+    }
 
-        let (draining, drain_started) = oneshot::channel::<()>();
-        let stop_monitor = monitor.abort_handle();
-        let signal = async move {
+    async fn with_parts(
+        settings: Settings,
+        grpc: Option<GrpcPart>,
+        upstream: Upstream,
+    ) -> Result<Self, AppError> {
+        let (http_listener, http_addr) = bind(settings.http_addr).await?;
+        let http_router = gateway::router(upstream, &settings.gateway);
+        Ok(Self {
+            settings,
+            grpc,
+            http_listener,
+            http_addr,
+            http_router,
+        })
+    }
+
+    /// The address gRPC is served on (with the real port when 0 was asked);
+    /// `None` in gateway-only mode.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc.as_ref().map(|grpc| grpc.addr)
+    }
+
+    /// The address the REST gateway is served on.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// Serves until `shutdown` completes. Then health turns NOT_SERVING,
+    /// both servers stop accepting connections, and in-flight requests get
+    /// up to the shutdown timeout to finish.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let Self {
+            settings,
+            grpc,
+            http_listener,
+            http_addr,
+            http_router,
+        } = self;
+        let (stop, stopping) = watch::channel(false);
+        tokio::spawn(async move {
             shutdown.await;
-            stop_monitor.abort();
-            health.set(ServingStatus::NotServing).await;
-            tracing::info!("shutting down: NOT_SERVING, draining in-flight requests");
-            let _ = draining.send(());
+            let _ = stop.send(true);
+        });
+        let stopped = |mut stopping: watch::Receiver<bool>| async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
         };
 
-        tracing::info!(%grpc_addr, "serving gRPC");
-        let server = Server::builder()
-            .layer(RequestLogLayer)
-            .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .add_service(AllocationServiceServer::new(AllocationApi::new(
-                ctx.clone(),
-            )))
-            .add_service(FleetServiceServer::new(FleetApi::new(ctx)))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        let interval = settings.health_check_interval;
+        let grpc_server = {
+            let stopping = stopping.clone();
+            async move {
+                match grpc {
+                    Some(grpc) => serve_grpc(grpc, interval, stopped(stopping)).await,
+                    None => Ok(()),
+                }
+            }
+        };
+        tracing::info!(%http_addr, "serving the REST gateway (docs at /docs)");
+        let http_stopped = stopped(stopping.clone());
+        let http_server = async {
+            axum::serve(http_listener, http_router)
+                .with_graceful_shutdown(http_stopped)
+                .await
+                .map_err(AppError::ServeHttp)
+        };
 
         let timeout = settings.shutdown_timeout;
         let deadline = async move {
-            match drain_started.await {
-                Ok(()) => tokio::time::sleep(timeout).await,
-                Err(_) => std::future::pending().await,
-            }
+            stopped(stopping).await;
+            tokio::time::sleep(timeout).await;
         };
         let result = tokio::select! {
-            result = server => result.map_err(AppError::from),
+            results = async { tokio::join!(grpc_server, http_server) } => results.0.and(results.1),
             () = deadline => {
                 tracing::warn!(?timeout, "requests still running after the shutdown timeout; stopping");
                 Ok(())
             }
         };
-        monitor.abort();
         tracing::info!("stopped");
         result
     }
+}
+
+/// Serves gRPC until `stopped`, keeping health in step with the store.
+async fn serve_grpc(
+    grpc: GrpcPart,
+    interval: std::time::Duration,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AppError> {
+    let GrpcPart {
+        ctx,
+        routes,
+        health,
+        serving,
+        listener,
+        addr,
+    } = grpc;
+    let monitor = tokio::spawn(health::monitor(
+        Arc::clone(&ctx.store),
+        health.clone(),
+        interval,
+        serving,
+    ));
+    let stop_monitor = monitor.abort_handle();
+    let signal = async move {
+        stopped.await;
+        stop_monitor.abort();
+        health.set(ServingStatus::NotServing).await;
+        tracing::info!("shutting down: NOT_SERVING, draining in-flight requests");
+    };
+
+    tracing::info!(grpc_addr = %addr, "serving gRPC");
+    let served = Server::builder()
+        .layer(RequestLogLayer)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .await;
+    monitor.abort();
+    served.map_err(AppError::from)
 }
 
 /// Seeds the demo data set into an empty store; leaves a store with data as

@@ -13,6 +13,7 @@ use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::BookingPolicy;
+use crate::gateway::{CorsOrigins, GatewayConfig};
 
 /// Book a company vehicle for a day: a gRPC service on an embedded store.
 #[derive(Debug, Parser)]
@@ -81,6 +82,24 @@ pub struct ServeArgs {
     #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
     pub grpc_addr: SocketAddr,
 
+    /// Address the REST gateway listens on.
+    #[arg(long, env = "HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Run only the REST gateway, onto this remote gRPC server
+    /// (e.g. http://10.0.0.5:50051), with no store of its own.
+    #[arg(long, env = "GRPC_UPSTREAM", value_parser = parse_upstream)]
+    pub grpc_upstream: Option<String>,
+
+    /// Browser origins allowed to call the REST API, comma-separated
+    /// (e.g. https://fleet.example.com); `*` for any. Default: none.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", default_value = "", value_parser = parse_cors_origins)]
+    pub cors_allowed_origins: CorsOrigins,
+
+    /// Seconds a REST request may take before it is answered 504.
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub http_request_timeout: Duration,
+
     /// Seed the store with demo data first, if it is empty.
     #[arg(long)]
     pub demo: bool,
@@ -123,6 +142,10 @@ pub enum LogFormat {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// Gateway-only mode: the remote gRPC server to call.
+    pub grpc_upstream: Option<String>,
+    pub gateway: GatewayConfig,
     pub data_dir: PathBuf,
     pub policy: BookingPolicy,
     /// Seed an empty store with demo data before serving.
@@ -138,6 +161,12 @@ impl Settings {
     pub fn new(serve: &ServeArgs, common: &CommonArgs) -> Self {
         Self {
             grpc_addr: serve.grpc_addr,
+            http_addr: serve.http_addr,
+            grpc_upstream: serve.grpc_upstream.clone(),
+            gateway: GatewayConfig {
+                request_timeout: serve.http_request_timeout,
+                cors: serve.cors_allowed_origins.clone(),
+            },
             data_dir: common.data_dir.clone(),
             policy: common.policy(),
             demo: serve.demo,
@@ -156,8 +185,56 @@ fn parse_time_zone(value: &str) -> Result<Tz, String> {
 fn parse_seconds(value: &str) -> Result<Duration, String> {
     value
         .parse::<u64>()
+        .ok()
+        .filter(|s| *s > 0)
         .map(Duration::from_secs)
-        .map_err(|_| format!("{value:?} is not a whole number of seconds"))
+        .ok_or_else(|| format!("{value:?} is not a positive whole number of seconds"))
+}
+
+fn parse_upstream(value: &str) -> Result<String, String> {
+    let uri: http::Uri = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a URL such as http://10.0.0.5:50051"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(_)) => Ok(value.to_owned()),
+        (Some("https"), _) => {
+            Err("https upstreams are not supported; use http:// on a private network".into())
+        }
+        _ => Err(format!(
+            "{value:?} is not a URL such as http://10.0.0.5:50051"
+        )),
+    }
+}
+
+fn parse_cors_origins(value: &str) -> Result<CorsOrigins, String> {
+    let origins: Vec<&str> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .collect();
+    match origins.as_slice() {
+        [] => Ok(CorsOrigins::None),
+        ["*"] => Ok(CorsOrigins::Any),
+        list => list
+            .iter()
+            .map(|origin| {
+                let uri: http::Uri = origin.parse().map_err(|_| bad_origin(origin))?;
+                let shape_ok = matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.host().is_some()
+                    && uri.path() == "/"
+                    && !origin.ends_with('/');
+                if !shape_ok {
+                    return Err(bad_origin(origin));
+                }
+                http::HeaderValue::from_str(origin).map_err(|_| bad_origin(origin))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(CorsOrigins::List),
+    }
+}
+
+fn bad_origin(origin: &str) -> String {
+    format!("{origin:?} is not an origin such as https://fleet.example.com (or * alone)")
 }
 
 #[cfg(test)]
@@ -190,6 +267,43 @@ mod tests {
 
         let err = parse(&["serve", "--grpc-addr", "localhost"]).unwrap_err();
         assert!(err.to_string().contains("--grpc-addr"), "{err}");
+    }
+
+    #[test]
+    fn cors_origins_are_none_by_default_and_star_only_alone() {
+        let cors =
+            |v: &str| parse(&["--cors-allowed-origins", v]).map(|c| c.serve.cors_allowed_origins);
+        assert_eq!(
+            parse(&[]).unwrap().serve.cors_allowed_origins,
+            CorsOrigins::None
+        );
+        assert_eq!(cors("*").unwrap(), CorsOrigins::Any);
+        assert_eq!(
+            cors("https://a.example.com, http://localhost:3000").unwrap(),
+            CorsOrigins::List(vec![
+                http::HeaderValue::from_static("https://a.example.com"),
+                http::HeaderValue::from_static("http://localhost:3000"),
+            ])
+        );
+        for bad in [
+            "*,https://a.example.com",
+            "a.example.com",
+            "https://a.example.com/",
+            "ftp://x",
+        ] {
+            assert!(cors(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_upstream_must_be_an_http_url() {
+        let upstream = |v: &str| parse(&["--grpc-upstream", v]).map(|c| c.serve.grpc_upstream);
+        assert_eq!(
+            upstream("http://10.0.0.5:50051").unwrap().as_deref(),
+            Some("http://10.0.0.5:50051")
+        );
+        assert!(upstream("10.0.0.5:50051").is_err());
+        assert!(upstream("https://x:1").is_err());
     }
 
     #[test]

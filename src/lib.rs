@@ -3,7 +3,8 @@
 //!
 //! Layers, outside in: [`grpc`] (transport: decode, validate, map errors) →
 //! [`domain`] (types and rules, no I/O) → [`storage`] (one trait, one module
-//! per backend). [`app`] wires them into a server; [`config`], [`telemetry`]
+//! per backend). [`gateway`] maps REST onto the gRPC calls. [`app`] wires
+//! them into servers; [`config`], [`telemetry`]
 //! and [`cli`] are the process around it.
 
 pub mod app;
@@ -11,6 +12,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod domain;
+pub mod gateway;
 pub mod grpc;
 pub mod health;
 pub mod proto;

@@ -19,6 +19,7 @@ use vehicle_allocation::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, BookingPolicy, Employee, HistoryCursor,
     HistoryFilter, NewAllocation, Page, PageRequest, UpdatedAllocation, Vehicle,
 };
+use vehicle_allocation::gateway::{CorsOrigins, GatewayConfig};
 use vehicle_allocation::proto::v1::allocation_service_client::AllocationServiceClient;
 use vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient;
 use vehicle_allocation::proto::v1::{self, CreateAllocationRequest};
@@ -53,6 +54,7 @@ pub struct AppOptions {
     pub demo: bool,
     pub shutdown_timeout: Duration,
     pub now: DateTime<Utc>,
+    pub gateway: GatewayConfig,
 }
 
 impl Default for AppOptions {
@@ -64,12 +66,20 @@ impl Default for AppOptions {
             demo: false,
             shutdown_timeout: Duration::from_secs(10),
             now: start_time(),
+            gateway: GatewayConfig {
+                request_timeout: Duration::from_secs(10),
+                cors: CorsOrigins::None,
+            },
         }
     }
 }
 
 /// A running service and clients for it.
 pub struct TestApp {
+    grpc_addr: std::net::SocketAddr,
+    /// A plain HTTP client, and the gateway's base URL.
+    pub http: reqwest::Client,
+    pub http_base: String,
     pub channel: Channel,
     pub allocations: AllocationServiceClient<Channel>,
     pub fleet: FleetServiceClient<Channel>,
@@ -111,6 +121,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let clock = Arc::new(ManualClock::new(options.now));
     let settings = Settings {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        grpc_upstream: None,
+        gateway: options.gateway.clone(),
         data_dir: data_dir.path().to_owned(),
         policy: options.policy,
         demo: options.demo,
@@ -120,7 +133,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     let app = Application::build_with(settings, store, clock.clone())
         .await
         .expect("build the app");
-    let addr = app.grpc_addr();
+    let addr = app.grpc_addr().expect("gRPC is served");
+    let http_base = format!("http://{}", app.http_addr());
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stop.await;
@@ -131,6 +145,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .await
         .expect("connect to the app");
     TestApp {
+        grpc_addr: addr,
+        http: reqwest::Client::new(),
+        http_base,
         allocations: AllocationServiceClient::new(channel.clone()),
         fleet: FleetServiceClient::new(channel.clone()),
         channel,
@@ -147,6 +164,16 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
 }
 
 impl TestApp {
+    /// The address of the gRPC server.
+    pub fn channel_addr(&self) -> std::net::SocketAddr {
+        self.grpc_addr
+    }
+
+    /// The gateway URL of `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http_base)
+    }
+
     /// Starts a graceful shutdown without waiting for it.
     pub fn begin_shutdown(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
@@ -363,16 +390,48 @@ impl Store for FaultyStore {
     }
 }
 
-/// Logs to the test's output when `TEST_LOG` is set, as in
-/// zero-to-production: silent by default, there when debugging.
+/// Everything the services log during the test run, so tests can check
+/// log lines; also printed when `TEST_LOG` is set.
+static LOGS: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOGS.lock().unwrap().extend_from_slice(buf);
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::io::stderr().write_all(buf)?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The log lines written so far by every app in this test binary.
+pub fn logged_lines() -> Vec<String> {
+    String::from_utf8_lossy(&LOGS.lock().unwrap())
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// One global subscriber for the whole binary: a per-test one would miss
+/// events that tracing's per-callsite cache decided about in another test.
 fn init_test_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-                .with_test_writer()
-                .try_init();
-        }
+        let filter = if std::env::var_os("TEST_LOG").is_some() {
+            "debug"
+        } else {
+            "info"
+        };
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(|| LogWriter)
+            .init();
     });
 }

@@ -11,4 +11,7 @@ mod health;
 mod history;
 mod idempotency;
 mod reflection;
+mod rest;
+mod rest_docs;
+mod rest_edges;
 mod restart;

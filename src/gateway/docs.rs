@@ -1,0 +1,87 @@
+//! The OpenAPI document, Swagger UI at `/docs` and ReDoc at `/redoc`.
+
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::{HeaderBuilder, ObjectBuilder, RefOr, Required, Type};
+use utoipa_redoc::{Redoc, Servable};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::error::{ErrorBody, ErrorResponse, FieldViolationBody};
+use crate::grpc::REQUEST_ID_HEADER;
+
+/// Where the document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vehicle-allocation",
+        description = "Book a company vehicle, with its driver, for one calendar day.\n\n\
+            This REST API is a gateway onto the gRPC services `vehicle_allocation.v1.AllocationService` \
+            and `vehicle_allocation.v1.FleetService`: the same rules, the same errors.\n\n\
+            Every error has the shape `{\"error\": {\"code\", \"status\", \"message\", \"reason\", \
+            \"field_violations\", \"metadata\"}}`; `reason` is meant for code, e.g. `VEHICLE_ALREADY_BOOKED`.",
+    ),
+    tags(
+        (name = "allocations", description = "Bookings: make, read, change, cancel, and the history report."),
+        (name = "fleet", description = "Employees, and vehicles with their drivers."),
+        (name = "probes", description = "Liveness and readiness for load balancers."),
+    ),
+    components(schemas(ErrorResponse, ErrorBody, FieldViolationBody)),
+)]
+struct ApiDoc;
+
+/// The document's fixed parts, before the routes add their paths.
+pub fn base() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Adds what every operation shares: the optional `x-request-id` request
+/// header and the `x-request-id` header on every response.
+pub fn finish(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let string = || ObjectBuilder::new().schema_type(Type::String).build();
+    let parameter = ParameterBuilder::new()
+        .name(REQUEST_ID_HEADER)
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Ties the request to its log lines here and on the gRPC side; made up when absent.",
+        ))
+        .schema(Some(string()))
+        .build();
+    let header = HeaderBuilder::new()
+        .schema(Some(string()))
+        .description(Some("The request's id, as sent or as made up."))
+        .build();
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+        ];
+        for operation in operations.into_iter().flatten() {
+            operation
+                .parameters
+                .get_or_insert_with(Vec::new)
+                .push(RefOr::T(parameter.clone()));
+            for response in operation.responses.responses.values_mut() {
+                if let RefOr::T(response) = response {
+                    response
+                        .headers
+                        .insert(REQUEST_ID_HEADER.to_owned(), RefOr::T(header.clone()));
+                }
+            }
+        }
+    }
+    openapi
+}
+
+/// `/openapi.json`, `/docs` (Swagger UI, served from the binary) and
+/// `/redoc` (ReDoc, whose script comes from its CDN).
+pub fn routes(openapi: utoipa::openapi::OpenApi) -> Router {
+    Router::new()
+        .merge(SwaggerUi::new("/docs").url(OPENAPI_PATH, openapi.clone()))
+        .merge(Redoc::with_url("/redoc", openapi))
+}

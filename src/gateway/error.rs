@@ -1,0 +1,300 @@
+//! The gateway's one error shape, and the one place where gRPC statuses
+//! become HTTP statuses.
+//!
+//! Every error a REST caller sees, whether it came from the gRPC service or
+//! from the gateway itself (a malformed body, an unknown path), is
+//!
+//! ```json
+//! {"error": {"code": 404, "status": "NOT_FOUND", "message": "...",
+//!            "reason": "ALLOCATION_NOT_FOUND", "field_violations": [...],
+//!            "metadata": {...}}}
+//! ```
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tonic::Code;
+use tonic_types::StatusExt;
+use utoipa::ToSchema;
+
+use crate::grpc::status::ERROR_DOMAIN;
+
+/// The HTTP status for a gRPC code, as grpc-gateway maps them.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status"),
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The canonical name of a gRPC code, as in `google.rpc.Code`.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {
+    "code": 409,
+    "status": "ALREADY_EXISTS",
+    "message": "vehicle \"veh-0007\" is already booked on 2026-12-03 by allocation \"01a21a50-a9c3-7207-becc-cc45f2634d1f\"",
+    "reason": "VEHICLE_ALREADY_BOOKED",
+    "field_violations": [],
+    "metadata": {"allocation_id": "01a21a50-a9c3-7207-becc-cc45f2634d1f", "vehicle_id": "veh-0007", "allocation_date": "2026-12-03"}
+}}))]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status code, repeated.
+    #[schema(example = 400)]
+    pub code: u16,
+    /// The gRPC status name, e.g. `NOT_FOUND`.
+    #[schema(example = "INVALID_ARGUMENT")]
+    pub status: String,
+    /// A sentence for humans.
+    pub message: String,
+    /// A machine-readable reason, e.g. `VEHICLE_ALREADY_BOOKED`.
+    #[schema(example = "DATE_IN_PAST")]
+    pub reason: String,
+    /// The request fields at fault, for bad input; otherwise empty.
+    pub field_violations: Vec<FieldViolationBody>,
+    /// Facts about the error, e.g. the `allocation_id` in the way.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// One request field at fault.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldViolationBody {
+    /// The field's path, e.g. `allocation.allocation_date` or `page_size`.
+    pub field: String,
+    /// What is wrong with it.
+    pub description: String,
+}
+
+/// An error on its way to becoming a response.
+#[derive(Debug)]
+pub struct ApiError {
+    http: StatusCode,
+    code: Code,
+    message: String,
+    reason: String,
+    field_violations: Vec<FieldViolationBody>,
+    metadata: BTreeMap<String, String>,
+}
+
+impl ApiError {
+    /// An error the gateway itself raises.
+    pub fn new(http: StatusCode, code: Code, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            http,
+            code,
+            message: message.into(),
+            reason: reason.to_owned(),
+            field_violations: Vec::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    /// Bad input in `field`.
+    pub fn invalid_field(reason: &str, field: &str, description: impl Into<String>) -> Self {
+        let description = description.into();
+        let mut error = Self::new(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            reason,
+            description.clone(),
+        );
+        error.field_violations.push(FieldViolationBody {
+            field: field.to_owned(),
+            description,
+        });
+        error
+    }
+
+    /// The HTTP status of the response.
+    pub fn http_status(&self) -> StatusCode {
+        self.http
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(status: tonic::Status) -> Self {
+        let details = status.get_error_details();
+        let Some(info) = details
+            .error_info()
+            .filter(|info| info.domain == ERROR_DOMAIN)
+        else {
+            // Not an answer of the service but of the way to it (the
+            // upstream is down, the connection broke): log it, say little.
+            tracing::error!(code = ?status.code(), message = status.message(), "gRPC upstream failed");
+            let code = match status.code() {
+                Code::DeadlineExceeded | Code::Cancelled => status.code(),
+                _ => Code::Unavailable,
+            };
+            return Self::new(
+                http_status(code),
+                code,
+                "UPSTREAM_UNAVAILABLE",
+                "the booking service cannot be reached right now; retry later",
+            );
+        };
+        let field_violations = details
+            .bad_request()
+            .map(|bad| {
+                bad.field_violations
+                    .iter()
+                    .map(|v| FieldViolationBody {
+                        field: v.field.clone(),
+                        description: v.description.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            http: http_status(status.code()),
+            code: status.code(),
+            message: status.message().to_owned(),
+            reason: info.reason.clone(),
+            field_violations,
+            metadata: info
+                .metadata
+                .iter()
+                .filter(|(key, _)| key.as_str() != "fields")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorResponse {
+            error: ErrorBody {
+                code: self.http.as_u16(),
+                status: code_name(self.code).to_owned(),
+                message: self.message,
+                reason: self.reason,
+                field_violations: self.field_violations,
+                metadata: self.metadata,
+            },
+        };
+        (self.http, Json(body)).into_response()
+    }
+}
+
+/// The answer for a path the gateway does not serve.
+pub async fn no_such_path(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        Code::NotFound,
+        "NO_SUCH_PATH",
+        format!("there is no {method} {}; see /docs for the API", uri.path()),
+    )
+}
+
+/// The answer for a method a path does not take.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        Code::Unimplemented,
+        "METHOD_NOT_ALLOWED",
+        format!(
+            "{} does not take {method}; see /docs for the API",
+            uri.path()
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_as_grpc_gateway_maps_them() {
+        let table = [
+            (Code::InvalidArgument, 400),
+            (Code::FailedPrecondition, 400),
+            (Code::OutOfRange, 400),
+            (Code::Unauthenticated, 401),
+            (Code::PermissionDenied, 403),
+            (Code::NotFound, 404),
+            (Code::AlreadyExists, 409),
+            (Code::Aborted, 409),
+            (Code::ResourceExhausted, 429),
+            (Code::Cancelled, 499),
+            (Code::Unimplemented, 501),
+            (Code::Unavailable, 503),
+            (Code::DeadlineExceeded, 504),
+            (Code::Internal, 500),
+            (Code::Unknown, 500),
+            (Code::DataLoss, 500),
+        ];
+        for (code, http) in table {
+            assert_eq!(http_status(code).as_u16(), http, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_service_error_keeps_its_reason_violations_and_metadata() {
+        let status = tonic::Status::from(crate::domain::DomainError::Invalid(vec![
+            crate::domain::Violation::required("allocation.vehicle_id"),
+        ]));
+        let error = ApiError::from(status);
+        assert_eq!(error.http, StatusCode::BAD_REQUEST);
+        assert_eq!(error.reason, "FIELD_REQUIRED");
+        assert_eq!(error.field_violations[0].field, "allocation.vehicle_id");
+        assert!(
+            error.metadata.is_empty(),
+            "field lists are not repeated as metadata"
+        );
+    }
+
+    #[test]
+    fn a_transport_failure_reveals_nothing_of_the_upstream() {
+        let error = ApiError::from(tonic::Status::unavailable(
+            "tcp connect error: 10.0.0.7:50051 Connection refused",
+        ));
+        assert_eq!(error.http, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(error.reason, "UPSTREAM_UNAVAILABLE");
+        assert!(!error.message.contains("10.0.0.7"));
+        let error = ApiError::from(tonic::Status::internal("panic at src/x.rs"));
+        assert_eq!(error.http, StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

@@ -1,0 +1,167 @@
+//! Request extractors that answer bad input in the gateway's error shape,
+//! naming the field at fault, instead of axum's plain-text rejections.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use tonic::Code;
+
+use super::error::ApiError;
+
+/// A JSON request body.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|mime| {
+                let mime = mime.trim();
+                mime.eq_ignore_ascii_case("application/json")
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                Code::InvalidArgument,
+                "UNSUPPORTED_MEDIA_TYPE",
+                "the request body must be JSON, sent with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(body_rejection)?;
+        let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                "MISSING_BODY",
+                "the request needs a JSON object as its body",
+            ));
+        };
+        // serde would read a struct from an array too; the API takes objects.
+        if *first != b'{' && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+            return Err(ApiError::invalid_field(
+                "INVALID_FIELD",
+                "body",
+                "body: the request body must be a JSON object",
+            ));
+        }
+        let mut json = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut json).map_err(|error| {
+            let path = error.path().to_string();
+            let inner = error.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    Code::InvalidArgument,
+                    "MALFORMED_JSON",
+                    format!("the request body is not valid JSON: {inner}"),
+                )
+            } else {
+                field_error(&path, &inner.to_string(), "body")
+            }
+        })?;
+        json.end().map_err(|inner| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                "MALFORMED_JSON",
+                format!("the request body is not valid JSON: {inner}"),
+            )
+        })?;
+        Ok(Self(value))
+    }
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ResourceExhausted,
+            "BODY_TOO_LARGE",
+            format!(
+                "the request body is larger than {} KiB",
+                super::BODY_LIMIT_BYTES / 1024
+            ),
+        )
+    } else {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            "UNREADABLE_BODY",
+            "the request body could not be read",
+        )
+    }
+}
+
+/// Query parameters; unknown ones are refused, so a misspelt filter does not
+/// silently list everything.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(pairs)
+            .map(Self)
+            .map_err(|error| {
+                let path = error.path().to_string();
+                field_error(&path, &error.into_inner().to_string(), "query")
+            })
+    }
+}
+
+/// A type or shape error at `path` ("." when the whole value is wrong).
+fn field_error(path: &str, message: &str, whole: &str) -> ApiError {
+    let (reason, field) = match unknown_field(message) {
+        Some(name) => ("UNKNOWN_FIELD", name),
+        None if path == "." || path.is_empty() => ("INVALID_FIELD", whole.to_owned()),
+        None => ("INVALID_FIELD", path.to_owned()),
+    };
+    ApiError::invalid_field(reason, &field, format!("{field}: {message}"))
+}
+
+/// The name in serde's "unknown field `x`, expected ..." message.
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.to_owned())
+}
+
+/// A path parameter.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Self(value))
+            .map_err(|rejection| {
+                ApiError::invalid_field("INVALID_FIELD", "path", rejection.body_text())
+            })
+    }
+}

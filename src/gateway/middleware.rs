@@ -1,0 +1,113 @@
+//! What every HTTP request goes through: a request id and a log line, and a
+//! time limit.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tonic::Code;
+use tracing::Instrument as _;
+
+use super::error::ApiError;
+use crate::grpc::REQUEST_ID_HEADER;
+
+/// The id of the request being served, passed on to the gRPC call.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    /// A gRPC request carrying this id, so the gRPC side logs it too.
+    pub fn grpc<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Ok(value) = self.0.to_str().unwrap_or_default().parse() {
+            request.metadata_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        request
+    }
+}
+
+/// Takes the caller's `x-request-id` (visible ASCII, at most 128 bytes) or
+/// makes one up, serves the request in a span carrying it, logs the outcome
+/// and returns the id on the response.
+pub async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .filter(|v| {
+            !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
+        })
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).expect("a UUID is ASCII")
+        });
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id.to_str().unwrap_or_default(),
+    );
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let started = Instant::now();
+    async move {
+        let mut response = next.run(request).await;
+        let latency_us = started.elapsed().as_micros() as u64;
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_us,
+            "http request"
+        );
+        response.headers_mut().insert(REQUEST_ID_HEADER, id);
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Answers 504 when the request takes longer than the configured limit.
+pub async fn time_limit(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            Code::DeadlineExceeded,
+            "TIMEOUT",
+            format!("the request took longer than {limit:?}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Rewrites any error response that is not already JSON (from a layer or a
+/// library route, e.g. a missing file under `/docs`) into the gateway's
+/// error shape, keeping its status and headers.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_error = status.is_client_error() || status.is_server_error();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !is_error || is_json {
+        return response;
+    }
+    let (code, reason) = match status {
+        StatusCode::NOT_FOUND => (Code::NotFound, "NO_SUCH_PATH"),
+        StatusCode::METHOD_NOT_ALLOWED => (Code::Unimplemented, "METHOD_NOT_ALLOWED"),
+        StatusCode::PAYLOAD_TOO_LARGE => (Code::ResourceExhausted, "BODY_TOO_LARGE"),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
+            (Code::DeadlineExceeded, "TIMEOUT")
+        }
+        s if s.is_client_error() => (Code::InvalidArgument, "BAD_REQUEST"),
+        _ => (Code::Internal, "INTERNAL"),
+    };
+    let message = status.canonical_reason().unwrap_or("error").to_owned();
+    let (mut parts, _) = response.into_parts();
+    let mut replaced = ApiError::new(status, code, reason, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_TYPE);
+    replaced.headers_mut().extend(parts.headers);
+    replaced
+}

@@ -1,0 +1,121 @@
+//! The REST gateway: the seed's REST paths onto the gRPC calls.
+//!
+//! Every request is translated into a gRPC request and sent through the
+//! generated clients (in-process by default, see [`Upstream`]), so REST
+//! callers get exactly the gRPC service's validation, rules and errors; the
+//! gateway holds no rules of its own. It adds the HTTP things: status codes
+//! (mapped in [`error`]), `ETag`/`If-Match`, `Location`, `Idempotency-Key`,
+//! CORS, a body limit, a time limit, request ids, and the OpenAPI document
+//! with Swagger UI and ReDoc.
+
+mod allocations;
+mod docs;
+pub mod error;
+mod extract;
+mod fleet;
+mod json;
+mod middleware;
+mod probes;
+mod upstream;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use tower::util::option_layer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use docs::OPENAPI_PATH;
+pub use upstream::Upstream;
+
+use crate::grpc::REQUEST_ID_HEADER;
+
+/// The largest request body accepted.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// Which browser origins may call the API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// No cross-origin calls (no CORS headers at all).
+    #[default]
+    None,
+    /// Any origin (`*`); only when configured explicitly.
+    Any,
+    /// These origins, e.g. `https://fleet.example.com`.
+    List(Vec<HeaderValue>),
+}
+
+/// How the gateway serves.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// A request taking longer is answered 504.
+    pub request_timeout: Duration,
+    pub cors: CorsOrigins,
+}
+
+/// The API's routes, each declared once with its OpenAPI description.
+fn api_routes() -> OpenApiRouter<Upstream> {
+    OpenApiRouter::with_openapi(docs::base())
+        .routes(routes!(allocations::create_allocation))
+        .routes(routes!(allocations::list_allocation_history))
+        .routes(routes!(
+            allocations::get_allocation,
+            allocations::update_allocation,
+            allocations::delete_allocation
+        ))
+        .routes(routes!(fleet::list_employees))
+        .routes(routes!(fleet::get_employee))
+        .routes(routes!(fleet::list_vehicles))
+        .routes(routes!(fleet::list_available_vehicles))
+        .routes(routes!(fleet::get_vehicle))
+        .routes(routes!(probes::healthz))
+        .routes(routes!(probes::readyz))
+}
+
+/// The OpenAPI document, as served at [`OPENAPI_PATH`].
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    docs::finish(api_routes().into_openapi())
+}
+
+/// The whole HTTP application onto `upstream`.
+pub fn router(upstream: Upstream, config: &GatewayConfig) -> Router {
+    let (api, openapi) = api_routes().split_for_parts();
+    Router::new()
+        .merge(api.with_state(upstream))
+        .merge(docs::routes(docs::finish(openapi)))
+        .fallback(error::no_such_path)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            config.request_timeout,
+            middleware::time_limit,
+        ))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(option_layer(cors(&config.cors)))
+        .layer(axum::middleware::from_fn(middleware::request_id))
+}
+
+fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
+    let allow = match origins {
+        CorsOrigins::None => return None,
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => AllowOrigin::list(list.iter().cloned()),
+    };
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::IF_MATCH,
+                HeaderName::from_static("idempotency-key"),
+                request_id.clone(),
+            ])
+            .expose_headers([header::ETAG, header::LOCATION, request_id])
+            .max_age(Duration::from_secs(600)),
+    )
+}

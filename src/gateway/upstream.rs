@@ -1,0 +1,79 @@
+//! The gRPC services the gateway calls: in the same process (no network
+//! hop, but the same codec, validation and logging as a remote call), or a
+//! remote server in gateway-only mode.
+
+use std::time::Duration;
+
+use tonic::body::Body;
+use tonic::service::Routes;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_client::HealthClient;
+use tower::util::BoxCloneSyncService;
+use tower::{BoxError, Layer, ServiceExt};
+
+use crate::grpc::RequestLogLayer;
+use crate::proto::v1::allocation_service_client::AllocationServiceClient;
+use crate::proto::v1::fleet_service_client::FleetServiceClient;
+
+/// A gRPC connection, whichever kind it is.
+pub type GrpcService =
+    BoxCloneSyncService<http::Request<Body>, http::Response<Body>, UpstreamError>;
+
+/// Why a call could not reach the gRPC service.
+///
+/// A named type rather than a bare `BoxError`: with the latter, the compiler
+/// cannot prove the handlers' futures `Send` (a higher-ranked lifetime in
+/// `Into<BoxError>`).
+#[derive(Debug)]
+pub struct UpstreamError(BoxError);
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// Clients of the services behind the gateway.
+#[derive(Clone)]
+pub struct Upstream {
+    pub allocations: AllocationServiceClient<GrpcService>,
+    pub fleet: FleetServiceClient<GrpcService>,
+    pub health: HealthClient<GrpcService>,
+}
+
+impl Upstream {
+    /// Calls `routes` directly; requests still pass the request log, so
+    /// they are logged on the gRPC side with the gateway's request id.
+    pub fn in_process(routes: Routes) -> Self {
+        let service = ServiceExt::<http::Request<Body>>::map_err(
+            RequestLogLayer.layer(routes),
+            |never: std::convert::Infallible| -> UpstreamError { match never {} },
+        );
+        Self::over(BoxCloneSyncService::new(service))
+    }
+
+    /// Connects to a gRPC server at `url` (e.g. `http://10.0.0.5:50051`),
+    /// lazily, so the gateway starts even while the server is down.
+    pub fn remote(url: &str, timeout: Duration) -> Result<Self, tonic::transport::Error> {
+        let channel: Channel = Endpoint::from_shared(url.to_owned())?
+            .connect_timeout(timeout)
+            .timeout(timeout)
+            .connect_lazy();
+        let service = channel.map_err(|e| UpstreamError(e.into()));
+        Ok(Self::over(BoxCloneSyncService::new(service)))
+    }
+
+    fn over(service: GrpcService) -> Self {
+        Self {
+            allocations: AllocationServiceClient::new(service.clone()),
+            fleet: FleetServiceClient::new(service.clone()),
+            health: HealthClient::new(service),
+        }
+    }
+}

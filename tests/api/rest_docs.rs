@@ -1,0 +1,176 @@
+//! The OpenAPI document, Swagger UI and ReDoc, and that the document and
+//! the router describe the same API.
+
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::spawn_app;
+
+/// The REST API the gateway is meant to serve, method and path.
+const API: [(&str, &str); 12] = [
+    ("post", "/api/allocations"),
+    ("get", "/api/allocations/{id}"),
+    ("put", "/api/allocations/{id}"),
+    ("delete", "/api/allocations/{id}"),
+    ("get", "/api/allocations/history"),
+    ("get", "/api/employees"),
+    ("get", "/api/employees/{id}"),
+    ("get", "/api/vehicles"),
+    ("get", "/api/vehicles/{id}"),
+    ("get", "/api/vehicles/available"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+];
+
+fn operations(document: &Value) -> BTreeSet<(String, String)> {
+    document["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| ["get", "put", "post", "delete", "patch"].contains(&k.as_str()))
+                .map(move |method| (method.clone(), path.clone()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_document_and_the_router_describe_the_same_operations() {
+    let app = spawn_app().await;
+    let document: Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let documented = operations(&document);
+    let expected: BTreeSet<_> = API
+        .iter()
+        .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+        .collect();
+    assert_eq!(documented, expected);
+    assert_eq!(
+        documented,
+        operations(&serde_json::to_value(vehicle_allocation::gateway::openapi()).unwrap()),
+        "the served document is the library's"
+    );
+
+    // Every documented operation is routed: none falls through to the
+    // gateway's "no such path" or "method not allowed" answers.
+    for (method, path) in &documented {
+        let url = app.url(&path.replace("{id}", "probe-id"));
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let response = app
+            .http
+            .request(method.clone(), &url)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let reason = body["error"]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason != "NO_SUCH_PATH" && reason != "METHOD_NOT_ALLOWED",
+            "{method} {path} is documented but not routed ({status})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_with_the_error_shape_and_examples() {
+    let app = spawn_app().await;
+    let response = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let document: Value = response.json().await.unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    let schemas = &document["components"]["schemas"];
+    for schema in [
+        "ErrorResponse",
+        "ErrorBody",
+        "FieldViolationBody",
+        "AllocationJson",
+        "NewAllocationJson",
+    ] {
+        assert!(schemas[schema].is_object(), "{schema} missing");
+    }
+    assert!(
+        schemas["ErrorResponse"]["example"].is_object(),
+        "the error shape has an example"
+    );
+    assert!(schemas["NewAllocationJson"]["example"].is_object());
+    let required = schemas["NewAllocationJson"]["required"].as_array().unwrap();
+    assert_eq!(required.len(), 3, "{required:?}");
+
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = operation["responses"].as_object().unwrap();
+            assert!(!responses.is_empty(), "{method} {path}");
+            for (code, response) in responses {
+                assert!(
+                    response["headers"]["x-request-id"].is_object(),
+                    "{method} {path} {code} documents x-request-id"
+                );
+                if code.starts_with('4') || code.starts_with('5') && path != "/readyz" {
+                    assert_eq!(
+                        response["content"]["application/json"]["schema"]["$ref"],
+                        "#/components/schemas/ErrorResponse",
+                        "{method} {path} {code}"
+                    );
+                }
+            }
+        }
+    }
+    let create = &document["paths"]["/api/allocations"]["post"];
+    let created = &create["responses"]["201"]["headers"];
+    assert!(created["Location"].is_object() && created["ETag"].is_object());
+    let params: Vec<_> = create["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(params.contains(&"Idempotency-Key"), "{params:?}");
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_from_the_binary_and_redoc_renders_the_document() {
+    let app = spawn_app().await;
+    let page = app.http.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "{html}");
+    assert!(!html.contains("https://"), "no assets from the web: {html}");
+    let script = app
+        .http
+        .get(app.url("/docs/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert!(script.bytes().await.unwrap().len() > 100_000);
+    let config = app
+        .http
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(config.text().await.unwrap().contains("/openapi.json"));
+
+    let redoc = app.http.get(app.url("/redoc")).send().await.unwrap();
+    assert_eq!(redoc.status(), StatusCode::OK);
+    let html = redoc.text().await.unwrap();
+    assert!(
+        html.contains("Redoc.init") && html.contains("listAllocationHistory"),
+        "the document is inlined"
+    );
+}
