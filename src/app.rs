@@ -24,8 +24,7 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::allocation_service_server::AllocationServiceServer;
 use crate::proto::v1::fleet_service_server::FleetServiceServer;
 use crate::seed::{self, SeedError, SeedPlan};
-use crate::storage::Store;
-use crate::storage::sqlite::{OpenError, SqliteStore};
+use crate::storage::{self, OpenError, Store};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -77,16 +76,16 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
 }
 
 impl Application {
-    /// The production wiring: the embedded store in `settings.data_dir` and
-    /// the system clock; or, with `grpc_upstream`, the gateway alone.
+    /// The production wiring: the configured store and the system clock; or,
+    /// with `grpc_upstream`, the gateway alone.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         if let Some(url) = settings.grpc_upstream.clone() {
             let upstream = Upstream::remote(&url, settings.gateway.request_timeout)
                 .map_err(AppError::Upstream)?;
             return Self::with_parts(settings, None, upstream).await;
         }
-        let store = SqliteStore::open(&settings.data_dir)?;
-        Self::build_with(settings, Arc::new(store), Arc::new(SystemClock)).await
+        let store = storage::open(&settings.store).await?;
+        Self::build_with(settings, store, Arc::new(SystemClock)).await
     }
 
     /// Both servers, with a given store and clock.

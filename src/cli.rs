@@ -6,9 +6,9 @@ use clap::Parser;
 
 use crate::app::Application;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Cli, Command, CommonArgs, SeedArgs, ServeArgs, Settings};
+use crate::config::{Cli, Command, CommonArgs, HealthCheckArgs, SeedArgs, ServeArgs, Settings};
 use crate::seed::{self, SeedPlan};
-use crate::storage::sqlite::SqliteStore;
+use crate::storage::{self, StoreConfig};
 use crate::telemetry;
 
 /// Runs the command named on the command line.
@@ -35,6 +35,7 @@ pub fn run() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Some(Command::Seed(args)) => run_seed(&args, &cli.common).await,
+            Some(Command::HealthCheck(args)) => run_health_check(&args).await,
             Some(Command::Serve(args)) => run_serve(&args, &cli.common).await,
             None => run_serve(&cli.serve, &cli.common).await,
         }
@@ -60,7 +61,8 @@ async fn run_serve(args: &ServeArgs, common: &CommonArgs) -> Result<(), String> 
 }
 
 async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
-    let store = SqliteStore::open(&common.data_dir).map_err(|e| e.to_string())?;
+    let config = common.store();
+    let store = storage::open(&config).await.map_err(|e| e.to_string())?;
     let plan = SeedPlan {
         employees: args.employees,
         vehicles: args.vehicles,
@@ -69,7 +71,7 @@ async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
     };
     let started = std::time::Instant::now();
     let report = seed::seed(
-        &store,
+        store.as_ref(),
         &plan,
         &common.policy(),
         SystemClock.now(),
@@ -82,10 +84,49 @@ async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
         report.employees,
         report.vehicles,
         report.allocations,
-        store.path().display(),
+        describe(&config),
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+async fn run_health_check(args: &HealthCheckArgs) -> Result<(), String> {
+    let mut addr = args.grpc_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(args.timeout)
+        .timeout(args.timeout)
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    let response = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .map_err(|status| format!("health check failed: {}", status.message()))?;
+    let status = response.into_inner().status();
+    println!("{}", status.as_str_name());
+    if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
+        Ok(())
+    } else {
+        Err(format!("{addr} is {}", status.as_str_name()))
+    }
+}
+
+/// Where the data went, without credentials.
+fn describe(config: &StoreConfig) -> String {
+    match config {
+        StoreConfig::Embedded { data_dir } => data_dir
+            .join(storage::sqlite::DATABASE_FILE)
+            .display()
+            .to_string(),
+        StoreConfig::Mongo(mongo) => format!("MongoDB database {}", mongo.database),
+    }
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM (what orchestrators send).

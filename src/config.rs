@@ -14,6 +14,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::BookingPolicy;
 use crate::gateway::{CorsOrigins, GatewayConfig};
+use crate::storage::StoreConfig;
+use crate::storage::mongo::MongoConfig;
 
 /// Book a company vehicle for a day: a gRPC service on an embedded store.
 #[derive(Debug, Parser)]
@@ -38,10 +40,26 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the gRPC server (the default).
+    /// Run the gRPC server and the REST gateway (the default).
     Serve(ServeArgs),
     /// Fill the store with realistic fake employees, vehicles and bookings.
     Seed(SeedArgs),
+    /// Ask a running server's gRPC health service whether it is SERVING;
+    /// exits 0 if so (for container health checks).
+    HealthCheck(HealthCheckArgs),
+}
+
+/// Options of `health-check`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthCheckArgs {
+    /// The server's gRPC address; an unspecified IP (0.0.0.0) means this
+    /// host.
+    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
+
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value = "3", value_parser = parse_seconds)]
+    pub timeout: Duration,
 }
 
 /// Options every command takes.
@@ -63,9 +81,54 @@ pub struct CommonArgs {
     /// Log line format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+
+    /// Use MongoDB at this connection string instead of the embedded store,
+    /// e.g. mongodb://mongo:27017/?replicaSet=rs0 (a replica set: bookings
+    /// are written in transactions).
+    #[arg(long, env = "MONGODB_URL", global = true, hide_env_values = true)]
+    pub mongodb_url: Option<String>,
+
+    /// The MongoDB database.
+    #[arg(
+        long,
+        env = "MONGODB_DATABASE",
+        default_value = "vehicle_allocation",
+        global = true
+    )]
+    pub mongodb_database: String,
+
+    /// Connections to MongoDB per process, at most.
+    #[arg(long, env = "MONGODB_MAX_POOL_SIZE", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub mongodb_max_pool_size: u32,
+
+    /// Seconds to wait for a connection to a MongoDB server.
+    #[arg(long, env = "MONGODB_CONNECT_TIMEOUT", default_value = "5", value_parser = parse_seconds, global = true)]
+    pub mongodb_connect_timeout: Duration,
+
+    /// Seconds to wait for a usable MongoDB server (e.g. a primary) before a
+    /// request fails with UNAVAILABLE.
+    #[arg(long, env = "MONGODB_SERVER_SELECTION_TIMEOUT", default_value = "5", value_parser = parse_seconds, global = true)]
+    pub mongodb_server_selection_timeout: Duration,
 }
 
 impl CommonArgs {
+    /// The store these options choose: MongoDB when a URL is given.
+    pub fn store(&self) -> StoreConfig {
+        match &self.mongodb_url {
+            Some(url) => StoreConfig::Mongo(MongoConfig {
+                url: url.clone(),
+                database: self.mongodb_database.clone(),
+                max_pool_size: self.mongodb_max_pool_size,
+                connect_timeout: self.mongodb_connect_timeout,
+                server_selection_timeout: self.mongodb_server_selection_timeout,
+            }),
+            None => StoreConfig::Embedded {
+                data_dir: self.data_dir.clone(),
+            },
+        }
+    }
+
     /// The booking rules these options set.
     pub fn policy(&self) -> BookingPolicy {
         BookingPolicy {
@@ -146,7 +209,7 @@ pub struct Settings {
     /// Gateway-only mode: the remote gRPC server to call.
     pub grpc_upstream: Option<String>,
     pub gateway: GatewayConfig,
-    pub data_dir: PathBuf,
+    pub store: StoreConfig,
     pub policy: BookingPolicy,
     /// Seed an empty store with demo data before serving.
     pub demo: bool,
@@ -167,7 +230,7 @@ impl Settings {
                 request_timeout: serve.http_request_timeout,
                 cors: serve.cors_allowed_origins.clone(),
             },
-            data_dir: common.data_dir.clone(),
+            store: common.store(),
             policy: common.policy(),
             demo: serve.demo,
             shutdown_timeout: serve.shutdown_timeout,
@@ -293,6 +356,31 @@ mod tests {
         ] {
             assert!(cors(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_mongodb_url_chooses_mongodb() {
+        let embedded = parse(&["--data-dir", "/srv/va"]).unwrap();
+        assert_eq!(
+            embedded.common.store(),
+            StoreConfig::Embedded {
+                data_dir: "/srv/va".into()
+            }
+        );
+        let cli = parse(&[
+            "--mongodb-url",
+            "mongodb://db:27017/?replicaSet=rs0",
+            "--mongodb-max-pool-size",
+            "20",
+        ])
+        .unwrap();
+        let StoreConfig::Mongo(mongo) = cli.common.store() else {
+            panic!("expected MongoDB");
+        };
+        assert_eq!(mongo.url, "mongodb://db:27017/?replicaSet=rs0");
+        assert_eq!(mongo.database, "vehicle_allocation");
+        assert_eq!(mongo.max_pool_size, 20);
+        assert_eq!(mongo.server_selection_timeout, Duration::from_secs(5));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! is read-only" and etag checks against the row being changed. Checks made
 //! before a write and outside it would race with concurrent writers.
 
+pub mod mongo;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -71,6 +72,32 @@ impl StoreError {
             source: Arc::new(source),
         }
     }
+}
+
+/// Which backend to use, and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// The embedded SQLite store in this directory (the default).
+    Embedded { data_dir: std::path::PathBuf },
+    /// A MongoDB deployment (when `MONGODB_URL` is set).
+    Mongo(mongo::MongoConfig),
+}
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Embedded(#[from] sqlite::OpenError),
+    #[error(transparent)]
+    Mongo(#[from] mongo::MongoOpenError),
+}
+
+/// Opens the configured store.
+pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
+    Ok(match config {
+        StoreConfig::Embedded { data_dir } => Arc::new(sqlite::SqliteStore::open(data_dir)?),
+        StoreConfig::Mongo(mongo) => Arc::new(mongo::MongoStore::connect(mongo).await?),
+    })
 }
 
 /// Shorthand for storage results.

@@ -364,3 +364,27 @@ fn settings_are_read_from_a_dot_env_file() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn the_health_check_command_exits_0_only_for_a_serving_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(dir.path());
+    let port = server.addr.rsplit(':').next().unwrap().to_owned();
+    let check = |addr: String| {
+        tokio::task::spawn_blocking(move || run(&["health-check", "--grpc-addr", &addr], &[]))
+    };
+    // 0.0.0.0, as a container's GRPC_ADDR would say, means this host.
+    let serving = check(format!("0.0.0.0:{port}")).await.unwrap();
+    assert!(serving.status.success(), "{}", text(&serving.stderr));
+    assert_eq!(text(&serving.stdout).trim(), "SERVING");
+
+    server.signal("-KILL");
+    server.child.wait().unwrap();
+    let gone = check(format!("127.0.0.1:{port}")).await.unwrap();
+    assert!(!gone.status.success());
+    assert!(
+        text(&gone.stderr).contains("cannot reach"),
+        "{}",
+        text(&gone.stderr)
+    );
+}

@@ -25,7 +25,7 @@ use vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient;
 use vehicle_allocation::proto::v1::{self, CreateAllocationRequest};
 use vehicle_allocation::seed::{self, SeedPlan};
 use vehicle_allocation::storage::sqlite::SqliteStore;
-use vehicle_allocation::storage::{Store, StoreError, StoreResult};
+use vehicle_allocation::storage::{Store, StoreConfig, StoreError, StoreResult};
 
 /// The fleet every test app starts with.
 pub const FLEET: SeedPlan = SeedPlan {
@@ -124,7 +124,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         grpc_upstream: None,
         gateway: options.gateway.clone(),
-        data_dir: data_dir.path().to_owned(),
+        store: StoreConfig::Embedded {
+            data_dir: data_dir.path().to_owned(),
+        },
         policy: options.policy,
         demo: options.demo,
         shutdown_timeout: options.shutdown_timeout,

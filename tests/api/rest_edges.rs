@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use vehicle_allocation::app::Application;
 use vehicle_allocation::config::Settings;
 use vehicle_allocation::gateway::{CorsOrigins, GatewayConfig};
+use vehicle_allocation::storage::StoreConfig;
 
 use crate::helpers::{AppOptions, logged_lines, spawn_app, spawn_app_with};
 use crate::rest::{assert_error, fields};
@@ -251,7 +252,9 @@ async fn gateway_only_mode_serves_a_remote_grpc_server() {
             request_timeout: Duration::from_secs(5),
             cors: CorsOrigins::None,
         },
-        data_dir: "/nonexistent/never-opened".into(),
+        store: StoreConfig::Embedded {
+            data_dir: "/nonexistent/never-opened".into(),
+        },
         policy: backend.policy,
         demo: false,
         shutdown_timeout: Duration::from_secs(5),

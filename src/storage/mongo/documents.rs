@@ -1,0 +1,476 @@
+//! Every document the MongoDB backend sends: stored shapes, filters,
+//! updates, sorts, pipelines and indexes. Pure functions, so each one is
+//! unit-tested exactly without a server.
+//!
+//! Shapes: `allocation_date` is a BSON date at 00:00 UTC of the booked day,
+//! so range filters and sorts use the indexes and the shell shows dates;
+//! instants are BSON dates (milliseconds, the precision the service uses);
+//! `version` is the etag, checked in the filter of every guarded write.
+
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use mongodb::IndexModel;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::options::IndexOptions;
+
+use crate::domain::allocation::IDEMPOTENCY_WINDOW;
+use crate::domain::{
+    Allocation, Driver, Employee, HistoryCursor, HistoryFilter, IdempotencyKey, Vehicle,
+};
+
+/// Collection names.
+pub const EMPLOYEES: &str = "employees";
+pub const DRIVERS: &str = "drivers";
+pub const VEHICLES: &str = "vehicles";
+pub const ALLOCATIONS: &str = "allocations";
+pub const IDEMPOTENCY_KEYS: &str = "idempotency_keys";
+
+/// Names of the unique indexes that are booking rules; a duplicate-key error
+/// names the one that fired.
+pub const VEHICLE_DATE_UNIQUE: &str = "vehicle_date_unique";
+pub const EMPLOYEE_DATE_UNIQUE: &str = "employee_date_unique";
+
+const MILLIS_PER_DAY: i64 = 86_400_000;
+
+/// A calendar date as stored: midnight UTC.
+pub fn date(date: NaiveDate) -> bson::DateTime {
+    bson::DateTime::from_millis(i64::from(date.to_epoch_days()) * MILLIS_PER_DAY)
+}
+
+/// An instant as stored.
+pub fn instant(at: DateTime<Utc>) -> bson::DateTime {
+    bson::DateTime::from_millis(at.timestamp_millis())
+}
+
+/// A stored document did not have the expected shape.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed {collection} document: {problem}")]
+pub struct Malformed {
+    collection: &'static str,
+    problem: String,
+}
+
+impl Malformed {
+    /// A document of `collection` that is wrong in the way `problem` says.
+    pub fn new(collection: &'static str, problem: impl ToString) -> Self {
+        Self {
+            collection,
+            problem: problem.to_string(),
+        }
+    }
+}
+
+fn malformed(collection: &'static str, problem: impl ToString) -> Malformed {
+    Malformed::new(collection, problem)
+}
+
+fn read_date(collection: &'static str, doc: &Document, key: &str) -> Result<NaiveDate, Malformed> {
+    let at = doc
+        .get_datetime(key)
+        .map_err(|e| malformed(collection, e))?;
+    let days = at.timestamp_millis().div_euclid(MILLIS_PER_DAY);
+    i32::try_from(days)
+        .ok()
+        .and_then(NaiveDate::from_epoch_days)
+        .ok_or_else(|| malformed(collection, format!("{key} out of range")))
+}
+
+fn read_instant(
+    collection: &'static str,
+    doc: &Document,
+    key: &str,
+) -> Result<DateTime<Utc>, Malformed> {
+    let at = doc
+        .get_datetime(key)
+        .map_err(|e| malformed(collection, e))?;
+    DateTime::from_timestamp_millis(at.timestamp_millis())
+        .ok_or_else(|| malformed(collection, format!("{key} out of range")))
+}
+
+/// An integer, whichever BSON integer type it was written as (the shell
+/// writes 32-bit ones).
+fn read_int(collection: &'static str, doc: &Document, key: &str) -> Result<i64, Malformed> {
+    match doc.get(key) {
+        Some(Bson::Int64(v)) => Ok(*v),
+        Some(Bson::Int32(v)) => Ok(i64::from(*v)),
+        other => Err(malformed(
+            collection,
+            format!("{key}: expected an integer, got {other:?}"),
+        )),
+    }
+}
+
+fn read_str(collection: &'static str, doc: &Document, key: &str) -> Result<String, Malformed> {
+    doc.get_str(key)
+        .map(str::to_owned)
+        .map_err(|e| malformed(collection, format!("{key}: {e}")))
+}
+
+/// A booking as stored.
+pub fn allocation_document(a: &Allocation) -> Document {
+    doc! {
+        "_id": &a.id,
+        "employee_id": &a.employee_id,
+        "vehicle_id": &a.vehicle_id,
+        "driver_id": &a.driver_id,
+        "allocation_date": date(a.date),
+        "purpose": &a.purpose,
+        "create_time": instant(a.create_time),
+        "update_time": instant(a.update_time),
+        "version": a.version as i64,
+    }
+}
+
+/// A booking from its stored document.
+pub fn allocation_from(doc: &Document) -> Result<Allocation, Malformed> {
+    const C: &str = ALLOCATIONS;
+    let version = read_int(C, doc, "version")?;
+    Ok(Allocation {
+        id: read_str(C, doc, "_id")?,
+        employee_id: read_str(C, doc, "employee_id")?,
+        vehicle_id: read_str(C, doc, "vehicle_id")?,
+        driver_id: read_str(C, doc, "driver_id")?,
+        date: read_date(C, doc, "allocation_date")?,
+        purpose: read_str(C, doc, "purpose")?,
+        create_time: read_instant(C, doc, "create_time")?,
+        update_time: read_instant(C, doc, "update_time")?,
+        version: u64::try_from(version).map_err(|e| malformed(C, e))?,
+    })
+}
+
+/// An employee as stored.
+pub fn employee_document(e: &Employee) -> Document {
+    doc! { "_id": &e.id, "name": &e.name, "email": &e.email, "department": &e.department }
+}
+
+/// An employee from its stored document.
+pub fn employee_from(doc: &Document) -> Result<Employee, Malformed> {
+    const C: &str = EMPLOYEES;
+    Ok(Employee {
+        id: read_str(C, doc, "_id")?,
+        name: read_str(C, doc, "name")?,
+        email: read_str(C, doc, "email")?,
+        department: read_str(C, doc, "department")?,
+    })
+}
+
+/// A driver as stored.
+pub fn driver_document(d: &Driver) -> Document {
+    doc! { "_id": &d.id, "name": &d.name, "phone": &d.phone, "license_number": &d.license_number }
+}
+
+/// A vehicle as stored; its driver is stored apart and referred to.
+pub fn vehicle_document(v: &Vehicle) -> Document {
+    doc! {
+        "_id": &v.id,
+        "registration": &v.registration,
+        "make": &v.make,
+        "model": &v.model,
+        "seats": i64::from(v.seats),
+        "driver_id": &v.driver.id,
+    }
+}
+
+/// A vehicle from a document of [`vehicles_pipeline`], its driver joined in
+/// as `driver`.
+pub fn vehicle_from(doc: &Document) -> Result<Vehicle, Malformed> {
+    const C: &str = VEHICLES;
+    let driver = doc
+        .get_document("driver")
+        .map_err(|e| malformed(C, format!("driver: {e}")))?;
+    let seats = read_int(C, doc, "seats")?;
+    Ok(Vehicle {
+        id: read_str(C, doc, "_id")?,
+        registration: read_str(C, doc, "registration")?,
+        make: read_str(C, doc, "make")?,
+        model: read_str(C, doc, "model")?,
+        seats: u32::try_from(seats).map_err(|e| malformed(C, e))?,
+        driver: Driver {
+            id: read_str(DRIVERS, driver, "_id")?,
+            name: read_str(DRIVERS, driver, "name")?,
+            phone: read_str(DRIVERS, driver, "phone")?,
+            license_number: read_str(DRIVERS, driver, "license_number")?,
+        },
+    })
+}
+
+/// A stored idempotency key: which booking a request made, and a digest of
+/// the request. `created_at` drives the TTL index.
+pub fn idempotency_document(
+    key: &IdempotencyKey,
+    allocation_id: &str,
+    now: DateTime<Utc>,
+) -> Document {
+    doc! {
+        "_id": &key.request_id,
+        "allocation_id": allocation_id,
+        "fingerprint": key.fingerprint as i64,
+        "created_at": instant(now),
+    }
+}
+
+/// The key still within its window: older ones are treated as gone even
+/// before the TTL monitor (which runs once a minute) deletes them.
+pub fn live_idempotency_key(request_id: &str, now: DateTime<Utc>) -> Document {
+    doc! {
+        "_id": request_id,
+        "created_at": { "$gte": instant(IdempotencyKey::expired_before(now)) },
+    }
+}
+
+/// A document by id.
+pub fn by_id(id: &str) -> Document {
+    doc! { "_id": id }
+}
+
+/// One version of a booking: the filter of every guarded write, so that
+/// of two concurrent writers only one can match.
+pub fn version_guard(id: &str, version: u64) -> Document {
+    doc! { "_id": id, "version": version as i64 }
+}
+
+/// The update that turns a booking into `after` (the fields an update can
+/// change, its time and its version).
+pub fn allocation_update(after: &Allocation) -> Document {
+    doc! {
+        "$set": {
+            "vehicle_id": &after.vehicle_id,
+            "driver_id": &after.driver_id,
+            "allocation_date": date(after.date),
+            "purpose": &after.purpose,
+            "update_time": instant(after.update_time),
+            "version": after.version as i64,
+        }
+    }
+}
+
+/// The history report's filter, continuing after `after`.
+///
+/// The cursor's date also tightens the date range at the top level, so the
+/// index range narrows; the `$or` only breaks ties within that date.
+pub fn history_filter(filter: &HistoryFilter, after: Option<&HistoryCursor>) -> Document {
+    let mut query = Document::new();
+    for (field, value) in [
+        ("employee_id", &filter.employee_id),
+        ("vehicle_id", &filter.vehicle_id),
+        ("driver_id", &filter.driver_id),
+    ] {
+        if let Some(value) = value {
+            query.insert(field, value);
+        }
+    }
+    let mut range = Document::new();
+    if let Some(start) = filter.start_date {
+        range.insert("$gte", date(start));
+    }
+    let upper = match (filter.end_date, after.map(|c| c.date)) {
+        (Some(end), Some(cursor)) => Some(end.min(cursor)),
+        (end, cursor) => end.or(cursor),
+    };
+    if let Some(upper) = upper {
+        range.insert("$lte", date(upper));
+    }
+    if !range.is_empty() {
+        query.insert("allocation_date", range);
+    }
+    if let Some(cursor) = after {
+        query.insert(
+            "$or",
+            vec![
+                Bson::Document(doc! { "allocation_date": { "$lt": date(cursor.date) } }),
+                Bson::Document(
+                    doc! { "allocation_date": date(cursor.date), "_id": { "$lt": &cursor.id } },
+                ),
+            ],
+        );
+    }
+    query
+}
+
+/// History order: newest date first, then id descending.
+pub fn history_sort() -> Document {
+    doc! { "allocation_date": -1, "_id": -1 }
+}
+
+/// Lists in id order continue after an id.
+pub fn after_id(after: Option<&str>) -> Document {
+    match after {
+        Some(id) => doc! { "_id": { "$gt": id } },
+        None => Document::new(),
+    }
+}
+
+/// Employees of `department` (all when `None`), after an id.
+pub fn employees_filter(department: Option<&str>, after: Option<&str>) -> Document {
+    let mut query = after_id(after);
+    if let Some(department) = department {
+        query.insert("department", department);
+    }
+    query
+}
+
+/// Id order.
+pub fn id_sort() -> Document {
+    doc! { "_id": 1 }
+}
+
+/// The stages that join each vehicle's driver in as `driver`.
+fn join_driver() -> [Document; 2] {
+    [
+        doc! { "$lookup": { "from": DRIVERS, "localField": "driver_id", "foreignField": "_id", "as": "driver" } },
+        doc! { "$unwind": "$driver" },
+    ]
+}
+
+/// Vehicles matching `filter`, in id order, at most `limit`, with drivers.
+pub fn vehicles_pipeline(filter: Document, limit: i64) -> Vec<Document> {
+    let mut pipeline = vec![
+        doc! { "$match": filter },
+        doc! { "$sort": id_sort() },
+        doc! { "$limit": limit },
+    ];
+    pipeline.extend(join_driver());
+    pipeline
+}
+
+/// Vehicles with no booking on `day`, after an id, at most `limit`, with
+/// drivers. The lookup goes through the unique (vehicle, date) index.
+pub fn available_vehicles_pipeline(
+    day: NaiveDate,
+    after: Option<&str>,
+    limit: i64,
+) -> Vec<Document> {
+    let mut pipeline = vec![
+        doc! { "$match": after_id(after) },
+        doc! { "$sort": id_sort() },
+        doc! { "$lookup": {
+            "from": ALLOCATIONS,
+            "localField": "_id",
+            "foreignField": "vehicle_id",
+            "pipeline": [
+                { "$match": { "allocation_date": date(day) } },
+                { "$limit": 1 },
+                { "$project": { "_id": 1 } },
+            ],
+            "as": "booked",
+        } },
+        doc! { "$match": { "booked": { "$size": 0 } } },
+        doc! { "$limit": limit },
+        doc! { "$project": { "booked": 0 } },
+    ];
+    pipeline.extend(join_driver());
+    pipeline
+}
+
+/// Bookings on `day`; as each books one vehicle, their number is how many
+/// vehicles are taken that day.
+pub fn bookings_on(day: NaiveDate) -> Document {
+    doc! { "allocation_date": date(day) }
+}
+
+/// The holder of the slot a duplicate-key error reported: the booking, other
+/// than `wanted` itself, with the same vehicle (or employee) and date.
+pub fn slot_holder(index: &str, wanted: &Allocation) -> Option<Document> {
+    let (field, value) = match index {
+        VEHICLE_DATE_UNIQUE => ("vehicle_id", &wanted.vehicle_id),
+        EMPLOYEE_DATE_UNIQUE => ("employee_id", &wanted.employee_id),
+        _ => return None,
+    };
+    let mut holder = Document::new();
+    holder.insert(field, value);
+    holder.insert("allocation_date", date(wanted.date));
+    holder.insert("_id", doc! { "$ne": &wanted.id });
+    Some(holder)
+}
+
+fn index(keys: Document, name: &str, unique: bool) -> IndexModel {
+    let options = IndexOptions::builder()
+        .name(name.to_owned())
+        .unique(unique.then_some(true))
+        .build();
+    IndexModel::builder().keys(keys).options(options).build()
+}
+
+/// Every index, per collection; created at startup, where creating an
+/// index that already exists with the same definition does nothing.
+pub fn indexes() -> Vec<(&'static str, Vec<IndexModel>)> {
+    let ttl = IndexOptions::builder()
+        .name("expire_after_window".to_owned())
+        .expire_after(Duration::from_secs(IDEMPOTENCY_WINDOW.num_seconds() as u64))
+        .build();
+    vec![
+        (
+            ALLOCATIONS,
+            vec![
+                // The booking rules.
+                index(
+                    doc! { "vehicle_id": 1, "allocation_date": 1 },
+                    VEHICLE_DATE_UNIQUE,
+                    true,
+                ),
+                index(
+                    doc! { "employee_id": 1, "allocation_date": 1 },
+                    EMPLOYEE_DATE_UNIQUE,
+                    true,
+                ),
+                // One per history filter, each in the report's sort order.
+                index(
+                    doc! { "employee_id": 1, "allocation_date": -1, "_id": -1 },
+                    "history_by_employee",
+                    false,
+                ),
+                index(
+                    doc! { "vehicle_id": 1, "allocation_date": -1, "_id": -1 },
+                    "history_by_vehicle",
+                    false,
+                ),
+                index(
+                    doc! { "driver_id": 1, "allocation_date": -1, "_id": -1 },
+                    "history_by_driver",
+                    false,
+                ),
+                index(
+                    doc! { "allocation_date": -1, "_id": -1 },
+                    "history_by_date",
+                    false,
+                ),
+            ],
+        ),
+        (
+            EMPLOYEES,
+            vec![
+                index(doc! { "email": 1 }, "email_unique", true),
+                index(doc! { "department": 1, "_id": 1 }, "by_department", false),
+            ],
+        ),
+        (
+            DRIVERS,
+            vec![index(
+                doc! { "license_number": 1 },
+                "license_number_unique",
+                true,
+            )],
+        ),
+        (
+            VEHICLES,
+            vec![index(
+                doc! { "registration": 1 },
+                "registration_unique",
+                true,
+            )],
+        ),
+        (
+            IDEMPOTENCY_KEYS,
+            vec![
+                IndexModel::builder()
+                    .keys(doc! { "created_at": 1 })
+                    .options(ttl)
+                    .build(),
+            ],
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests;

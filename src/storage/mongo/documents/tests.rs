@@ -1,0 +1,411 @@
+//! The exact documents the MongoDB backend sends.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use mongodb::bson::{Bson, doc};
+
+use super::*;
+use crate::domain::{Driver, HistoryCursor};
+
+fn day(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn bdate(s: &str) -> bson::DateTime {
+    bson::DateTime::parse_rfc3339_str(s).unwrap()
+}
+
+fn booking() -> Allocation {
+    Allocation {
+        id: "01a2-b".into(),
+        employee_id: "emp-00001".into(),
+        vehicle_id: "veh-0002".into(),
+        driver_id: "drv-0002".into(),
+        date: day("2026-12-03"),
+        purpose: "Client visit".into(),
+        create_time: at("2026-11-26T09:30:00.123Z"),
+        update_time: at("2026-11-27T10:00:00.456Z"),
+        version: 3,
+    }
+}
+
+#[test]
+fn dates_are_stored_as_midnight_utc_and_instants_to_the_millisecond() {
+    assert_eq!(date(day("2026-12-03")), bdate("2026-12-03T00:00:00Z"));
+    assert_eq!(date(day("1969-12-31")), bdate("1969-12-31T00:00:00Z"));
+    assert_eq!(
+        instant(at("2026-11-26T09:30:00.123Z")),
+        bdate("2026-11-26T09:30:00.123Z")
+    );
+}
+
+#[test]
+fn an_allocation_is_stored_field_by_field_and_reads_back() {
+    let document = allocation_document(&booking());
+    assert_eq!(
+        document,
+        doc! {
+            "_id": "01a2-b",
+            "employee_id": "emp-00001",
+            "vehicle_id": "veh-0002",
+            "driver_id": "drv-0002",
+            "allocation_date": bdate("2026-12-03T00:00:00Z"),
+            "purpose": "Client visit",
+            "create_time": bdate("2026-11-26T09:30:00.123Z"),
+            "update_time": bdate("2026-11-27T10:00:00.456Z"),
+            "version": 3_i64,
+        }
+    );
+    assert_eq!(allocation_from(&document).unwrap(), booking());
+
+    let mut from_shell = document.clone();
+    from_shell.insert("version", 3_i32);
+    assert_eq!(
+        allocation_from(&from_shell).unwrap().version,
+        3,
+        "32-bit integers read too"
+    );
+    from_shell.remove("driver_id");
+    let err = allocation_from(&from_shell).unwrap_err();
+    assert!(err.to_string().contains("driver_id"), "{err}");
+}
+
+#[test]
+fn fleet_documents_keep_drivers_apart_and_join_them_back() {
+    let driver = Driver {
+        id: "drv-0002".into(),
+        name: "Corine Becker".into(),
+        phone: "(129) 974-4431".into(),
+        license_number: "DL91214855".into(),
+    };
+    let vehicle = Vehicle {
+        id: "veh-0002".into(),
+        registration: "VL24 WXJ".into(),
+        make: "Renault".into(),
+        model: "Trafic".into(),
+        seats: 8,
+        driver: driver.clone(),
+    };
+    assert_eq!(
+        vehicle_document(&vehicle),
+        doc! { "_id": "veh-0002", "registration": "VL24 WXJ", "make": "Renault",
+        "model": "Trafic", "seats": 8_i64, "driver_id": "drv-0002" }
+    );
+    assert_eq!(
+        driver_document(&driver),
+        doc! { "_id": "drv-0002", "name": "Corine Becker", "phone": "(129) 974-4431",
+        "license_number": "DL91214855" }
+    );
+    let mut joined = vehicle_document(&vehicle);
+    joined.insert("driver", driver_document(&driver));
+    assert_eq!(vehicle_from(&joined).unwrap(), vehicle);
+
+    let employee = Employee {
+        id: "emp-00001".into(),
+        name: "Joel Hodkiewicz".into(),
+        email: "joel.hodkiewicz@example.com".into(),
+        department: "Sales".into(),
+    };
+    let document = employee_document(&employee);
+    assert_eq!(
+        document,
+        doc! { "_id": "emp-00001", "name": "Joel Hodkiewicz",
+        "email": "joel.hodkiewicz@example.com", "department": "Sales" }
+    );
+    assert_eq!(employee_from(&document).unwrap(), employee);
+}
+
+#[test]
+fn idempotency_keys_carry_their_request_digest_and_age() {
+    let key = IdempotencyKey {
+        request_id: "req-1".into(),
+        fingerprint: u64::MAX - 1,
+    };
+    assert_eq!(
+        idempotency_document(&key, "01a2-b", at("2026-11-26T09:30:00Z")),
+        doc! { "_id": "req-1", "allocation_id": "01a2-b", "fingerprint": -2_i64,
+        "created_at": bdate("2026-11-26T09:30:00Z") }
+    );
+    assert_eq!(
+        live_idempotency_key("req-1", at("2026-11-27T12:00:00Z")),
+        doc! { "_id": "req-1", "created_at": { "$gte": bdate("2026-11-26T12:00:00Z") } }
+    );
+}
+
+#[test]
+fn guarded_writes_filter_on_the_version_and_set_only_what_an_update_changes() {
+    assert_eq!(
+        version_guard("01a2-b", 3),
+        doc! { "_id": "01a2-b", "version": 3_i64 }
+    );
+    let mut after = booking();
+    after.version = 4;
+    assert_eq!(
+        allocation_update(&after),
+        doc! { "$set": {
+            "vehicle_id": "veh-0002",
+            "driver_id": "drv-0002",
+            "allocation_date": bdate("2026-12-03T00:00:00Z"),
+            "purpose": "Client visit",
+            "update_time": bdate("2026-11-27T10:00:00.456Z"),
+            "version": 4_i64,
+        } }
+    );
+}
+
+#[test]
+fn history_filters_bind_only_what_is_set() {
+    assert_eq!(history_filter(&HistoryFilter::default(), None), doc! {});
+    let filter = HistoryFilter {
+        employee_id: Some("emp-1".into()),
+        vehicle_id: Some("veh-2".into()),
+        driver_id: Some("drv-2".into()),
+        start_date: Some(day("2026-11-01")),
+        end_date: Some(day("2026-11-30")),
+    };
+    assert_eq!(
+        history_filter(&filter, None),
+        doc! {
+            "employee_id": "emp-1",
+            "vehicle_id": "veh-2",
+            "driver_id": "drv-2",
+            "allocation_date": {
+                "$gte": bdate("2026-11-01T00:00:00Z"),
+                "$lte": bdate("2026-11-30T00:00:00Z"),
+            },
+        }
+    );
+}
+
+#[test]
+fn a_history_cursor_narrows_the_date_range_and_breaks_ties_by_id() {
+    let cursor = HistoryCursor {
+        date: day("2026-11-20"),
+        id: "m".into(),
+    };
+    let filter = HistoryFilter {
+        vehicle_id: Some("veh-2".into()),
+        end_date: Some(day("2026-11-30")),
+        ..Default::default()
+    };
+    assert_eq!(
+        history_filter(&filter, Some(&cursor)),
+        doc! {
+            "vehicle_id": "veh-2",
+            "allocation_date": { "$lte": bdate("2026-11-20T00:00:00Z") },
+            "$or": [
+                { "allocation_date": { "$lt": bdate("2026-11-20T00:00:00Z") } },
+                { "allocation_date": bdate("2026-11-20T00:00:00Z"), "_id": { "$lt": "m" } },
+            ],
+        }
+    );
+    // An end date before the cursor stays the bound.
+    let earlier = HistoryFilter {
+        end_date: Some(day("2026-11-10")),
+        ..Default::default()
+    };
+    let query = history_filter(&earlier, Some(&cursor));
+    assert_eq!(
+        query.get_document("allocation_date").unwrap(),
+        &doc! { "$lte": bdate("2026-11-10T00:00:00Z") }
+    );
+    assert_eq!(history_sort(), doc! { "allocation_date": -1, "_id": -1 });
+}
+
+#[test]
+fn lists_in_id_order_continue_after_an_id() {
+    assert_eq!(after_id(None), doc! {});
+    assert_eq!(
+        after_id(Some("veh-0010")),
+        doc! { "_id": { "$gt": "veh-0010" } }
+    );
+    assert_eq!(
+        employees_filter(Some("Sales"), Some("emp-00007")),
+        doc! { "_id": { "$gt": "emp-00007" }, "department": "Sales" }
+    );
+    assert_eq!(employees_filter(None, None), doc! {});
+    assert_eq!(id_sort(), doc! { "_id": 1 });
+}
+
+#[test]
+fn vehicle_pipelines_join_the_driver_and_leave_out_booked_vehicles() {
+    let join = [
+        doc! { "$lookup": { "from": "drivers", "localField": "driver_id", "foreignField": "_id", "as": "driver" } },
+        doc! { "$unwind": "$driver" },
+    ];
+    let mut expected = vec![
+        doc! { "$match": { "_id": "veh-0001" } },
+        doc! { "$sort": { "_id": 1 } },
+        doc! { "$limit": 1_i64 },
+    ];
+    expected.extend(join.clone());
+    assert_eq!(vehicles_pipeline(by_id("veh-0001"), 1), expected);
+
+    let mut expected = vec![
+        doc! { "$match": { "_id": { "$gt": "veh-0010" } } },
+        doc! { "$sort": { "_id": 1 } },
+        doc! { "$lookup": {
+            "from": "allocations",
+            "localField": "_id",
+            "foreignField": "vehicle_id",
+            "pipeline": [
+                { "$match": { "allocation_date": bdate("2026-12-03T00:00:00Z") } },
+                { "$limit": 1 },
+                { "$project": { "_id": 1 } },
+            ],
+            "as": "booked",
+        } },
+        doc! { "$match": { "booked": { "$size": 0 } } },
+        doc! { "$limit": 51_i64 },
+        doc! { "$project": { "booked": 0 } },
+    ];
+    expected.extend(join);
+    assert_eq!(
+        available_vehicles_pipeline(day("2026-12-03"), Some("veh-0010"), 51),
+        expected
+    );
+    assert_eq!(
+        bookings_on(day("2026-12-03")),
+        doc! { "allocation_date": bdate("2026-12-03T00:00:00Z") }
+    );
+}
+
+#[test]
+fn the_slot_holder_is_the_other_booking_under_the_index_that_fired() {
+    let wanted = booking();
+    assert_eq!(
+        slot_holder(VEHICLE_DATE_UNIQUE, &wanted),
+        Some(
+            doc! { "vehicle_id": "veh-0002", "allocation_date": bdate("2026-12-03T00:00:00Z"),
+            "_id": { "$ne": "01a2-b" } }
+        )
+    );
+    assert_eq!(
+        slot_holder(EMPLOYEE_DATE_UNIQUE, &wanted),
+        Some(
+            doc! { "employee_id": "emp-00001", "allocation_date": bdate("2026-12-03T00:00:00Z"),
+            "_id": { "$ne": "01a2-b" } }
+        )
+    );
+    assert_eq!(slot_holder("_id_", &wanted), None);
+}
+
+#[test]
+fn indexes_are_the_booking_rules_one_per_history_filter_and_a_ttl() {
+    let described: Vec<(String, String, Document, bool, Option<u64>)> = indexes()
+        .into_iter()
+        .flat_map(|(collection, models)| {
+            models.into_iter().map(move |model| {
+                let options = model.options.unwrap_or_default();
+                (
+                    collection.to_owned(),
+                    options.name.unwrap_or_default(),
+                    model.keys,
+                    options.unique.unwrap_or(false),
+                    options.expire_after.map(|d| d.as_secs()),
+                )
+            })
+        })
+        .collect();
+    let expected = vec![
+        (
+            "allocations",
+            "vehicle_date_unique",
+            doc! { "vehicle_id": 1, "allocation_date": 1 },
+            true,
+            None,
+        ),
+        (
+            "allocations",
+            "employee_date_unique",
+            doc! { "employee_id": 1, "allocation_date": 1 },
+            true,
+            None,
+        ),
+        (
+            "allocations",
+            "history_by_employee",
+            doc! { "employee_id": 1, "allocation_date": -1, "_id": -1 },
+            false,
+            None,
+        ),
+        (
+            "allocations",
+            "history_by_vehicle",
+            doc! { "vehicle_id": 1, "allocation_date": -1, "_id": -1 },
+            false,
+            None,
+        ),
+        (
+            "allocations",
+            "history_by_driver",
+            doc! { "driver_id": 1, "allocation_date": -1, "_id": -1 },
+            false,
+            None,
+        ),
+        (
+            "allocations",
+            "history_by_date",
+            doc! { "allocation_date": -1, "_id": -1 },
+            false,
+            None,
+        ),
+        ("employees", "email_unique", doc! { "email": 1 }, true, None),
+        (
+            "employees",
+            "by_department",
+            doc! { "department": 1, "_id": 1 },
+            false,
+            None,
+        ),
+        (
+            "drivers",
+            "license_number_unique",
+            doc! { "license_number": 1 },
+            true,
+            None,
+        ),
+        (
+            "vehicles",
+            "registration_unique",
+            doc! { "registration": 1 },
+            true,
+            None,
+        ),
+        (
+            "idempotency_keys",
+            "expire_after_window",
+            doc! { "created_at": 1 },
+            false,
+            Some(86_400),
+        ),
+    ];
+    let expected: Vec<_> = expected
+        .into_iter()
+        .map(|(c, n, k, u, t)| (c.to_owned(), n.to_owned(), k, u, t))
+        .collect();
+    assert_eq!(described, expected);
+}
+
+#[test]
+fn every_history_filter_has_an_index_that_serves_it_and_its_sort() {
+    let history: Vec<Document> = indexes()
+        .into_iter()
+        .filter(|(c, _)| *c == ALLOCATIONS)
+        .flat_map(|(_, models)| models.into_iter().map(|m| m.keys))
+        .collect();
+    let sort = history_sort();
+    for field in ["employee_id", "vehicle_id", "driver_id"] {
+        let mut keys = doc! { field: 1 };
+        keys.extend(sort.clone());
+        assert!(
+            history.contains(&keys),
+            "no index {keys} for the {field} filter"
+        );
+    }
+    assert!(history.contains(&sort), "the date range filter");
+    let _ = Bson::Null;
+}

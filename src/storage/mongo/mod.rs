@@ -1,0 +1,622 @@
+//! The MongoDB backend, for production: several stateless replicas of the
+//! service share one MongoDB replica set (or sharded cluster).
+//!
+//! How the rules hold without a single writer:
+//! - the two booking rules are unique indexes; a duplicate-key error names
+//!   the index that fired, and the booking holding the slot is looked up;
+//! - a create runs in a transaction (snapshot reads, majority writes) with
+//!   its idempotency key, so a booking and its key exist together or not at
+//!   all, and concurrent retries of one key meet in a write conflict that
+//!   the driver retries;
+//! - updates and deletes are guarded by the booking's version in the write's
+//!   own filter (`find_one_and_update` / `find_one_and_delete`), so of two
+//!   concurrent writers only one matches; the other re-reads and is judged
+//!   against the new version (a stale etag then fails as it should).
+//!
+//! Every document it sends is built in [`documents`], where each is unit
+//! tested; the storage conformance suite runs against a real server when
+//! `MONGODB_URL` is set.
+
+pub mod documents;
+mod errors;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use mongodb::bson::{Document, doc};
+use mongodb::error::Error as MongoError;
+use mongodb::options::{ClientOptions, ReadConcern, ReturnDocument, WriteConcern};
+use mongodb::{Client, ClientSession, Collection, Cursor, Database};
+
+use crate::domain::allocation::allocation_not_found;
+use crate::domain::{
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
+    HistoryFilter, NewAllocation, Page, PageRequest, Resource, UpdatedAllocation, Vehicle,
+};
+use crate::storage::{Store, StoreError, StoreResult};
+
+use documents as d;
+pub use errors::{duplicate_key_message, index_name};
+
+/// How often a guarded update or delete is retried when another writer got
+/// there first.
+const GUARDED_WRITE_ATTEMPTS: usize = 5;
+
+/// How to reach MongoDB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MongoConfig {
+    /// A `mongodb://` connection string; may carry credentials, so it is
+    /// never logged.
+    pub url: String,
+    pub database: String,
+    pub max_pool_size: u32,
+    pub connect_timeout: Duration,
+    pub server_selection_timeout: Duration,
+}
+
+/// Why the MongoDB store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum MongoOpenError {
+    #[error("MONGODB_URL is not usable: {0}")]
+    Url(MongoError),
+    #[error("cannot create the indexes of {collection} in MongoDB: {source}")]
+    Indexes {
+        collection: &'static str,
+        source: MongoError,
+    },
+}
+
+/// The MongoDB store.
+#[derive(Debug, Clone)]
+pub struct MongoStore {
+    client: Client,
+    db: Database,
+    employees: Collection<Document>,
+    drivers: Collection<Document>,
+    vehicles: Collection<Document>,
+    allocations: Collection<Document>,
+    keys: Collection<Document>,
+}
+
+fn classify(context: &str) -> impl FnOnce(MongoError) -> StoreError + '_ {
+    move |error| errors::classify(context, error)
+}
+
+fn decoded<T>(result: Result<T, d::Malformed>) -> StoreResult<T> {
+    result.map_err(|e| StoreError::internal("decoding a MongoDB document", e))
+}
+
+/// All documents of a cursor.
+async fn collect(mut cursor: Cursor<Document>, context: &str) -> StoreResult<Vec<Document>> {
+    let mut documents = Vec::new();
+    while cursor.advance().await.map_err(classify(context))? {
+        documents.push(cursor.deserialize_current().map_err(classify(context))?);
+    }
+    Ok(documents)
+}
+
+impl MongoStore {
+    /// Connects, and creates the indexes (idempotently). The connection
+    /// itself is made lazily and re-made by the driver after failures.
+    pub async fn connect(config: &MongoConfig) -> Result<Self, MongoOpenError> {
+        let mut options = ClientOptions::parse(&config.url)
+            .await
+            .map_err(MongoOpenError::Url)?;
+        options.app_name = Some("vehicle-allocation".into());
+        options.max_pool_size = Some(config.max_pool_size);
+        options.connect_timeout = Some(config.connect_timeout);
+        options.server_selection_timeout = Some(config.server_selection_timeout);
+        options.retry_writes = Some(true);
+        options.retry_reads = Some(true);
+        options.write_concern = Some(WriteConcern::majority());
+        let hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();
+        let client = Client::with_options(options).map_err(MongoOpenError::Url)?;
+        let store = Self::new(client, &config.database);
+        store.create_indexes().await?;
+        tracing::info!(hosts = %hosts.join(","), database = %config.database, "using MongoDB");
+        Ok(store)
+    }
+
+    fn new(client: Client, database: &str) -> Self {
+        let db = client.database(database);
+        Self {
+            employees: db.collection(d::EMPLOYEES),
+            drivers: db.collection(d::DRIVERS),
+            vehicles: db.collection(d::VEHICLES),
+            allocations: db.collection(d::ALLOCATIONS),
+            keys: db.collection(d::IDEMPOTENCY_KEYS),
+            client,
+            db,
+        }
+    }
+
+    async fn create_indexes(&self) -> Result<(), MongoOpenError> {
+        for (collection, models) in d::indexes() {
+            self.db
+                .collection::<Document>(collection)
+                .create_indexes(models)
+                .await
+                .map_err(|source| MongoOpenError::Indexes { collection, source })?;
+        }
+        Ok(())
+    }
+
+    /// Drops the whole database (for tests, which use one database each).
+    pub async fn drop_database(&self) -> StoreResult<()> {
+        self.db
+            .drop()
+            .await
+            .map_err(classify("dropping the database"))
+    }
+
+    async fn find_allocation(&self, id: &str) -> StoreResult<Option<Allocation>> {
+        let found = self
+            .allocations
+            .find_one(d::by_id(id))
+            .await
+            .map_err(classify("reading an allocation"))?;
+        match found {
+            Some(document) => decoded(d::allocation_from(&document)).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn vehicle_driver(&self, vehicle_id: &str) -> StoreResult<String> {
+        let vehicle = self
+            .vehicles
+            .find_one(d::by_id(vehicle_id))
+            .await
+            .map_err(classify("reading a vehicle"))?
+            .ok_or_else(|| DomainError::not_found(Resource::Vehicle, vehicle_id))?;
+        decoded(
+            vehicle
+                .get_str("driver_id")
+                .map(str::to_owned)
+                .map_err(|e| d::Malformed::new(d::VEHICLES, e)),
+        )
+    }
+
+    /// Turns a duplicate-key error on `wanted` into the rule it stands for,
+    /// naming the booking in the way when it can be found.
+    async fn conflict(&self, error: MongoError, wanted: &Allocation) -> StoreError {
+        let Some(index) = duplicate_key_message(&error)
+            .and_then(index_name)
+            .map(str::to_owned)
+        else {
+            return errors::classify("writing an allocation", error);
+        };
+        let Some(filter) = d::slot_holder(&index, wanted) else {
+            return errors::classify("writing an allocation", error);
+        };
+        // The holder may be gone by now; the rule fired all the same.
+        let allocation_id = match self.allocations.find_one(filter).await {
+            Ok(Some(holder)) => holder.get_str("_id").unwrap_or_default().to_owned(),
+            _ => String::new(),
+        };
+        let rule = if index == d::VEHICLE_DATE_UNIQUE {
+            DomainError::VehicleAlreadyBooked {
+                vehicle_id: wanted.vehicle_id.clone(),
+                date: wanted.date,
+                allocation_id,
+            }
+        } else {
+            DomainError::EmployeeAlreadyBooked {
+                employee_id: wanted.employee_id.clone(),
+                date: wanted.date,
+                allocation_id,
+            }
+        };
+        rule.into()
+    }
+
+    /// The body of the create transaction; domain refusals travel as the
+    /// driver's custom errors so that they abort the transaction.
+    async fn create_in(
+        &self,
+        session: &mut ClientSession,
+        new: &NewAllocation,
+    ) -> Result<Allocation, MongoError> {
+        let refuse = |rule: DomainError| MongoError::custom(rule);
+        if let Some(key) = &new.idempotency_key {
+            let earlier = self
+                .keys
+                .find_one(d::live_idempotency_key(&key.request_id, new.now))
+                .session(&mut *session)
+                .await?;
+            if let Some(earlier) = earlier {
+                let fingerprint = earlier.get_i64("fingerprint").unwrap_or_default() as u64;
+                key.check_same_request(fingerprint).map_err(refuse)?;
+                let allocation_id = earlier
+                    .get_str("allocation_id")
+                    .unwrap_or_default()
+                    .to_owned();
+                let made = self
+                    .allocations
+                    .find_one(d::by_id(&allocation_id))
+                    .session(&mut *session)
+                    .await?;
+                return match made.as_ref().map(d::allocation_from) {
+                    Some(Ok(allocation)) => Ok(allocation),
+                    Some(Err(malformed)) => Err(MongoError::custom(StoreError::internal(
+                        "decoding an allocation",
+                        malformed,
+                    ))),
+                    None => Err(refuse(DomainError::IdempotentAllocationDeleted {
+                        request_id: key.request_id.clone(),
+                        allocation_id,
+                    })),
+                };
+            }
+        }
+        new.check_window().map_err(refuse)?;
+        let employee = self
+            .employees
+            .find_one(d::by_id(&new.employee_id))
+            .session(&mut *session)
+            .await?;
+        if employee.is_none() {
+            return Err(refuse(DomainError::not_found(
+                Resource::Employee,
+                &new.employee_id,
+            )));
+        }
+        let vehicle = self
+            .vehicles
+            .find_one(d::by_id(&new.vehicle_id))
+            .session(&mut *session)
+            .await?
+            .ok_or_else(|| refuse(DomainError::not_found(Resource::Vehicle, &new.vehicle_id)))?;
+        let driver_id = vehicle.get_str("driver_id").unwrap_or_default().to_owned();
+        let allocation = new.clone().into_allocation(driver_id);
+        self.allocations
+            .insert_one(d::allocation_document(&allocation))
+            .session(&mut *session)
+            .await?;
+        if let Some(key) = &new.idempotency_key {
+            // Replaces an expired key that the TTL monitor has not removed yet.
+            self.keys
+                .replace_one(
+                    d::by_id(&key.request_id),
+                    d::idempotency_document(key, &allocation.id, new.now),
+                )
+                .upsert(true)
+                .session(&mut *session)
+                .await?;
+        }
+        Ok(allocation)
+    }
+
+    async fn count(&self, collection: &Collection<Document>, filter: Document) -> StoreResult<u64> {
+        collection
+            .count_documents(filter)
+            .await
+            .map_err(classify("counting"))
+    }
+
+    async fn vehicles_page(
+        &self,
+        pipeline: Vec<Document>,
+        size: usize,
+        total: u64,
+    ) -> StoreResult<Page<Vehicle>> {
+        let cursor = self
+            .vehicles
+            .aggregate(pipeline)
+            .await
+            .map_err(classify("listing vehicles"))?;
+        let rows = collect(cursor, "listing vehicles")
+            .await?
+            .iter()
+            .map(d::vehicle_from)
+            .collect::<Result<Vec<_>, _>>();
+        Ok(Page::from_rows(decoded(rows)?, size, total))
+    }
+}
+
+/// The refusal or failure that the create transaction's body raised, if
+/// that is what ended it.
+fn raised_in_transaction(error: &MongoError) -> Option<StoreError> {
+    if let Some(rule) = error.get_custom::<DomainError>() {
+        return Some(rule.clone().into());
+    }
+    error.get_custom::<StoreError>().cloned()
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
+        let mut session = self
+            .client
+            .start_session()
+            .await
+            .map_err(classify("starting a session"))?;
+        let result = session
+            .start_transaction()
+            .read_concern(ReadConcern::snapshot())
+            .write_concern(WriteConcern::majority())
+            // `and_run` with owned context rather than `and_run2`: the
+            // latter trips a compiler bug (rust-lang/rust#96865) that makes
+            // the future not provably `Send`.
+            .and_run((self.clone(), new.clone()), |session, (store, new)| {
+                Box::pin(async move { store.create_in(session, new).await })
+            })
+            .await;
+        match result {
+            Ok(allocation) => Ok(allocation),
+            Err(error) => match raised_in_transaction(&error) {
+                Some(raised) => Err(raised),
+                None => {
+                    let wanted = new.into_allocation(String::new());
+                    Err(self.conflict(error, &wanted).await)
+                }
+            },
+        }
+    }
+
+    async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
+        self.find_allocation(id)
+            .await?
+            .ok_or_else(|| allocation_not_found(id).into())
+    }
+
+    async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
+        for _ in 0..GUARDED_WRITE_ATTEMPTS {
+            let before = self
+                .find_allocation(&update.id)
+                .await?
+                .ok_or_else(|| allocation_not_found(&update.id))?;
+            update.check(&before)?;
+            let driver = if update.changes_vehicle(&before) {
+                let vehicle_id = update.changes.vehicle_id.as_deref().unwrap_or_default();
+                Some(self.vehicle_driver(vehicle_id).await?)
+            } else {
+                None
+            };
+            let after = update.apply(&before, driver);
+            let written = self
+                .allocations
+                .find_one_and_update(
+                    d::version_guard(&before.id, before.version),
+                    d::allocation_update(&after),
+                )
+                .return_document(ReturnDocument::After)
+                .await;
+            match written {
+                Ok(Some(stored)) => {
+                    let after = decoded(d::allocation_from(&stored))?;
+                    return Ok(UpdatedAllocation { before, after });
+                }
+                // Another writer changed or deleted it since it was read.
+                Ok(None) => continue,
+                Err(error) => return Err(self.conflict(error, &after).await),
+            }
+        }
+        Err(contended(&update.id))
+    }
+
+    async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
+        for _ in 0..GUARDED_WRITE_ATTEMPTS {
+            let existing = self
+                .find_allocation(&deletion.id)
+                .await?
+                .ok_or_else(|| allocation_not_found(&deletion.id))?;
+            deletion.check(&existing)?;
+            let deleted = self
+                .allocations
+                .find_one_and_delete(d::version_guard(&existing.id, existing.version))
+                .await
+                .map_err(classify("deleting an allocation"))?;
+            if deleted.is_some() {
+                return Ok(existing);
+            }
+        }
+        Err(contended(&deletion.id))
+    }
+
+    async fn list_allocation_history(
+        &self,
+        filter: &HistoryFilter,
+        page: PageRequest<HistoryCursor>,
+    ) -> StoreResult<Page<Allocation>> {
+        let rows = async {
+            let cursor = self
+                .allocations
+                .find(d::history_filter(filter, page.after.as_ref()))
+                .sort(d::history_sort())
+                .limit(page.size as i64 + 1)
+                .await
+                .map_err(classify("listing history"))?;
+            collect(cursor, "listing history").await
+        };
+        let total = self.count(&self.allocations, d::history_filter(filter, None));
+        let (rows, total) = tokio::try_join!(rows, total)?;
+        let rows = decoded(rows.iter().map(d::allocation_from).collect())?;
+        Ok(Page::from_rows(rows, page.size, total))
+    }
+
+    async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
+        let found = self
+            .employees
+            .find_one(d::by_id(id))
+            .await
+            .map_err(classify("reading an employee"))?
+            .ok_or_else(|| DomainError::not_found(Resource::Employee, id))?;
+        decoded(d::employee_from(&found))
+    }
+
+    async fn list_employees(
+        &self,
+        department: Option<&str>,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Employee>> {
+        let rows = async {
+            let cursor = self
+                .employees
+                .find(d::employees_filter(department, page.after.as_deref()))
+                .sort(d::id_sort())
+                .limit(page.size as i64 + 1)
+                .await
+                .map_err(classify("listing employees"))?;
+            collect(cursor, "listing employees").await
+        };
+        let total = self.count(&self.employees, d::employees_filter(department, None));
+        let (rows, total) = tokio::try_join!(rows, total)?;
+        let rows = decoded(rows.iter().map(d::employee_from).collect())?;
+        Ok(Page::from_rows(rows, page.size, total))
+    }
+
+    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle> {
+        let page = self
+            .vehicles_page(d::vehicles_pipeline(d::by_id(id), 1), 1, 1)
+            .await?;
+        page.items
+            .into_iter()
+            .next()
+            .ok_or_else(|| DomainError::not_found(Resource::Vehicle, id).into())
+    }
+
+    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>> {
+        let total = self.count(&self.vehicles, Document::new()).await?;
+        let pipeline =
+            d::vehicles_pipeline(d::after_id(page.after.as_deref()), page.size as i64 + 1);
+        self.vehicles_page(pipeline, page.size, total).await
+    }
+
+    async fn list_available_vehicles(
+        &self,
+        date: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        let (vehicles, booked) = tokio::try_join!(
+            self.count(&self.vehicles, Document::new()),
+            self.count(&self.allocations, d::bookings_on(date)),
+        )?;
+        let pipeline =
+            d::available_vehicles_pipeline(date, page.after.as_deref(), page.size as i64 + 1);
+        self.vehicles_page(pipeline, page.size, vehicles.saturating_sub(booked))
+            .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(drop)
+            .map_err(classify("pinging MongoDB"))
+    }
+
+    async fn is_empty(&self) -> StoreResult<bool> {
+        for collection in [&self.employees, &self.vehicles, &self.allocations] {
+            let any = collection
+                .find_one(Document::new())
+                .await
+                .map_err(classify("checking for data"))?;
+            if any.is_some() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Drops the collections and recreates their indexes: a transaction
+    /// could not hold the deletion of a million documents.
+    async fn reset(&self) -> StoreResult<()> {
+        for collection in [
+            &self.keys,
+            &self.allocations,
+            &self.vehicles,
+            &self.drivers,
+            &self.employees,
+        ] {
+            collection
+                .drop()
+                .await
+                .map_err(classify("dropping a collection"))?;
+        }
+        self.create_indexes()
+            .await
+            .map_err(|e| StoreError::unavailable("recreating indexes", e))
+    }
+
+    async fn insert_fleet(
+        &self,
+        employees: Vec<Employee>,
+        vehicles: Vec<Vehicle>,
+    ) -> StoreResult<()> {
+        let drivers: Vec<Document> = vehicles
+            .iter()
+            .map(|v| d::driver_document(&v.driver))
+            .collect();
+        for (collection, documents) in [
+            (
+                &self.employees,
+                employees
+                    .iter()
+                    .map(d::employee_document)
+                    .collect::<Vec<_>>(),
+            ),
+            (&self.drivers, drivers),
+            (
+                &self.vehicles,
+                vehicles.iter().map(d::vehicle_document).collect(),
+            ),
+        ] {
+            if !documents.is_empty() {
+                collection
+                    .insert_many(documents)
+                    .ordered(false)
+                    .await
+                    .map_err(classify("inserting the fleet"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One unordered `insert_many` in a transaction: fast, and a batch that
+    /// breaks a rule is refused whole.
+    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
+        if allocations.is_empty() {
+            return Ok(());
+        }
+        let documents: Vec<Document> = allocations.iter().map(d::allocation_document).collect();
+        let mut session = self
+            .client
+            .start_session()
+            .await
+            .map_err(classify("starting a session"))?;
+        let result = session
+            .start_transaction()
+            .write_concern(WriteConcern::majority())
+            .and_run(
+                (self.allocations.clone(), documents),
+                |session, (allocations, documents)| {
+                    Box::pin(async move {
+                        allocations
+                            .insert_many(documents.iter())
+                            .ordered(false)
+                            .session(session)
+                            .await
+                            .map(drop)
+                    })
+                },
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(()),
+            Err(error) => match errors::duplicate_key_position(&error) {
+                Some(position) if position < allocations.len() => {
+                    Err(self.conflict(error, &allocations[position]).await)
+                }
+                _ => Err(errors::classify("inserting allocations", error)),
+            },
+        }
+    }
+}
+
+fn contended(id: &str) -> StoreError {
+    StoreError::unavailable(
+        format!("allocation {id:?} kept changing under concurrent writes"),
+        std::io::Error::other("too many concurrent writers"),
+    )
+}
