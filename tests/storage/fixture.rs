@@ -1,7 +1,7 @@
 //! A small fleet loaded into every store under test, and helpers to make and
 //! inspect bookings.
 
-use chrono::{DateTime, Days, Duration, NaiveDate, Utc};
+use chrono::{DateTime, Days, Duration, NaiveDate, SubsecRound, Utc};
 use vehicle_allocation::domain::{
     Allocation, AllocationChanges, AllocationDeletion, AllocationUpdate, BookingPolicy,
     BookingWindow, DomainError, Employee, Etag, IdempotencyKey, NewAllocation, Vehicle,
@@ -34,9 +34,9 @@ impl Fixture {
         Self {
             employees,
             vehicles,
-            now: DateTime::parse_from_rfc3339("2026-11-26T10:00:00Z")
-                .unwrap()
-                .with_timezone(&Utc),
+            // The real time, not a fixed one: MongoDB's TTL monitor expires
+            // idempotency keys by the server's clock.
+            now: Utc::now().trunc_subsecs(3),
             policy: BookingPolicy::default(),
         }
     }

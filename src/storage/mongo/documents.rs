@@ -210,6 +210,24 @@ pub fn idempotency_document(
     }
 }
 
+/// What a stored idempotency key says: the booking made, and the digest of
+/// the request that made it.
+pub fn idempotency_from(doc: &Document) -> Result<(String, u64), Malformed> {
+    const C: &str = IDEMPOTENCY_KEYS;
+    let fingerprint = read_int(C, doc, "fingerprint")?;
+    Ok((read_str(C, doc, "allocation_id")?, fingerprint as u64))
+}
+
+/// The `_id` of any document of `collection`.
+pub fn id_of(collection: &'static str, doc: &Document) -> Result<String, Malformed> {
+    read_str(collection, doc, "_id")
+}
+
+/// The driver recorded on a stored vehicle.
+pub fn driver_of(vehicle: &Document) -> Result<String, Malformed> {
+    read_str(VEHICLES, vehicle, "driver_id")
+}
+
 /// The key still within its window: older ones are treated as gone even
 /// before the TTL monitor (which runs once a minute) deletes them.
 pub fn live_idempotency_key(request_id: &str, now: DateTime<Utc>) -> Document {
@@ -367,6 +385,17 @@ pub fn available_vehicles_pipeline(
 /// vehicles are taken that day.
 pub fn bookings_on(day: NaiveDate) -> Document {
     doc! { "allocation_date": date(day) }
+}
+
+/// Whether `other` holds the slot of `wanted` under the unique `index`.
+pub fn same_slot(index: &str, wanted: &Allocation, other: &Allocation) -> bool {
+    other.date == wanted.date
+        && other.id != wanted.id
+        && match index {
+            VEHICLE_DATE_UNIQUE => other.vehicle_id == wanted.vehicle_id,
+            EMPLOYEE_DATE_UNIQUE => other.employee_id == wanted.employee_id,
+            _ => false,
+        }
 }
 
 /// The holder of the slot a duplicate-key error reported: the booking, other

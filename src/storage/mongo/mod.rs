@@ -169,17 +169,19 @@ impl MongoStore {
             .await
             .map_err(classify("reading a vehicle"))?
             .ok_or_else(|| DomainError::not_found(Resource::Vehicle, vehicle_id))?;
-        decoded(
-            vehicle
-                .get_str("driver_id")
-                .map(str::to_owned)
-                .map_err(|e| d::Malformed::new(d::VEHICLES, e)),
-        )
+        decoded(d::driver_of(&vehicle))
     }
 
     /// Turns a duplicate-key error on `wanted` into the rule it stands for,
-    /// naming the booking in the way when it can be found.
-    async fn conflict(&self, error: MongoError, wanted: &Allocation) -> StoreError {
+    /// naming the booking in the way: one of `batch` written with it, or one
+    /// already stored (the lookup runs after the failed write was rolled
+    /// back, so the holder may be gone by then; the rule fired all the same).
+    async fn conflict(
+        &self,
+        error: MongoError,
+        wanted: &Allocation,
+        batch: &[Allocation],
+    ) -> StoreError {
         let Some(index) = duplicate_key_message(&error)
             .and_then(index_name)
             .map(str::to_owned)
@@ -189,10 +191,21 @@ impl MongoStore {
         let Some(filter) = d::slot_holder(&index, wanted) else {
             return errors::classify("writing an allocation", error);
         };
-        // The holder may be gone by now; the rule fired all the same.
-        let allocation_id = match self.allocations.find_one(filter).await {
-            Ok(Some(holder)) => holder.get_str("_id").unwrap_or_default().to_owned(),
-            _ => String::new(),
+        let allocation_id = match batch
+            .iter()
+            .find(|other| d::same_slot(&index, wanted, other))
+        {
+            Some(other) => other.id.clone(),
+            None => match self.allocations.find_one(filter).await {
+                Ok(Some(holder)) => match d::id_of(d::ALLOCATIONS, &holder) {
+                    Ok(id) => id,
+                    Err(malformed) => {
+                        return StoreError::internal("reading the slot holder", malformed);
+                    }
+                },
+                Ok(None) => String::new(),
+                Err(error) => return errors::classify("finding the slot holder", error),
+            },
         };
         let rule = if index == d::VEHICLE_DATE_UNIQUE {
             DomainError::VehicleAlreadyBooked {
@@ -218,6 +231,9 @@ impl MongoStore {
         new: &NewAllocation,
     ) -> Result<Allocation, MongoError> {
         let refuse = |rule: DomainError| MongoError::custom(rule);
+        let malformed = |m: d::Malformed| {
+            MongoError::custom(StoreError::internal("decoding a MongoDB document", m))
+        };
         if let Some(key) = &new.idempotency_key {
             let earlier = self
                 .keys
@@ -225,23 +241,16 @@ impl MongoStore {
                 .session(&mut *session)
                 .await?;
             if let Some(earlier) = earlier {
-                let fingerprint = earlier.get_i64("fingerprint").unwrap_or_default() as u64;
+                let (allocation_id, fingerprint) =
+                    d::idempotency_from(&earlier).map_err(malformed)?;
                 key.check_same_request(fingerprint).map_err(refuse)?;
-                let allocation_id = earlier
-                    .get_str("allocation_id")
-                    .unwrap_or_default()
-                    .to_owned();
                 let made = self
                     .allocations
                     .find_one(d::by_id(&allocation_id))
                     .session(&mut *session)
                     .await?;
-                return match made.as_ref().map(d::allocation_from) {
-                    Some(Ok(allocation)) => Ok(allocation),
-                    Some(Err(malformed)) => Err(MongoError::custom(StoreError::internal(
-                        "decoding an allocation",
-                        malformed,
-                    ))),
+                return match made {
+                    Some(made) => d::allocation_from(&made).map_err(malformed),
                     None => Err(refuse(DomainError::IdempotentAllocationDeleted {
                         request_id: key.request_id.clone(),
                         allocation_id,
@@ -267,7 +276,7 @@ impl MongoStore {
             .session(&mut *session)
             .await?
             .ok_or_else(|| refuse(DomainError::not_found(Resource::Vehicle, &new.vehicle_id)))?;
-        let driver_id = vehicle.get_str("driver_id").unwrap_or_default().to_owned();
+        let driver_id = d::driver_of(&vehicle).map_err(malformed)?;
         let allocation = new.clone().into_allocation(driver_id);
         self.allocations
             .insert_one(d::allocation_document(&allocation))
@@ -348,7 +357,7 @@ impl Store for MongoStore {
                 Some(raised) => Err(raised),
                 None => {
                     let wanted = new.into_allocation(String::new());
-                    Err(self.conflict(error, &wanted).await)
+                    Err(self.conflict(error, &wanted, &[]).await)
                 }
             },
         }
@@ -389,7 +398,7 @@ impl Store for MongoStore {
                 }
                 // Another writer changed or deleted it since it was read.
                 Ok(None) => continue,
-                Err(error) => return Err(self.conflict(error, &after).await),
+                Err(error) => return Err(self.conflict(error, &after, &[]).await),
             }
         }
         Err(contended(&update.id))
@@ -539,42 +548,59 @@ impl Store for MongoStore {
             .map_err(|e| StoreError::unavailable("recreating indexes", e))
     }
 
+    /// One transaction, so that a failure leaves no partial fleet behind.
     async fn insert_fleet(
         &self,
         employees: Vec<Employee>,
         vehicles: Vec<Vehicle>,
     ) -> StoreResult<()> {
-        let drivers: Vec<Document> = vehicles
-            .iter()
-            .map(|v| d::driver_document(&v.driver))
-            .collect();
-        for (collection, documents) in [
+        let batches: Vec<(Collection<Document>, Vec<Document>)> = vec![
             (
-                &self.employees,
-                employees
-                    .iter()
-                    .map(d::employee_document)
-                    .collect::<Vec<_>>(),
+                self.employees.clone(),
+                employees.iter().map(d::employee_document).collect(),
             ),
-            (&self.drivers, drivers),
             (
-                &self.vehicles,
+                self.drivers.clone(),
+                vehicles
+                    .iter()
+                    .map(|v| d::driver_document(&v.driver))
+                    .collect(),
+            ),
+            (
+                self.vehicles.clone(),
                 vehicles.iter().map(d::vehicle_document).collect(),
             ),
-        ] {
-            if !documents.is_empty() {
-                collection
-                    .insert_many(documents)
-                    .ordered(false)
-                    .await
-                    .map_err(classify("inserting the fleet"))?;
-            }
-        }
-        Ok(())
+        ];
+        let mut session = self
+            .client
+            .start_session()
+            .await
+            .map_err(classify("starting a session"))?;
+        session
+            .start_transaction()
+            .write_concern(WriteConcern::majority())
+            .and_run(batches, |session, batches| {
+                Box::pin(async move {
+                    for (collection, documents) in batches.iter() {
+                        if !documents.is_empty() {
+                            collection
+                                .insert_many(documents.iter())
+                                .session(&mut *session)
+                                .await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .map_err(classify("inserting the fleet"))
     }
 
-    /// One unordered `insert_many` in a transaction: fast, and a batch that
-    /// breaks a rule is refused whole.
+    /// One `insert_many` in a transaction: a batch that breaks a rule is
+    /// refused whole. Ordered, because inside a transaction the server stops
+    /// at the first error anyway, and an unordered insert of several batches
+    /// would go on sending into the aborted transaction (and be retried as
+    /// transient until the driver gives up).
     async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
         if allocations.is_empty() {
             return Ok(());
@@ -594,7 +620,6 @@ impl Store for MongoStore {
                     Box::pin(async move {
                         allocations
                             .insert_many(documents.iter())
-                            .ordered(false)
                             .session(session)
                             .await
                             .map(drop)
@@ -605,9 +630,9 @@ impl Store for MongoStore {
         match result {
             Ok(()) => Ok(()),
             Err(error) => match errors::duplicate_key_position(&error) {
-                Some(position) if position < allocations.len() => {
-                    Err(self.conflict(error, &allocations[position]).await)
-                }
+                Some(position) if position < allocations.len() => Err(self
+                    .conflict(error, &allocations[position], &allocations[..position])
+                    .await),
                 _ => Err(errors::classify("inserting allocations", error)),
             },
         }

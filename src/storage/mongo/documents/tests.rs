@@ -409,3 +409,37 @@ fn every_history_filter_has_an_index_that_serves_it_and_its_sort() {
     assert!(history.contains(&sort), "the date range filter");
     let _ = Bson::Null;
 }
+
+#[test]
+fn a_batch_names_its_own_slot_holder() {
+    let first = booking();
+    let mut clash = booking();
+    clash.id = "01a2-c".into();
+    clash.employee_id = "emp-00009".into();
+    assert!(same_slot(VEHICLE_DATE_UNIQUE, &clash, &first));
+    assert!(!same_slot(EMPLOYEE_DATE_UNIQUE, &clash, &first));
+    assert!(
+        !same_slot(VEHICLE_DATE_UNIQUE, &first, &first),
+        "not itself"
+    );
+    let mut next_day = first.clone();
+    next_day.id = "01a2-d".into();
+    next_day.date = day("2026-12-04");
+    assert!(!same_slot(VEHICLE_DATE_UNIQUE, &clash, &next_day));
+}
+
+#[test]
+fn stored_keys_and_vehicles_are_read_strictly() {
+    let key = doc! { "_id": "req-1", "allocation_id": "01a2-b", "fingerprint": -2_i64 };
+    assert_eq!(
+        idempotency_from(&key).unwrap(),
+        ("01a2-b".to_owned(), u64::MAX - 1)
+    );
+    assert!(idempotency_from(&doc! { "_id": "req-1", "fingerprint": 1_i64 }).is_err());
+    assert_eq!(
+        driver_of(&doc! { "_id": "veh-1", "driver_id": "drv-1" }).unwrap(),
+        "drv-1"
+    );
+    assert!(driver_of(&doc! { "_id": "veh-1" }).is_err());
+    assert_eq!(id_of(ALLOCATIONS, &doc! { "_id": "a" }).unwrap(), "a");
+}
