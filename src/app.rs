@@ -15,6 +15,7 @@ use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::cache::CacheError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::gateway::{self, Upstream};
@@ -24,13 +25,15 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::allocation_service_server::AllocationServiceServer;
 use crate::proto::v1::fleet_service_server::FleetServiceServer;
 use crate::seed::{self, SeedError, SeedPlan};
-use crate::storage::{self, OpenError, Store};
+use crate::storage::{self, OpenError, Store, StoreConfig};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     #[error(transparent)]
     OpenStore(#[from] OpenError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
     #[error("cannot seed the demo data: {0}")]
     Demo(#[from] SeedError),
     #[error("cannot listen on {addr}: {source}")]
@@ -85,7 +88,21 @@ impl Application {
             return Self::with_parts(settings, None, upstream).await;
         }
         let store = storage::open(&settings.store).await?;
-        Self::build_with(settings, store, Arc::new(SystemClock)).await
+        if matches!(settings.store, StoreConfig::Mongo(_))
+            && settings.cache.redis.is_none()
+            && !settings.cache.ttl.is_zero()
+        {
+            tracing::warn!(
+                "MongoDB with the in-process cache: replicas do not see each other's writes in \
+                 their caches for up to CACHE_TTL; set REDIS_URL (or CACHE_TTL=0) when running \
+                 more than one replica"
+            );
+        }
+        let setup = storage::with_cache(store, &settings.cache)?;
+        if let Some(cache) = &setup.cache {
+            cache.log_stats_every(settings.cache.stats_interval);
+        }
+        Self::build_with(settings, setup.store, Arc::new(SystemClock)).await
     }
 
     /// Both servers, with a given store and clock.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cache::{CacheConfig, RedisConfig};
 use crate::domain::BookingPolicy;
 use crate::gateway::{CorsOrigins, GatewayConfig};
 use crate::storage::StoreConfig;
@@ -110,6 +111,39 @@ pub struct CommonArgs {
     /// request fails with UNAVAILABLE.
     #[arg(long, env = "MONGODB_SERVER_SELECTION_TIMEOUT", default_value = "5", value_parser = parse_seconds, global = true)]
     pub mongodb_server_selection_timeout: Duration,
+
+    /// Cache in Redis at this URL (e.g. redis://redis:6379), shared by every
+    /// replica; without it the cache is in-process.
+    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Seconds a cache entry lives at most; 0 turns the cache off.
+    #[arg(long, env = "CACHE_TTL", default_value = "300", value_parser = parse_seconds_or_zero, global = true)]
+    pub cache_ttl: Duration,
+
+    /// Prefix of every Redis key, to share one Redis between deployments.
+    #[arg(
+        long,
+        env = "CACHE_PREFIX",
+        default_value = "vehicle-allocation:v1",
+        global = true
+    )]
+    pub cache_prefix: String,
+
+    /// Size limit of the in-process cache, in MiB.
+    #[arg(long, env = "CACHE_MEMORY_MB", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..=65_536), global = true)]
+    pub cache_memory_mb: u64,
+
+    /// Connections to Redis per process, at most.
+    #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
+    pub redis_pool_size: u32,
+
+    /// Milliseconds a Redis call may take before the store answers instead.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=60_000), global = true)]
+    pub redis_timeout_ms: u64,
 }
 
 impl CommonArgs {
@@ -126,6 +160,22 @@ impl CommonArgs {
             None => StoreConfig::Embedded {
                 data_dir: self.data_dir.clone(),
             },
+        }
+    }
+
+    /// The cache these options choose: Redis when a URL is given.
+    pub fn cache(&self) -> CacheConfig {
+        CacheConfig {
+            redis: self.redis_url.as_ref().map(|url| RedisConfig {
+                url: url.clone(),
+                pool_size: self.redis_pool_size,
+                timeout: Duration::from_millis(self.redis_timeout_ms),
+                ..RedisConfig::default()
+            }),
+            ttl: self.cache_ttl,
+            prefix: self.cache_prefix.clone(),
+            memory_bytes: self.cache_memory_mb * 1024 * 1024,
+            ..CacheConfig::default()
         }
     }
 
@@ -210,6 +260,7 @@ pub struct Settings {
     pub grpc_upstream: Option<String>,
     pub gateway: GatewayConfig,
     pub store: StoreConfig,
+    pub cache: CacheConfig,
     pub policy: BookingPolicy,
     /// Seed an empty store with demo data before serving.
     pub demo: bool,
@@ -231,6 +282,7 @@ impl Settings {
                 cors: serve.cors_allowed_origins.clone(),
             },
             store: common.store(),
+            cache: common.cache(),
             policy: common.policy(),
             demo: serve.demo,
             shutdown_timeout: serve.shutdown_timeout,
@@ -252,6 +304,13 @@ fn parse_seconds(value: &str) -> Result<Duration, String> {
         .filter(|s| *s > 0)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("{value:?} is not a positive whole number of seconds"))
+}
+
+fn parse_seconds_or_zero(value: &str) -> Result<Duration, String> {
+    value
+        .parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("{value:?} is not a whole number of seconds"))
 }
 
 fn parse_upstream(value: &str) -> Result<String, String> {
@@ -381,6 +440,20 @@ mod tests {
         assert_eq!(mongo.database, "vehicle_allocation");
         assert_eq!(mongo.max_pool_size, 20);
         assert_eq!(mongo.server_selection_timeout, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn the_cache_is_in_process_unless_redis_is_given() {
+        let cache = parse(&[]).unwrap().common.cache();
+        assert_eq!(cache.redis, None);
+        assert_eq!(cache.ttl, Duration::from_secs(300));
+        let cache = parse(&["--redis-url", "redis://r:6379", "--cache-ttl", "0"])
+            .unwrap()
+            .common
+            .cache();
+        assert_eq!(cache.redis.unwrap().timeout, Duration::from_millis(50));
+        assert!(cache.ttl.is_zero(), "0 turns the cache off");
+        assert!(parse(&["--cache-ttl", "soon"]).is_err());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! and [`cli`] are the process around it.
 
 pub mod app;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;

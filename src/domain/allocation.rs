@@ -16,7 +16,7 @@ pub const ID_MAX_CHARS: usize = 128;
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::hours(24);
 
 /// One vehicle booked for one employee on one calendar day.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Allocation {
     pub id: String,
     pub employee_id: String,

@@ -1,7 +1,8 @@
-//! The people and vehicles that bookings refer to.
+//! The people and vehicles that bookings refer to. Serializable, like
+//! bookings, so that caches can hold them.
 
 /// A member of staff who can book vehicles.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Employee {
     pub id: String,
     pub name: String,
@@ -10,7 +11,7 @@ pub struct Employee {
 }
 
 /// The person who drives a vehicle.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Driver {
     pub id: String,
     pub name: String,
@@ -19,7 +20,7 @@ pub struct Driver {
 }
 
 /// A company vehicle with its pre-assigned driver.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Vehicle {
     pub id: String,
     pub registration: String,

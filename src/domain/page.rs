@@ -54,7 +54,7 @@ pub struct PageRequest<C> {
 }
 
 /// One page of results.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Whether rows follow this page.

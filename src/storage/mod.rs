@@ -9,6 +9,7 @@
 //! is read-only" and etag checks against the row being changed. Checks made
 //! before a write and outside it would race with concurrent writers.
 
+pub mod cached;
 pub mod mongo;
 pub mod sqlite;
 
@@ -97,6 +98,31 @@ pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
     Ok(match config {
         StoreConfig::Embedded { data_dir } => Arc::new(sqlite::SqliteStore::open(data_dir)?),
         StoreConfig::Mongo(mongo) => Arc::new(mongo::MongoStore::connect(mongo).await?),
+    })
+}
+
+/// A store, and the cache in front of it when there is one.
+pub struct CachedSetup {
+    /// What to serve from: the cache in front of the store, or the store.
+    pub store: Arc<dyn Store>,
+    /// The cache layer, for its statistics.
+    pub cache: Option<Arc<cached::CachedStore>>,
+}
+
+/// `store` behind the configured cache, unless caching is off.
+pub fn with_cache(
+    store: Arc<dyn Store>,
+    config: &crate::cache::CacheConfig,
+) -> Result<CachedSetup, crate::cache::CacheError> {
+    Ok(match crate::cache::open(config)? {
+        None => CachedSetup { store, cache: None },
+        Some(backend) => {
+            let cached = Arc::new(cached::CachedStore::new(store, backend));
+            CachedSetup {
+                store: Arc::clone(&cached) as Arc<dyn Store>,
+                cache: Some(cached),
+            }
+        }
     })
 }
 

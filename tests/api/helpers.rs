@@ -2,30 +2,29 @@
 //! and a store whose failures the test controls.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use vehicle_allocation::app::{AppError, Application};
+use vehicle_allocation::cache::CacheConfig;
 use vehicle_allocation::clock::ManualClock;
 use vehicle_allocation::config::Settings;
-use vehicle_allocation::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, BookingPolicy, Employee, HistoryCursor,
-    HistoryFilter, NewAllocation, Page, PageRequest, UpdatedAllocation, Vehicle,
-};
+use vehicle_allocation::domain::{Allocation, BookingPolicy, Employee, Vehicle};
 use vehicle_allocation::gateway::{CorsOrigins, GatewayConfig};
 use vehicle_allocation::proto::v1::allocation_service_client::AllocationServiceClient;
 use vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient;
 use vehicle_allocation::proto::v1::{self, CreateAllocationRequest};
 use vehicle_allocation::seed::{self, SeedPlan};
+use vehicle_allocation::storage::cached::CachedStore;
 use vehicle_allocation::storage::sqlite::SqliteStore;
-use vehicle_allocation::storage::{Store, StoreConfig, StoreError, StoreResult};
+use vehicle_allocation::storage::{self, Store, StoreConfig};
+
+pub use crate::instrumented_store::{InstrumentedStore, Instruments};
 
 /// The fleet every test app starts with.
 pub const FLEET: SeedPlan = SeedPlan {
@@ -55,6 +54,8 @@ pub struct AppOptions {
     pub shutdown_timeout: Duration,
     pub now: DateTime<Utc>,
     pub gateway: GatewayConfig,
+    /// In-process by default, so every test also exercises the cache.
+    pub cache: CacheConfig,
 }
 
 impl Default for AppOptions {
@@ -70,6 +71,7 @@ impl Default for AppOptions {
                 request_timeout: Duration::from_secs(10),
                 cors: CorsOrigins::None,
             },
+            cache: CacheConfig::default(),
         }
     }
 }
@@ -84,7 +86,9 @@ pub struct TestApp {
     pub allocations: AllocationServiceClient<Channel>,
     pub fleet: FleetServiceClient<Channel>,
     pub clock: Arc<ManualClock>,
-    pub faults: Arc<Faults>,
+    pub faults: Arc<Instruments>,
+    /// The cache in front of the store, when there is one.
+    pub cache: Option<Arc<CachedStore>>,
     /// The store behind the app, for arranging data directly.
     pub store: Arc<dyn Store>,
     pub data_dir: Arc<tempfile::TempDir>,
@@ -113,11 +117,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             .await
             .unwrap();
     }
-    let faults = Arc::new(Faults::default());
-    let store = Arc::new(FaultyStore {
-        inner: Arc::clone(&sqlite),
-        faults: Arc::clone(&faults),
-    });
+    let instrumented = InstrumentedStore::new(Arc::clone(&sqlite));
+    let faults = Arc::clone(&instrumented.instruments);
+    let setup = storage::with_cache(Arc::new(instrumented), &options.cache).expect("cache");
+    let store = setup.store;
     let clock = Arc::new(ManualClock::new(options.now));
     let settings = Settings {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),
@@ -127,6 +130,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         store: StoreConfig::Embedded {
             data_dir: data_dir.path().to_owned(),
         },
+        cache: options.cache.clone(),
         policy: options.policy,
         demo: options.demo,
         shutdown_timeout: options.shutdown_timeout,
@@ -155,6 +159,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         channel,
         clock,
         faults,
+        cache: setup.cache,
         store: sqlite,
         data_dir,
         employees,
@@ -280,116 +285,6 @@ pub fn violated_fields(details: &ErrorDetails) -> Vec<String> {
         .iter()
         .map(|v| v.field.clone())
         .collect()
-}
-
-/// Switches that make the store misbehave.
-#[derive(Default)]
-pub struct Faults {
-    ping_fails: AtomicBool,
-    hold: std::sync::Mutex<Option<Arc<Gate>>>,
-}
-
-/// Holds creates until released.
-#[derive(Default)]
-pub struct Gate {
-    pub entered: Notify,
-    pub release: Notify,
-}
-
-impl Faults {
-    /// Makes pings fail (or succeed again).
-    pub fn fail_pings(&self, fail: bool) {
-        self.ping_fails.store(fail, Ordering::SeqCst);
-    }
-
-    /// Makes the next creates wait until the returned gate is released.
-    pub fn hold_creates(&self) -> Arc<Gate> {
-        let gate = Arc::new(Gate::default());
-        *self.hold.lock().unwrap() = Some(Arc::clone(&gate));
-        gate
-    }
-}
-
-/// The embedded store, with the failures that [`Faults`] switches on.
-struct FaultyStore {
-    inner: Arc<dyn Store>,
-    faults: Arc<Faults>,
-}
-
-#[async_trait]
-impl Store for FaultyStore {
-    async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
-        let gate = self.faults.hold.lock().unwrap().clone();
-        if let Some(gate) = gate {
-            gate.entered.notify_one();
-            gate.release.notified().await;
-        }
-        self.inner.create_allocation(new).await
-    }
-    async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
-        self.inner.get_allocation(id).await
-    }
-    async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
-        self.inner.update_allocation(update).await
-    }
-    async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
-        self.inner.delete_allocation(deletion).await
-    }
-    async fn list_allocation_history(
-        &self,
-        filter: &HistoryFilter,
-        page: PageRequest<HistoryCursor>,
-    ) -> StoreResult<Page<Allocation>> {
-        self.inner.list_allocation_history(filter, page).await
-    }
-    async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
-        self.inner.get_employee(id).await
-    }
-    async fn list_employees(
-        &self,
-        department: Option<&str>,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<Employee>> {
-        self.inner.list_employees(department, page).await
-    }
-    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle> {
-        self.inner.get_vehicle(id).await
-    }
-    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>> {
-        self.inner.list_vehicles(page).await
-    }
-    async fn list_available_vehicles(
-        &self,
-        date: NaiveDate,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<Vehicle>> {
-        self.inner.list_available_vehicles(date, page).await
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        if self.faults.ping_fails.load(Ordering::SeqCst) {
-            return Err(StoreError::unavailable(
-                "test fault",
-                std::io::Error::other("the store is switched off"),
-            ));
-        }
-        self.inner.ping().await
-    }
-    async fn is_empty(&self) -> StoreResult<bool> {
-        self.inner.is_empty().await
-    }
-    async fn reset(&self) -> StoreResult<()> {
-        self.inner.reset().await
-    }
-    async fn insert_fleet(
-        &self,
-        employees: Vec<Employee>,
-        vehicles: Vec<Vehicle>,
-    ) -> StoreResult<()> {
-        self.inner.insert_fleet(employees, vehicles).await
-    }
-    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
-        self.inner.insert_allocations(allocations).await
-    }
 }
 
 /// Everything the services log during the test run, so tests can check

@@ -2,8 +2,13 @@
 //! would call it, with the generated gRPC clients.
 
 mod helpers;
+#[path = "../support/instrumented_store.rs"]
+mod instrumented_store;
+#[path = "../support/redis.rs"]
+mod redis_support;
 
 mod allocations;
+mod cache;
 mod cli;
 mod concurrency;
 mod fleet;

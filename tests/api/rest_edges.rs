@@ -255,6 +255,7 @@ async fn gateway_only_mode_serves_a_remote_grpc_server() {
         store: StoreConfig::Embedded {
             data_dir: "/nonexistent/never-opened".into(),
         },
+        cache: Default::default(),
         policy: backend.policy,
         demo: false,
         shutdown_timeout: Duration::from_secs(5),

@@ -5,8 +5,13 @@
 //! replica set (each case in a database of its own, dropped afterwards);
 //! otherwise one loud SKIPPED line says so.
 
+mod cache;
 mod cases;
 mod fixture;
+#[path = "../support/instrumented_store.rs"]
+mod instrumented_store;
+#[path = "../support/redis.rs"]
+mod redis_support;
 
 use std::future::Future;
 use std::io::Write as _;

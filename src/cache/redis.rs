@@ -1,0 +1,261 @@
+//! The shared cache: Redis, through a bb8 pool of multiplexed connections.
+//!
+//! Redis is an optimisation, never a dependency: every call has a short
+//! time limit, and after a failure Redis is left alone for a moment (the
+//! caller serves from the store meanwhile). The degradation is logged once,
+//! and so is the recovery. Broken connections are dropped from the pool and
+//! replaced on demand, so the pool reconnects by itself when Redis returns.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bb8_redis::RedisConnectionManager;
+use bb8_redis::bb8::{ManageConnection, Pool};
+use redis::aio::MultiplexedConnection;
+use redis::{RedisError, RedisResult, Script};
+
+use super::{CacheBackend, CacheError, Lookup, generation_ttl};
+
+/// How to reach Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// A `redis://` URL; may carry a password, so it is never logged.
+    pub url: String,
+    /// Connections in the pool, at most.
+    pub pool_size: u32,
+    /// The time limit of every call, connecting included.
+    pub timeout: Duration,
+    /// How long Redis is left alone after a failure.
+    pub retry_backoff: Duration,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            pool_size: 16,
+            timeout: Duration::from_millis(50),
+            retry_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Reads the generation tokens (setting missing ones, atomically) and the
+/// entry keyed by them, in one round trip. Not for Redis Cluster: the entry
+/// key is derived inside the script.
+const LOOKUP: &str = r"
+local tokens = {}
+for i, key in ipairs(KEYS) do
+  local token = redis.call('GET', key)
+  if not token then
+    redis.call('SET', key, ARGV[2], 'EX', ARGV[3])
+    token = ARGV[2]
+  end
+  tokens[i] = token
+end
+local entry = ARGV[1] .. ':' .. table.concat(tokens, '.')
+return {entry, redis.call('GET', entry)}
+";
+
+/// A pooled connection that remembers whether it failed, so the pool drops
+/// it instead of handing it out again (bb8-redis alone cannot tell).
+pub struct TrackedConnection {
+    connection: MultiplexedConnection,
+    broken: bool,
+}
+
+/// bb8-redis's manager, plus the broken flag.
+struct Manager(RedisConnectionManager);
+
+impl ManageConnection for Manager {
+    type Connection = TrackedConnection;
+    type Error = RedisError;
+
+    async fn connect(&self) -> Result<Self::Connection, Self::Error> {
+        Ok(TrackedConnection {
+            connection: self.0.connect().await?,
+            broken: false,
+        })
+    }
+
+    async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
+        self.0.is_valid(&mut conn.connection).await
+    }
+
+    fn has_broken(&self, conn: &mut Self::Connection) -> bool {
+        conn.broken
+    }
+}
+
+/// Remembers failures: logs the first and the recovery, and keeps callers
+/// away from Redis for the backoff.
+#[derive(Debug)]
+struct Breaker {
+    degraded: AtomicBool,
+    retry_at: Mutex<Option<Instant>>,
+    backoff: Duration,
+}
+
+impl Breaker {
+    fn allows(&self) -> bool {
+        let retry_at = *self.retry_at.lock().expect("breaker lock poisoned");
+        retry_at.is_none_or(|at| Instant::now() >= at)
+    }
+
+    fn failed(&self, error: &dyn std::fmt::Display) {
+        if !self.degraded.swap(true, Ordering::SeqCst) {
+            tracing::warn!(%error, "Redis unavailable; serving from the store until it is back");
+        }
+        *self.retry_at.lock().expect("breaker lock poisoned") = Some(Instant::now() + self.backoff);
+    }
+
+    fn succeeded(&self) {
+        if self.degraded.swap(false, Ordering::SeqCst) {
+            tracing::info!("Redis available again; caching resumed");
+        }
+    }
+}
+
+/// The Redis cache backend.
+pub struct RedisBackend {
+    pool: Pool<Manager>,
+    prefix: String,
+    timeout: Duration,
+    entry_ttl_secs: u64,
+    generation_ttl_secs: u64,
+    lookup: Script,
+    breaker: Breaker,
+}
+
+impl RedisBackend {
+    /// A backend for `config`, with keys under `prefix` and entries living
+    /// `ttl`. Connects lazily.
+    pub fn new(config: &RedisConfig, prefix: &str, ttl: Duration) -> Result<Self, CacheError> {
+        let manager = RedisConnectionManager::new(config.url.as_str())
+            .map_err(|e| CacheError::Unavailable(format!("invalid REDIS_URL: {e}")))?;
+        let pool = Pool::builder()
+            .max_size(config.pool_size)
+            .connection_timeout(config.timeout)
+            .retry_connection(false)
+            // A PING per checkout would double the round trips; broken
+            // connections are flagged by `run` instead.
+            .test_on_check_out(false)
+            .build_unchecked(Manager(manager));
+        Ok(Self {
+            pool,
+            prefix: prefix.to_owned(),
+            timeout: config.timeout,
+            entry_ttl_secs: ttl.as_secs().max(1),
+            generation_ttl_secs: generation_ttl(ttl).as_secs().max(1),
+            lookup: Script::new(LOOKUP),
+            breaker: Breaker {
+                degraded: AtomicBool::new(false),
+                retry_at: Mutex::new(None),
+                backoff: config.retry_backoff,
+            },
+        })
+    }
+
+    fn generation_key(&self, name: &str) -> String {
+        format!("{}:gen:{name}", self.prefix)
+    }
+
+    /// Runs `op` on a pooled connection within the time limit, keeping the
+    /// breaker and the pool informed.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        if !self.breaker.allows() {
+            return Err(CacheError::Unavailable(
+                "backing off after a failure".into(),
+            ));
+        }
+        let started = Instant::now();
+        let mut pooled = match tokio::time::timeout(self.timeout, self.pool.get()).await {
+            Ok(Ok(pooled)) => pooled,
+            Ok(Err(error)) => return Err(self.failed(CacheError::Unavailable(error.to_string()))),
+            Err(_) => return Err(self.failed(CacheError::Timeout(self.timeout))),
+        };
+        let remaining = self.timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, op(pooled.connection.clone())).await {
+            Ok(Ok(value)) => {
+                self.breaker.succeeded();
+                Ok(value)
+            }
+            Ok(Err(error)) => {
+                if error.is_io_error()
+                    || error.is_connection_dropped()
+                    || error.is_unrecoverable_error()
+                {
+                    pooled.broken = true;
+                }
+                Err(self.failed(CacheError::Unavailable(error.to_string())))
+            }
+            Err(_) => {
+                // A connection that did not answer in time is not trusted again.
+                pooled.broken = true;
+                Err(self.failed(CacheError::Timeout(self.timeout)))
+            }
+        }
+    }
+
+    fn failed(&self, error: CacheError) -> CacheError {
+        self.breaker.failed(&error);
+        error
+    }
+}
+
+#[async_trait]
+impl CacheBackend for RedisBackend {
+    async fn lookup(
+        &self,
+        generations: &[String],
+        base: &str,
+        fresh: &str,
+    ) -> Result<Lookup, CacheError> {
+        let mut invocation = self.lookup.prepare_invoke();
+        for generation in generations {
+            invocation.key(self.generation_key(generation));
+        }
+        invocation
+            .arg(format!("{}:entry:{base}", self.prefix))
+            .arg(fresh)
+            .arg(self.generation_ttl_secs);
+        let (key, value): (String, Option<Vec<u8>>) = self
+            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+            .await?;
+        Ok(Lookup { key, value })
+    }
+
+    async fn fill(&self, key: &str, value: Vec<u8>) -> Result<(), CacheError> {
+        let ttl = self.entry_ttl_secs;
+        self.run(|mut connection| async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("EX")
+                .arg(ttl)
+                .query_async::<()>(&mut connection)
+                .await
+        })
+        .await
+    }
+
+    async fn bump(&self, generations: &[String], token: &str) -> Result<(), CacheError> {
+        let mut pipe = redis::pipe();
+        for generation in generations {
+            pipe.cmd("SET")
+                .arg(self.generation_key(generation))
+                .arg(token)
+                .arg("EX")
+                .arg(self.generation_ttl_secs)
+                .ignore();
+        }
+        self.run(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
+            .await
+    }
+}

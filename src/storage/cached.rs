@@ -1,0 +1,483 @@
+//! The cache in front of a store: reads through, invalidation on writes.
+//!
+//! # What is cached
+//!
+//! `get_allocation`, history pages, available-vehicle pages, and the
+//! employee and vehicle lookups; each entry for at most the cache TTL. Only
+//! answers are cached, never refusals, and the cache never decides a rule:
+//! writes, and the reads they make to check existence and uniqueness, go to
+//! the store.
+//!
+//! # Generations
+//!
+//! Every entry's key ends in the current *tokens* of the generations it
+//! depends on: `epoch` (bumped by seeding and resets) and one more:
+//!
+//! | entry                     | generation                                   |
+//! |---------------------------|----------------------------------------------|
+//! | allocation by id          | `alloc:<id>`                                 |
+//! | history page              | `employee:<id>`, `vehicle:<id>` or `driver:<id>` when the filter names one (in that order), else `history` |
+//! | available vehicles on `d` | `date:<d>`                                   |
+//! | employee, vehicle         | `epoch` only                                 |
+//!
+//! After a write commits, and before it is acknowledged, every generation it
+//! may have changed gets a new random token: for each booking before and
+//! after the write, its `alloc`, `employee`, `vehicle`, `driver` and `date`
+//! generations, and `history`. A write whose outcome is unknown (the store
+//! failed mid-way) bumps `epoch`, which retires everything.
+//!
+//! # Why no read returns data older than an acknowledged write
+//!
+//! A read first fetches the tokens, then the entry under them (one atomic
+//! round trip in Redis). Take a write W acknowledged at time `a`, and a read
+//! R that starts after `a`. W bumped its generations to fresh tokens before
+//! `a`, so R sees those tokens, or later ones. An entry under a fresh token
+//! can only have been filled by a reader that itself saw that token, hence
+//! read it after W's bump, hence read the store after W committed. So R
+//! either misses and reads the store, or hits an entry at least as new as W.
+//!
+//! The race that breaks naive invalidation (`DEL key` after writing) is
+//! covered: reader R1 misses under token `t1` and reads the store; W commits
+//! and bumps to `t2`; R1 then fills its old value under `t1`. Nobody reads
+//! `t1` any more: the stale entry is unreachable and expires with the TTL.
+//!
+//! Tokens are random, never counters, so a token that expired and was drawn
+//! afresh cannot match an old entry; a missing token is set atomically by
+//! the first reader (`SET NX` inside the lookup script), so all agree on it.
+//! Tokens outlive entries (twice the TTL), so an entry never outlives the
+//! token it was made under. The in-process backend never evicts tokens for
+//! space, for the same reason.
+//!
+//! # When Redis fails
+//!
+//! Reads fall back to the store; nothing fails for the client. A bump that
+//! cannot be delivered is kept and retried before this process uses the
+//! cache again, so this replica never reads past its own writes. Another
+//! replica that still reaches Redis while this one cannot may serve entries
+//! older than such a write, for at most the TTL: the guarantee above holds
+//! for writers that can reach Redis.
+
+use std::any::Any;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::{CacheBackend, SingleFlight};
+use crate::domain::{
+    Allocation, AllocationDeletion, AllocationUpdate, Employee, HistoryCursor, HistoryFilter,
+    NewAllocation, Page, PageRequest, UpdatedAllocation, Vehicle,
+};
+use crate::storage::{Store, StoreError, StoreResult};
+
+/// The generation every entry depends on.
+const EPOCH: &str = "epoch";
+
+/// Hit, miss and error counts since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    /// Cache calls that failed (the store answered instead).
+    pub errors: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+}
+
+type Shared = StoreResult<Arc<dyn Any + Send + Sync>>;
+
+/// A [`Store`] with a cache in front of its reads.
+pub struct CachedStore {
+    inner: Arc<dyn Store>,
+    cache: Arc<dyn CacheBackend>,
+    flights: SingleFlight<Shared>,
+    /// Generations whose bump could not be delivered yet.
+    pending: Mutex<BTreeSet<String>>,
+    counters: Counters,
+}
+
+fn token() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// The generations a write to `bookings` may have changed.
+fn touched(bookings: &[&Allocation]) -> Vec<String> {
+    let mut generations = BTreeSet::from(["history".to_owned()]);
+    for b in bookings {
+        generations.insert(format!("alloc:{}", b.id));
+        generations.insert(format!("employee:{}", b.employee_id));
+        generations.insert(format!("vehicle:{}", b.vehicle_id));
+        generations.insert(format!("driver:{}", b.driver_id));
+        generations.insert(format!("date:{}", b.date));
+    }
+    generations.into_iter().collect()
+}
+
+/// The one generation a history page depends on besides the epoch.
+fn history_generation(filter: &HistoryFilter) -> String {
+    if let Some(id) = &filter.employee_id {
+        format!("employee:{id}")
+    } else if let Some(id) = &filter.vehicle_id {
+        format!("vehicle:{id}")
+    } else if let Some(id) = &filter.driver_id {
+        format!("driver:{id}")
+    } else {
+        "history".to_owned()
+    }
+}
+
+/// An unambiguous text for entry keys (ids may hold any character).
+fn key_text(parts: &impl Serialize) -> String {
+    serde_json::to_string(parts).expect("plain values serialize")
+}
+
+impl CachedStore {
+    /// `inner` with `cache` in front of it.
+    pub fn new(inner: Arc<dyn Store>, cache: Arc<dyn CacheBackend>) -> Self {
+        Self {
+            inner,
+            cache,
+            flights: SingleFlight::default(),
+            pending: Mutex::new(BTreeSet::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Hit, miss and error counts since start.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.counters.hits.load(Ordering::Relaxed),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            errors: self.counters.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Logs the counts of each `interval` that saw traffic, until the store
+    /// is dropped.
+    pub fn log_stats_every(self: &Arc<Self>, interval: Duration) {
+        let store = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.tick().await;
+            let mut last = CacheStats::default();
+            loop {
+                ticks.tick().await;
+                let Some(store) = store.upgrade() else { return };
+                let now = store.stats();
+                let (hits, misses, errors) = (
+                    now.hits - last.hits,
+                    now.misses - last.misses,
+                    now.errors - last.errors,
+                );
+                if hits + misses + errors > 0 {
+                    let ratio = hits as f64 / (hits + misses).max(1) as f64;
+                    tracing::info!(hits, misses, errors, hit_ratio = %format!("{ratio:.3}"), "cache");
+                }
+                last = now;
+            }
+        });
+    }
+
+    fn error(&self) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Delivers bumps that failed before; `false` while that is impossible,
+    /// in which case the cache must not be read.
+    async fn flush_pending(&self) -> bool {
+        let waiting: Vec<String> = {
+            let pending = self.pending.lock().expect("pending lock poisoned");
+            if pending.is_empty() {
+                return true;
+            }
+            pending.iter().cloned().collect()
+        };
+        if self.cache.bump(&waiting, &token()).await.is_err() {
+            self.error();
+            return false;
+        }
+        let mut pending = self.pending.lock().expect("pending lock poisoned");
+        for generation in &waiting {
+            pending.remove(generation);
+        }
+        pending.is_empty()
+    }
+
+    /// Retires every entry that depends on `generations`.
+    async fn invalidate(&self, generations: Vec<String>) {
+        let all: Vec<String> = {
+            let mut pending = self.pending.lock().expect("pending lock poisoned");
+            pending.extend(generations);
+            pending.iter().cloned().collect()
+        };
+        match self.cache.bump(&all, &token()).await {
+            Ok(()) => {
+                let mut pending = self.pending.lock().expect("pending lock poisoned");
+                for generation in &all {
+                    pending.remove(generation);
+                }
+            }
+            Err(_) => self.error(),
+        }
+    }
+
+    /// Invalidates after a write: what it touched, or everything when its
+    /// outcome is unknown.
+    async fn after_write<T>(
+        &self,
+        result: &StoreResult<T>,
+        touched: impl FnOnce(&T) -> Vec<String>,
+    ) {
+        match result {
+            Ok(value) => self.invalidate(touched(value)).await,
+            Err(StoreError::Rejected(_)) => {}
+            Err(_) => self.invalidate(vec![EPOCH.to_owned()]).await,
+        }
+    }
+
+    /// Reads through the cache: `read` runs on a miss, once per key however
+    /// many callers miss at the same time.
+    async fn cached<T, F, Fut>(
+        &self,
+        generation: Option<String>,
+        base: String,
+        read: F,
+    ) -> StoreResult<T>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        if !self.flush_pending().await {
+            return read().await;
+        }
+        let mut generations = vec![EPOCH.to_owned()];
+        generations.extend(generation);
+        let lookup = match self.cache.lookup(&generations, &base, &token()).await {
+            Ok(lookup) => lookup,
+            Err(_) => {
+                self.error();
+                return read().await;
+            }
+        };
+        if let Some(bytes) = &lookup.value {
+            match serde_json::from_slice::<T>(bytes) {
+                Ok(value) => {
+                    self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(value);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, key = %lookup.key, "unreadable cache entry; reading the store");
+                    self.error();
+                }
+            }
+        }
+        self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        let key = lookup.key;
+        let shared = self
+            .flights
+            .run(&key, || async {
+                let value = read().await?;
+                match serde_json::to_vec(&value) {
+                    Ok(bytes) => {
+                        if self.cache.fill(&key, bytes).await.is_err() {
+                            self.error();
+                        }
+                    }
+                    Err(error) => tracing::error!(%error, "cannot serialize a cache entry"),
+                }
+                Ok(Arc::new(value) as Arc<dyn Any + Send + Sync>)
+            })
+            .await?;
+        Ok(shared
+            .downcast_ref::<T>()
+            .expect("one key, one type")
+            .clone())
+    }
+}
+
+#[async_trait]
+impl Store for CachedStore {
+    async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
+        let result = self.inner.create_allocation(new).await;
+        self.after_write(&result, |a| touched(&[a])).await;
+        result
+    }
+
+    async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
+        self.cached(
+            Some(format!("alloc:{id}")),
+            format!("allocation:{id}"),
+            || self.inner.get_allocation(id),
+        )
+        .await
+    }
+
+    async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
+        let result = self.inner.update_allocation(update).await;
+        self.after_write(&result, |u| touched(&[&u.before, &u.after]))
+            .await;
+        result
+    }
+
+    async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
+        let result = self.inner.delete_allocation(deletion).await;
+        self.after_write(&result, |a| touched(&[a])).await;
+        result
+    }
+
+    async fn list_allocation_history(
+        &self,
+        filter: &HistoryFilter,
+        page: PageRequest<HistoryCursor>,
+    ) -> StoreResult<Page<Allocation>> {
+        let base = format!(
+            "history:{}",
+            key_text(&(
+                filter.fingerprint_parts(),
+                page.after.as_ref().map(|c| (c.date, &c.id)),
+                page.size
+            ))
+        );
+        self.cached(Some(history_generation(filter)), base, || {
+            self.inner.list_allocation_history(filter, page.clone())
+        })
+        .await
+    }
+
+    async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
+        self.cached(None, format!("employee:{id}"), || {
+            self.inner.get_employee(id)
+        })
+        .await
+    }
+
+    async fn list_employees(
+        &self,
+        department: Option<&str>,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Employee>> {
+        self.inner.list_employees(department, page).await
+    }
+
+    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle> {
+        self.cached(None, format!("vehicle:{id}"), || self.inner.get_vehicle(id))
+            .await
+    }
+
+    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>> {
+        self.inner.list_vehicles(page).await
+    }
+
+    async fn list_available_vehicles(
+        &self,
+        date: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        let base = format!("available:{}", key_text(&(date, &page.after, page.size)));
+        self.cached(Some(format!("date:{date}")), base, || {
+            self.inner.list_available_vehicles(date, page.clone())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    async fn is_empty(&self) -> StoreResult<bool> {
+        self.inner.is_empty().await
+    }
+
+    async fn reset(&self) -> StoreResult<()> {
+        let result = self.inner.reset().await;
+        self.invalidate(vec![EPOCH.to_owned()]).await;
+        result
+    }
+
+    async fn insert_fleet(
+        &self,
+        employees: Vec<Employee>,
+        vehicles: Vec<Vehicle>,
+    ) -> StoreResult<()> {
+        let result = self.inner.insert_fleet(employees, vehicles).await;
+        self.invalidate(vec![EPOCH.to_owned()]).await;
+        result
+    }
+
+    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
+        let result = self.inner.insert_allocations(allocations).await;
+        self.invalidate(vec![EPOCH.to_owned()]).await;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn booking(id: &str, employee: &str, vehicle: &str, day: &str) -> Allocation {
+        Allocation {
+            id: id.into(),
+            employee_id: employee.into(),
+            vehicle_id: vehicle.into(),
+            driver_id: vehicle.replace("veh", "drv"),
+            date: day.parse().unwrap(),
+            purpose: String::new(),
+            create_time: chrono::DateTime::UNIX_EPOCH,
+            update_time: chrono::DateTime::UNIX_EPOCH,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_write_touches_every_generation_of_the_bookings_before_and_after() {
+        let before = booking("a1", "emp-1", "veh-1", "2026-12-01");
+        let after = booking("a1", "emp-1", "veh-2", "2026-12-02");
+        assert_eq!(
+            touched(&[&before, &after]),
+            [
+                "alloc:a1",
+                "date:2026-12-01",
+                "date:2026-12-02",
+                "driver:drv-1",
+                "driver:drv-2",
+                "employee:emp-1",
+                "history",
+                "vehicle:veh-1",
+                "vehicle:veh-2",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_history_page_depends_on_its_most_specific_filter() {
+        let by = |e: Option<&str>, v: Option<&str>, d: Option<&str>| HistoryFilter {
+            employee_id: e.map(Into::into),
+            vehicle_id: v.map(Into::into),
+            driver_id: d.map(Into::into),
+            ..Default::default()
+        };
+        assert_eq!(
+            history_generation(&by(Some("e"), Some("v"), None)),
+            "employee:e"
+        );
+        assert_eq!(
+            history_generation(&by(None, Some("v"), Some("d"))),
+            "vehicle:v"
+        );
+        assert_eq!(history_generation(&by(None, None, Some("d"))), "driver:d");
+        assert_eq!(history_generation(&HistoryFilter::default()), "history");
+    }
+}

@@ -1,0 +1,167 @@
+//! A store wrapper for tests: counts reads, and fails or holds calls on
+//! request. Shared by the test binaries (`#[path]`-included).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::NaiveDate;
+use tokio::sync::Notify;
+use vehicle_allocation::domain::{
+    Allocation, AllocationDeletion, AllocationUpdate, Employee, HistoryCursor, HistoryFilter,
+    NewAllocation, Page, PageRequest, UpdatedAllocation, Vehicle,
+};
+use vehicle_allocation::storage::{Store, StoreError, StoreResult};
+
+/// Holds calls until released.
+#[derive(Default)]
+pub struct Gate {
+    pub entered: Notify,
+    pub release: Notify,
+}
+
+impl Gate {
+    async fn pass(&self) {
+        self.entered.notify_one();
+        self.release.notified().await;
+    }
+}
+
+/// The switches and counters of an [`InstrumentedStore`].
+#[derive(Default)]
+pub struct Instruments {
+    ping_fails: AtomicBool,
+    hold_creates: Mutex<Option<Arc<Gate>>>,
+    hold_reads: Mutex<Option<Arc<Gate>>>,
+    reads: AtomicUsize,
+}
+
+#[allow(dead_code)]
+impl Instruments {
+    /// Makes pings fail (or succeed again).
+    pub fn fail_pings(&self, fail: bool) {
+        self.ping_fails.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes creates wait until the returned gate is released.
+    pub fn hold_creates(&self) -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        *self.hold_creates.lock().unwrap() = Some(Arc::clone(&gate));
+        gate
+    }
+
+    /// Makes cacheable reads wait until the returned gate is released.
+    pub fn hold_reads(&self) -> Arc<Gate> {
+        let gate = Arc::new(Gate::default());
+        *self.hold_reads.lock().unwrap() = Some(Arc::clone(&gate));
+        gate
+    }
+
+    /// How many cacheable reads reached the store.
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+
+    async fn read(&self) {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let gate = self.hold_reads.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.pass().await;
+        }
+    }
+}
+
+/// `inner`, instrumented.
+pub struct InstrumentedStore {
+    pub inner: Arc<dyn Store>,
+    pub instruments: Arc<Instruments>,
+}
+
+impl InstrumentedStore {
+    pub fn new(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            instruments: Arc::new(Instruments::default()),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for InstrumentedStore {
+    async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
+        let gate = self.instruments.hold_creates.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.pass().await;
+        }
+        self.inner.create_allocation(new).await
+    }
+    async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
+        self.instruments.read().await;
+        self.inner.get_allocation(id).await
+    }
+    async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
+        self.inner.update_allocation(update).await
+    }
+    async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
+        self.inner.delete_allocation(deletion).await
+    }
+    async fn list_allocation_history(
+        &self,
+        filter: &HistoryFilter,
+        page: PageRequest<HistoryCursor>,
+    ) -> StoreResult<Page<Allocation>> {
+        self.instruments.read().await;
+        self.inner.list_allocation_history(filter, page).await
+    }
+    async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
+        self.instruments.read().await;
+        self.inner.get_employee(id).await
+    }
+    async fn list_employees(
+        &self,
+        department: Option<&str>,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Employee>> {
+        self.inner.list_employees(department, page).await
+    }
+    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle> {
+        self.instruments.read().await;
+        self.inner.get_vehicle(id).await
+    }
+    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>> {
+        self.inner.list_vehicles(page).await
+    }
+    async fn list_available_vehicles(
+        &self,
+        date: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        self.instruments.read().await;
+        self.inner.list_available_vehicles(date, page).await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        if self.instruments.ping_fails.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(
+                "test fault",
+                std::io::Error::other("the store is switched off"),
+            ));
+        }
+        self.inner.ping().await
+    }
+    async fn is_empty(&self) -> StoreResult<bool> {
+        self.inner.is_empty().await
+    }
+    async fn reset(&self) -> StoreResult<()> {
+        self.inner.reset().await
+    }
+    async fn insert_fleet(
+        &self,
+        employees: Vec<Employee>,
+        vehicles: Vec<Vehicle>,
+    ) -> StoreResult<()> {
+        self.inner.insert_fleet(employees, vehicles).await
+    }
+    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
+        self.inner.insert_allocations(allocations).await
+    }
+}
