@@ -32,5 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;
+
+    // The load benchmark's echo service (benches/load/echo.rs includes it).
+    println!("cargo:rerun-if-changed=benches/proto");
+    let mut bench = protox::Compiler::new(["benches/proto"])?;
+    bench.open_files(["echo.proto"])?;
+    tonic_prost_build::configure().compile_fds(bench.file_descriptor_set())?;
     Ok(())
 }

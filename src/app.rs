@@ -10,9 +10,10 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
+use axum::serve::ListenerExt as _;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::cache::CacheError;
@@ -223,7 +224,11 @@ impl Application {
         tracing::info!(%http_addr, "serving the REST gateway (docs at /docs)");
         let http_stopped = stopped(stopping.clone());
         let http_server = async {
-            axum::serve(http_listener, http_router)
+            // No Nagle delay: a response must not wait for the client's ACK.
+            let listener = http_listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, http_router)
                 .with_graceful_shutdown(http_stopped)
                 .await
                 .map_err(AppError::ServeHttp)
@@ -278,7 +283,13 @@ async fn serve_grpc(
     let served = Server::builder()
         .layer(RequestLogLayer)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        // HTTP/2 writes headers, data and trailers separately; with Nagle's
+        // algorithm on, a response of more than a packet waits ~40 ms for
+        // the client's delayed ACK.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            signal,
+        )
         .await;
     monitor.abort();
     served.map_err(AppError::from)

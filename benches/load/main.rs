@@ -1,0 +1,192 @@
+//! The load benchmark: seeds a store, starts the release service, and
+//! drives load over real connections, side by side with a bare tonic echo
+//! server as the ceiling measured in the same run.
+//!
+//!     cargo bench --bench load -- --help
+//!
+//! Each call is measured at a high number of requests in flight (for
+//! throughput) and a low one (for latency without queueing). gRPC results
+//! are given as a ratio to the echo's throughput; REST results as the ratio
+//! of their latency to the same call over gRPC.
+
+mod dataset;
+mod driver;
+mod echo;
+mod report;
+mod server;
+mod workload;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use clap::Parser;
+
+use dataset::Size;
+use driver::Load;
+use report::{Report, Row};
+use server::ServerProcess;
+
+/// Benchmarks the service against a bare tonic echo server.
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, default_value_t = 1000)]
+    employees: usize,
+    #[arg(long, default_value_t = 1000)]
+    vehicles: usize,
+    #[arg(long, default_value_t = 1_000_000)]
+    allocations: usize,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Requests in flight for the throughput runs.
+    #[arg(long, default_value_t = 128)]
+    in_flight: usize,
+    /// Requests in flight for the latency runs.
+    #[arg(long, default_value_t = 4)]
+    latency_in_flight: usize,
+    /// HTTP/2 connections the gRPC clients spread their calls over.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Seconds each run is measured.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Seconds each run warms up first, unmeasured.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Only runs whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+    /// Redis for the shared-cache runs; skipped when it does not answer.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Where seeded data sets are kept between runs.
+    #[arg(long, default_value = "target/bench-data")]
+    data_root: PathBuf,
+    /// Internal: serve the echo on this address (the benchmark runs itself
+    /// as the echo server).
+    #[arg(long, hide = true)]
+    serve_echo: Option<SocketAddr>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(addr) = args.serve_echo {
+        echo::serve(addr);
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let report = runtime.block_on(run(&args));
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.json()).expect("write the JSON report");
+        eprintln!("wrote {}", path.display());
+    }
+}
+
+/// Starts this benchmark binary as the echo server; returns it and its
+/// address.
+fn start_echo() -> (std::process::Child, SocketAddr) {
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .args(["--serve-echo", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the echo server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the echo server's address");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .expect("the echo server's address");
+    (child, addr)
+}
+
+async fn run(args: &Args) -> Report {
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_vehicle-allocation"));
+    let size = Size {
+        employees: args.employees,
+        vehicles: args.vehicles,
+        allocations: args.allocations,
+        seed: args.seed,
+    };
+    let scratch = args.data_root.join("run");
+    let seeding = dataset::prepare(&binary, &args.data_root, size, &scratch);
+    let mut report = Report::new(size, seeding);
+    let loads = [
+        Load {
+            in_flight: args.in_flight,
+            warmup: Duration::from_secs_f64(args.warmup),
+            duration: Duration::from_secs_f64(args.duration),
+        },
+        Load {
+            in_flight: args.latency_in_flight,
+            warmup: Duration::from_secs_f64(args.warmup),
+            duration: Duration::from_secs_f64(args.duration),
+        },
+    ];
+    let wanted = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
+
+    // The ceiling.
+    let (mut echo_process, echo_addr) = start_echo();
+    if wanted("echo") {
+        for load in loads {
+            let outcome = workload::echo(echo_addr, args.connections, load).await;
+            report.push(Row::new("echo", "grpc", load, outcome));
+        }
+    }
+    let _ = echo_process.kill();
+    let _ = echo_process.wait();
+
+    let redis = redis_answers(&args.redis_url).then(|| args.redis_url.clone());
+    let prefix = format!("va-bench:{}", std::process::id());
+    let servers: Vec<(&str, Vec<(&str, String)>)> = {
+        let mut servers = vec![("in-process cache", vec![]), ("no cache", vec![("CACHE_TTL", "0".into())])];
+        match &redis {
+            Some(url) => servers.insert(
+                1,
+                ("redis cache", vec![("REDIS_URL", url.clone()), ("CACHE_PREFIX", prefix)]),
+            ),
+            None => eprintln!("SKIPPED: the Redis runs (no Redis at {})", args.redis_url),
+        }
+        servers
+    };
+    for (cache, env) in servers {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let server = ServerProcess::start(&binary, &scratch, &env);
+        report.server(cache, server.startup);
+        let setup = workload::Setup::new(&server, args.connections, size).await;
+        for scenario in workload::scenarios(cache) {
+            let name = format!("{} [{cache}]", scenario.name);
+            if !wanted(&name) {
+                continue;
+            }
+            for load in loads {
+                let outcome = setup.run(&scenario, load).await;
+                report.push(Row::new(&name, scenario.transport, load, outcome));
+            }
+        }
+        report.peak_rss(cache, server.peak_rss());
+        server.stop();
+    }
+    report
+}
+
+fn redis_answers(url: &str) -> bool {
+    redis::Client::open(url)
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
+        .and_then(|mut connection| redis::cmd("PING").query::<String>(&mut connection))
+        .is_ok()
+}
