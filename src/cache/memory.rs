@@ -1,29 +1,28 @@
-//! The in-process cache: moka, bounded by size, for a single replica.
+//! The in-process cache: moka, bounded by size, for a single replica. It
+//! keeps values themselves, so a hit costs no decoding.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use moka::future::Cache;
 
-use super::{CacheBackend, CacheError, Lookup, generation_ttl};
+use super::{CacheBackend, CacheError, Fill, Found, Payload, Stored, generation_ttl};
 
 /// Entries and generation tokens in this process's memory.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MemoryBackend {
-    entries: Cache<String, Vec<u8>>,
-    /// Not bounded by size: evicting a token early could make an older
-    /// entry reachable again. Tokens are small and expire.
+    entries: Cache<String, (Stored, u32)>,
     generations: Cache<String, String>,
 }
 
 impl MemoryBackend {
-    /// A cache of at most `max_bytes` of entries, each living `ttl`.
+    /// A cache of about `max_bytes` of entries, each living `ttl`.
     pub fn new(max_bytes: u64, ttl: Duration) -> Self {
         Self {
             entries: Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(|key: &String, value: &Vec<u8>| {
-                    u32::try_from(key.len() + value.len()).unwrap_or(u32::MAX)
+                .weigher(|key: &String, (_, weight): &(Stored, u32)| {
+                    weight.saturating_add(u32::try_from(key.len()).unwrap_or(u32::MAX))
                 })
                 .time_to_live(ttl)
                 .build(),
@@ -34,29 +33,33 @@ impl MemoryBackend {
 
 #[async_trait]
 impl CacheBackend for MemoryBackend {
-    async fn lookup(
-        &self,
-        generations: &[String],
-        base: &str,
-        fresh: &str,
-    ) -> Result<Lookup, CacheError> {
-        let mut key = format!("{base}:");
-        for (i, generation) in generations.iter().enumerate() {
-            let token = self
-                .generations
-                .get_with_by_ref(generation, async { fresh.to_owned() })
-                .await;
-            if i > 0 {
-                key.push('.');
-            }
-            key.push_str(&token);
+    async fn read(&self, generations: &[String], key: &str) -> Result<Found, CacheError> {
+        let mut tokens = Vec::with_capacity(generations.len());
+        for generation in generations {
+            tokens.push(self.generations.get(generation).await);
         }
-        let value = self.entries.get(&key).await;
-        Ok(Lookup { key, value })
+        let entry = self.entries.get(key).await.map(|(stored, _)| stored);
+        Ok(Found { tokens, entry })
     }
 
-    async fn fill(&self, key: &str, value: Vec<u8>) -> Result<(), CacheError> {
-        self.entries.insert(key.to_owned(), value).await;
+    async fn adopt(&self, generations: &[String], fresh: &str) -> Result<Vec<String>, CacheError> {
+        let mut tokens = Vec::with_capacity(generations.len());
+        for generation in generations {
+            tokens.push(
+                self.generations
+                    .get_with_by_ref(generation, async { fresh.to_owned() })
+                    .await,
+            );
+        }
+        Ok(tokens)
+    }
+
+    async fn fill(&self, key: &str, stamp: &str, fill: Fill<'_>) -> Result<(), CacheError> {
+        let stored = Stored {
+            stamp: stamp.to_owned(),
+            payload: Payload::Value(fill.value),
+        };
+        self.entries.insert(key.to_owned(), (stored, fill.weight)).await;
         Ok(())
     }
 
@@ -72,41 +75,46 @@ impl CacheBackend for MemoryBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
+    fn fill(value: u32) -> Fill<'static> {
+        Fill {
+            value: Arc::new(value),
+            serialize: &|| None,
+            weight: 4,
+        }
+    }
+
     #[test]
-    fn entries_live_the_ttl_and_tokens_twice_that_without_a_size_limit() {
+    fn entries_live_the_ttl_and_tokens_twice_that() {
         let cache = MemoryBackend::new(1 << 20, Duration::from_secs(60));
-        assert_eq!(
-            cache.entries.policy().time_to_live(),
-            Some(Duration::from_secs(60))
-        );
+        assert_eq!(cache.entries.policy().time_to_live(), Some(Duration::from_secs(60)));
         assert_eq!(cache.entries.policy().max_capacity(), Some(1 << 20));
-        assert_eq!(
-            cache.generations.policy().time_to_live(),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(cache.generations.policy().max_capacity(), None);
+        assert_eq!(cache.generations.policy().time_to_live(), Some(Duration::from_secs(120)));
     }
 
     #[tokio::test]
-    async fn a_bump_makes_older_entries_unreachable() {
+    async fn tokens_are_adopted_once_and_entries_keep_their_stamp() {
         let cache = MemoryBackend::new(1 << 20, Duration::from_secs(60));
         let gens = vec!["g:vehicle:1".to_owned()];
-        let first = cache.lookup(&gens, "page", "t1").await.unwrap();
-        assert_eq!(first.key, "page:t1");
-        assert_eq!(first.value, None);
-        cache.fill(&first.key, b"v1".to_vec()).await.unwrap();
-        let hit = cache.lookup(&gens, "page", "t9").await.unwrap();
-        assert_eq!(
-            hit.value.as_deref(),
-            Some(&b"v1"[..]),
-            "the first token sticks"
-        );
+        let found = cache.read(&gens, "page").await.unwrap();
+        assert_eq!(found.tokens, vec![None]);
+        assert!(found.entry.is_none());
+        assert_eq!(cache.adopt(&gens, "t1").await.unwrap(), ["t1"]);
+        assert_eq!(cache.adopt(&gens, "t9").await.unwrap(), ["t1"], "the first token sticks");
+        cache.fill("page", "t1", fill(7)).await.unwrap();
+        let found = cache.read(&gens, "page").await.unwrap();
+        assert_eq!(found.tokens, vec![Some("t1".to_owned())]);
+        let entry = found.entry.unwrap();
+        assert_eq!(entry.stamp, "t1");
+        let Payload::Value(value) = entry.payload else { panic!("a value") };
+        assert_eq!(value.downcast_ref::<u32>(), Some(&7));
 
         cache.bump(&gens, "t2").await.unwrap();
-        let after = cache.lookup(&gens, "page", "t9").await.unwrap();
-        assert_eq!(after.key, "page:t2");
-        assert_eq!(after.value, None);
+        let found = cache.read(&gens, "page").await.unwrap();
+        assert_eq!(found.tokens, vec![Some("t2".to_owned())]);
+        assert_eq!(found.entry.unwrap().stamp, "t1", "the old entry is still there, but stale");
     }
 }

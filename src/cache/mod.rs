@@ -1,16 +1,18 @@
 //! Cache backends: Redis through a bb8 pool when `REDIS_URL` is set, and an
 //! in-process cache (moka) otherwise.
 //!
-//! Backends are deliberately dumb: they hold bytes under keys, and
-//! *generation tokens*, one per namespace (a vehicle, an employee, a date,
-//! ...). What is cached, under which generations, and how writes invalidate
-//! it is decided in one place, [`crate::storage::cached`], which also
-//! explains why no stale read is possible.
+//! Backends are deliberately dumb: they hold *entries*, each stamped with
+//! the generation tokens it was made under, and the current *token* of each
+//! generation (a vehicle, an employee, a date, ...). What is cached, under
+//! which generations, and how writes invalidate it is decided in one place,
+//! [`crate::storage::cached`], which also explains why no stale read is
+//! possible.
 
 mod memory;
 mod redis;
 mod singleflight;
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,43 +31,74 @@ pub enum CacheError {
     Timeout(Duration),
 }
 
-/// What a lookup found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lookup {
-    /// The entry's full key: its base and the current generation tokens,
-    /// under which a miss is filled.
-    pub key: String,
-    /// The entry, if present.
-    pub value: Option<Vec<u8>>,
+/// A cached value as a backend keeps it.
+#[derive(Clone)]
+pub enum Payload {
+    /// Serialized (JSON), as Redis keeps it.
+    Bytes(Vec<u8>),
+    /// The value itself, as the in-process cache keeps it: no decoding.
+    Value(Arc<dyn Any + Send + Sync>),
 }
 
-/// A key-value cache with generation tokens. Entries live for the cache's
-/// TTL, generation tokens for twice that (see [`generation_ttl`]).
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            Self::Value(_) => f.write_str("Value(..)"),
+        }
+    }
+}
+
+/// An entry, and the generation tokens it was made under.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub stamp: String,
+    pub payload: Payload,
+}
+
+/// What one read found.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The current token of each generation asked for; `None` when it has
+    /// none yet (or it expired).
+    pub tokens: Vec<Option<String>>,
+    /// The entry under the key, whatever its stamp.
+    pub entry: Option<Stored>,
+}
+
+/// What a fill stores: the value, and its serialized form for backends
+/// that keep bytes (made only if such a backend asks).
+pub struct Fill<'a> {
+    pub value: Arc<dyn Any + Send + Sync>,
+    pub serialize: &'a (dyn Fn() -> Option<Vec<u8>> + Send + Sync),
+    /// Roughly how many bytes the value holds, for size limits.
+    pub weight: u32,
+}
+
+/// A cache of stamped entries and generation tokens. Entries live for the
+/// cache's TTL, tokens for twice that (see [`generation_ttl`]).
 #[async_trait]
 pub trait CacheBackend: Send + Sync + 'static {
-    /// Reads the current token of each of `generations` (giving a missing
-    /// one the fresh token `fresh`, atomically, so that every caller agrees
-    /// on it), then the entry `base:token.token...`. One round trip.
-    async fn lookup(
-        &self,
-        generations: &[String],
-        base: &str,
-        fresh: &str,
-    ) -> Result<Lookup, CacheError>;
+    /// The current tokens of `generations` and the entry under `key`, in one
+    /// round trip.
+    async fn read(&self, generations: &[String], key: &str) -> Result<Found, CacheError>;
 
-    /// Stores `value` under `key`.
-    async fn fill(&self, key: &str, value: Vec<u8>) -> Result<(), CacheError>;
+    /// Gives each of `generations` that has no token the token `fresh`,
+    /// unless another caller got there first, and returns the tokens in
+    /// force afterwards, so that every caller agrees on them.
+    async fn adopt(&self, generations: &[String], fresh: &str) -> Result<Vec<String>, CacheError>;
 
-    /// Gives each of `generations` the new token `token`: every entry keyed
-    /// with an older token is unreachable from then on.
+    /// Stores an entry under `key`, made under `stamp`.
+    async fn fill(&self, key: &str, stamp: &str, fill: Fill<'_>) -> Result<(), CacheError>;
+
+    /// Gives each of `generations` the new token `token`: every entry made
+    /// under an older one is stale from then on.
     async fn bump(&self, generations: &[String], token: &str) -> Result<(), CacheError>;
 }
 
-/// How long a generation token lives after it was last set.
-///
-/// Longer than any entry: an entry made under a token expires before the
-/// token can, so when a token has expired and a fresh one is drawn, no entry
-/// of the old one is left to be confused with anything.
+/// How long a generation token lives after it was last set. Any length is
+/// safe (an expired token is replaced by a fresh random one, which no entry
+/// carries); longer than an entry saves needless misses.
 pub fn generation_ttl(entry_ttl: Duration) -> Duration {
     entry_ttl * 2
 }

@@ -1,4 +1,5 @@
-//! The shared cache: Redis, through a bb8 pool of multiplexed connections.
+//! The shared cache: Redis (7 or later: `SET ... NX GET`), through a bb8
+//! pool of multiplexed connections. A read is one `MGET`.
 //!
 //! Redis is an optimisation, never a dependency: every call has a short
 //! time limit, and after a failure Redis is left alone for a moment (the
@@ -14,9 +15,9 @@ use async_trait::async_trait;
 use bb8_redis::RedisConnectionManager;
 use bb8_redis::bb8::{ManageConnection, Pool};
 use redis::aio::MultiplexedConnection;
-use redis::{RedisError, RedisResult, Script};
+use redis::{RedisError, RedisResult};
 
-use super::{CacheBackend, CacheError, Lookup, generation_ttl};
+use super::{CacheBackend, CacheError, Fill, Found, Payload, Stored, generation_ttl};
 
 /// How to reach Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,23 +42,6 @@ impl Default for RedisConfig {
         }
     }
 }
-
-/// Reads the generation tokens (setting missing ones, atomically) and the
-/// entry keyed by them, in one round trip. Not for Redis Cluster: the entry
-/// key is derived inside the script.
-const LOOKUP: &str = r"
-local tokens = {}
-for i, key in ipairs(KEYS) do
-  local token = redis.call('GET', key)
-  if not token then
-    redis.call('SET', key, ARGV[2], 'EX', ARGV[3])
-    token = ARGV[2]
-  end
-  tokens[i] = token
-end
-local entry = ARGV[1] .. ':' .. table.concat(tokens, '.')
-return {entry, redis.call('GET', entry)}
-";
 
 /// A pooled connection that remembers whether it failed, so the pool drops
 /// it instead of handing it out again (bb8-redis alone cannot tell).
@@ -125,7 +109,6 @@ pub struct RedisBackend {
     timeout: Duration,
     entry_ttl_secs: u64,
     generation_ttl_secs: u64,
-    lookup: Script,
     breaker: Breaker,
 }
 
@@ -149,7 +132,6 @@ impl RedisBackend {
             timeout: config.timeout,
             entry_ttl_secs: ttl.as_secs().max(1),
             generation_ttl_secs: generation_ttl(ttl).as_secs().max(1),
-            lookup: Script::new(LOOKUP),
             breaker: Breaker {
                 degraded: AtomicBool::new(false),
                 retry_at: Mutex::new(None),
@@ -160,6 +142,10 @@ impl RedisBackend {
 
     fn generation_key(&self, name: &str) -> String {
         format!("{}:gen:{name}", self.prefix)
+    }
+
+    fn entry_key(&self, key: &str) -> String {
+        format!("{}:entry:{key}", self.prefix)
     }
 
     /// Runs `op` on a pooled connection within the time limit, keeping the
@@ -209,30 +195,73 @@ impl RedisBackend {
     }
 }
 
+/// An entry as Redis keeps it: its stamp, a newline, then the JSON.
+fn encode_entry(stamp: &str, json: &[u8]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(stamp.len() + 1 + json.len());
+    bytes.extend_from_slice(stamp.as_bytes());
+    bytes.push(b'\n');
+    bytes.extend_from_slice(json);
+    bytes
+}
+
+fn decode_entry(mut bytes: Vec<u8>) -> Option<Stored> {
+    let newline = bytes.iter().position(|b| *b == b'\n')?;
+    let json = bytes.split_off(newline + 1);
+    bytes.pop();
+    Some(Stored {
+        stamp: String::from_utf8(bytes).ok()?,
+        payload: Payload::Bytes(json),
+    })
+}
+
 #[async_trait]
 impl CacheBackend for RedisBackend {
-    async fn lookup(
-        &self,
-        generations: &[String],
-        base: &str,
-        fresh: &str,
-    ) -> Result<Lookup, CacheError> {
-        let mut invocation = self.lookup.prepare_invoke();
+    /// One `MGET` of the tokens and the entry: a plain read, no script.
+    async fn read(&self, generations: &[String], key: &str) -> Result<Found, CacheError> {
+        let mut command = redis::cmd("MGET");
         for generation in generations {
-            invocation.key(self.generation_key(generation));
+            command.arg(self.generation_key(generation));
         }
-        invocation
-            .arg(format!("{}:entry:{base}", self.prefix))
-            .arg(fresh)
-            .arg(self.generation_ttl_secs);
-        let (key, value): (String, Option<Vec<u8>>) = self
-            .run(|mut connection| async move { invocation.invoke_async(&mut connection).await })
+        command.arg(self.entry_key(key));
+        let mut values: Vec<Option<Vec<u8>>> = self
+            .run(|mut connection| async move { command.query_async(&mut connection).await })
             .await?;
-        Ok(Lookup { key, value })
+        let entry = values.pop().flatten().and_then(decode_entry);
+        let tokens = values
+            .into_iter()
+            .map(|token| token.and_then(|t| String::from_utf8(t).ok()))
+            .collect();
+        Ok(Found { tokens, entry })
     }
 
-    async fn fill(&self, key: &str, value: Vec<u8>) -> Result<(), CacheError> {
-        let ttl = self.entry_ttl_secs;
+    /// `SET token NX GET`: sets the token only where there is none, and
+    /// returns the one that was there, so that racing callers agree.
+    async fn adopt(&self, generations: &[String], fresh: &str) -> Result<Vec<String>, CacheError> {
+        let mut pipe = redis::pipe();
+        for generation in generations {
+            pipe.cmd("SET")
+                .arg(self.generation_key(generation))
+                .arg(fresh)
+                .arg("NX")
+                .arg("GET")
+                .arg("EX")
+                .arg(self.generation_ttl_secs);
+        }
+        let earlier: Vec<Option<String>> = self
+            .run(|mut connection| async move { pipe.query_async(&mut connection).await })
+            .await?;
+        Ok(earlier
+            .into_iter()
+            .map(|token| token.unwrap_or_else(|| fresh.to_owned()))
+            .collect())
+    }
+
+    async fn fill(&self, key: &str, stamp: &str, fill: Fill<'_>) -> Result<(), CacheError> {
+        let Some(json) = (fill.serialize)() else {
+            return Ok(());
+        };
+        let (key, ttl) = (self.entry_key(key), self.entry_ttl_secs);
+        let value = encode_entry(stamp, &json);
         self.run(|mut connection| async move {
             redis::cmd("SET")
                 .arg(key)
@@ -257,5 +286,21 @@ impl CacheBackend for RedisBackend {
         }
         self.run(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_entry_carries_its_stamp_before_the_json() {
+        let bytes = encode_entry("t1.t2", br#"{"id":"a\nb"}"#);
+        assert_eq!(bytes, b"t1.t2\n{\"id\":\"a\\nb\"}");
+        let stored = decode_entry(bytes).unwrap();
+        assert_eq!(stored.stamp, "t1.t2");
+        let Payload::Bytes(json) = stored.payload else { panic!("bytes") };
+        assert_eq!(json, br#"{"id":"a\nb"}"#);
+        assert!(decode_entry(b"no newline".to_vec()).is_none());
     }
 }

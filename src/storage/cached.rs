@@ -10,8 +10,8 @@
 //!
 //! # Generations
 //!
-//! Every entry's key ends in the current *tokens* of the generations it
-//! depends on: `epoch` (bumped by seeding and resets) and one more:
+//! Every entry depends on `epoch` (bumped by seeding and resets) and on one
+//! more *generation*:
 //!
 //! | entry                     | generation                                   |
 //! |---------------------------|----------------------------------------------|
@@ -20,33 +20,36 @@
 //! | available vehicles on `d` | `date:<d>`                                   |
 //! | employee, vehicle         | `epoch` only                                 |
 //!
+//! Each generation has a current random *token*. An entry is stored with a
+//! *stamp*: the tokens of its generations as the filling reader saw them
+//! before reading the store. An entry is served only while its stamp equals
+//! the current tokens.
+//!
 //! After a write commits, and before it is acknowledged, every generation it
-//! may have changed gets a new random token: for each booking before and
-//! after the write, its `alloc`, `employee`, `vehicle`, `driver` and `date`
+//! may have changed gets a new token: for each booking before and after the
+//! write, its `alloc`, `employee`, `vehicle`, `driver` and `date`
 //! generations, and `history`. A write whose outcome is unknown (the store
 //! failed mid-way) bumps `epoch`, which retires everything.
 //!
 //! # Why no read returns data older than an acknowledged write
 //!
-//! A read first fetches the tokens, then the entry under them (one atomic
-//! round trip in Redis). Take a write W acknowledged at time `a`, and a read
-//! R that starts after `a`. W bumped its generations to fresh tokens before
-//! `a`, so R sees those tokens, or later ones. An entry under a fresh token
-//! can only have been filled by a reader that itself saw that token, hence
-//! read it after W's bump, hence read the store after W committed. So R
-//! either misses and reads the store, or hits an entry at least as new as W.
+//! A read fetches the tokens and the entry together (one `MGET` in Redis).
+//! Take a write W acknowledged at time `a`, and a read R that starts after
+//! `a`. W gave its generations new tokens before `a`, so R sees those tokens,
+//! or later ones, and serves only an entry stamped with them. Such an entry
+//! was filled by a reader that saw those tokens before reading the store,
+//! hence read the store after W's bump, hence after W committed. So R either
+//! misses and reads the store, or hits an entry at least as new as W.
 //!
 //! The race that breaks naive invalidation (`DEL key` after writing) is
-//! covered: reader R1 misses under token `t1` and reads the store; W commits
-//! and bumps to `t2`; R1 then fills its old value under `t1`. Nobody reads
-//! `t1` any more: the stale entry is unreachable and expires with the TTL.
+//! covered: reader R1 sees token `t1` and reads the store; W commits and
+//! bumps to `t2`; R1 then fills its old value stamped `t1`. Its stamp is not
+//! the current token, so nobody is served it; the next reader replaces it.
 //!
-//! Tokens are random, never counters, so a token that expired and was drawn
-//! afresh cannot match an old entry; a missing token is set atomically by
-//! the first reader (`SET NX` inside the lookup script), so all agree on it.
-//! Tokens outlive entries (twice the TTL), so an entry never outlives the
-//! token it was made under. The in-process backend never evicts tokens for
-//! space, for the same reason.
+//! Tokens are random, never counters: a token that expired (or that Redis
+//! evicted) is replaced by a fresh one that no entry carries, so losing a
+//! token can cost a miss, never a stale hit. A missing token is set with
+//! `SET NX GET`, so racing readers agree on it.
 //!
 //! # When Redis fails
 //!
@@ -69,7 +72,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cache::{CacheBackend, SingleFlight};
+use crate::cache::{CacheBackend, Fill, Payload, SingleFlight};
 use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, Employee, HistoryCursor, HistoryFilter,
     NewAllocation, Page, PageRequest, UpdatedAllocation, Vehicle,
@@ -248,14 +251,9 @@ impl CachedStore {
 
     /// Reads through the cache: `read` runs on a miss, once per key however
     /// many callers miss at the same time.
-    async fn cached<T, F, Fut>(
-        &self,
-        generation: Option<String>,
-        base: String,
-        read: F,
-    ) -> StoreResult<T>
+    async fn cached<T, F, Fut>(&self, generation: Option<String>, key: String, read: F) -> StoreResult<T>
     where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        T: Serialize + DeserializeOwned + Weigh + Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
@@ -264,46 +262,118 @@ impl CachedStore {
         }
         let mut generations = vec![EPOCH.to_owned()];
         generations.extend(generation);
-        let lookup = match self.cache.lookup(&generations, &base, &token()).await {
-            Ok(lookup) => lookup,
-            Err(_) => {
-                self.error();
-                return read().await;
+        let Ok(found) = self.cache.read(&generations, &key).await else {
+            self.error();
+            return read().await;
+        };
+        let tokens = if found.tokens.iter().all(Option::is_some) {
+            found.tokens.into_iter().flatten().collect()
+        } else {
+            match self.cache.adopt(&generations, &token()).await {
+                Ok(tokens) => tokens,
+                Err(_) => {
+                    self.error();
+                    return read().await;
+                }
             }
         };
-        if let Some(bytes) = &lookup.value {
-            match serde_json::from_slice::<T>(bytes) {
-                Ok(value) => {
+        let stamp = tokens.join(".");
+        if let Some(entry) = found.entry.filter(|entry| entry.stamp == stamp) {
+            match decode::<T>(entry.payload) {
+                Some(value) => {
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
                     return Ok(value);
                 }
-                Err(error) => {
-                    tracing::warn!(%error, key = %lookup.key, "unreadable cache entry; reading the store");
+                None => {
+                    tracing::warn!(%key, "unreadable cache entry; reading the store");
                     self.error();
                 }
             }
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        let key = lookup.key;
+        let flight = format!("{key}@{stamp}");
         let shared = self
             .flights
-            .run(&key, || async {
-                let value = read().await?;
-                match serde_json::to_vec(&value) {
-                    Ok(bytes) => {
-                        if self.cache.fill(&key, bytes).await.is_err() {
-                            self.error();
-                        }
+            .run(&flight, || async {
+                let value = Arc::new(read().await?);
+                let serialize = || match serde_json::to_vec(value.as_ref()) {
+                    Ok(bytes) => Some(bytes),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot serialize a cache entry");
+                        None
                     }
-                    Err(error) => tracing::error!(%error, "cannot serialize a cache entry"),
+                };
+                let fill = Fill {
+                    value: Arc::clone(&value) as Arc<dyn Any + Send + Sync>,
+                    serialize: &serialize,
+                    weight: value.weigh(),
+                };
+                if self.cache.fill(&key, &stamp, fill).await.is_err() {
+                    self.error();
                 }
-                Ok(Arc::new(value) as Arc<dyn Any + Send + Sync>)
+                Ok(value as Arc<dyn Any + Send + Sync>)
             })
             .await?;
         Ok(shared
             .downcast_ref::<T>()
             .expect("one key, one type")
             .clone())
+    }
+}
+
+/// A cached payload as a value of `T`.
+fn decode<T: DeserializeOwned + Clone + 'static>(payload: Payload) -> Option<T> {
+    match payload {
+        Payload::Value(value) => value.downcast_ref::<T>().cloned(),
+        Payload::Bytes(bytes) => serde_json::from_slice(&bytes).ok(),
+    }
+}
+
+/// Roughly how many bytes a cached value holds, for the in-process cache's
+/// size limit.
+pub trait Weigh {
+    fn weigh(&self) -> u32;
+}
+
+impl Weigh for Allocation {
+    fn weigh(&self) -> u32 {
+        let text = self.id.len()
+            + self.employee_id.len()
+            + self.vehicle_id.len()
+            + self.driver_id.len()
+            + self.purpose.len();
+        (std::mem::size_of::<Self>() + text) as u32
+    }
+}
+
+impl Weigh for Employee {
+    fn weigh(&self) -> u32 {
+        let text = self.id.len() + self.name.len() + self.email.len() + self.department.len();
+        (std::mem::size_of::<Self>() + text) as u32
+    }
+}
+
+impl Weigh for Vehicle {
+    fn weigh(&self) -> u32 {
+        let d = &self.driver;
+        let text = self.id.len()
+            + self.registration.len()
+            + self.make.len()
+            + self.model.len()
+            + d.id.len()
+            + d.name.len()
+            + d.phone.len()
+            + d.license_number.len();
+        (std::mem::size_of::<Self>() + text) as u32
+    }
+}
+
+impl<T: Weigh> Weigh for Page<T> {
+    fn weigh(&self) -> u32 {
+        self.items
+            .iter()
+            .map(Weigh::weigh)
+            .fold(std::mem::size_of::<Self>() as u32, u32::saturating_add)
     }
 }
 
