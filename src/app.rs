@@ -8,10 +8,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
-use axum::serve::ListenerExt as _;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
@@ -286,10 +286,7 @@ async fn serve_grpc(
         // HTTP/2 writes headers, data and trailers separately; with Nagle's
         // algorithm on, a response of more than a packet waits ~40 ms for
         // the client's delayed ACK.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            signal,
-        )
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
         .await;
     monitor.abort();
     served.map_err(AppError::from)

@@ -153,11 +153,17 @@ async fn run(args: &Args) -> Report {
     let redis = redis_answers(&args.redis_url).then(|| args.redis_url.clone());
     let prefix = format!("va-bench:{}", std::process::id());
     let servers: Vec<(&str, Vec<(&str, String)>)> = {
-        let mut servers = vec![("in-process cache", vec![]), ("no cache", vec![("CACHE_TTL", "0".into())])];
+        let mut servers = vec![
+            ("in-process cache", vec![]),
+            ("no cache", vec![("CACHE_TTL", "0".into())]),
+        ];
         match &redis {
             Some(url) => servers.insert(
                 1,
-                ("redis cache", vec![("REDIS_URL", url.clone()), ("CACHE_PREFIX", prefix)]),
+                (
+                    "redis cache",
+                    vec![("REDIS_URL", url.clone()), ("CACHE_PREFIX", prefix)],
+                ),
             ),
             None => eprintln!("SKIPPED: the Redis runs (no Redis at {})", args.redis_url),
         }

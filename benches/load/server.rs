@@ -27,7 +27,13 @@ impl ServerProcess {
         let started = Instant::now();
         let mut command = Command::new(binary);
         command
-            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+            ])
             // Far enough ahead that creates never run out of free days.
             .args(["--max-days-ahead", "3000", "--data-dir"])
             .arg(data_dir)

@@ -55,11 +55,19 @@ pub struct Scenario {
 }
 
 const fn grpc(name: &'static str, call: Call) -> Scenario {
-    Scenario { name, transport: "grpc", call }
+    Scenario {
+        name,
+        transport: "grpc",
+        call,
+    }
 }
 
 const fn rest(name: &'static str, call: Call) -> Scenario {
-    Scenario { name, transport: "rest", call }
+    Scenario {
+        name,
+        transport: "rest",
+        call,
+    }
 }
 
 const fn history(filter: Filter, deep: bool) -> Call {
@@ -192,7 +200,10 @@ async fn deep_token(
             ..filter.clone()
         };
         token = page(client, request).await.next_page_token;
-        assert!(!token.is_empty(), "the data set is too small for deep pages");
+        assert!(
+            !token.is_empty(),
+            "the data set is too small for deep pages"
+        );
     }
     token
 }
@@ -315,25 +326,35 @@ fn slot(inputs: &Inputs) -> (String, String, String) {
     )
 }
 
-fn history_request(inputs: &Inputs, filter: Filter, deep: bool, worker: usize, sequence: u64) -> ListAllocationHistoryRequest {
+fn history_request(
+    inputs: &Inputs,
+    filter: Filter,
+    deep: bool,
+    worker: usize,
+    sequence: u64,
+) -> ListAllocationHistoryRequest {
     let mut request = ListAllocationHistoryRequest {
         page_size: 50,
         ..Default::default()
     };
     match (filter, deep) {
         (Filter::Employee, false) => {
-            request.employee_id = inputs.employees[pick(worker, sequence, inputs.employees.len())].clone();
+            request.employee_id =
+                inputs.employees[pick(worker, sequence, inputs.employees.len())].clone();
         }
         (Filter::Employee, true) => {
-            let (employee, token) = &inputs.deep_employee[pick(worker, sequence, inputs.deep_employee.len())];
+            let (employee, token) =
+                &inputs.deep_employee[pick(worker, sequence, inputs.deep_employee.len())];
             request.employee_id = employee.clone();
             request.page_token = token.clone();
         }
         (Filter::Vehicle, false) => {
-            request.vehicle_id = inputs.vehicles[pick(worker, sequence, inputs.vehicles.len())].clone();
+            request.vehicle_id =
+                inputs.vehicles[pick(worker, sequence, inputs.vehicles.len())].clone();
         }
         (Filter::Vehicle, true) => {
-            let (vehicle, token) = &inputs.deep_vehicle[pick(worker, sequence, inputs.deep_vehicle.len())];
+            let (vehicle, token) =
+                &inputs.deep_vehicle[pick(worker, sequence, inputs.deep_vehicle.len())];
             request.vehicle_id = vehicle.clone();
             request.page_token = token.clone();
         }
@@ -343,7 +364,8 @@ fn history_request(inputs: &Inputs, filter: Filter, deep: bool, worker: usize, s
             request.end_date = end.clone();
         }
         (Filter::Dates, true) => {
-            let (start, end, token) = &inputs.deep_ranges[pick(worker, sequence, inputs.deep_ranges.len())];
+            let (start, end, token) =
+                &inputs.deep_ranges[pick(worker, sequence, inputs.deep_ranges.len())];
             request.start_date = start.clone();
             request.end_date = end.clone();
             request.page_token = token.clone();
@@ -356,7 +378,13 @@ fn available_date(inputs: &Inputs, worker: usize, sequence: u64) -> String {
     (inputs.today + Days::new(pick(worker, sequence, 60) as u64)).to_string()
 }
 
-async fn grpc_call(channel: Channel, inputs: &Inputs, call: Call, worker: usize, sequence: u64) -> bool {
+async fn grpc_call(
+    channel: Channel,
+    inputs: &Inputs,
+    call: Call,
+    worker: usize,
+    sequence: u64,
+) -> bool {
     match call {
         Call::Get => {
             let id = inputs.ids[pick(worker, sequence, inputs.ids.len())].clone();
@@ -423,19 +451,22 @@ fn rest_request(
                 ("page_size", r.page_size.to_string()),
             ];
             let query: Vec<_> = query.into_iter().filter(|(_, v)| !v.is_empty()).collect();
-            http.get(format!("{base}/api/allocations/history")).query(&query)
+            http.get(format!("{base}/api/allocations/history"))
+                .query(&query)
         }
         Call::Create => {
             let (employee_id, vehicle_id, allocation_date) = slot(inputs);
-            http.post(format!("{base}/api/allocations")).json(&serde_json::json!({
-                "employee_id": employee_id,
-                "vehicle_id": vehicle_id,
-                "allocation_date": allocation_date,
-                "purpose": "Benchmark",
-            }))
+            http.post(format!("{base}/api/allocations"))
+                .json(&serde_json::json!({
+                    "employee_id": employee_id,
+                    "vehicle_id": vehicle_id,
+                    "allocation_date": allocation_date,
+                    "purpose": "Benchmark",
+                }))
         }
-        Call::Available => http
-            .get(format!("{base}/api/vehicles/available"))
-            .query(&[("date", available_date(inputs, worker, sequence)), ("page_size", "50".into())]),
+        Call::Available => http.get(format!("{base}/api/vehicles/available")).query(&[
+            ("date", available_date(inputs, worker, sequence)),
+            ("page_size", "50".into()),
+        ]),
     }
 }

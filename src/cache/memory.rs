@@ -59,7 +59,9 @@ impl CacheBackend for MemoryBackend {
             stamp: stamp.to_owned(),
             payload: Payload::Value(fill.value),
         };
-        self.entries.insert(key.to_owned(), (stored, fill.weight)).await;
+        self.entries
+            .insert(key.to_owned(), (stored, fill.weight))
+            .await;
         Ok(())
     }
 
@@ -90,9 +92,15 @@ mod tests {
     #[test]
     fn entries_live_the_ttl_and_tokens_twice_that() {
         let cache = MemoryBackend::new(1 << 20, Duration::from_secs(60));
-        assert_eq!(cache.entries.policy().time_to_live(), Some(Duration::from_secs(60)));
+        assert_eq!(
+            cache.entries.policy().time_to_live(),
+            Some(Duration::from_secs(60))
+        );
         assert_eq!(cache.entries.policy().max_capacity(), Some(1 << 20));
-        assert_eq!(cache.generations.policy().time_to_live(), Some(Duration::from_secs(120)));
+        assert_eq!(
+            cache.generations.policy().time_to_live(),
+            Some(Duration::from_secs(120))
+        );
     }
 
     #[tokio::test]
@@ -103,18 +111,28 @@ mod tests {
         assert_eq!(found.tokens, vec![None]);
         assert!(found.entry.is_none());
         assert_eq!(cache.adopt(&gens, "t1").await.unwrap(), ["t1"]);
-        assert_eq!(cache.adopt(&gens, "t9").await.unwrap(), ["t1"], "the first token sticks");
+        assert_eq!(
+            cache.adopt(&gens, "t9").await.unwrap(),
+            ["t1"],
+            "the first token sticks"
+        );
         cache.fill("page", "t1", fill(7)).await.unwrap();
         let found = cache.read(&gens, "page").await.unwrap();
         assert_eq!(found.tokens, vec![Some("t1".to_owned())]);
         let entry = found.entry.unwrap();
         assert_eq!(entry.stamp, "t1");
-        let Payload::Value(value) = entry.payload else { panic!("a value") };
+        let Payload::Value(value) = entry.payload else {
+            panic!("a value")
+        };
         assert_eq!(value.downcast_ref::<u32>(), Some(&7));
 
         cache.bump(&gens, "t2").await.unwrap();
         let found = cache.read(&gens, "page").await.unwrap();
         assert_eq!(found.tokens, vec![Some("t2".to_owned())]);
-        assert_eq!(found.entry.unwrap().stamp, "t1", "the old entry is still there, but stale");
+        assert_eq!(
+            found.entry.unwrap().stamp,
+            "t1",
+            "the old entry is still there, but stale"
+        );
     }
 }

@@ -299,7 +299,9 @@ mod tests {
         assert_eq!(bytes, b"t1.t2\n{\"id\":\"a\\nb\"}");
         let stored = decode_entry(bytes).unwrap();
         assert_eq!(stored.stamp, "t1.t2");
-        let Payload::Bytes(json) = stored.payload else { panic!("bytes") };
+        let Payload::Bytes(json) = stored.payload else {
+            panic!("bytes")
+        };
         assert_eq!(json, br#"{"id":"a\nb"}"#);
         assert!(decode_entry(b"no newline".to_vec()).is_none());
     }

@@ -251,7 +251,12 @@ impl CachedStore {
 
     /// Reads through the cache: `read` runs on a miss, once per key however
     /// many callers miss at the same time.
-    async fn cached<T, F, Fut>(&self, generation: Option<String>, key: String, read: F) -> StoreResult<T>
+    async fn cached<T, F, Fut>(
+        &self,
+        generation: Option<String>,
+        key: String,
+        read: F,
+    ) -> StoreResult<T>
     where
         T: Serialize + DeserializeOwned + Weigh + Clone + Send + Sync + 'static,
         F: FnOnce() -> Fut,

@@ -459,12 +459,29 @@ pub fn list_allocation_history(
         .query_map(params_from_iter(values), allocation_from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
 
-    let (count_clause, count_values) = history_conditions(filter, None);
-    let count_sql = format!("SELECT count(*) FROM allocations{count_clause}");
-    let total: i64 = conn
-        .prepare_cached(&count_sql)?
-        .query_row(params_from_iter(count_values), |row| row.get(0))?;
-    Ok(Page::from_rows(rows, page.size, total as u64))
+    let total = count_history(conn, filter)?;
+    Ok(Page::from_rows(rows, page.size, total))
+}
+
+/// How many bookings match `filter`. A filter on dates alone is answered
+/// from the per-day totals; the others count their (small) index range.
+pub fn count_history(conn: &Connection, filter: &HistoryFilter) -> StoreResult<u64> {
+    let by_id =
+        filter.employee_id.is_some() || filter.vehicle_id.is_some() || filter.driver_id.is_some();
+    let total: i64 = if by_id {
+        let (clause, values) = history_conditions(filter, None);
+        conn.prepare_cached(&format!("SELECT count(*) FROM allocations{clause}"))?
+            .query_row(params_from_iter(values), |row| row.get(0))?
+    } else {
+        let start = filter.start_date.map_or(i32::MIN, days);
+        let end = filter.end_date.map_or(i32::MAX, days);
+        conn.prepare_cached(
+            "SELECT coalesce(sum(bookings), 0) FROM daily_bookings
+              WHERE allocation_date >= ?1 AND allocation_date <= ?2",
+        )?
+        .query_row(params![start, end], |row| row.get(0))?
+    };
+    Ok(total as u64)
 }
 
 /// One employee, if it exists.
@@ -546,9 +563,12 @@ pub fn list_vehicles(
                 .prepare_cached(&sql)?
                 .query_map(params![days(date), after, limit], vehicle_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            let count_sql = format!("SELECT count(*) FROM vehicles v WHERE {NOT_BOOKED}");
+            // Each booking that day takes one vehicle.
             let total: i64 = conn
-                .prepare_cached(&count_sql)?
+                .prepare_cached(
+                    "SELECT (SELECT count(*) FROM vehicles)
+                          - coalesce((SELECT bookings FROM daily_bookings WHERE allocation_date = ?1), 0)",
+                )?
                 .query_row([days(date)], |row| row.get(0))?;
             (rows, total)
         }

@@ -163,3 +163,76 @@ fn the_writer_commits_durably_in_wal_mode() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+#[test]
+fn daily_totals_follow_inserts_moves_and_deletes() {
+    let conn = schema_db();
+    conn.execute_batch(
+        "INSERT INTO employees VALUES ('e1', 'E', 'e1@x', 'D'), ('e2', 'E', 'e2@x', 'D');
+         INSERT INTO drivers VALUES ('d1', 'D', '1', 'L1');
+         INSERT INTO vehicles VALUES ('v1', 'R1', 'M', 'M', 4, 'd1');
+         INSERT INTO allocations VALUES ('a1', 'e1', 'v1', 'd1', 10, '', 0, 0, 1);
+         INSERT INTO allocations VALUES ('a2', 'e2', 'v1', 'd1', 11, '', 0, 0, 1);",
+    )
+    .unwrap();
+    let totals = |conn: &Connection| -> Vec<(i32, i64)> {
+        conn.prepare(
+            "SELECT allocation_date, bookings FROM daily_bookings WHERE bookings > 0 ORDER BY 1",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+    };
+    assert_eq!(totals(&conn), [(10, 1), (11, 1)]);
+    conn.execute(
+        "UPDATE allocations SET allocation_date = 12 WHERE id = 'a1'",
+        [],
+    )
+    .unwrap();
+    assert_eq!(totals(&conn), [(11, 1), (12, 1)]);
+    conn.execute("UPDATE allocations SET purpose = 'x' WHERE id = 'a2'", [])
+        .unwrap();
+    assert_eq!(
+        totals(&conn),
+        [(11, 1), (12, 1)],
+        "other changes leave totals alone"
+    );
+    conn.execute("DELETE FROM allocations WHERE id = 'a2'", [])
+        .unwrap();
+    assert_eq!(totals(&conn), [(12, 1)]);
+
+    let filter = HistoryFilter {
+        start_date: NaiveDate::from_epoch_days(11),
+        ..Default::default()
+    };
+    assert_eq!(super::queries::count_history(&conn, &filter).unwrap(), 1);
+    assert_eq!(
+        super::queries::count_history(&conn, &HistoryFilter::default()).unwrap(),
+        1
+    );
+}
+
+#[test]
+fn upgrading_from_version_1_totals_the_existing_bookings() {
+    let mut conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(schema::SCHEMA_V1_FOR_TESTS).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    conn.execute_batch(
+        "INSERT INTO employees VALUES ('e1', 'E', 'e1@x', 'D');
+         INSERT INTO drivers VALUES ('d1', 'D', '1', 'L1');
+         INSERT INTO vehicles VALUES ('v1', 'R1', 'M', 'M', 4, 'd1');
+         INSERT INTO allocations VALUES ('a1', 'e1', 'v1', 'd1', 10, '', 0, 0, 1);",
+    )
+    .unwrap();
+    schema::migrate(&mut conn).unwrap();
+    let total: i64 = conn
+        .query_row(
+            "SELECT bookings FROM daily_bookings WHERE allocation_date = 10",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(total, 1);
+}
