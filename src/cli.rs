@@ -62,7 +62,9 @@ async fn run_serve(args: &ServeArgs, common: &CommonArgs) -> Result<(), String> 
 
 async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
     let config = common.store();
-    let store = storage::open(&config).await.map_err(|e| e.to_string())?;
+    let store = storage::open_for_loading(&config)
+        .await
+        .map_err(|e| e.to_string())?;
     // Through Redis when there is one, so that running services see the
     // new data at once instead of after CACHE_TTL.
     let store = if common.redis_url.is_some() {

@@ -93,6 +93,16 @@ pub enum OpenError {
     Mongo(#[from] mongo::MongoOpenError),
 }
 
+/// Opens the configured store for loading much data at once (seeding).
+pub async fn open_for_loading(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
+    match config {
+        StoreConfig::Embedded { data_dir } => {
+            Ok(Arc::new(sqlite::SqliteStore::open_for_loading(data_dir)?))
+        }
+        StoreConfig::Mongo(_) => open(config).await,
+    }
+}
+
 /// Opens the configured store.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
     Ok(match config {

@@ -36,6 +36,7 @@ macro_rules! for_each_case {
             delete_frees_the_slot,
             history_filters_and_orders_like_a_reference_implementation,
             history_walk_with_writes_between_pages_never_skips_or_repeats,
+            totals_follow_every_write,
             employees_are_listed_by_id_and_department,
             vehicles_are_listed_with_drivers_and_by_availability,
             concurrent_conflicting_creates_have_exactly_one_winner,
@@ -795,4 +796,92 @@ pub async fn reset_empties_the_store(store: &Shared, fx: &Fixture) {
     store.reset().await.unwrap();
     assert!(store.is_empty().await.unwrap());
     store.ping().await.unwrap();
+}
+
+pub async fn totals_follow_every_write(store: &Shared, fx: &Fixture) {
+    seeded_bookings(store, fx, 300).await;
+    let range = |from: i64, to: i64| HistoryFilter {
+        start_date: Some(fx.day(from)),
+        end_date: Some(fx.day(to)),
+        ..Default::default()
+    };
+    let total = |filter: HistoryFilter| async move {
+        store
+            .list_allocation_history(
+                &filter,
+                PageRequest {
+                    size: 1,
+                    after: None,
+                },
+            )
+            .await
+            .unwrap()
+            .total_size
+    };
+    let free = |day: i64| async move {
+        store
+            .list_available_vehicles(
+                fx.day(day),
+                PageRequest {
+                    size: 1,
+                    after: None,
+                },
+            )
+            .await
+            .unwrap()
+            .total_size
+    };
+    let (all, day_70, day_71) = (
+        total(HistoryFilter::default()).await,
+        total(range(70, 70)).await,
+        total(range(71, 71)).await,
+    );
+    assert_eq!(all, 300);
+    assert_eq!((day_70, day_71), (0, 0), "beyond the seeded days");
+    assert_eq!(free(70).await, fx.vehicles.len() as u64);
+
+    let booked = store
+        .create_allocation(fx.booking(0, 0, fx.day(70)))
+        .await
+        .unwrap();
+    assert_eq!(total(range(70, 70)).await, 1);
+    assert_eq!(total(HistoryFilter::default()).await, 301);
+    assert_eq!(free(70).await, fx.vehicles.len() as u64 - 1);
+
+    let later = AllocationChanges {
+        date: Some(fx.day(71)),
+        ..Default::default()
+    };
+    store
+        .update_allocation(fx.update(&booked.id, later, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        (total(range(70, 70)).await, total(range(71, 71)).await),
+        (0, 1)
+    );
+    assert_eq!(total(range(60, 80)).await, 1 + total(range(60, 69)).await);
+    assert_eq!(free(70).await, fx.vehicles.len() as u64);
+    assert_eq!(free(71).await, fx.vehicles.len() as u64 - 1);
+
+    let purpose_only = AllocationChanges {
+        purpose: Some("no move".into()),
+        ..Default::default()
+    };
+    store
+        .update_allocation(fx.update(&booked.id, purpose_only, None))
+        .await
+        .unwrap();
+    assert_eq!(total(range(71, 71)).await, 1);
+
+    store
+        .delete_allocation(fx.deletion(&booked.id, None))
+        .await
+        .unwrap();
+    assert_eq!(total(range(71, 71)).await, 0);
+    assert_eq!(total(HistoryFilter::default()).await, 300);
+    assert_eq!(free(71).await, fx.vehicles.len() as u64);
+
+    store.reset().await.unwrap();
+    assert_eq!(total(HistoryFilter::default()).await, 0);
 }

@@ -32,6 +32,12 @@ pub const DATABASE_FILE: &str = "vehicle-allocation.sqlite3";
 /// How many reads may run at once.
 const READ_CONNECTIONS: usize = 4;
 
+/// The writer's page cache while serving: writes touch few pages.
+const SERVING_WRITER_CACHE_MIB: u32 = 8;
+
+/// The writer's page cache while seeding.
+const LOADING_WRITER_CACHE_MIB: u32 = 256;
+
 /// The embedded SQLite store.
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -63,8 +69,18 @@ pub enum OpenError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `data_dir`.
+    /// Opens (creating if needed) the store in `data_dir`, for serving.
     pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
+        Self::open_with_writer_cache(data_dir, SERVING_WRITER_CACHE_MIB)
+    }
+
+    /// Opens the store for loading much data at once (seeding): the writer
+    /// gets a large page cache.
+    pub fn open_for_loading(data_dir: &Path) -> Result<Self, OpenError> {
+        Self::open_with_writer_cache(data_dir, LOADING_WRITER_CACHE_MIB)
+    }
+
+    fn open_with_writer_cache(data_dir: &Path, writer_cache_mib: u32) -> Result<Self, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|source| OpenError::CreateDir {
             path: data_dir.to_owned(),
             source,
@@ -76,7 +92,7 @@ impl SqliteStore {
         };
 
         let mut conn = Connection::open(&path).map_err(open_err)?;
-        schema::configure_writer(&conn).map_err(open_err)?;
+        schema::configure_writer(&conn, writer_cache_mib).map_err(open_err)?;
         schema::migrate(&mut conn).map_err(|source| OpenError::Migrate {
             path: path.clone(),
             source,

@@ -124,6 +124,7 @@ pub fn create_allocation(conn: &Connection, new: NewAllocation) -> StoreResult<A
     let now = new.now;
     let allocation = new.into_allocation(driver_id);
     insert_allocation(conn, &allocation)?;
+    count_bookings(conn, allocation.date, 1)?;
     if let Some(key) = key {
         conn.prepare_cached(
             "INSERT OR REPLACE INTO idempotency_keys (request_id, allocation_id, fingerprint, created_at)
@@ -295,6 +296,10 @@ pub fn update_allocation(
             std::io::Error::other(format!("{changed} rows changed, expected 1")),
         ));
     }
+    if after.date != before.date {
+        count_bookings(conn, before.date, -1)?;
+        count_bookings(conn, after.date, 1)?;
+    }
     Ok(UpdatedAllocation { before, after })
 }
 
@@ -308,6 +313,7 @@ pub fn delete_allocation(
     deletion.check(&existing)?;
     conn.prepare_cached("DELETE FROM allocations WHERE id = ?1")?
         .execute([&existing.id])?;
+    count_bookings(conn, existing.date, -1)?;
     Ok(existing)
 }
 
@@ -345,17 +351,40 @@ pub fn insert_fleet(
     Ok(())
 }
 
-/// Adds bookings as they are.
+/// Adds bookings as they are, counting them once per day.
 pub fn insert_allocations(conn: &Connection, allocations: &[Allocation]) -> StoreResult<()> {
-    allocations
-        .iter()
-        .try_for_each(|a| insert_allocation(conn, a))
+    let mut per_day = std::collections::BTreeMap::new();
+    for a in allocations {
+        insert_allocation(conn, a)?;
+        *per_day.entry(a.date).or_insert(0) += 1;
+    }
+    per_day
+        .into_iter()
+        .try_for_each(|(date, bookings)| count_bookings(conn, date, bookings))
+}
+
+/// Adds `change` to the bookings counted on `date`. Every write of
+/// `allocations` calls this in the same savepoint, so the totals are always
+/// those of the bookings.
+fn count_bookings(conn: &Connection, date: NaiveDate, change: i64) -> StoreResult<()> {
+    // A decrease always finds its day's row; an upsert would first check
+    // its negative insert value against `bookings >= 0`.
+    let sql = if change < 0 {
+        "UPDATE daily_bookings SET bookings = bookings + ?2 WHERE allocation_date = ?1"
+    } else {
+        "INSERT INTO daily_bookings (allocation_date, bookings) VALUES (?1, ?2)
+         ON CONFLICT (allocation_date) DO UPDATE SET bookings = bookings + excluded.bookings"
+    };
+    conn.prepare_cached(sql)?
+        .execute(params![days(date), change])?;
+    Ok(())
 }
 
 /// Deletes everything.
 pub fn reset(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(
         "DELETE FROM idempotency_keys;
+         DELETE FROM daily_bookings;
          DELETE FROM allocations;
          DELETE FROM vehicles;
          DELETE FROM drivers;

@@ -67,11 +67,12 @@ CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);
 #[cfg(test)]
 pub const SCHEMA_V1_FOR_TESTS: &str = SCHEMA_V1;
 
-/// Version 2: bookings per day, kept by triggers in the same transaction as
-/// the bookings themselves. Totals of date ranges (and of the whole
+/// Version 2: bookings per day. Totals of date ranges (and of the whole
 /// history) sum a few hundred of these rows instead of counting up to a
 /// million index entries; free vehicles on a day are the fleet minus that
-/// day's bookings.
+/// day's bookings. The write functions in `queries.rs` keep it, in the same
+/// savepoint as the bookings they write (triggers would, too, but they make
+/// SQLite open a statement journal per row, which halves bulk loading).
 const SCHEMA_V2: &str = "
 CREATE TABLE daily_bookings (
     allocation_date INTEGER PRIMARY KEY,
@@ -79,22 +80,6 @@ CREATE TABLE daily_bookings (
 ) STRICT;
 INSERT INTO daily_bookings (allocation_date, bookings)
     SELECT allocation_date, count(*) FROM allocations GROUP BY allocation_date;
-
-CREATE TRIGGER daily_bookings_on_insert AFTER INSERT ON allocations BEGIN
-    INSERT INTO daily_bookings (allocation_date, bookings) VALUES (NEW.allocation_date, 1)
-        ON CONFLICT (allocation_date) DO UPDATE SET bookings = bookings + 1;
-END;
-CREATE TRIGGER daily_bookings_on_delete AFTER DELETE ON allocations BEGIN
-    UPDATE daily_bookings SET bookings = bookings - 1
-     WHERE allocation_date = OLD.allocation_date;
-END;
-CREATE TRIGGER daily_bookings_on_move AFTER UPDATE OF allocation_date ON allocations
-    WHEN OLD.allocation_date <> NEW.allocation_date BEGIN
-    UPDATE daily_bookings SET bookings = bookings - 1
-     WHERE allocation_date = OLD.allocation_date;
-    INSERT INTO daily_bookings (allocation_date, bookings) VALUES (NEW.allocation_date, 1)
-        ON CONFLICT (allocation_date) DO UPDATE SET bookings = bookings + 1;
-END;
 ";
 
 /// Settings for the one connection that writes.
@@ -102,18 +87,26 @@ END;
 /// WAL lets readers run beside the writer; `synchronous = FULL` makes every
 /// commit reach the disk before it is acknowledged, so an acknowledged booking
 /// survives a power loss, not just a clean restart.
-pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
+///
+/// Savepoints keep their undo pages in memory (`temp_store`), not in a
+/// temporary file. `cache_mib` is the page cache: small for serving, large
+/// for bulk loads, where a small one spills and rereads the same index
+/// pages over and over.
+pub fn configure_writer(conn: &Connection, cache_mib: u32) -> rusqlite::Result<()> {
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::InvalidParameterName(format!(
             "journal_mode stayed {mode}; WAL is required"
         )));
     }
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
-    )
+         PRAGMA busy_timeout = 5000;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -{};",
+        u64::from(cache_mib) * 1024
+    ))
 }
 
 /// Settings for the connections that only read.
