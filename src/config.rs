@@ -131,12 +131,12 @@ pub struct CommonArgs {
     pub cache_prefix: String,
 
     /// Size limit of the in-process cache, in MiB.
-    #[arg(long, env = "CACHE_MEMORY_MB", default_value_t = 32,
+    #[arg(long, env = "CACHE_MEMORY_MB", default_value_t = 16,
           value_parser = clap::value_parser!(u64).range(1..=65_536), global = true)]
     pub cache_memory_mb: u64,
 
-    /// Connections to Redis per process, at most.
-    #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 16,
+    /// Connections to Redis per process; each carries many calls at once.
+    #[arg(long, env = "REDIS_POOL_SIZE", default_value_t = 2,
           value_parser = clap::value_parser!(u32).range(1..=1024), global = true)]
     pub redis_pool_size: u32,
 

@@ -21,6 +21,7 @@ pub struct Outcome {
     pub requests: u64,
     pub errors: u64,
     pub per_second: f64,
+    pub mean_ms: f64,
     pub p50_ms: f64,
     pub p90_ms: f64,
     pub p99_ms: f64,
@@ -82,6 +83,9 @@ where
         requests: latencies.len() as u64,
         errors,
         per_second: latencies.len() as f64 / load.duration.as_secs_f64(),
+        mean_ms: latencies.iter().map(|&us| f64::from(us)).sum::<f64>()
+            / latencies.len().max(1) as f64
+            / 1000.0,
         p50_ms: percentile(0.50),
         p90_ms: percentile(0.90),
         p99_ms: percentile(0.99),

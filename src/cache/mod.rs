@@ -125,7 +125,7 @@ impl Default for CacheConfig {
             redis: None,
             ttl: Duration::from_secs(300),
             prefix: "vehicle-allocation:v1".into(),
-            memory_bytes: 32 * 1024 * 1024,
+            memory_bytes: 16 * 1024 * 1024,
             stats_interval: Duration::from_secs(60),
         }
     }

@@ -7,8 +7,8 @@
 //! and so is the recovery. Broken connections are dropped from the pool and
 //! replaced on demand, so the pool reconnects by itself when Redis returns.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -36,7 +36,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: "redis://127.0.0.1:6379".into(),
-            pool_size: 16,
+            pool_size: 2,
             timeout: Duration::from_millis(50),
             retry_backoff: Duration::from_secs(1),
         }
@@ -44,10 +44,12 @@ impl Default for RedisConfig {
 }
 
 /// A pooled connection that remembers whether it failed, so the pool drops
-/// it instead of handing it out again (bb8-redis alone cannot tell).
+/// it instead of handing it out again (bb8-redis alone cannot tell). The
+/// flag is shared with the clones that calls use after handing the pooled
+/// connection back.
 pub struct TrackedConnection {
     connection: MultiplexedConnection,
-    broken: bool,
+    broken: Arc<AtomicBool>,
 }
 
 /// bb8-redis's manager, plus the broken flag.
@@ -60,7 +62,7 @@ impl ManageConnection for Manager {
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
         Ok(TrackedConnection {
             connection: self.0.connect().await?,
-            broken: false,
+            broken: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -69,7 +71,7 @@ impl ManageConnection for Manager {
     }
 
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
-        conn.broken
+        conn.broken.load(Ordering::Relaxed)
     }
 }
 
@@ -161,13 +163,17 @@ impl RedisBackend {
             ));
         }
         let started = Instant::now();
-        let mut pooled = match tokio::time::timeout(self.timeout, self.pool.get()).await {
-            Ok(Ok(pooled)) => pooled,
+        // A multiplexed connection carries many calls at once: take a clone
+        // and hand the pooled one straight back, so that concurrent calls
+        // share (and pipeline on) a few connections instead of queueing for
+        // one each.
+        let (connection, broken) = match tokio::time::timeout(self.timeout, self.pool.get()).await {
+            Ok(Ok(pooled)) => (pooled.connection.clone(), Arc::clone(&pooled.broken)),
             Ok(Err(error)) => return Err(self.failed(CacheError::Unavailable(error.to_string()))),
             Err(_) => return Err(self.failed(CacheError::Timeout(self.timeout))),
         };
         let remaining = self.timeout.saturating_sub(started.elapsed());
-        match tokio::time::timeout(remaining, op(pooled.connection.clone())).await {
+        match tokio::time::timeout(remaining, op(connection)).await {
             Ok(Ok(value)) => {
                 self.breaker.succeeded();
                 Ok(value)
@@ -177,13 +183,13 @@ impl RedisBackend {
                     || error.is_connection_dropped()
                     || error.is_unrecoverable_error()
                 {
-                    pooled.broken = true;
+                    broken.store(true, Ordering::Relaxed);
                 }
                 Err(self.failed(CacheError::Unavailable(error.to_string())))
             }
             Err(_) => {
                 // A connection that did not answer in time is not trusted again.
-                pooled.broken = true;
+                broken.store(true, Ordering::Relaxed);
                 Err(self.failed(CacheError::Timeout(self.timeout)))
             }
         }

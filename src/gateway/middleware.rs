@@ -11,7 +11,7 @@ use tonic::Code;
 use tracing::Instrument as _;
 
 use super::error::ApiError;
-use crate::grpc::REQUEST_ID_HEADER;
+use crate::grpc::{REQUEST_ID_HEADER, new_request_id};
 
 /// The id of the request being served, passed on to the gRPC call.
 #[derive(Debug, Clone)]
@@ -39,9 +39,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
             !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
         })
         .cloned()
-        .unwrap_or_else(|| {
-            HeaderValue::from_str(&uuid::Uuid::now_v7().to_string()).expect("a UUID is ASCII")
-        });
+        .unwrap_or_else(|| HeaderValue::from_str(&new_request_id()).expect("a UUID is ASCII"));
     let span = tracing::info_span!(
         "http",
         method = %request.method(),

@@ -2,6 +2,7 @@
 //! hop, but the same codec, validation and logging as a remote call), or a
 //! remote server in gateway-only mode.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::body::Body;
@@ -39,12 +40,24 @@ impl std::error::Error for UpstreamError {
     }
 }
 
-/// Clients of the services behind the gateway.
+/// Clients of the services behind the gateway. Shared behind an `Arc`:
+/// axum clones its state for every request.
 #[derive(Clone)]
-pub struct Upstream {
+pub struct Upstream(Arc<Clients>);
+
+/// The generated clients; each call clones the one it needs.
+pub struct Clients {
     pub allocations: AllocationServiceClient<GrpcService>,
     pub fleet: FleetServiceClient<GrpcService>,
     pub health: HealthClient<GrpcService>,
+}
+
+impl std::ops::Deref for Upstream {
+    type Target = Clients;
+
+    fn deref(&self) -> &Clients {
+        &self.0
+    }
 }
 
 impl Upstream {
@@ -70,10 +83,10 @@ impl Upstream {
     }
 
     fn over(service: GrpcService) -> Self {
-        Self {
+        Self(Arc::new(Clients {
             allocations: AllocationServiceClient::new(service.clone()),
             fleet: FleetServiceClient::new(service.clone()),
             health: HealthClient::new(service),
-        }
+        }))
     }
 }

@@ -40,7 +40,7 @@ impl AllocationService for AllocationApi {
     ) -> Result<Response<v1::Allocation>, Status> {
         let new = decode_create(&self.ctx, request.into_inner())?;
         let created = self.ctx.store.create_allocation(new).await?;
-        Ok(Response::new(convert::allocation(&created)))
+        Ok(Response::new(convert::allocation(created)))
     }
 
     async fn get_allocation(
@@ -50,7 +50,7 @@ impl AllocationService for AllocationApi {
         let id = request.into_inner().id;
         validate_id("id", &id).map_err(DomainError::invalid)?;
         let found = self.ctx.store.get_allocation(&id).await?;
-        Ok(Response::new(convert::allocation(&found)))
+        Ok(Response::new(convert::allocation(found)))
     }
 
     async fn update_allocation(
@@ -59,7 +59,7 @@ impl AllocationService for AllocationApi {
     ) -> Result<Response<v1::Allocation>, Status> {
         let update = decode_update(&self.ctx, request.into_inner())?;
         let updated = self.ctx.store.update_allocation(update).await?;
-        Ok(Response::new(convert::allocation(&updated.after)))
+        Ok(Response::new(convert::allocation(updated.after)))
     }
 
     async fn delete_allocation(
@@ -115,7 +115,7 @@ impl AllocationService for AllocationApi {
             _ => String::new(),
         };
         Ok(Response::new(ListAllocationHistoryResponse {
-            allocations: page.items.iter().map(convert::allocation).collect(),
+            allocations: page.items.into_iter().map(convert::allocation).collect(),
             next_page_token,
             total_size: page.total_size as i64,
         }))

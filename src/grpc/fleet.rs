@@ -78,7 +78,7 @@ impl FleetService for FleetApi {
                 page.has_more,
                 page.items.last().map(|e| e.id.as_str()),
             ),
-            employees: page.items.iter().map(convert::employee).collect(),
+            employees: page.items.into_iter().map(convert::employee).collect(),
             total_size: page.total_size as i64,
         }))
     }
@@ -90,7 +90,7 @@ impl FleetService for FleetApi {
         let id = request.into_inner().id;
         validate_id("id", &id).map_err(DomainError::invalid)?;
         let employee = self.ctx.store.get_employee(&id).await?;
-        Ok(Response::new(convert::employee(&employee)))
+        Ok(Response::new(convert::employee(employee)))
     }
 
     async fn list_vehicles(
@@ -111,7 +111,7 @@ impl FleetService for FleetApi {
                 page.has_more,
                 page.items.last().map(|v| v.id.as_str()),
             ),
-            vehicles: page.items.iter().map(convert::vehicle).collect(),
+            vehicles: page.items.into_iter().map(convert::vehicle).collect(),
             total_size: page.total_size as i64,
         }))
     }
@@ -123,7 +123,7 @@ impl FleetService for FleetApi {
         let id = request.into_inner().id;
         validate_id("id", &id).map_err(DomainError::invalid)?;
         let vehicle = self.ctx.store.get_vehicle(&id).await?;
-        Ok(Response::new(convert::vehicle(&vehicle)))
+        Ok(Response::new(convert::vehicle(vehicle)))
     }
 
     async fn list_available_vehicles(
@@ -159,7 +159,7 @@ impl FleetService for FleetApi {
                 page.has_more,
                 page.items.last().map(|v| v.id.as_str()),
             ),
-            vehicles: page.items.iter().map(convert::vehicle).collect(),
+            vehicles: page.items.into_iter().map(convert::vehicle).collect(),
             total_size: page.total_size as i64,
         }))
     }

@@ -117,7 +117,7 @@ pub fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "PRAGMA query_only = ON;
          PRAGMA busy_timeout = 5000;
-         PRAGMA cache_size = -8192;",
+         PRAGMA cache_size = -2048;",
     )?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(())
