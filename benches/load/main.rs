@@ -55,7 +55,7 @@ struct Args {
     /// Seconds each run warms up first, unmeasured.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// Only runs whose name contains this.
+    /// Only runs whose name contains one of these (comma-separated).
     #[arg(long)]
     only: Option<String>,
     /// Redis for the shared-cache runs; skipped when it does not answer.
@@ -137,7 +137,11 @@ async fn run(args: &Args) -> Report {
             duration: Duration::from_secs_f64(args.duration),
         },
     ];
-    let wanted = |name: &str| args.only.as_deref().is_none_or(|only| name.contains(only));
+    let wanted = |name: &str| {
+        args.only
+            .as_deref()
+            .is_none_or(|only| only.split(',').any(|part| name.contains(part)))
+    };
 
     // The ceiling.
     let (mut echo_process, echo_addr) = start_echo();

@@ -8,6 +8,9 @@ use moka::future::Cache;
 
 use super::{CacheBackend, CacheError, Fill, Found, Payload, Stored, generation_ttl};
 
+/// At most this many generation tokens are kept (about 100 bytes each).
+const MAX_GENERATIONS: u64 = 50_000;
+
 /// Entries and generation tokens in this process's memory.
 #[derive(Clone)]
 pub struct MemoryBackend {
@@ -26,7 +29,12 @@ impl MemoryBackend {
                 })
                 .time_to_live(ttl)
                 .build(),
-            generations: Cache::builder().time_to_live(generation_ttl(ttl)).build(),
+            // Bounded too: a token evicted early costs a miss, never a
+            // stale hit, since its replacement is a fresh random one.
+            generations: Cache::builder()
+                .max_capacity(MAX_GENERATIONS)
+                .time_to_live(generation_ttl(ttl))
+                .build(),
         }
     }
 }

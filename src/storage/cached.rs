@@ -27,8 +27,8 @@
 //!
 //! After a write commits, and before it is acknowledged, every generation it
 //! may have changed gets a new token: for each booking before and after the
-//! write, its `alloc`, `employee`, `vehicle`, `driver` and `date`
-//! generations, and `history`. A write whose outcome is unknown (the store
+//! write, its `alloc` (unless it is new: nothing is cached for it yet),
+//! `employee`, `vehicle`, `driver` and `date` generations, and `history`. A write whose outcome is unknown (the store
 //! failed mid-way) bumps `epoch`, which retires everything.
 //!
 //! # Why no read returns data older than an acknowledged write
@@ -386,7 +386,15 @@ impl<T: Weigh> Weigh for Page<T> {
 impl Store for CachedStore {
     async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
         let result = self.inner.create_allocation(new).await;
-        self.after_write(&result, |a| touched(&[a])).await;
+        // A new booking has no entry of its own yet (refusals are not
+        // cached), so its `alloc` generation is left alone: one token less
+        // per create.
+        self.after_write(&result, |a| {
+            let mut generations = touched(&[a]);
+            generations.retain(|g| !g.starts_with("alloc:"));
+            generations
+        })
+        .await;
         result
     }
 
