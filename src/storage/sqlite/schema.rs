@@ -7,7 +7,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Version 1. Every index here serves a query in `queries.rs`; the unique
 /// ones are also the booking rules, enforced by SQLite on every write.
@@ -82,6 +82,18 @@ INSERT INTO daily_bookings (allocation_date, bookings)
     SELECT allocation_date, count(*) FROM allocations GROUP BY allocation_date;
 ";
 
+/// Version 3: a development build kept the per-day totals with triggers
+/// under version 2; drop them (the write functions keep the totals now) and
+/// total afresh.
+const SCHEMA_V3: &str = "
+DROP TRIGGER IF EXISTS daily_bookings_on_insert;
+DROP TRIGGER IF EXISTS daily_bookings_on_delete;
+DROP TRIGGER IF EXISTS daily_bookings_on_move;
+DELETE FROM daily_bookings;
+INSERT INTO daily_bookings (allocation_date, bookings)
+    SELECT allocation_date, count(*) FROM allocations GROUP BY allocation_date;
+";
+
 /// Settings for the one connection that writes.
 ///
 /// WAL lets readers run beside the writer; `synchronous = FULL` makes every
@@ -132,7 +144,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
             supported: SCHEMA_VERSION,
         });
     }
-    let migrations = [SCHEMA_V1, SCHEMA_V2];
+    let migrations = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
     for (target, migration) in (1..).zip(migrations) {
         if version < target {
             let tx = conn.transaction()?;
