@@ -435,22 +435,28 @@ pub fn history_conditions(
             &mut values,
         );
     }
-    if let Some(end) = filter.end_date {
+    // One upper date bound, the tighter of the end date and the cursor's:
+    // given two, SQLite bounds the index range by one of them only, and a
+    // deep page would scan every row between the end date and the cursor.
+    let upper = match (filter.end_date, after.map(|c| c.date)) {
+        (Some(end), Some(cursor)) => Some(end.min(cursor)),
+        (end, cursor) => end.or(cursor),
+    };
+    if let Some(upper) = upper {
         bind(
             "allocation_date <= ?",
-            Value::Integer(days(end).into()),
+            Value::Integer(days(upper).into()),
             &mut values,
         );
     }
     if let Some(cursor) = after {
-        // Written so the date bound alone can narrow an index range; the
-        // second term breaks ties within the cursor's date.
-        let date = Value::Integer(days(cursor.date).into());
-        bind("allocation_date <= ?", date.clone(), &mut values);
-        values.push(date);
+        // As a row value, so that on the (date, id) index the page starts
+        // at the cursor itself rather than at the end of the cursor's day,
+        // which holds hundreds of bookings.
+        values.push(Value::Integer(days(cursor.date).into()));
         values.push(Value::Text(cursor.id.clone()));
         let (d, i) = (values.len() - 1, values.len());
-        conditions.push(format!("(allocation_date < ?{d} OR id < ?{i})"));
+        conditions.push(format!("(allocation_date, id) < (?{d}, ?{i})"));
     }
     let clause = if conditions.is_empty() {
         String::new()

@@ -54,7 +54,7 @@ fn history_conditions_bind_only_the_filters_that_are_set() {
     assert_eq!(
         clause,
         " WHERE employee_id = ?1 AND allocation_date >= ?2 AND allocation_date <= ?3 \
-         AND allocation_date <= ?4 AND (allocation_date < ?5 OR id < ?6)"
+         AND (allocation_date, id) < (?4, ?5)"
     );
     let days = |s: &str| Value::Integer(date(s).to_epoch_days().into());
     assert_eq!(
@@ -64,10 +64,17 @@ fn history_conditions_bind_only_the_filters_that_are_set() {
             days("2026-11-01"),
             days("2026-11-30"),
             days("2026-12-01"),
-            days("2026-12-01"),
             Value::Text("m".into()),
         ]
     );
+
+    // A cursor before the end date becomes the one upper bound.
+    let deep = HistoryCursor {
+        date: date("2026-11-10"),
+        id: "m".into(),
+    };
+    let (_, values) = history_conditions(&filter, Some(&deep));
+    assert_eq!(values[2], days("2026-11-10"));
 }
 
 #[test]
