@@ -296,6 +296,35 @@ impl MongoStore {
         Ok(allocation)
     }
 
+    /// One page of `collection` matching `filter` in `sort` order (up to
+    /// `size + 1` documents, the extra one telling whether more follow),
+    /// with the total matching `count_filter`, read concurrently.
+    #[allow(clippy::too_many_arguments)]
+    async fn find_page<T>(
+        &self,
+        collection: &Collection<Document>,
+        filter: Document,
+        count_filter: Document,
+        sort: Document,
+        size: usize,
+        decode: fn(&Document) -> Result<T, d::Malformed>,
+        context: &str,
+    ) -> StoreResult<Page<T>> {
+        let rows = async {
+            let cursor = collection
+                .find(filter)
+                .sort(sort)
+                .limit(size as i64 + 1)
+                .await
+                .map_err(classify(context))?;
+            collect(cursor, context).await
+        };
+        let total = self.count(collection, count_filter);
+        let (rows, total) = tokio::try_join!(rows, total)?;
+        let rows = decoded(rows.iter().map(decode).collect())?;
+        Ok(Page::from_rows(rows, size, total))
+    }
+
     async fn count(&self, collection: &Collection<Document>, filter: Document) -> StoreResult<u64> {
         collection
             .count_documents(filter)
@@ -428,20 +457,16 @@ impl Store for MongoStore {
         filter: &HistoryFilter,
         page: PageRequest<HistoryCursor>,
     ) -> StoreResult<Page<Allocation>> {
-        let rows = async {
-            let cursor = self
-                .allocations
-                .find(d::history_filter(filter, page.after.as_ref()))
-                .sort(d::history_sort())
-                .limit(page.size as i64 + 1)
-                .await
-                .map_err(classify("listing history"))?;
-            collect(cursor, "listing history").await
-        };
-        let total = self.count(&self.allocations, d::history_filter(filter, None));
-        let (rows, total) = tokio::try_join!(rows, total)?;
-        let rows = decoded(rows.iter().map(d::allocation_from).collect())?;
-        Ok(Page::from_rows(rows, page.size, total))
+        self.find_page(
+            &self.allocations,
+            d::history_filter(filter, page.after.as_ref()),
+            d::history_filter(filter, None),
+            d::history_sort(),
+            page.size,
+            d::allocation_from,
+            "listing history",
+        )
+        .await
     }
 
     async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
@@ -459,20 +484,16 @@ impl Store for MongoStore {
         department: Option<&str>,
         page: PageRequest<String>,
     ) -> StoreResult<Page<Employee>> {
-        let rows = async {
-            let cursor = self
-                .employees
-                .find(d::employees_filter(department, page.after.as_deref()))
-                .sort(d::id_sort())
-                .limit(page.size as i64 + 1)
-                .await
-                .map_err(classify("listing employees"))?;
-            collect(cursor, "listing employees").await
-        };
-        let total = self.count(&self.employees, d::employees_filter(department, None));
-        let (rows, total) = tokio::try_join!(rows, total)?;
-        let rows = decoded(rows.iter().map(d::employee_from).collect())?;
-        Ok(Page::from_rows(rows, page.size, total))
+        self.find_page(
+            &self.employees,
+            d::employees_filter(department, page.after.as_deref()),
+            d::employees_filter(department, None),
+            d::id_sort(),
+            page.size,
+            d::employee_from,
+            "listing employees",
+        )
+        .await
     }
 
     async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle> {
