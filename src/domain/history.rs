@@ -43,6 +43,18 @@ impl HistoryFilter {
             && self.end_date.is_none_or(|d| allocation.date <= d)
     }
 
+    /// The last date a page continuing after `after` can hold: the end date
+    /// or the cursor's, whichever is earlier. Backends bound their date
+    /// range by this one value, since given two upper bounds an index range
+    /// is narrowed by one only, and a deep page would scan every row between
+    /// the end date and the cursor.
+    pub fn last_date(&self, after: Option<&HistoryCursor>) -> Option<NaiveDate> {
+        match (self.end_date, after.map(|c| c.date)) {
+            (Some(end), Some(cursor)) => Some(end.min(cursor)),
+            (end, cursor) => end.or(cursor),
+        }
+    }
+
     /// The filter's fields in a fixed order, to bind page tokens to it.
     pub fn fingerprint_parts(&self) -> [String; 5] {
         let date = |d: Option<NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
@@ -102,5 +114,34 @@ mod tests {
             ..Default::default()
         };
         assert!(one_day.validate().is_ok());
+    }
+
+    #[test]
+    fn a_page_ends_at_the_end_date_or_the_cursor_whichever_is_earlier() {
+        let cursor = |d: &str| HistoryCursor {
+            date: date(d),
+            id: "m".into(),
+        };
+        let until = |d: Option<&str>| HistoryFilter {
+            end_date: d.map(date),
+            ..Default::default()
+        };
+        assert_eq!(until(None).last_date(None), None);
+        assert_eq!(
+            until(Some("2026-12-10")).last_date(None),
+            Some(date("2026-12-10"))
+        );
+        assert_eq!(
+            until(None).last_date(Some(&cursor("2026-12-05"))),
+            Some(date("2026-12-05"))
+        );
+        assert_eq!(
+            until(Some("2026-12-10")).last_date(Some(&cursor("2026-12-05"))),
+            Some(date("2026-12-05"))
+        );
+        assert_eq!(
+            until(Some("2026-12-03")).last_date(Some(&cursor("2026-12-05"))),
+            Some(date("2026-12-03"))
+        );
     }
 }

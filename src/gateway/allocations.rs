@@ -79,9 +79,6 @@ fn header_text(headers: &HeaderMap, name: &str) -> Result<String, ApiError> {
         (status = 409, description = "The vehicle, or the employee, is already booked that day; `metadata.allocation_id` names the booking.", body = ErrorResponse),
         (status = 413, description = "The body is larger than 64 KiB.", body = ErrorResponse),
         (status = 415, description = "The body is not JSON.", body = ErrorResponse),
-        (status = 500, description = "Internal error.", body = ErrorResponse),
-        (status = 503, description = "The service cannot reach its store.", body = ErrorResponse),
-        (status = 504, description = "The request took too long.", body = ErrorResponse),
     )
 )]
 pub async fn create_allocation(
@@ -127,9 +124,6 @@ pub async fn create_allocation(
             ("ETag" = String, description = "The booking's etag, quoted."))),
         (status = 400, description = "Bad input.", body = ErrorResponse),
         (status = 404, description = "No such booking.", body = ErrorResponse),
-        (status = 500, description = "Internal error.", body = ErrorResponse),
-        (status = 503, description = "The service cannot reach its store.", body = ErrorResponse),
-        (status = 504, description = "The request took too long.", body = ErrorResponse),
     )
 )]
 pub async fn get_allocation(
@@ -167,9 +161,6 @@ pub async fn get_allocation(
         (status = 409, description = "A conflicting booking, or a stale etag (ETAG_MISMATCH).", body = ErrorResponse),
         (status = 413, description = "The body is larger than 64 KiB.", body = ErrorResponse),
         (status = 415, description = "The body is not JSON.", body = ErrorResponse),
-        (status = 500, description = "Internal error.", body = ErrorResponse),
-        (status = 503, description = "The service cannot reach its store.", body = ErrorResponse),
-        (status = 504, description = "The request took too long.", body = ErrorResponse),
     )
 )]
 pub async fn update_allocation(
@@ -206,9 +197,6 @@ pub async fn update_allocation(
         (status = 400, description = "Bad input, or the booking is history (ALLOCATION_IS_HISTORY).", body = ErrorResponse),
         (status = 404, description = "No such booking.", body = ErrorResponse),
         (status = 409, description = "A stale etag (ETAG_MISMATCH).", body = ErrorResponse),
-        (status = 500, description = "Internal error.", body = ErrorResponse),
-        (status = 503, description = "The service cannot reach its store.", body = ErrorResponse),
-        (status = 504, description = "The request took too long.", body = ErrorResponse),
     )
 )]
 pub async fn delete_allocation(
@@ -239,9 +227,6 @@ pub async fn delete_allocation(
     responses(
         (status = 200, description = "One page of bookings.", body = AllocationPageJson),
         (status = 400, description = "Bad filters, page size or page token.", body = ErrorResponse),
-        (status = 500, description = "Internal error.", body = ErrorResponse),
-        (status = 503, description = "The service cannot reach its store.", body = ErrorResponse),
-        (status = 504, description = "The request took too long.", body = ErrorResponse),
     )
 )]
 pub async fn list_allocation_history(

@@ -3,7 +3,9 @@
 use axum::Router;
 use utoipa::OpenApi;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-use utoipa::openapi::{HeaderBuilder, ObjectBuilder, RefOr, Required, Type};
+use utoipa::openapi::{
+    ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type,
+};
 use utoipa_redoc::{Redoc, Servable};
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -37,8 +39,16 @@ pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
+/// The errors any API operation can answer, whatever it does.
+const SHARED_ERRORS: [(&str, &str); 3] = [
+    ("500", "Internal error."),
+    ("503", "The service cannot reach its store."),
+    ("504", "The request took too long."),
+];
+
 /// Adds what every operation shares: the optional `x-request-id` request
-/// header and the `x-request-id` header on every response.
+/// header, the `x-request-id` header on every response, and, under `/api/`,
+/// the [`SHARED_ERRORS`].
 pub fn finish(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let string = || ObjectBuilder::new().schema_type(Type::String).build();
     let parameter = ParameterBuilder::new()
@@ -54,7 +64,10 @@ pub fn finish(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
         .schema(Some(string()))
         .description(Some("The request's id, as sent or as made up."))
         .build();
-    for item in openapi.paths.paths.values_mut() {
+    let error_body = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorResponse")))
+        .build();
+    for (path, item) in openapi.paths.paths.iter_mut() {
         let operations = [
             &mut item.get,
             &mut item.put,
@@ -62,6 +75,19 @@ pub fn finish(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
             &mut item.delete,
         ];
         for operation in operations.into_iter().flatten() {
+            if path.starts_with("/api/") {
+                for (code, description) in SHARED_ERRORS {
+                    let response = ResponseBuilder::new()
+                        .description(description)
+                        .content("application/json", error_body.clone())
+                        .build();
+                    operation
+                        .responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert(RefOr::T(response));
+                }
+            }
             operation
                 .parameters
                 .get_or_insert_with(Vec::new)

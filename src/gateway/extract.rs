@@ -64,26 +64,23 @@ where
             let path = error.path().to_string();
             let inner = error.into_inner();
             if inner.is_syntax() || inner.is_eof() {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    Code::InvalidArgument,
-                    "MALFORMED_JSON",
-                    format!("the request body is not valid JSON: {inner}"),
-                )
+                malformed_json(&inner)
             } else {
                 field_error(&path, &inner.to_string(), "body")
             }
         })?;
-        json.end().map_err(|inner| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                Code::InvalidArgument,
-                "MALFORMED_JSON",
-                format!("the request body is not valid JSON: {inner}"),
-            )
-        })?;
+        json.end().map_err(|inner| malformed_json(&inner))?;
         Ok(Self(value))
     }
+}
+
+fn malformed_json(error: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        Code::InvalidArgument,
+        "MALFORMED_JSON",
+        format!("the request body is not valid JSON: {error}"),
+    )
 }
 
 fn body_rejection(rejection: BytesRejection) -> ApiError {

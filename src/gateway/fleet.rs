@@ -23,9 +23,6 @@ use crate::proto::v1::{
     responses(
         (status = 200, description = "One page of employees.", body = EmployeePageJson),
         (status = 400, description = "Bad page size or page token.", body = ErrorResponse),
-        (status = 500, description = "Internal error.", body = ErrorResponse),
-        (status = 503, description = "The service cannot reach its store.", body = ErrorResponse),
-        (status = 504, description = "The request took too long.", body = ErrorResponse),
     )
 )]
 pub async fn list_employees(
@@ -59,9 +56,6 @@ pub async fn list_employees(
         (status = 200, description = "The employee.", body = EmployeeJson),
         (status = 400, description = "Bad input.", body = ErrorResponse),
         (status = 404, description = "No such employee.", body = ErrorResponse),
-        (status = 500, description = "Internal error.", body = ErrorResponse),
-        (status = 503, description = "The service cannot reach its store.", body = ErrorResponse),
-        (status = 504, description = "The request took too long.", body = ErrorResponse),
     )
 )]
 pub async fn get_employee(
@@ -85,9 +79,6 @@ pub async fn get_employee(
     responses(
         (status = 200, description = "One page of vehicles.", body = VehiclePageJson),
         (status = 400, description = "Bad page size or page token.", body = ErrorResponse),
-        (status = 500, description = "Internal error.", body = ErrorResponse),
-        (status = 503, description = "The service cannot reach its store.", body = ErrorResponse),
-        (status = 504, description = "The request took too long.", body = ErrorResponse),
     )
 )]
 pub async fn list_vehicles(
@@ -120,9 +111,6 @@ pub async fn list_vehicles(
         (status = 200, description = "The vehicle.", body = VehicleJson),
         (status = 400, description = "Bad input.", body = ErrorResponse),
         (status = 404, description = "No such vehicle.", body = ErrorResponse),
-        (status = 500, description = "Internal error.", body = ErrorResponse),
-        (status = 503, description = "The service cannot reach its store.", body = ErrorResponse),
-        (status = 504, description = "The request took too long.", body = ErrorResponse),
     )
 )]
 pub async fn get_vehicle(
@@ -146,9 +134,6 @@ pub async fn get_vehicle(
     responses(
         (status = 200, description = "One page of free vehicles.", body = VehiclePageJson),
         (status = 400, description = "A missing, malformed or unbookable date; a bad page size or token.", body = ErrorResponse),
-        (status = 500, description = "Internal error.", body = ErrorResponse),
-        (status = 503, description = "The service cannot reach its store.", body = ErrorResponse),
-        (status = 504, description = "The request took too long.", body = ErrorResponse),
     )
 )]
 pub async fn list_available_vehicles(

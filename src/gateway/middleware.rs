@@ -11,7 +11,7 @@ use tonic::Code;
 use tracing::Instrument as _;
 
 use super::error::ApiError;
-use crate::grpc::{REQUEST_ID_HEADER, new_request_id};
+use crate::grpc::{REQUEST_ID_HEADER, is_usable_request_id, new_request_id};
 
 /// The id of the request being served, passed on to the gRPC call.
 #[derive(Debug, Clone)]
@@ -28,16 +28,14 @@ impl RequestId {
     }
 }
 
-/// Takes the caller's `x-request-id` (visible ASCII, at most 128 bytes) or
-/// makes one up, serves the request in a span carrying it, logs the outcome
+/// Takes the caller's `x-request-id` (if [`is_usable_request_id`]) or makes
+/// one up, serves the request in a span carrying it, logs the outcome
 /// and returns the id on the response.
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(REQUEST_ID_HEADER)
-        .filter(|v| {
-            !v.is_empty() && v.len() <= 128 && v.as_bytes().iter().all(|b| b.is_ascii_graphic())
-        })
+        .filter(|v| is_usable_request_id(v))
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_str(&new_request_id()).expect("a UUID is ASCII"));
     let span = tracing::info_span!(

@@ -18,7 +18,7 @@ use crate::storage::Store;
 
 pub use allocation::AllocationApi;
 pub use fleet::FleetApi;
-pub use request_log::{REQUEST_ID_HEADER, RequestLogLayer, new_request_id};
+pub use request_log::{REQUEST_ID_HEADER, RequestLogLayer, is_usable_request_id, new_request_id};
 
 /// What every handler needs: the store, the clock and the booking policy.
 #[derive(Clone)]

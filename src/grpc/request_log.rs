@@ -28,6 +28,13 @@ pub fn new_request_id() -> String {
     uuid::Uuid::from_u64_pair(prefix, NEXT.fetch_add(1, Ordering::Relaxed)).to_string()
 }
 
+/// Whether a caller's request id is kept as sent: visible ASCII, at most
+/// 128 bytes. Any other is replaced by [`new_request_id`], on the gRPC side
+/// and in the REST gateway alike.
+pub fn is_usable_request_id(value: &http::HeaderValue) -> bool {
+    !value.is_empty() && value.len() <= 128 && value.as_bytes().iter().all(u8::is_ascii_graphic)
+}
+
 /// Wraps a service in [`RequestLog`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RequestLogLayer;
@@ -68,8 +75,8 @@ where
         let request_id = request
             .headers()
             .get(REQUEST_ID_HEADER)
+            .filter(|v| is_usable_request_id(v))
             .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= 128)
             .map_or_else(new_request_id, str::to_owned);
         let span = tracing::info_span!(
             "grpc",
@@ -106,6 +113,17 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_short_visible_ascii_request_ids_are_kept() {
+        let usable = |v: &str| is_usable_request_id(&http::HeaderValue::from_str(v).unwrap());
+        assert!(usable("req-42"));
+        assert!(usable(&"x".repeat(128)));
+        assert!(!usable(""));
+        assert!(!usable(&"x".repeat(129)));
+        assert!(!usable("two words"));
+        assert!(!usable("tab\there"));
+    }
 
     #[test]
     fn request_ids_are_unique_uuid_shaped_strings() {

@@ -217,22 +217,15 @@ impl CachedStore {
         pending.is_empty()
     }
 
-    /// Retires every entry that depends on `generations`.
+    /// Retires every entry that depends on `generations`, together with
+    /// any earlier bumps still waiting; what cannot be delivered now waits
+    /// for the next call.
     async fn invalidate(&self, generations: Vec<String>) {
-        let all: Vec<String> = {
-            let mut pending = self.pending.lock().expect("pending lock poisoned");
-            pending.extend(generations);
-            pending.iter().cloned().collect()
-        };
-        match self.cache.bump(&all, &token()).await {
-            Ok(()) => {
-                let mut pending = self.pending.lock().expect("pending lock poisoned");
-                for generation in &all {
-                    pending.remove(generation);
-                }
-            }
-            Err(_) => self.error(),
-        }
+        self.pending
+            .lock()
+            .expect("pending lock poisoned")
+            .extend(generations);
+        self.flush_pending().await;
     }
 
     /// Invalidates after a write: what it touched, or everything when its
@@ -508,7 +501,11 @@ impl Store for CachedStore {
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::mpsc;
+
     use super::*;
+    use crate::cache::MemoryBackend;
+    use crate::storage::sqlite::SqliteStore;
 
     fn booking(id: &str, employee: &str, vehicle: &str, day: &str) -> Allocation {
         Allocation {
@@ -562,5 +559,63 @@ mod tests {
         );
         assert_eq!(history_generation(&by(None, None, Some("d"))), "driver:d");
         assert_eq!(history_generation(&HistoryFilter::default()), "history");
+    }
+
+    /// Log lines, each sent to the test as it is written.
+    struct Lines(mpsc::UnboundedSender<String>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.send(String::from_utf8_lossy(buf).into_owned());
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn next_cache_line(lines: &mut mpsc::UnboundedReceiver<String>) -> String {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(10), lines.recv())
+                .await
+                .expect("a cache line within 10 s")
+                .expect("the subscriber is alive");
+            if line.contains(" cache ") {
+                return line;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_counts_of_each_busy_interval_are_logged() {
+        let (sender, mut lines) = mpsc::unbounded_channel();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || Lines(sender.clone()))
+            .finish();
+        // This runtime has one thread, so the logging task runs under it too.
+        let _logging = tracing::subscriber::set_default(subscriber);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(CachedStore::new(
+            Arc::new(SqliteStore::open(dir.path()).unwrap()),
+            Arc::new(MemoryBackend::new(1 << 20, Duration::from_secs(60))),
+        ));
+
+        // Refusals are counted as misses, and not cached.
+        for _ in 0..2 {
+            assert!(store.get_employee("nobody").await.is_err());
+        }
+        store.log_stats_every(Duration::from_millis(10));
+        let line = next_cache_line(&mut lines).await;
+        assert!(
+            line.contains("hits=0 misses=2 errors=0 hit_ratio=0.000"),
+            "{line}"
+        );
+
+        // Each line counts its own interval, not everything since start.
+        assert!(store.get_employee("nobody").await.is_err());
+        let line = next_cache_line(&mut lines).await;
+        assert!(line.contains("hits=0 misses=1 errors=0"), "{line}");
     }
 }

@@ -115,12 +115,20 @@ async fn the_document_is_openapi_3_1_with_the_error_shape_and_examples() {
         for (method, operation) in item.as_object().unwrap() {
             let responses = operation["responses"].as_object().unwrap();
             assert!(!responses.is_empty(), "{method} {path}");
+            if path.starts_with("/api/") {
+                for code in ["500", "503", "504"] {
+                    assert!(
+                        responses.contains_key(code),
+                        "{method} {path} documents {code}"
+                    );
+                }
+            }
             for (code, response) in responses {
                 assert!(
                     response["headers"]["x-request-id"].is_object(),
                     "{method} {path} {code} documents x-request-id"
                 );
-                if code.starts_with('4') || code.starts_with('5') && path != "/readyz" {
+                if code.starts_with('4') || (code.starts_with('5') && path != "/readyz") {
                     assert_eq!(
                         response["content"]["application/json"]["schema"]["$ref"],
                         "#/components/schemas/ErrorResponse",

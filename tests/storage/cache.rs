@@ -3,8 +3,13 @@
 //! failure under CI).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-use vehicle_allocation::cache::CacheConfig;
+use async_trait::async_trait;
+use vehicle_allocation::cache::{
+    CacheBackend, CacheConfig, CacheError, Fill, Found, MemoryBackend,
+};
 use vehicle_allocation::domain::{
     Allocation, AllocationChanges, HistoryFilter, Page, PageRequest, Vehicle,
 };
@@ -399,4 +404,79 @@ async fn redis_keys_expire_entries_after_the_ttl_and_tokens_after_twice_that() {
         let token_ttl = ttl_of(&mut redis, token);
         assert!((121..=240).contains(&token_ttl), "{token} TTL {token_ttl}");
     }
+}
+
+/// The in-process backend, except that invalidations are lost while
+/// `losing` is set: reads and fills still work, as when a Redis write
+/// times out but the next read gets through.
+struct LosesBumps {
+    inner: MemoryBackend,
+    losing: AtomicBool,
+}
+
+#[async_trait]
+impl CacheBackend for LosesBumps {
+    async fn read(&self, generations: &[String], key: &str) -> Result<Found, CacheError> {
+        self.inner.read(generations, key).await
+    }
+
+    async fn adopt(&self, generations: &[String], fresh: &str) -> Result<Vec<String>, CacheError> {
+        self.inner.adopt(generations, fresh).await
+    }
+
+    async fn fill(&self, key: &str, stamp: &str, fill: Fill<'_>) -> Result<(), CacheError> {
+        self.inner.fill(key, stamp, fill).await
+    }
+
+    async fn bump(&self, generations: &[String], token: &str) -> Result<(), CacheError> {
+        if self.losing.load(Ordering::SeqCst) {
+            return Err(CacheError::Unavailable("bump lost".into()));
+        }
+        self.inner.bump(generations, token).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_invalidation_is_delivered_before_the_cache_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(storage::sqlite::SqliteStore::open(dir.path()).unwrap());
+    let fx = Fixture::load(sqlite.as_ref()).await;
+    let backend = Arc::new(LosesBumps {
+        inner: MemoryBackend::new(1 << 20, Duration::from_secs(300)),
+        losing: AtomicBool::new(false),
+    });
+    let store = CachedStore::new(sqlite, Arc::clone(&backend) as Arc<dyn CacheBackend>);
+    let booked = store
+        .create_allocation(fx.booking(0, 0, fx.day(1)))
+        .await
+        .unwrap();
+    store.get_allocation(&booked.id).await.unwrap();
+    assert_eq!(store.get_allocation(&booked.id).await.unwrap(), booked);
+    assert_eq!(store.stats().hits, 1, "the booking is cached");
+
+    backend.losing.store(true, Ordering::SeqCst);
+    let changes = AllocationChanges {
+        purpose: Some("changed while bumps were lost".into()),
+        ..Default::default()
+    };
+    let changed = store
+        .update_allocation(fx.update(&booked.id, changes, None))
+        .await
+        .unwrap()
+        .after;
+    assert_eq!(
+        store.get_allocation(&booked.id).await.unwrap(),
+        changed,
+        "the cache is not read while a bump is owed"
+    );
+
+    backend.losing.store(false, Ordering::SeqCst);
+    assert_eq!(
+        store.get_allocation(&booked.id).await.unwrap(),
+        changed,
+        "the owed bump goes first, so the old entry is never served"
+    );
+    assert_eq!(store.get_allocation(&booked.id).await.unwrap(), changed);
+    let stats = store.stats();
+    assert_eq!((stats.hits, stats.misses), (2, 2), "{stats:?}");
 }

@@ -61,19 +61,15 @@ impl Malformed {
     }
 }
 
-fn malformed(collection: &'static str, problem: impl ToString) -> Malformed {
-    Malformed::new(collection, problem)
-}
-
 fn read_date(collection: &'static str, doc: &Document, key: &str) -> Result<NaiveDate, Malformed> {
     let at = doc
         .get_datetime(key)
-        .map_err(|e| malformed(collection, e))?;
+        .map_err(|e| Malformed::new(collection, e))?;
     let days = at.timestamp_millis().div_euclid(MILLIS_PER_DAY);
     i32::try_from(days)
         .ok()
         .and_then(NaiveDate::from_epoch_days)
-        .ok_or_else(|| malformed(collection, format!("{key} out of range")))
+        .ok_or_else(|| Malformed::new(collection, format!("{key} out of range")))
 }
 
 fn read_instant(
@@ -83,9 +79,9 @@ fn read_instant(
 ) -> Result<DateTime<Utc>, Malformed> {
     let at = doc
         .get_datetime(key)
-        .map_err(|e| malformed(collection, e))?;
+        .map_err(|e| Malformed::new(collection, e))?;
     DateTime::from_timestamp_millis(at.timestamp_millis())
-        .ok_or_else(|| malformed(collection, format!("{key} out of range")))
+        .ok_or_else(|| Malformed::new(collection, format!("{key} out of range")))
 }
 
 /// An integer, whichever BSON integer type it was written as (the shell
@@ -94,7 +90,7 @@ fn read_int(collection: &'static str, doc: &Document, key: &str) -> Result<i64, 
     match doc.get(key) {
         Some(Bson::Int64(v)) => Ok(*v),
         Some(Bson::Int32(v)) => Ok(i64::from(*v)),
-        other => Err(malformed(
+        other => Err(Malformed::new(
             collection,
             format!("{key}: expected an integer, got {other:?}"),
         )),
@@ -104,7 +100,7 @@ fn read_int(collection: &'static str, doc: &Document, key: &str) -> Result<i64, 
 fn read_str(collection: &'static str, doc: &Document, key: &str) -> Result<String, Malformed> {
     doc.get_str(key)
         .map(str::to_owned)
-        .map_err(|e| malformed(collection, format!("{key}: {e}")))
+        .map_err(|e| Malformed::new(collection, format!("{key}: {e}")))
 }
 
 /// A booking as stored.
@@ -135,7 +131,7 @@ pub fn allocation_from(doc: &Document) -> Result<Allocation, Malformed> {
         purpose: read_str(C, doc, "purpose")?,
         create_time: read_instant(C, doc, "create_time")?,
         update_time: read_instant(C, doc, "update_time")?,
-        version: u64::try_from(version).map_err(|e| malformed(C, e))?,
+        version: u64::try_from(version).map_err(|e| Malformed::new(C, e))?,
     })
 }
 
@@ -178,14 +174,14 @@ pub fn vehicle_from(doc: &Document) -> Result<Vehicle, Malformed> {
     const C: &str = VEHICLES;
     let driver = doc
         .get_document("driver")
-        .map_err(|e| malformed(C, format!("driver: {e}")))?;
+        .map_err(|e| Malformed::new(C, format!("driver: {e}")))?;
     let seats = read_int(C, doc, "seats")?;
     Ok(Vehicle {
         id: read_str(C, doc, "_id")?,
         registration: read_str(C, doc, "registration")?,
         make: read_str(C, doc, "make")?,
         model: read_str(C, doc, "model")?,
-        seats: u32::try_from(seats).map_err(|e| malformed(C, e))?,
+        seats: u32::try_from(seats).map_err(|e| Malformed::new(C, e))?,
         driver: Driver {
             id: read_str(DRIVERS, driver, "_id")?,
             name: read_str(DRIVERS, driver, "name")?,
@@ -265,8 +261,8 @@ pub fn allocation_update(after: &Allocation) -> Document {
 
 /// The history report's filter, continuing after `after`.
 ///
-/// The cursor's date also tightens the date range at the top level, so the
-/// index range narrows; the `$or` only breaks ties within that date.
+/// The range ends at [`HistoryFilter::last_date`], so the index range
+/// narrows; the `$or` only breaks ties within the cursor's date.
 pub fn history_filter(filter: &HistoryFilter, after: Option<&HistoryCursor>) -> Document {
     let mut query = Document::new();
     for (field, value) in [
@@ -282,11 +278,7 @@ pub fn history_filter(filter: &HistoryFilter, after: Option<&HistoryCursor>) -> 
     if let Some(start) = filter.start_date {
         range.insert("$gte", date(start));
     }
-    let upper = match (filter.end_date, after.map(|c| c.date)) {
-        (Some(end), Some(cursor)) => Some(end.min(cursor)),
-        (end, cursor) => end.or(cursor),
-    };
-    if let Some(upper) = upper {
+    if let Some(upper) = filter.last_date(after) {
         range.insert("$lte", date(upper));
     }
     if !range.is_empty() {

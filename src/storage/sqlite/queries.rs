@@ -435,14 +435,7 @@ pub fn history_conditions(
             &mut values,
         );
     }
-    // One upper date bound, the tighter of the end date and the cursor's:
-    // given two, SQLite bounds the index range by one of them only, and a
-    // deep page would scan every row between the end date and the cursor.
-    let upper = match (filter.end_date, after.map(|c| c.date)) {
-        (Some(end), Some(cursor)) => Some(end.min(cursor)),
-        (end, cursor) => end.or(cursor),
-    };
-    if let Some(upper) = upper {
+    if let Some(upper) = filter.last_date(after) {
         bind(
             "allocation_date <= ?",
             Value::Integer(days(upper).into()),

@@ -123,13 +123,11 @@ pub fn configure_writer(conn: &Connection, cache_mib: u32) -> rusqlite::Result<(
 
 /// Settings for the connections that only read.
 pub fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
-    // 8 MiB of page cache per reader (the default is 2): with four readers
-    // that keeps the hot index pages of a million bookings in memory
-    // without a memory map, whose pages would all count as resident.
+    // SQLite's default page cache (about 2 MiB) per reader: 8 MiB each was
+    // tried and cost resident memory (see the README's Performance notes).
     conn.execute_batch(
         "PRAGMA query_only = ON;
-         PRAGMA busy_timeout = 5000;
-         PRAGMA cache_size = -2048;",
+         PRAGMA busy_timeout = 5000;",
     )?;
     conn.set_prepared_statement_cache_capacity(128);
     Ok(())
