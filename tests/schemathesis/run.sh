@@ -22,7 +22,7 @@ fi
 cargo build --quiet
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-RUST_LOG=warn LOG_FORMAT=json target/debug/vehicle-allocation serve --demo --data-dir "$data" \
+RUST_LOG=warn LOG_FORMAT=json "${CARGO_TARGET_DIR:-target}/debug/vehicle-allocation" serve --demo --data-dir "$data" \
   --grpc-addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" 2>"$data/server.log" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm -rf "$data"' EXIT
