@@ -112,10 +112,10 @@ fn vehicle_from_row(row: &Row<'_>) -> rusqlite::Result<Vehicle> {
 
 /// Makes a booking; see [`crate::storage::Store::create_allocation`].
 pub fn create_allocation(conn: &Connection, new: NewAllocation) -> StoreResult<Allocation> {
-    if let Some(key) = &new.idempotency_key {
-        if let Some(earlier) = find_idempotent_result(conn, key, new.now)? {
-            return Ok(earlier);
-        }
+    if let Some(key) = &new.idempotency_key
+        && let Some(earlier) = find_idempotent_result(conn, key, new.now)?
+    {
+        return Ok(earlier);
     }
     new.check_window()?;
     require_employee(conn, &new.employee_id)?;
