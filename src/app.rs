@@ -16,17 +16,20 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
+use crate::auth::rate::RateLimiter;
+use crate::auth::{AuthSetupError, Authenticator};
 use crate::cache::CacheError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use crate::gateway::{self, Upstream};
-use crate::grpc::{AllocationApi, FleetApi, RequestLogLayer, ServiceContext};
+use crate::gateway::{self, Upstream, UpstreamSetupError};
+use crate::grpc::{AllocationApi, EdgeLayer, FleetApi, ServiceContext};
 use crate::health::{self, Health};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::allocation_service_server::AllocationServiceServer;
 use crate::proto::v1::fleet_service_server::FleetServiceServer;
 use crate::seed::{self, SeedError, SeedPlan};
 use crate::storage::{self, OpenError, Store, StoreConfig};
+use crate::tls::{TlsConfigs, TlsError};
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -45,7 +48,18 @@ pub enum AppError {
     #[error("cannot build server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("invalid gRPC upstream: {0}")]
-    Upstream(tonic::transport::Error),
+    Upstream(#[from] UpstreamSetupError),
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(
+        "refusing to serve without authentication on {addr}, which is not a loopback address: \
+         configure AUTH_JWT_HS256_SECRET, AUTH_JWT_JWKS_FILE or AUTH_JWT_JWKS_URL (bearer tokens), \
+         AUTH_API_KEYS_FILE (API keys) or TLS_CLIENT_CA_FILE (client certificates), \
+         or set ALLOW_UNAUTHENTICATED=true to let every caller act as an anonymous fleet_admin"
+    )]
+    Unprotected { addr: SocketAddr },
     #[error("the gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("the HTTP server failed: {0}")]
@@ -56,6 +70,7 @@ pub enum AppError {
 struct GrpcPart {
     ctx: ServiceContext,
     routes: Routes,
+    edge: EdgeLayer,
     health: Health,
     /// Whether the store answered at startup, as health reports it.
     serving: bool,
@@ -67,6 +82,10 @@ struct GrpcPart {
 pub struct Application {
     settings: Settings,
     grpc: Option<GrpcPart>,
+    /// Absent in gateway-only mode, where the upstream authenticates.
+    auth: Option<Arc<Authenticator>>,
+    limiter: Option<Arc<RateLimiter>>,
+    tls: Option<Arc<TlsConfigs>>,
     http_listener: TcpListener,
     http_addr: SocketAddr,
     http_router: axum::Router,
@@ -83,11 +102,19 @@ impl Application {
     /// The production wiring: the configured store and the system clock; or,
     /// with `grpc_upstream`, the gateway alone.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
+        crate::tls::install_default_provider();
         if let Some(url) = settings.grpc_upstream.clone() {
-            let upstream = Upstream::remote(&url, settings.gateway.request_timeout)
-                .map_err(AppError::Upstream)?;
-            return Self::with_parts(settings, None, upstream).await;
+            let upstream = Upstream::remote(
+                &url,
+                settings.gateway.request_timeout,
+                &settings.upstream_tls,
+            )?;
+            let tls = settings.tls.clone().map(TlsConfigs::load).transpose()?;
+            return Self::with_parts(settings, None, upstream, tls).await;
         }
+        // Before the store is opened: a bad key file or certificate is
+        // reported without touching the data.
+        check_files(&settings).await?;
         let store = storage::open(&settings.store).await?;
         if matches!(settings.store, StoreConfig::Mongo(_))
             && settings.cache.redis.is_none()
@@ -112,6 +139,34 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
+        crate::tls::install_default_provider();
+        let tls = settings.tls.clone().map(TlsConfigs::load).transpose()?;
+        let client_certificates = tls
+            .as_ref()
+            .is_some_and(|tls| tls.settings().client_ca_file.is_some());
+        let auth = Arc::new(Authenticator::open(&settings.auth, client_certificates).await?);
+        if auth.is_open() {
+            let exposed = [settings.grpc_addr, settings.http_addr]
+                .into_iter()
+                .find(|addr| !addr.ip().is_loopback());
+            match exposed {
+                Some(addr) if !settings.auth.allow_unauthenticated => {
+                    return Err(AppError::Unprotected { addr });
+                }
+                Some(addr) => tracing::warn!(
+                    %addr,
+                    "no authentication configured and ALLOW_UNAUTHENTICATED=true: every caller acts as an anonymous fleet_admin"
+                ),
+                None => tracing::warn!(
+                    "no authentication configured: every caller acts as an anonymous fleet_admin (the listeners are on loopback only)"
+                ),
+            }
+        }
+        let limiter = settings
+            .auth
+            .rate_limit
+            .map(|limit| Arc::new(RateLimiter::new(limit)));
+        let edge = EdgeLayer::new(Arc::clone(&auth), limiter.clone(), Arc::clone(&clock));
         let ctx = ServiceContext {
             store,
             clock,
@@ -128,9 +183,13 @@ impl Application {
                 // Lets reflection clients decode the google.rpc error details.
                 .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
-        let routes = Routes::new(health_service)
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?)
+        let mut routes = Routes::new(health_service);
+        if settings.reflection {
+            routes = routes
+                .add_service(reflection().build_v1()?)
+                .add_service(reflection().build_v1alpha()?);
+        }
+        let routes = routes
             .add_service(AllocationServiceServer::new(AllocationApi::new(
                 ctx.clone(),
             )))
@@ -153,24 +212,33 @@ impl Application {
         let grpc = GrpcPart {
             ctx,
             routes: routes.clone(),
+            edge: edge.clone(),
             health,
             serving: reachable.is_ok(),
             listener,
             addr,
         };
-        Self::with_parts(settings, Some(grpc), Upstream::in_process(routes)).await
+        let upstream = Upstream::in_process(routes, edge);
+        let mut app = Self::with_parts(settings, Some(grpc), upstream, tls).await?;
+        app.auth = Some(auth);
+        app.limiter = limiter;
+        Ok(app)
     }
 
     async fn with_parts(
         settings: Settings,
         grpc: Option<GrpcPart>,
         upstream: Upstream,
+        tls: Option<Arc<TlsConfigs>>,
     ) -> Result<Self, AppError> {
         let (http_listener, http_addr) = bind(settings.http_addr).await?;
         let http_router = gateway::router(upstream, &settings.gateway);
         Ok(Self {
             settings,
             grpc,
+            auth: None,
+            limiter: None,
+            tls,
             http_listener,
             http_addr,
             http_router,
@@ -198,6 +266,9 @@ impl Application {
         let Self {
             settings,
             grpc,
+            auth,
+            limiter,
+            tls,
             http_listener,
             http_addr,
             http_router,
@@ -211,27 +282,39 @@ impl Application {
             let _ = stopping.wait_for(|stop| *stop).await;
         };
 
+        background::spawn(auth.clone(), limiter, tls.clone(), stopping.clone());
+
         let interval = settings.health_check_interval;
         let grpc_server = {
             let stopping = stopping.clone();
+            let tls = tls.clone();
             async move {
                 match grpc {
-                    Some(grpc) => serve_grpc(grpc, interval, stopped(stopping)).await,
+                    Some(grpc) => serve_grpc(grpc, tls, interval, stopping).await,
                     None => Ok(()),
                 }
             }
         };
-        tracing::info!(%http_addr, "serving the REST gateway (docs at /docs)");
+        tracing::info!(%http_addr, tls = tls.is_some(), "serving the REST gateway (docs at /docs)");
         let http_stopped = stopped(stopping.clone());
         let http_server = async {
-            // No Nagle delay: a response must not wait for the client's ACK.
-            let listener = http_listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            axum::serve(listener, http_router)
-                .with_graceful_shutdown(http_stopped)
-                .await
-                .map_err(AppError::ServeHttp)
+            match tls {
+                Some(tls) => {
+                    crate::tls::serve_http(http_listener, tls, http_router, http_stopped).await;
+                    Ok(())
+                }
+                None => {
+                    // No Nagle delay: a response must not wait for the
+                    // client's ACK.
+                    let listener = http_listener.tap_io(|tcp| {
+                        let _ = tcp.set_nodelay(true);
+                    });
+                    axum::serve(listener, http_router)
+                        .with_graceful_shutdown(http_stopped)
+                        .await
+                        .map_err(AppError::ServeHttp)
+                }
+            }
         };
 
         let timeout = settings.shutdown_timeout;
@@ -254,12 +337,14 @@ impl Application {
 /// Serves gRPC until `stopped`, keeping health in step with the store.
 async fn serve_grpc(
     grpc: GrpcPart,
+    tls: Option<Arc<TlsConfigs>>,
     interval: std::time::Duration,
-    stopped: impl Future<Output = ()> + Send + 'static,
+    mut stopping: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
     let GrpcPart {
         ctx,
         routes,
+        edge,
         health,
         serving,
         listener,
@@ -272,24 +357,136 @@ async fn serve_grpc(
         serving,
     ));
     let stop_monitor = monitor.abort_handle();
+    let accept_stopping = stopping.clone();
     let signal = async move {
-        stopped.await;
+        let _ = stopping.wait_for(|stop| *stop).await;
         stop_monitor.abort();
         health.set(ServingStatus::NotServing).await;
         tracing::info!("shutting down: NOT_SERVING, draining in-flight requests");
     };
 
-    tracing::info!(grpc_addr = %addr, "serving gRPC");
-    let served = Server::builder()
-        .layer(RequestLogLayer)
-        .add_routes(routes)
+    tracing::info!(grpc_addr = %addr, tls = tls.is_some(), "serving gRPC");
+    let server = Server::builder().layer(edge).add_routes(routes);
+    let served = match tls {
+        Some(tls) => {
+            let mut accept_stopping = accept_stopping;
+            let stop_accepting = async move {
+                let _ = accept_stopping.wait_for(|stop| *stop).await;
+            };
+            let incoming = crate::tls::grpc_incoming(listener, tls, stop_accepting);
+            server.serve_with_incoming_shutdown(incoming, signal).await
+        }
         // HTTP/2 writes headers, data and trailers separately; with Nagle's
         // algorithm on, a response of more than a packet waits ~40 ms for
         // the client's delayed ACK.
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), signal)
-        .await;
+        None => {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            server.serve_with_incoming_shutdown(incoming, signal).await
+        }
+    };
     monitor.abort();
     served.map_err(AppError::from)
+}
+
+/// Checks the TLS and key files before anything else is opened.
+async fn check_files(settings: &Settings) -> Result<(), AppError> {
+    if let Some(tls) = settings.tls.clone() {
+        TlsConfigs::load(tls)?;
+    }
+    if let Some(path) = &settings.auth.api_keys_file {
+        crate::auth::keys::KeyFile::load(path).map_err(AuthSetupError::from)?;
+    }
+    Ok(())
+}
+
+/// The tasks that run beside the servers, each ending on shutdown.
+mod background {
+    use std::future::Future;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::watch;
+
+    use crate::auth::Authenticator;
+    use crate::auth::rate::RateLimiter;
+    use crate::tls::TlsConfigs;
+
+    pub fn spawn(
+        auth: Option<Arc<Authenticator>>,
+        limiter: Option<Arc<RateLimiter>>,
+        tls: Option<Arc<TlsConfigs>>,
+        stopping: watch::Receiver<bool>,
+    ) {
+        let stopped = || {
+            let mut stopping = stopping.clone();
+            async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            }
+        };
+        if let Some(jwt) = auth.as_ref().and_then(|auth| auth.jwt())
+            && jwt.has_url()
+        {
+            tokio::spawn(jwt.refresh_every(stopped()));
+        }
+        if let Some(limiter) = limiter {
+            let stopped = stopped();
+            tokio::spawn(async move {
+                tokio::pin!(stopped);
+                loop {
+                    tokio::select! {
+                        () = &mut stopped => return,
+                        () = tokio::time::sleep(Duration::from_secs(60)) => limiter.forget_idle(),
+                    }
+                }
+            });
+        }
+        if auth.is_some() || tls.is_some() {
+            tokio::spawn(reload_on_hangup(auth, tls, stopped()));
+        }
+    }
+
+    /// Re-reads the key files and certificates on SIGHUP; a file that no
+    /// longer loads is reported and the old one stays in force.
+    async fn reload_on_hangup(
+        auth: Option<Arc<Authenticator>>,
+        tls: Option<Arc<TlsConfigs>>,
+        stopped: impl Future<Output = ()>,
+    ) {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hangups = match signal(SignalKind::hangup()) {
+                Ok(hangups) => hangups,
+                Err(error) => return tracing::error!(%error, "cannot listen for SIGHUP"),
+            };
+            tokio::pin!(stopped);
+            loop {
+                tokio::select! {
+                    () = &mut stopped => return,
+                    received = hangups.recv() => if received.is_none() { return },
+                }
+                tracing::info!("received SIGHUP: reloading keys and certificates");
+                if let Some(auth) = &auth
+                    && let Err(error) = auth.reload()
+                {
+                    tracing::error!(%error, "keeping the keys in force");
+                }
+                if let Some(tls) = &tls {
+                    match tls.reload() {
+                        Ok(()) => tracing::info!("reloaded the TLS certificates"),
+                        Err(error) => {
+                            tracing::error!(%error, "keeping the TLS certificates in force")
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = (auth, tls);
+            stopped.await;
+        }
+    }
 }
 
 /// Seeds the demo data set into an empty store; leaves a store with data as

@@ -6,7 +6,9 @@ use clap::Parser;
 
 use crate::app::Application;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Cli, Command, CommonArgs, HealthCheckArgs, SeedArgs, ServeArgs, Settings};
+use crate::config::{
+    Cli, Command, CommonArgs, HealthCheckArgs, SeedArgs, ServeArgs, Settings, TokenArgs,
+};
 use crate::seed::{self, SeedPlan};
 use crate::storage::{self, StoreConfig};
 use crate::telemetry;
@@ -20,7 +22,21 @@ pub fn run() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
+    if let Some(Command::Token(args)) = &cli.command {
+        // No logging, no runtime: the token alone goes to stdout.
+        return match run_token(args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     telemetry::init(cli.common.log_format);
+    crate::tls::install_default_provider();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -37,6 +53,7 @@ pub fn run() -> ExitCode {
             Some(Command::Seed(args)) => run_seed(&args, &cli.common).await,
             Some(Command::HealthCheck(args)) => run_health_check(&args).await,
             Some(Command::Serve(args)) => run_serve(&args, &cli.common).await,
+            Some(Command::Token(_)) => unreachable!("handled before the runtime starts"),
             None => run_serve(&cli.serve, &cli.common).await,
         }
     });
@@ -99,6 +116,25 @@ async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// An HS256 token signed with the configured secret.
+fn run_token(args: &TokenArgs) -> Result<String, String> {
+    let Some(secret) = &args.jwt.auth_jwt_hs256_secret else {
+        return Err(
+            "no AUTH_JWT_HS256_SECRET is configured: `token` signs development tokens with it; \
+             with a JWKS, get tokens from your identity provider"
+                .into(),
+        );
+    };
+    let config = args.jwt.config().expect("a secret configures tokens");
+    let claims = crate::auth::jwt::Claims {
+        employee: &args.employee,
+        roles: &args.roles,
+        ttl: args.ttl,
+        now: SystemClock.now(),
+    };
+    crate::auth::jwt::mint_hs256(secret, &config, &claims).map_err(|e| e.to_string())
 }
 
 async fn run_health_check(args: &HealthCheckArgs) -> Result<(), String> {

@@ -6,17 +6,24 @@
 //! failing later in a request.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+use crate::auth::AuthSettings;
+use crate::auth::jwt::{JwtConfig, KeySource};
+use crate::auth::rate::RateLimit;
 use crate::cache::{CacheConfig, RedisConfig};
 use crate::domain::BookingPolicy;
+use crate::domain::access::Role;
+use crate::gateway::UpstreamTls;
 use crate::gateway::{CorsOrigins, GatewayConfig};
 use crate::storage::StoreConfig;
 use crate::storage::mongo::MongoConfig;
+use crate::tls::TlsSettings;
 
 /// Book a company vehicle for a day: a gRPC service on an embedded store.
 #[derive(Debug, Parser)]
@@ -42,12 +49,200 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gRPC server and the REST gateway (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Fill the store with realistic fake employees, vehicles and bookings.
     Seed(SeedArgs),
     /// Ask a running server's gRPC health service whether it is SERVING;
     /// exits 0 if so (for container health checks).
     HealthCheck(HealthCheckArgs),
+    /// Print an HS256 token for trying the API (needs AUTH_JWT_HS256_SECRET).
+    Token(TokenArgs),
+}
+
+/// Options of `token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The employee the token speaks for.
+    #[arg(long)]
+    pub employee: String,
+    /// A role the token grants (employee, booking_agent, auditor,
+    /// fleet_admin); repeat for several.
+    #[arg(long = "role", required = true, value_parser = parse_role)]
+    pub roles: Vec<Role>,
+    /// How long the token is valid, e.g. 8h, 30m, 3600s or 1d.
+    #[arg(long, default_value = "8h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+}
+
+/// How bearer tokens are verified (and, for `token`, signed).
+#[derive(Debug, Clone, Args)]
+pub struct JwtArgs {
+    /// Shared secret for HS256 tokens, for development and tests; never
+    /// together with a JWKS.
+    #[arg(long, env = "AUTH_JWT_HS256_SECRET", hide_env_values = true,
+          conflicts_with_all = ["auth_jwt_jwks_file", "auth_jwt_jwks_url"])]
+    pub auth_jwt_hs256_secret: Option<String>,
+
+    /// A JWKS document on disk with the RS256, ES256 or EdDSA keys tokens
+    /// are signed with (re-read on SIGHUP).
+    #[arg(long, env = "AUTH_JWT_JWKS_FILE", conflicts_with = "auth_jwt_jwks_url")]
+    pub auth_jwt_jwks_file: Option<PathBuf>,
+
+    /// The URL of the identity provider's JWKS (fetched at startup, then
+    /// every AUTH_JWT_JWKS_REFRESH seconds, and when a token names an
+    /// unknown key).
+    #[arg(long, env = "AUTH_JWT_JWKS_URL")]
+    pub auth_jwt_jwks_url: Option<String>,
+
+    /// Seconds between fetches of AUTH_JWT_JWKS_URL.
+    #[arg(long, env = "AUTH_JWT_JWKS_REFRESH", default_value = "300", value_parser = parse_seconds)]
+    pub auth_jwt_jwks_refresh: Duration,
+
+    /// The `iss` tokens must carry, when set.
+    #[arg(long, env = "AUTH_JWT_ISSUER")]
+    pub auth_jwt_issuer: Option<String>,
+
+    /// The `aud` tokens must carry, when set.
+    #[arg(long, env = "AUTH_JWT_AUDIENCE")]
+    pub auth_jwt_audience: Option<String>,
+
+    /// The claim naming the employee the caller is.
+    #[arg(long, env = "AUTH_EMPLOYEE_CLAIM", default_value = "sub")]
+    pub auth_employee_claim: String,
+
+    /// The claim listing the caller's roles.
+    #[arg(long, env = "AUTH_ROLES_CLAIM", default_value = "roles")]
+    pub auth_roles_claim: String,
+}
+
+impl JwtArgs {
+    /// The token configuration, if tokens are configured.
+    pub fn config(&self) -> Option<JwtConfig> {
+        let keys = if let Some(secret) = &self.auth_jwt_hs256_secret {
+            KeySource::Hs256(secret.clone())
+        } else if let Some(path) = &self.auth_jwt_jwks_file {
+            KeySource::JwksFile(path.clone())
+        } else if let Some(url) = &self.auth_jwt_jwks_url {
+            KeySource::JwksUrl(url.clone())
+        } else {
+            return None;
+        };
+        Some(JwtConfig {
+            keys,
+            issuer: self.auth_jwt_issuer.clone(),
+            audience: self.auth_jwt_audience.clone(),
+            employee_claim: self.auth_employee_claim.clone(),
+            roles_claim: self.auth_roles_claim.clone(),
+            jwks_refresh: self.auth_jwt_jwks_refresh,
+        })
+    }
+}
+
+/// Who may call, and how often.
+#[derive(Debug, Clone, Args)]
+pub struct AuthArgs {
+    #[command(flatten)]
+    pub jwt: JwtArgs,
+
+    /// A TOML file of `[[key]]` entries (name, sha256, roles) for internal
+    /// services' API keys and `[[client_cert]]` entries (name, roles);
+    /// re-read on SIGHUP.
+    #[arg(long, env = "AUTH_API_KEYS_FILE")]
+    pub auth_api_keys_file: Option<PathBuf>,
+
+    /// Serve without authentication on a non-loopback address (every caller
+    /// then acts as an anonymous fleet_admin).
+    #[arg(long, env = "ALLOW_UNAUTHENTICATED", default_value_t = false, action = ArgAction::Set)]
+    pub allow_unauthenticated: bool,
+
+    /// Requests per second each caller may make; off when unset.
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND")]
+    pub rate_limit_per_second: Option<NonZeroU32>,
+
+    /// Requests a caller may make at once above the rate (default: the
+    /// rate).
+    #[arg(long, env = "RATE_LIMIT_BURST", requires = "rate_limit_per_second")]
+    pub rate_limit_burst: Option<NonZeroU32>,
+}
+
+impl AuthArgs {
+    pub fn settings(&self) -> AuthSettings {
+        AuthSettings {
+            jwt: self.jwt.config(),
+            api_keys_file: self.auth_api_keys_file.clone(),
+            allow_unauthenticated: self.allow_unauthenticated,
+            rate_limit: self.rate_limit_per_second.map(|per_second| RateLimit {
+                per_second,
+                burst: self.rate_limit_burst.unwrap_or(per_second),
+            }),
+        }
+    }
+}
+
+/// TLS on the listeners, and towards a gRPC upstream.
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// PEM certificate chain: serve gRPC and REST over TLS.
+    #[arg(long, env = "TLS_CERT_FILE", requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of TLS_CERT_FILE.
+    #[arg(long, env = "TLS_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+
+    /// PEM CA: require gRPC clients to present a certificate it issued
+    /// (mTLS); the certificate's first DNS name (or CN) is the caller.
+    #[arg(long, env = "TLS_CLIENT_CA_FILE", requires = "tls_cert_file")]
+    pub tls_client_ca_file: Option<PathBuf>,
+
+    /// Require client certificates on REST too.
+    #[arg(long, env = "TLS_CLIENT_AUTH_HTTP", default_value_t = false, action = ArgAction::Set,
+          requires = "tls_client_ca_file")]
+    pub tls_client_auth_http: bool,
+
+    /// PEM CA that the https gRPC upstream's certificate must chain to
+    /// (default: the system's roots).
+    #[arg(long, env = "GRPC_UPSTREAM_CA_FILE")]
+    pub grpc_upstream_ca_file: Option<PathBuf>,
+
+    /// PEM client certificate to present to the gRPC upstream.
+    #[arg(
+        long,
+        env = "GRPC_UPSTREAM_CERT_FILE",
+        requires = "grpc_upstream_key_file"
+    )]
+    pub grpc_upstream_cert_file: Option<PathBuf>,
+
+    /// PEM key of GRPC_UPSTREAM_CERT_FILE.
+    #[arg(
+        long,
+        env = "GRPC_UPSTREAM_KEY_FILE",
+        requires = "grpc_upstream_cert_file"
+    )]
+    pub grpc_upstream_key_file: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn settings(&self) -> Option<TlsSettings> {
+        Some(TlsSettings {
+            cert_file: self.tls_cert_file.clone()?,
+            key_file: self.tls_key_file.clone()?,
+            client_ca_file: self.tls_client_ca_file.clone(),
+            client_auth_http: self.tls_client_auth_http,
+        })
+    }
+
+    pub fn upstream(&self) -> UpstreamTls {
+        UpstreamTls {
+            ca_file: self.grpc_upstream_ca_file.clone(),
+            identity: self
+                .grpc_upstream_cert_file
+                .clone()
+                .zip(self.grpc_upstream_key_file.clone()),
+        }
+    }
 }
 
 /// Options of `health-check`.
@@ -220,6 +415,16 @@ pub struct ServeArgs {
     /// Seconds that in-flight requests get to finish on shutdown.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20", value_parser = parse_seconds)]
     pub shutdown_timeout: Duration,
+
+    /// Serve gRPC server reflection (for grpcurl and the like).
+    #[arg(long, env = "GRPC_REFLECTION", default_value_t = true, action = ArgAction::Set)]
+    pub grpc_reflection: bool,
+
+    #[command(flatten)]
+    pub auth: AuthArgs,
+
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Options of `seed`.
@@ -268,6 +473,13 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// How often the store is pinged to keep health up to date.
     pub health_check_interval: Duration,
+    pub auth: AuthSettings,
+    /// TLS on both listeners.
+    pub tls: Option<TlsSettings>,
+    /// TLS towards an https `grpc_upstream`.
+    pub upstream_tls: UpstreamTls,
+    /// Serve gRPC server reflection.
+    pub reflection: bool,
 }
 
 impl Settings {
@@ -287,8 +499,39 @@ impl Settings {
             demo: serve.demo,
             shutdown_timeout: serve.shutdown_timeout,
             health_check_interval: Duration::from_secs(5),
+            auth: serve.auth.settings(),
+            tls: serve.tls.settings(),
+            upstream_tls: serve.tls.upstream(),
+            reflection: serve.grpc_reflection,
         }
     }
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    Role::parse(value).ok_or_else(|| {
+        format!("{value:?} is not a role; the roles are employee, booking_agent, auditor and fleet_admin")
+    })
+}
+
+/// A duration such as 8h, 30m, 3600s or 1d.
+pub fn parse_ttl(value: &str) -> Result<Duration, String> {
+    let bad = || format!("{value:?} is not a duration such as 8h, 30m, 3600s or 1d");
+    let split = value
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(value.len());
+    let (digits, unit) = value.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "s" | "" => n,
+        "m" => n.checked_mul(60).ok_or_else(bad)?,
+        "h" => n.checked_mul(3600).ok_or_else(bad)?,
+        "d" => n.checked_mul(86_400).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    if seconds == 0 || seconds > 366 * 86_400 {
+        return Err(format!("{value:?} must be more than 0 and at most a year"));
+    }
+    Ok(Duration::from_secs(seconds))
 }
 
 fn parse_time_zone(value: &str) -> Result<Tz, String> {
@@ -318,12 +561,9 @@ fn parse_upstream(value: &str) -> Result<String, String> {
         .parse()
         .map_err(|_| format!("{value:?} is not a URL such as http://10.0.0.5:50051"))?;
     match (uri.scheme_str(), uri.host()) {
-        (Some("http"), Some(_)) => Ok(value.to_owned()),
-        (Some("https"), _) => {
-            Err("https upstreams are not supported; use http:// on a private network".into())
-        }
+        (Some("http" | "https"), Some(_)) => Ok(value.to_owned()),
         _ => Err(format!(
-            "{value:?} is not a URL such as http://10.0.0.5:50051"
+            "{value:?} is not a URL such as http://10.0.0.5:50051 or https://grpc.internal:50051"
         )),
     }
 }
@@ -464,7 +704,84 @@ mod tests {
             Some("http://10.0.0.5:50051")
         );
         assert!(upstream("10.0.0.5:50051").is_err());
-        assert!(upstream("https://x:1").is_err());
+        assert!(upstream("https://x:1").is_ok());
+        assert!(upstream("ftp://x:1").is_err());
+    }
+
+    #[test]
+    fn an_hs256_secret_never_goes_with_a_jwks() {
+        let err = parse(&[
+            "--auth-jwt-hs256-secret",
+            "s",
+            "--auth-jwt-jwks-file",
+            "/x.json",
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("--auth-jwt-jwks-file"), "{err}");
+        let cli = parse(&["--auth-jwt-jwks-url", "https://idp/jwks.json"]).unwrap();
+        let settings = Settings::new(&cli.serve, &cli.common);
+        let jwt = settings.auth.jwt.unwrap();
+        assert_eq!(jwt.keys, KeySource::JwksUrl("https://idp/jwks.json".into()));
+        assert_eq!(jwt.employee_claim, "sub");
+        assert_eq!(jwt.roles_claim, "roles");
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_client_auth_on_rest_needs_a_ca() {
+        assert!(parse(&["--tls-cert-file", "c.pem"]).is_err());
+        assert!(parse(&["--tls-cert-file", "c.pem", "--tls-key-file", "k.pem"]).is_ok());
+        assert!(
+            parse(&[
+                "--tls-cert-file",
+                "c.pem",
+                "--tls-key-file",
+                "k.pem",
+                "--tls-client-auth-http",
+                "true"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn the_token_command_takes_roles_and_a_ttl() {
+        let cli = parse(&[
+            "token",
+            "--employee",
+            "emp-00042",
+            "--role",
+            "employee",
+            "--role",
+            "auditor",
+            "--ttl",
+            "30m",
+        ])
+        .unwrap();
+        let Some(Command::Token(token)) = cli.command else {
+            panic!("expected token");
+        };
+        assert_eq!(token.roles, [Role::Employee, Role::Auditor]);
+        assert_eq!(token.ttl, Duration::from_secs(1800));
+        assert!(parse(&["token", "--employee", "e", "--role", "root"]).is_err());
+        assert_eq!(parse_ttl("8h"), Ok(Duration::from_secs(8 * 3600)));
+        assert_eq!(parse_ttl("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_ttl("0s").is_err());
+        assert!(parse_ttl("8 hours").is_err());
+    }
+
+    #[test]
+    fn rate_limits_are_off_unless_set_and_the_burst_defaults_to_the_rate() {
+        let settings = |args: &[&str]| {
+            let cli = parse(args).unwrap();
+            Settings::new(&cli.serve, &cli.common).auth.rate_limit
+        };
+        assert_eq!(settings(&[]), None);
+        let limit = settings(&["--rate-limit-per-second", "5"]).unwrap();
+        assert_eq!((limit.per_second.get(), limit.burst.get()), (5, 5));
+        let limit =
+            settings(&["--rate-limit-per-second", "5", "--rate-limit-burst", "20"]).unwrap();
+        assert_eq!(limit.burst.get(), 20);
+        assert!(parse(&["--rate-limit-burst", "20"]).is_err());
     }
 
     #[test]

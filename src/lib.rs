@@ -8,6 +8,7 @@
 //! and [`cli`] are the process around it.
 
 pub mod app;
+pub mod auth;
 pub mod cache;
 pub mod cli;
 pub mod clock;
@@ -20,3 +21,4 @@ pub mod proto;
 pub mod seed;
 pub mod storage;
 pub mod telemetry;
+pub mod tls;

@@ -6,6 +6,8 @@
 
 use chrono::NaiveDate;
 
+use super::access::Denied;
+
 /// Why a field was rejected; becomes the machine-readable `reason` of the
 /// error, so clients can branch on it without parsing messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +174,10 @@ pub enum DomainError {
         current: String,
     },
 
+    /// The caller may not do this (see [`super::access`]).
+    #[error("permission denied: {0}")]
+    PermissionDenied(Denied),
+
     /// The idempotency key names a booking that has since been deleted.
     #[error(
         "request_id {request_id:?} created allocation {allocation_id:?}, which has since been deleted"
@@ -180,6 +186,12 @@ pub enum DomainError {
         request_id: String,
         allocation_id: String,
     },
+}
+
+impl From<Denied> for DomainError {
+    fn from(denied: Denied) -> Self {
+        Self::PermissionDenied(denied)
+    }
 }
 
 impl DomainError {
@@ -208,6 +220,7 @@ impl DomainError {
             Self::AllocationIsHistory { .. } => "ALLOCATION_IS_HISTORY",
             Self::EtagMismatch { .. } => "ETAG_MISMATCH",
             Self::IdempotentAllocationDeleted { .. } => "ALLOCATION_NOT_FOUND",
+            Self::PermissionDenied(denied) => denied.reason(),
         }
     }
 }

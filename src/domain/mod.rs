@@ -4,8 +4,10 @@
 //! persist them, and both call the rules defined here, so every backend
 //! enforces the same rules with the same messages.
 
+pub mod access;
 pub mod allocation;
 pub mod calendar;
+pub mod context;
 pub mod error;
 pub mod fleet;
 pub mod history;

@@ -3,6 +3,9 @@
 use axum::Router;
 use utoipa::OpenApi;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{
     ContentBuilder, HeaderBuilder, ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type,
 };
@@ -11,6 +14,10 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{ErrorBody, ErrorResponse, FieldViolationBody};
 use crate::grpc::REQUEST_ID_HEADER;
+
+/// The security schemes' names in the document.
+const BEARER_AUTH: &str = "bearerAuth";
+const API_KEY: &str = "apiKey";
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -40,7 +47,21 @@ pub fn base() -> utoipa::openapi::OpenApi {
 }
 
 /// The errors any API operation can answer, whatever it does.
-const SHARED_ERRORS: [(&str, &str); 3] = [
+const SHARED_ERRORS: [(&str, &str); 6] = [
+    (
+        "401",
+        "No credentials, or bad ones (CREDENTIALS_MISSING, TOKEN_EXPIRED, TOKEN_INVALID, API_KEY_INVALID); \
+         the response carries `WWW-Authenticate: Bearer`.",
+    ),
+    (
+        "403",
+        "The caller may not do this: NOT_OWNER (an employee acting on someone else's booking), \
+         or ROLE_REQUIRED with the roles that would do in `metadata.roles`.",
+    ),
+    (
+        "429",
+        "Too many requests from this caller (RATE_LIMITED); `Retry-After` says when to come back.",
+    ),
     ("500", "Internal error."),
     ("503", "The service cannot reach its store."),
     ("504", "The request took too long."),
@@ -67,6 +88,31 @@ pub fn finish(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
     let error_body = ContentBuilder::new()
         .schema(Some(Ref::from_schema_name("ErrorResponse")))
         .build();
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER_AUTH,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .bearer_format("JWT")
+                .description(Some(
+                    "A JWT from the organisation's identity provider (or `vehicle-allocation token` in development).",
+                ))
+                .build(),
+        ),
+    );
+    components.add_security_scheme(
+        API_KEY,
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            crate::auth::API_KEY_HEADER,
+            "An internal service's API key.",
+        ))),
+    );
+    // Either scheme will do.
+    let security = vec![
+        SecurityRequirement::new(BEARER_AUTH, Vec::<String>::new()),
+        SecurityRequirement::new(API_KEY, Vec::<String>::new()),
+    ];
     for (path, item) in openapi.paths.paths.iter_mut() {
         let operations = [
             &mut item.get,
@@ -76,6 +122,7 @@ pub fn finish(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
         ];
         for operation in operations.into_iter().flatten() {
             if path.starts_with("/api/") {
+                operation.security = Some(security.clone());
                 for (code, description) in SHARED_ERRORS {
                     let response = ResponseBuilder::new()
                         .description(description)

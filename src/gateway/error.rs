@@ -117,6 +117,8 @@ pub struct ApiError {
     reason: String,
     field_violations: Vec<FieldViolationBody>,
     metadata: BTreeMap<String, String>,
+    /// Seconds to wait before retrying (`Retry-After`), for 429s.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -129,6 +131,7 @@ impl ApiError {
             reason: reason.to_owned(),
             field_violations: Vec::new(),
             metadata: BTreeMap::new(),
+            retry_after: None,
         }
     }
 
@@ -187,11 +190,16 @@ impl From<tonic::Status> for ApiError {
                     .collect()
             })
             .unwrap_or_default();
+        let retry_after = details
+            .retry_info()
+            .and_then(|info| info.retry_delay)
+            .map(crate::grpc::edge::retry_after_seconds);
         Self {
             http: http_status(status.code()),
             code: status.code(),
             message: status.message().to_owned(),
             reason: info.reason.clone(),
+            retry_after,
             field_violations,
             metadata: info
                 .metadata
@@ -215,7 +223,18 @@ impl IntoResponse for ApiError {
                 metadata: self.metadata,
             },
         };
-        (self.http, Json(body)).into_response()
+        let mut response = (self.http, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if self.code == Code::Unauthenticated {
+            headers.insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if let Some(seconds) = self.retry_after {
+            headers.insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

@@ -244,8 +244,11 @@ pub struct EmployeesQuery {
 pub struct DriverJson {
     pub id: String,
     pub name: String,
+    /// Work phone, so a booker can reach the driver.
     pub phone: String,
-    pub license_number: String,
+    /// Shown only to `fleet_admin` and `auditor` callers; absent for others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub license_number: Option<String>,
 }
 
 /// A company vehicle with its driver.
@@ -278,7 +281,7 @@ impl From<v1::Vehicle> for VehicleJson {
                 id: d.id,
                 name: d.name,
                 phone: d.phone,
-                license_number: d.license_number,
+                license_number: (!d.license_number.is_empty()).then_some(d.license_number),
             }),
         }
     }

@@ -11,18 +11,41 @@ use tonic::Code;
 use tracing::Instrument as _;
 
 use super::error::ApiError;
+use crate::auth::{API_KEY_HEADER, PeerCertificate};
 use crate::grpc::{REQUEST_ID_HEADER, is_usable_request_id, new_request_id};
 
-/// The id of the request being served, passed on to the gRPC call.
+/// What the gateway passes on to the gRPC call: the request's id and the
+/// caller's credentials, which the gRPC edge checks. The gateway decides
+/// nothing about them.
 #[derive(Debug, Clone)]
-pub struct RequestId(pub HeaderValue);
+pub struct RequestId {
+    pub id: HeaderValue,
+    authorization: Option<HeaderValue>,
+    api_key: Option<HeaderValue>,
+    certificate: Option<PeerCertificate>,
+}
 
 impl RequestId {
-    /// A gRPC request carrying this id, so the gRPC side logs it too.
+    /// A gRPC request carrying this id, so the gRPC side logs it too, and
+    /// the caller's credentials.
     pub fn grpc<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        if let Ok(value) = self.0.to_str().unwrap_or_default().parse() {
-            request.metadata_mut().insert(REQUEST_ID_HEADER, value);
+        let metadata = request.metadata_mut();
+        let mut pass = |name: &'static str, value: Option<&HeaderValue>| {
+            if let Some(value) = value
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+            {
+                metadata.insert(name, value);
+            }
+        };
+        pass(REQUEST_ID_HEADER, Some(&self.id));
+        pass("authorization", self.authorization.as_ref());
+        pass(API_KEY_HEADER, self.api_key.as_ref());
+        // In process only: a remote upstream sees the gateway's own
+        // certificate, not the REST caller's.
+        if let Some(certificate) = &self.certificate {
+            request.extensions_mut().insert(certificate.clone());
         }
         request
     }
@@ -44,7 +67,13 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         request_id = %id.to_str().unwrap_or_default(),
     );
-    request.extensions_mut().insert(RequestId(id.clone()));
+    let forwarded = RequestId {
+        id: id.clone(),
+        authorization: request.headers().get(header::AUTHORIZATION).cloned(),
+        api_key: request.headers().get(API_KEY_HEADER).cloned(),
+        certificate: request.extensions().get::<PeerCertificate>().cloned(),
+    };
+    request.extensions_mut().insert(forwarded);
     let started = Instant::now();
     async move {
         let mut response = next.run(request).await;

@@ -29,7 +29,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use docs::OPENAPI_PATH;
-pub use upstream::Upstream;
+pub use upstream::{Upstream, UpstreamSetupError, UpstreamTls};
 
 use crate::grpc::REQUEST_ID_HEADER;
 
@@ -112,10 +112,18 @@ fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::IF_MATCH,
+                header::AUTHORIZATION,
+                HeaderName::from_static(crate::auth::API_KEY_HEADER),
                 HeaderName::from_static("idempotency-key"),
                 request_id.clone(),
             ])
-            .expose_headers([header::ETAG, header::LOCATION, request_id])
+            .expose_headers([
+                header::ETAG,
+                header::LOCATION,
+                header::RETRY_AFTER,
+                header::WWW_AUTHENTICATE,
+                request_id,
+            ])
             .max_age(Duration::from_secs(600)),
     )
 }

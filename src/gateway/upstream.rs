@@ -2,17 +2,18 @@
 //! hop, but the same codec, validation and logging as a remote call), or a
 //! remote server in gateway-only mode.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::body::Body;
 use tonic::service::Routes;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::health_client::HealthClient;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Layer, ServiceExt};
 
-use crate::grpc::RequestLogLayer;
+use crate::grpc::EdgeLayer;
 use crate::proto::v1::allocation_service_client::AllocationServiceClient;
 use crate::proto::v1::fleet_service_client::FleetServiceClient;
 
@@ -60,24 +61,70 @@ impl std::ops::Deref for Upstream {
     }
 }
 
+/// TLS towards an https upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// The CA the upstream's certificate must chain to; the system's roots
+    /// when absent.
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate and key (PEM) to present.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// Why the upstream connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Transport(#[from] tonic::transport::Error),
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>, UpstreamSetupError> {
+    std::fs::read(path).map_err(|source| UpstreamSetupError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 impl Upstream {
-    /// Calls `routes` directly; requests still pass the request log, so
-    /// they are logged on the gRPC side with the gateway's request id.
-    pub fn in_process(routes: Routes) -> Self {
+    /// Calls `routes` directly; requests still pass the gRPC edge, so they
+    /// are authenticated, limited and logged there with the gateway's
+    /// request id and the caller's credentials.
+    pub fn in_process(routes: Routes, edge: EdgeLayer) -> Self {
         let service = ServiceExt::<http::Request<Body>>::map_err(
-            RequestLogLayer.layer(routes),
+            edge.layer(routes),
             |never: std::convert::Infallible| -> UpstreamError { match never {} },
         );
         Self::over(BoxCloneSyncService::new(service))
     }
 
-    /// Connects to a gRPC server at `url` (e.g. `http://10.0.0.5:50051`),
-    /// lazily, so the gateway starts even while the server is down.
-    pub fn remote(url: &str, timeout: Duration) -> Result<Self, tonic::transport::Error> {
-        let channel: Channel = Endpoint::from_shared(url.to_owned())?
+    /// Connects to a gRPC server at `url` (e.g. `http://10.0.0.5:50051`,
+    /// or `https://` with `tls`), lazily, so the gateway starts even while
+    /// the server is down.
+    pub fn remote(
+        url: &str,
+        timeout: Duration,
+        tls: &UpstreamTls,
+    ) -> Result<Self, UpstreamSetupError> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())?
             .connect_timeout(timeout)
-            .timeout(timeout)
-            .connect_lazy();
+            .timeout(timeout);
+        if url.starts_with("https://") {
+            let mut config = ClientTlsConfig::new();
+            config = match &tls.ca_file {
+                Some(path) => config.ca_certificate(Certificate::from_pem(read(path)?)),
+                None => config.with_native_roots(),
+            };
+            if let Some((cert, key)) = &tls.identity {
+                config = config.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            endpoint = endpoint.tls_config(config)?;
+        }
+        let channel: Channel = endpoint.connect_lazy();
         let service = channel.map_err(|e| UpstreamError(e.into()));
         Ok(Self::over(BoxCloneSyncService::new(service)))
     }

@@ -2,9 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::ServiceContext;
 use super::convert::{self, non_empty};
+use super::{ServiceContext, allow, context};
+use crate::domain::access::{Action, authorize, history_scope};
 use crate::domain::allocation::{validate_id, validate_purpose};
+use crate::domain::context::RequestContext;
 use crate::domain::error::Violations;
 use crate::domain::page::ListKind;
 use crate::domain::{
@@ -17,6 +19,7 @@ use crate::proto::v1::{
     ListAllocationHistoryRequest, ListAllocationHistoryResponse, UpdateAllocationRequest,
     allocation_service_server::AllocationService,
 };
+use crate::storage::StoreError;
 
 /// The fields an update may change, in `update_mask` spelling.
 const UPDATABLE: [&str; 3] = ["vehicle_id", "allocation_date", "purpose"];
@@ -32,13 +35,45 @@ impl AllocationApi {
     }
 }
 
+impl AllocationApi {
+    /// Lets the caller act on booking `id`: at once when their role may act
+    /// on anyone's, else after reading whose it is.
+    async fn check_owner(
+        &self,
+        caller: &RequestContext,
+        id: &str,
+        action: impl for<'a> Fn(Option<&'a str>) -> Action<'a>,
+    ) -> Result<(), Status> {
+        if authorize(&caller.principal, action(None)).is_ok() {
+            return Ok(());
+        }
+        let owner = match self.ctx.store.get_allocation(id).await {
+            Ok(found) => Some(found.employee_id),
+            Err(error) if is_not_found(&error) => None,
+            Err(error) => return Err(error.into()),
+        };
+        allow(caller, action(owner.as_deref()))
+    }
+}
+
+fn is_not_found(error: &StoreError) -> bool {
+    matches!(error, StoreError::Rejected(DomainError::NotFound { .. }))
+}
+
 #[tonic::async_trait]
 impl AllocationService for AllocationApi {
     async fn create_allocation(
         &self,
         request: Request<CreateAllocationRequest>,
     ) -> Result<Response<v1::Allocation>, Status> {
+        let caller = context(&request)?;
         let new = decode_create(&self.ctx, request.into_inner())?;
+        allow(
+            &caller,
+            Action::CreateBooking {
+                employee_id: &new.employee_id,
+            },
+        )?;
         let created = self.ctx.store.create_allocation(new).await?;
         Ok(Response::new(convert::allocation(created)))
     }
@@ -47,17 +82,34 @@ impl AllocationService for AllocationApi {
         &self,
         request: Request<GetAllocationRequest>,
     ) -> Result<Response<v1::Allocation>, Status> {
+        let caller = context(&request)?;
         let id = request.into_inner().id;
         validate_id("id", &id).map_err(DomainError::invalid)?;
-        let found = self.ctx.store.get_allocation(&id).await?;
-        Ok(Response::new(convert::allocation(found)))
+        match self.ctx.store.get_allocation(&id).await {
+            Ok(found) => {
+                let owner = Some(found.employee_id.as_str());
+                allow(&caller, Action::ReadBooking { owner })?;
+                Ok(Response::new(convert::allocation(found)))
+            }
+            // Someone else's booking or none: the same answer to an
+            // employee, so ids can't be probed.
+            Err(error) => {
+                if is_not_found(&error) {
+                    allow(&caller, Action::ReadBooking { owner: None })?;
+                }
+                Err(error.into())
+            }
+        }
     }
 
     async fn update_allocation(
         &self,
         request: Request<UpdateAllocationRequest>,
     ) -> Result<Response<v1::Allocation>, Status> {
+        let caller = context(&request)?;
         let update = decode_update(&self.ctx, request.into_inner())?;
+        self.check_owner(&caller, &update.id, |owner| Action::ChangeBooking { owner })
+            .await?;
         let updated = self.ctx.store.update_allocation(update).await?;
         Ok(Response::new(convert::allocation(updated.after)))
     }
@@ -66,12 +118,17 @@ impl AllocationService for AllocationApi {
         &self,
         request: Request<DeleteAllocationRequest>,
     ) -> Result<Response<()>, Status> {
+        let caller = context(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         violations.check(validate_id("id", &request.id));
         let expected_etag =
             non_empty(request.etag).and_then(|etag| violations.check(Etag::parse("etag", &etag)));
         violations.finish(|| ())?;
+        self.check_owner(&caller, &request.id, |owner| Action::CancelBooking {
+            owner,
+        })
+        .await?;
         let deletion = AllocationDeletion {
             id: request.id,
             expected_etag,
@@ -85,6 +142,7 @@ impl AllocationService for AllocationApi {
         &self,
         request: Request<ListAllocationHistoryRequest>,
     ) -> Result<Response<ListAllocationHistoryResponse>, Status> {
+        let caller = context(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let mut date = |field: &str, value: String| {
@@ -100,6 +158,11 @@ impl AllocationService for AllocationApi {
         let size = violations.check(PageSize::from_request("page_size", request.page_size));
         let (filter, size) = violations.finish(|| (filter, size))?;
         filter.validate()?;
+        let filter = HistoryFilter {
+            employee_id: history_scope(&caller.principal, filter.employee_id)
+                .map_err(DomainError::from)?,
+            ..filter
+        };
         let size = size.map_or(0, PageSize::get);
 
         let tokens = PageToken::for_query(ListKind::AllocationHistory, &filter.fingerprint_parts());

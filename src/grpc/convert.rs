@@ -37,7 +37,9 @@ pub fn employee(e: domain::Employee) -> v1::Employee {
     }
 }
 
-pub fn vehicle(v: domain::Vehicle) -> v1::Vehicle {
+/// A vehicle with its driver; the driver's licence number only when
+/// `licences` (the caller may read them), else empty.
+pub fn vehicle(v: domain::Vehicle, licences: bool) -> v1::Vehicle {
     let d = v.driver;
     v1::Vehicle {
         seats: i32::try_from(v.seats).unwrap_or(i32::MAX),
@@ -46,7 +48,11 @@ pub fn vehicle(v: domain::Vehicle) -> v1::Vehicle {
             id: d.id,
             name: d.name,
             phone: d.phone,
-            license_number: d.license_number,
+            license_number: if licences {
+                d.license_number
+            } else {
+                String::new()
+            },
         }),
         id: v.id,
         registration: v.registration,

@@ -1,20 +1,31 @@
-//! A tracing span and one log line per gRPC request.
+//! The edge of the gRPC server, which every call passes, from the network
+//! and from the REST gateway alike: it authenticates the caller, applies the
+//! per-principal rate limit, builds the [`RequestContext`] the handlers read,
+//! and gives the request a span and one log line.
 //!
-//! The span carries the method and a request id, so every log line written
-//! while serving the request can be tied to it. The id comes from the
-//! `x-request-id` header when the caller sends one (the REST gateway does),
-//! and is made up otherwise.
+//! The request id comes from the `x-request-id` header when the caller sends
+//! one (the REST gateway does), and is made up otherwise. Health and
+//! reflection are open to everyone.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
+use tonic::Code;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 use tracing::Instrument as _;
+
+use super::status::ERROR_DOMAIN;
+use crate::auth::rate::RateLimiter;
+use crate::auth::{AuthError, Authenticator, PeerCertificate};
+use crate::clock::Clock;
+use crate::domain::context::RequestContext;
 
 /// The header that carries a request's id across services.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -35,28 +46,57 @@ pub fn is_usable_request_id(value: &http::HeaderValue) -> bool {
     !value.is_empty() && value.len() <= 128 && value.as_bytes().iter().all(u8::is_ascii_graphic)
 }
 
-/// Wraps a service in [`RequestLog`].
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestLogLayer;
+/// What the edge needs: the authenticator, the rate limiter and the clock.
+#[derive(Clone)]
+pub struct EdgeLayer {
+    auth: Arc<Authenticator>,
+    limiter: Option<Arc<RateLimiter>>,
+    clock: Arc<dyn Clock>,
+}
 
-impl<S> Layer<S> for RequestLogLayer {
-    type Service = RequestLog<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestLog { inner }
+impl EdgeLayer {
+    pub fn new(
+        auth: Arc<Authenticator>,
+        limiter: Option<Arc<RateLimiter>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            auth,
+            limiter,
+            clock,
+        }
     }
 }
 
-/// Gives each request a span and logs its outcome.
-#[derive(Debug, Clone)]
-pub struct RequestLog<S> {
-    inner: S,
+impl<S> Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Edge {
+            inner,
+            layer: self.clone(),
+        }
+    }
 }
 
-impl<S, B, RB> Service<Request<B>> for RequestLog<S>
+/// See the module documentation.
+#[derive(Clone)]
+pub struct Edge<S> {
+    inner: S,
+    layer: EdgeLayer,
+}
+
+/// Calls anyone may make: health checks and reflection.
+fn is_open(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
+}
+
+impl<S, B, RB> Service<Request<B>> for Edge<S>
 where
-    S: Service<Request<B>, Response = Response<RB>>,
+    S: Service<Request<B>, Response = Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    B: Send + 'static,
+    RB: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -66,33 +106,69 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        // With request lines filtered out there is nothing to tie together:
-        // no id to make up, no span to open.
-        if !tracing::enabled!(tracing::Level::INFO) {
-            return Box::pin(self.inner.call(request));
-        }
-        let request_id = request
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The service that was polled ready serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let request_id: Arc<str> = request
             .headers()
             .get(REQUEST_ID_HEADER)
             .filter(|v| is_usable_request_id(v))
             .and_then(|v| v.to_str().ok())
-            .map_or_else(new_request_id, str::to_owned);
-        let span = tracing::info_span!(
-            "grpc",
-            method = %request.uri().path(),
-            request_id = %request_id,
-        );
+            .map_or_else(|| new_request_id().into(), Into::into);
+        // With request lines filtered out there is no span to open.
+        let logging = tracing::enabled!(tracing::Level::INFO);
+        let span = if logging {
+            tracing::info_span!(
+                "grpc",
+                method = %request.uri().path(),
+                request_id = %request_id,
+                principal = tracing::field::Empty,
+                roles = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         let started = Instant::now();
-        let response = {
-            let _entered = span.enter();
-            self.inner.call(request)
+        let handle = async move {
+            let deadline = grpc_timeout(request.headers()).map(|t| started + t);
+            let principal = if is_open(request.uri().path()) {
+                None
+            } else {
+                let certificate = peer_certificate(&request);
+                let now = layer.clock.now();
+                match layer
+                    .auth
+                    .authenticate(request.headers(), certificate.as_ref(), now)
+                    .await
+                {
+                    Ok(principal) => Some(principal),
+                    Err(error) => return Ok(refusal(&error)),
+                }
+            };
+            if let Some(principal) = principal {
+                let span = tracing::Span::current();
+                span.record("principal", tracing::field::display(&principal.id));
+                span.record("roles", tracing::field::display(principal.roles_text()));
+                if let Some(limiter) = &layer.limiter
+                    && let Err(wait) = limiter.check(&principal.id)
+                {
+                    return Ok(rate_limited(wait));
+                }
+                request.extensions_mut().insert(RequestContext {
+                    principal: Arc::new(principal),
+                    request_id,
+                    deadline,
+                });
+            }
+            inner.call(request).await
         };
         Box::pin(
             async move {
-                let result = response.await;
-                let latency_us = started.elapsed().as_micros() as u64;
-                if let Ok(response) = &result {
+                let result = handle.await;
+                if logging && let Ok(response) = &result {
+                    let latency_us = started.elapsed().as_micros() as u64;
                     // Errors come back "trailers-only", with the status in the
                     // headers; a missing status means the call succeeded.
                     let code = response
@@ -100,7 +176,7 @@ where
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<i32>().ok())
-                        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+                        .map_or(Code::Ok, Code::from_i32);
                     tracing::info!(code = ?code, latency_us, "grpc request");
                 }
                 result
@@ -110,9 +186,95 @@ where
     }
 }
 
+/// The verified client certificate: from a TLS connection, or passed on by
+/// the REST gateway in process.
+fn peer_certificate<B>(request: &Request<B>) -> Option<rustls::pki_types::CertificateDer<'static>> {
+    if let Some(info) = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>() {
+        return info.peer_certs().and_then(|certs| certs.first().cloned());
+    }
+    request
+        .extensions()
+        .get::<PeerCertificate>()
+        .map(|cert| cert.0.clone())
+}
+
+/// The caller's `grpc-timeout` ("100m", "5S"...), if any.
+pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    let n: u64 = digits.parse().ok().filter(|_| digits.len() <= 8)?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.saturating_mul(3600)),
+        "M" => Duration::from_secs(n.saturating_mul(60)),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// UNAUTHENTICATED with the reason; never the credential.
+fn refusal<RB: Default>(error: &AuthError) -> Response<RB> {
+    let details = ErrorDetails::with_error_info(
+        error.reason(),
+        ERROR_DOMAIN,
+        std::collections::HashMap::new(),
+    );
+    let mut response =
+        tonic::Status::with_error_details(Code::Unauthenticated, error.to_string(), details)
+            .into_http::<RB>();
+    response.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+/// RESOURCE_EXHAUSTED with a `RetryInfo` saying when to come back.
+fn rate_limited<RB: Default>(wait: Duration) -> Response<RB> {
+    let mut details = ErrorDetails::with_error_info(
+        "RATE_LIMITED",
+        ERROR_DOMAIN,
+        std::collections::HashMap::from([(
+            "retry_after_seconds".to_owned(),
+            retry_after_seconds(wait).to_string(),
+        )]),
+    );
+    details.set_retry_info(Some(wait));
+    tonic::Status::with_error_details(
+        Code::ResourceExhausted,
+        "too many requests from this caller; retry after the delay in RetryInfo",
+        details,
+    )
+    .into_http::<RB>()
+}
+
+/// Whole seconds to wait, rounded up, as `Retry-After` takes them.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        let timeout = |v: &str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("grpc-timeout", v.parse().unwrap());
+            grpc_timeout(&headers)
+        };
+        assert_eq!(timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(timeout("7"), None);
+        assert_eq!(timeout("123456789S"), None);
+        assert_eq!(timeout("S"), None);
+        assert_eq!(retry_after_seconds(Duration::from_millis(1500)), 2);
+        assert_eq!(retry_after_seconds(Duration::from_secs(1)), 1);
+    }
 
     #[test]
     fn only_short_visible_ascii_request_ids_are_kept() {

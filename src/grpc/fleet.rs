@@ -2,9 +2,11 @@
 
 use tonic::{Request, Response, Status};
 
-use super::ServiceContext;
 use super::convert::{self, non_empty};
+use super::{ServiceContext, allow, context};
+use crate::domain::access::{Action, authorize};
 use crate::domain::allocation::validate_id;
+use crate::domain::context::RequestContext;
 use crate::domain::error::Violations;
 use crate::domain::page::ListKind;
 use crate::domain::{DomainError, PageRequest, PageSize, PageToken, Violation, parse_date};
@@ -44,6 +46,12 @@ fn id_page(
     ))
 }
 
+/// Lets the caller read the directory; `Ok(true)` if licence numbers too.
+fn directory_reader(caller: &RequestContext) -> Result<bool, Status> {
+    allow(caller, Action::ReadDirectory)?;
+    Ok(authorize(&caller.principal, Action::ReadLicences).is_ok())
+}
+
 /// The token for the page after `last`, if there is one.
 fn next_token(tokens: &PageToken, has_more: bool, last: Option<&str>) -> String {
     match last {
@@ -58,6 +66,7 @@ impl FleetService for FleetApi {
         &self,
         request: Request<ListEmployeesRequest>,
     ) -> Result<Response<ListEmployeesResponse>, Status> {
+        allow(&context(&request)?, Action::ReadDirectory)?;
         let request = request.into_inner();
         let department = non_empty(request.department);
         let filter = department.as_deref().unwrap_or("");
@@ -87,6 +96,7 @@ impl FleetService for FleetApi {
         &self,
         request: Request<GetEmployeeRequest>,
     ) -> Result<Response<v1::Employee>, Status> {
+        allow(&context(&request)?, Action::ReadDirectory)?;
         let id = request.into_inner().id;
         validate_id("id", &id).map_err(DomainError::invalid)?;
         let employee = self.ctx.store.get_employee(&id).await?;
@@ -97,6 +107,7 @@ impl FleetService for FleetApi {
         &self,
         request: Request<ListVehiclesRequest>,
     ) -> Result<Response<ListVehiclesResponse>, Status> {
+        let licences = directory_reader(&context(&request)?)?;
         let request = request.into_inner();
         let (tokens, page) = id_page(
             ListKind::Vehicles,
@@ -111,7 +122,11 @@ impl FleetService for FleetApi {
                 page.has_more,
                 page.items.last().map(|v| v.id.as_str()),
             ),
-            vehicles: page.items.into_iter().map(convert::vehicle).collect(),
+            vehicles: page
+                .items
+                .into_iter()
+                .map(|v| convert::vehicle(v, licences))
+                .collect(),
             total_size: page.total_size as i64,
         }))
     }
@@ -120,16 +135,18 @@ impl FleetService for FleetApi {
         &self,
         request: Request<GetVehicleRequest>,
     ) -> Result<Response<v1::Vehicle>, Status> {
+        let licences = directory_reader(&context(&request)?)?;
         let id = request.into_inner().id;
         validate_id("id", &id).map_err(DomainError::invalid)?;
         let vehicle = self.ctx.store.get_vehicle(&id).await?;
-        Ok(Response::new(convert::vehicle(vehicle)))
+        Ok(Response::new(convert::vehicle(vehicle, licences)))
     }
 
     async fn list_available_vehicles(
         &self,
         request: Request<ListAvailableVehiclesRequest>,
     ) -> Result<Response<ListAvailableVehiclesResponse>, Status> {
+        let licences = directory_reader(&context(&request)?)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         let date = if request.date.is_empty() {
@@ -159,7 +176,11 @@ impl FleetService for FleetApi {
                 page.has_more,
                 page.items.last().map(|v| v.id.as_str()),
             ),
-            vehicles: page.items.into_iter().map(convert::vehicle).collect(),
+            vehicles: page
+                .items
+                .into_iter()
+                .map(|v| convert::vehicle(v, licences))
+                .collect(),
             total_size: page.total_size as i64,
         }))
     }

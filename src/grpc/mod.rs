@@ -4,8 +4,8 @@
 
 mod allocation;
 mod convert;
+pub mod edge;
 mod fleet;
-mod request_log;
 pub mod status;
 
 use std::sync::Arc;
@@ -13,12 +13,14 @@ use std::sync::Arc;
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::clock::Clock;
-use crate::domain::{BookingPolicy, BookingWindow};
+use crate::domain::access::{Action, authorize};
+use crate::domain::context::RequestContext;
+use crate::domain::{BookingPolicy, BookingWindow, DomainError};
 use crate::storage::Store;
 
 pub use allocation::AllocationApi;
+pub use edge::{EdgeLayer, REQUEST_ID_HEADER, is_usable_request_id, new_request_id};
 pub use fleet::FleetApi;
-pub use request_log::{REQUEST_ID_HEADER, RequestLogLayer, is_usable_request_id, new_request_id};
 
 /// What every handler needs: the store, the clock and the booking policy.
 #[derive(Clone)]
@@ -39,4 +41,25 @@ impl ServiceContext {
     pub fn window(&self, now: DateTime<Utc>) -> BookingWindow {
         self.policy.window(now)
     }
+}
+
+/// The context the edge built for this request. Its absence means the
+/// request did not pass the edge: refused, never served anonymously.
+pub fn context<T>(request: &tonic::Request<T>) -> Result<RequestContext, tonic::Status> {
+    request
+        .extensions()
+        .get::<RequestContext>()
+        .cloned()
+        .ok_or_else(|| {
+            status::with_reason(
+                tonic::Code::Unauthenticated,
+                &crate::auth::AuthError::CredentialsMissing.to_string(),
+                crate::auth::AuthError::CredentialsMissing.reason(),
+            )
+        })
+}
+
+/// `Ok` if the caller may do `action`; PERMISSION_DENIED otherwise.
+pub fn allow(ctx: &RequestContext, action: Action<'_>) -> Result<(), tonic::Status> {
+    authorize(&ctx.principal, action).map_err(|denied| DomainError::from(denied).into())
 }

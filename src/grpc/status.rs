@@ -12,6 +12,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::domain::DomainError;
+use crate::domain::access::Denied;
 use crate::storage::StoreError;
 
 /// `ErrorInfo.domain` of every error this service returns.
@@ -29,6 +30,7 @@ pub fn code_of(error: &DomainError) -> Code {
         }
         DomainError::AllocationIsHistory { .. } => Code::FailedPrecondition,
         DomainError::EtagMismatch { .. } => Code::Aborted,
+        DomainError::PermissionDenied(_) => Code::PermissionDenied,
     }
 }
 
@@ -108,6 +110,16 @@ impl From<DomainError> for Status {
                 ("etag", expected),
                 ("current_etag", current),
             ]),
+            DomainError::PermissionDenied(denied) => match denied {
+                Denied::NotOwner => HashMap::new(),
+                Denied::RoleRequired(roles) => {
+                    let mut info = metadata(&[("roles", &denied.roles_text())]);
+                    if let [role] = roles {
+                        info.insert("role".to_owned(), role.as_str().to_owned());
+                    }
+                    info
+                }
+            },
         };
         details.set_error_info(error.reason(), ERROR_DOMAIN, info);
         Status::with_error_details(code_of(&error), error.to_string(), details)

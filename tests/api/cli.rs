@@ -215,16 +215,31 @@ struct ServerProcess {
 
 impl ServerProcess {
     fn start(dir: &Path) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// With extra environment variables.
+    fn start_with(dir: &Path, envs: &[(&str, &std::ffi::OsStr)]) -> Self {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vehicle-allocation"))
-            .args(["serve", "--grpc-addr", "127.0.0.1:0", "--data-dir"])
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vehicle-allocation"));
+        command
+            .args([
+                "serve",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .current_dir(std::env::temp_dir())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("start the binary");
+            .stderr(std::process::Stdio::piped());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start the binary");
         let (lines, logs) = std::sync::mpsc::channel();
         let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
         std::thread::spawn(move || {
@@ -249,6 +264,14 @@ impl ServerProcess {
         AllocationServiceClient::connect(format!("http://{}", self.addr))
             .await
             .unwrap()
+    }
+
+    /// Waits for a log line containing `text`.
+    fn wait_for_log(&self, text: &str) -> String {
+        self.logs
+            .iter()
+            .find(|line| line.contains(text))
+            .unwrap_or_else(|| panic!("the server exited without logging {text:?}"))
     }
 
     fn signal(&self, signal: &str) {
@@ -386,5 +409,144 @@ async fn the_health_check_command_exits_0_only_for_a_serving_server() {
         text(&gone.stderr).contains("cannot reach"),
         "{}",
         text(&gone.stderr)
+    );
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_api_key_file_so_a_revoked_key_stops_working() {
+    use crate::helpers::Cred;
+    use crate::identity::key_entry;
+    use vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let both = format!(
+        "{}{}",
+        key_entry("old-service", "old-key", &["auditor"]),
+        key_entry("new-service", "new-key", &["auditor"])
+    );
+    std::fs::write(&keys, both).unwrap();
+    let server = ServerProcess::start_with(dir.path(), &[("AUTH_API_KEYS_FILE", keys.as_os_str())]);
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let call = |key: &str| {
+        let mut client = FleetServiceClient::new(channel.clone());
+        let request = Cred::ApiKey(key.into()).grpc(ListEmployeesRequest::default());
+        async move { client.list_employees(request).await }
+    };
+    call("old-key").await.unwrap();
+    call("new-key").await.unwrap();
+
+    std::fs::write(&keys, key_entry("new-service", "new-key", &["auditor"])).unwrap();
+    server.signal("-HUP");
+    server.wait_for_log("reloaded the API key file");
+    let status = call("old-key").await.unwrap_err();
+    crate::helpers::assert_status(&status, tonic::Code::Unauthenticated, "API_KEY_INVALID");
+    call("new-key").await.unwrap();
+
+    // A file broken by mistake leaves the keys in force.
+    std::fs::write(&keys, "[[key]]\nname = ").unwrap();
+    server.signal("-HUP");
+    server.wait_for_log("keeping the keys in force");
+    call("new-key").await.unwrap();
+    server.signal("-TERM");
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_tls_certificate_for_new_connections() {
+    use crate::identity::TestPki;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let pki = TestPki::new();
+    let first = pki.server("server");
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with(
+        dir.path(),
+        &[
+            ("TLS_CERT_FILE", first.cert_file.as_os_str()),
+            ("TLS_KEY_FILE", first.key_file.as_os_str()),
+        ],
+    );
+    vehicle_allocation::tls::install_default_provider();
+    let served_certificate = || async {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        let tls = connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        tls.get_ref().1.peer_certificates().unwrap()[0].clone()
+    };
+    let pem_der = |pem: &str| CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    assert_eq!(served_certificate().await, pem_der(&first.cert_pem));
+
+    // The renewed certificate is written over the same files.
+    let renewed = pki.server("renewed");
+    std::fs::copy(&renewed.cert_file, &first.cert_file).unwrap();
+    std::fs::copy(&renewed.key_file, &first.key_file).unwrap();
+    server.signal("-HUP");
+    server.wait_for_log("reloaded the TLS certificates");
+    assert_eq!(served_certificate().await, pem_der(&renewed.cert_pem));
+    server.signal("-TERM");
+}
+
+#[test]
+fn the_token_command_prints_a_token_the_service_accepts_and_refuses_without_a_secret() {
+    let output = run(
+        &[
+            "token",
+            "--employee",
+            "emp-00042",
+            "--role",
+            "employee",
+            "--ttl",
+            "8h",
+        ],
+        &[("AUTH_JWT_HS256_SECRET", "dev-secret")],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let token = text(&output.stdout).trim().to_owned();
+    let config = vehicle_allocation::auth::jwt::JwtConfig {
+        keys: vehicle_allocation::auth::jwt::KeySource::Hs256("dev-secret".into()),
+        issuer: None,
+        audience: None,
+        employee_claim: "sub".into(),
+        roles_claim: "roles".into(),
+        jwks_refresh: std::time::Duration::from_secs(300),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let (employee, roles) = runtime.block_on(async {
+        let verifier = vehicle_allocation::auth::jwt::JwtVerifier::open(config)
+            .await
+            .unwrap();
+        // The token is valid for 8 hours from when it was made.
+        let soon = chrono::Utc::now() + chrono::Duration::hours(7);
+        verifier.verify(&token, soon).await.unwrap()
+    });
+    assert_eq!(employee, "emp-00042");
+    assert_eq!(
+        roles.into_iter().collect::<Vec<_>>(),
+        [vehicle_allocation::domain::access::Role::Employee]
+    );
+
+    let output = run(&["token", "--employee", "e", "--role", "employee"], &[]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("AUTH_JWT_HS256_SECRET"),
+        "{}",
+        text(&output.stderr)
     );
 }

@@ -7,13 +7,15 @@ use std::time::Duration;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use vehicle_allocation::app::{AppError, Application};
+use vehicle_allocation::auth::AuthSettings;
 use vehicle_allocation::cache::CacheConfig;
 use vehicle_allocation::clock::ManualClock;
 use vehicle_allocation::config::Settings;
+use vehicle_allocation::domain::access::Role;
 use vehicle_allocation::domain::{Allocation, BookingPolicy, Employee, Vehicle};
 use vehicle_allocation::gateway::{CorsOrigins, GatewayConfig};
 use vehicle_allocation::proto::v1::allocation_service_client::AllocationServiceClient;
@@ -23,6 +25,7 @@ use vehicle_allocation::seed::{self, SeedPlan};
 use vehicle_allocation::storage::cached::CachedStore;
 use vehicle_allocation::storage::sqlite::SqliteStore;
 use vehicle_allocation::storage::{self, Store, StoreConfig};
+use vehicle_allocation::tls::TlsSettings;
 
 pub use crate::instrumented_store::{InstrumentedStore, Instruments};
 
@@ -56,6 +59,13 @@ pub struct AppOptions {
     pub gateway: GatewayConfig,
     /// In-process by default, so every test also exercises the cache.
     pub cache: CacheConfig,
+    /// No authentication by default: every caller is the anonymous admin.
+    pub auth: AuthSettings,
+    pub tls: Option<TlsSettings>,
+    /// With `tls`: the CA the test clients trust, and the client
+    /// certificate (PEM cert, PEM key) they present, if any.
+    pub client_tls: Option<(String, Option<(String, String)>)>,
+    pub reflection: bool,
 }
 
 impl Default for AppOptions {
@@ -72,6 +82,48 @@ impl Default for AppOptions {
                 cors: CorsOrigins::None,
             },
             cache: CacheConfig::default(),
+            auth: AuthSettings::default(),
+            tls: None,
+            client_tls: None,
+            reflection: true,
+        }
+    }
+}
+
+/// How a test call authenticates.
+#[derive(Debug, Clone)]
+pub enum Cred {
+    None,
+    Bearer(String),
+    ApiKey(String),
+}
+
+impl Cred {
+    /// `message` as a gRPC request carrying this credential.
+    pub fn grpc<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        match self {
+            Cred::None => {}
+            Cred::Bearer(token) => {
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+            }
+            Cred::ApiKey(key) => {
+                request
+                    .metadata_mut()
+                    .insert("x-api-key", key.parse().unwrap());
+            }
+        }
+        request
+    }
+
+    /// A REST request carrying this credential.
+    pub fn rest(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Cred::None => request,
+            Cred::Bearer(token) => request.bearer_auth(token),
+            Cred::ApiKey(key) => request.header("x-api-key", key),
         }
     }
 }
@@ -95,6 +147,9 @@ pub struct TestApp {
     pub employees: Vec<Employee>,
     pub vehicles: Vec<Vehicle>,
     pub policy: BookingPolicy,
+    /// What the helpers (`create`, `book`) send: a fleet_admin token when
+    /// the app verifies HS256 tokens, else nothing.
+    pub admin: Cred,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), AppError>>>,
 }
@@ -135,24 +190,55 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         demo: options.demo,
         shutdown_timeout: options.shutdown_timeout,
         health_check_interval: Duration::from_millis(20),
+        auth: options.auth.clone(),
+        tls: options.tls.clone(),
+        upstream_tls: Default::default(),
+        reflection: options.reflection,
     };
     let app = Application::build_with(settings, store, clock.clone())
         .await
         .expect("build the app");
     let addr = app.grpc_addr().expect("gRPC is served");
-    let http_base = format!("http://{}", app.http_addr());
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let http_base = format!("{scheme}://{}", app.http_addr());
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stop.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .expect("connect to the app");
+    let mut endpoint = Channel::from_shared(format!("{scheme}://{addr}")).unwrap();
+    let mut http = reqwest::Client::builder();
+    if let Some((ca, identity)) = &options.client_tls {
+        let mut tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(ca))
+            .domain_name("localhost");
+        http = http.tls_certs_only([reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()]);
+        if let Some((cert, key)) = identity {
+            tls = tls.identity(Identity::from_pem(cert, key));
+            http = http
+                .identity(reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap());
+        }
+        endpoint = endpoint.tls_config(tls).unwrap();
+    }
+    let channel = endpoint.connect().await.expect("connect to the app");
+    let admin = if matches!(
+        options.auth.jwt.as_ref().map(|jwt| &jwt.keys),
+        Some(vehicle_allocation::auth::jwt::KeySource::Hs256(_))
+    ) {
+        Cred::Bearer(crate::identity::token(
+            "admin",
+            &[Role::FleetAdmin],
+            options.now,
+        ))
+    } else {
+        Cred::None
+    };
     TestApp {
         grpc_addr: addr,
-        http: reqwest::Client::new(),
+        http: http.build().unwrap(),
         http_base,
         allocations: AllocationServiceClient::new(channel.clone()),
         fleet: FleetServiceClient::new(channel.clone()),
@@ -165,6 +251,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         employees,
         vehicles,
         policy: options.policy,
+        admin,
         shutdown: Some(shutdown),
         server: Some(server),
     }
@@ -225,6 +312,12 @@ impl TestApp {
         date.to_string()
     }
 
+    /// The app's clock.
+    pub fn clock_now(&self) -> DateTime<Utc> {
+        use vehicle_allocation::clock::Clock;
+        self.clock.now()
+    }
+
     pub fn today(&self) -> NaiveDate {
         use vehicle_allocation::clock::Clock;
         self.policy.today(self.clock.now())
@@ -245,10 +338,19 @@ impl TestApp {
     pub async fn create(&self, allocation: v1::Allocation) -> Result<v1::Allocation, Status> {
         self.allocations
             .clone()
-            .create_allocation(CreateAllocationRequest {
+            .create_allocation(self.admin.grpc(CreateAllocationRequest {
                 allocation: Some(allocation),
                 request_id: String::new(),
-            })
+            }))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// `ListVehicles` as `cred`: the simplest call that needs a caller.
+    pub async fn list_vehicles_as(&self, cred: &Cred) -> Result<v1::ListVehiclesResponse, Status> {
+        self.fleet
+            .clone()
+            .list_vehicles(cred.grpc(v1::ListVehiclesRequest::default()))
             .await
             .map(tonic::Response::into_inner)
     }
@@ -256,6 +358,32 @@ impl TestApp {
     /// Writes bookings directly to the store (history included).
     pub async fn insert(&self, bookings: Vec<Allocation>) {
         self.store.insert_allocations(bookings).await.unwrap();
+    }
+}
+
+/// Settings of a plain service on loopback port 0 over the embedded store
+/// in `data_dir`, for tests that build an `Application` themselves.
+pub fn plain_settings(data_dir: &std::path::Path) -> Settings {
+    Settings {
+        grpc_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        grpc_upstream: None,
+        gateway: GatewayConfig {
+            request_timeout: Duration::from_secs(5),
+            cors: CorsOrigins::None,
+        },
+        store: StoreConfig::Embedded {
+            data_dir: data_dir.to_owned(),
+        },
+        cache: CacheConfig::default(),
+        policy: BookingPolicy::default(),
+        demo: false,
+        shutdown_timeout: Duration::from_secs(5),
+        health_check_interval: Duration::from_secs(1),
+        auth: AuthSettings::default(),
+        tls: None,
+        upstream_tls: Default::default(),
+        reflection: true,
     }
 }
 
@@ -320,6 +448,8 @@ pub fn logged_lines() -> Vec<String> {
 fn init_test_logging() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        // reqwest's TLS uses the process's rustls provider.
+        vehicle_allocation::tls::install_default_provider();
         let filter = if std::env::var_os("TEST_LOG").is_some() {
             "debug"
         } else {

@@ -2,12 +2,15 @@
 //! would call it, with the generated gRPC clients.
 
 mod helpers;
+#[path = "../support/identity.rs"]
+mod identity;
 #[path = "../support/instrumented_store.rs"]
 mod instrumented_store;
 #[path = "../support/redis.rs"]
 mod redis_support;
 
 mod allocations;
+mod auth;
 mod cache;
 mod cli;
 mod concurrency;
@@ -20,3 +23,4 @@ mod rest;
 mod rest_docs;
 mod rest_edges;
 mod restart;
+mod tls;

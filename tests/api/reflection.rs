@@ -117,3 +117,35 @@ async fn v1alpha_lists_both_services() {
         assert!(names.contains(&service), "{service} missing from {names:?}");
     }
 }
+
+/// The services reflection v1 lists, or the status of the call.
+pub async fn try_list_services(
+    app: &crate::helpers::TestApp,
+) -> Result<Vec<String>, tonic::Status> {
+    let mut client = v1::server_reflection_client::ServerReflectionClient::new(app.channel.clone());
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await?
+        .into_inner();
+    use v1::server_reflection_response::MessageResponse;
+    match responses.next().await {
+        Some(Ok(answer)) => match answer.message_response {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                Ok(list.service.into_iter().map(|s| s.name).collect())
+            }
+            other => panic!("expected a service list, got {other:?}"),
+        },
+        Some(Err(status)) => Err(status),
+        None => Err(tonic::Status::unknown("no answer")),
+    }
+}
+
+pub async fn list_services(app: &crate::helpers::TestApp) -> Vec<String> {
+    try_list_services(app).await.unwrap()
+}

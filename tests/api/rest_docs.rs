@@ -116,12 +116,22 @@ async fn the_document_is_openapi_3_1_with_the_error_shape_and_examples() {
             let responses = operation["responses"].as_object().unwrap();
             assert!(!responses.is_empty(), "{method} {path}");
             if path.starts_with("/api/") {
-                for code in ["500", "503", "504"] {
+                for code in ["401", "403", "429", "500", "503", "504"] {
                     assert!(
                         responses.contains_key(code),
                         "{method} {path} documents {code}"
                     );
                 }
+                assert_eq!(
+                    operation["security"],
+                    serde_json::json!([{"bearerAuth": []}, {"apiKey": []}]),
+                    "{method} {path} takes a token or an API key"
+                );
+            } else {
+                assert!(
+                    operation.get("security").is_none(),
+                    "{method} {path} is open"
+                );
             }
             for (code, response) in responses {
                 assert!(
@@ -138,6 +148,13 @@ async fn the_document_is_openapi_3_1_with_the_error_shape_and_examples() {
             }
         }
     }
+    let schemes = &document["components"]["securitySchemes"];
+    assert_eq!(schemes["bearerAuth"]["type"], "http");
+    assert_eq!(schemes["bearerAuth"]["scheme"], "bearer");
+    assert_eq!(schemes["bearerAuth"]["bearerFormat"], "JWT");
+    assert_eq!(schemes["apiKey"]["type"], "apiKey");
+    assert_eq!(schemes["apiKey"]["in"], "header");
+    assert_eq!(schemes["apiKey"]["name"], "x-api-key");
     let create = &document["paths"]["/api/allocations"]["post"];
     let created = &create["responses"]["201"]["headers"];
     assert!(created["Location"].is_object() && created["ETag"].is_object());

@@ -228,7 +228,7 @@ async fn the_request_id_is_returned_and_logged_on_both_sides() {
     );
     assert!(
         tagged.iter().any(|l| l.contains(
-            "grpc{method=/vehicle_allocation.v1.FleetService/GetEmployee request_id=trace-me-4711}"
+            "grpc{method=/vehicle_allocation.v1.FleetService/GetEmployee request_id=trace-me-4711 principal=anonymous roles=fleet_admin}"
         )),
         "the gRPC side logs the same id: {tagged:#?}"
     );
@@ -260,6 +260,10 @@ async fn gateway_only_mode_serves_a_remote_grpc_server() {
         demo: false,
         shutdown_timeout: Duration::from_secs(5),
         health_check_interval: Duration::from_secs(1),
+        auth: Default::default(),
+        tls: None,
+        upstream_tls: Default::default(),
+        reflection: true,
     };
     let gateway = Application::build(settings).await.unwrap();
     assert!(gateway.grpc_addr().is_none(), "no gRPC server of its own");

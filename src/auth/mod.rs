@@ -1,0 +1,200 @@
+//! Who the caller is: JWT bearer tokens, API keys and TLS client
+//! certificates, turned into a [`Principal`] at the edge of the gRPC server.
+//! What that principal may do is decided in [`crate::domain::access`].
+
+pub mod jwt;
+pub mod keys;
+pub mod rate;
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use rustls::pki_types::CertificateDer;
+
+use crate::domain::access::{Principal, PrincipalKind};
+use jwt::{JwtConfig, JwtVerifier, TokenError};
+use keys::{KeyFile, KeyFileError};
+
+/// The header that carries an API key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// How callers authenticate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthSettings {
+    pub jwt: Option<JwtConfig>,
+    pub api_keys_file: Option<PathBuf>,
+    /// Serve without authentication even on a non-loopback address.
+    pub allow_unauthenticated: bool,
+    pub rate_limit: Option<rate::RateLimit>,
+}
+
+/// Why authentication could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error(transparent)]
+    Keys(#[from] KeyFileError),
+    #[error(transparent)]
+    Jwks(#[from] jwt::JwksError),
+}
+
+/// Why a caller was not authenticated. Each is answered UNAUTHENTICATED
+/// with its reason; none echoes the credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error(
+        "this call needs credentials: a bearer token (authorization: Bearer <token>) or an API key (x-api-key)"
+    )]
+    CredentialsMissing,
+    #[error("the bearer token has expired; get a new one")]
+    TokenExpired,
+    #[error("the bearer token is not valid")]
+    TokenInvalid,
+    #[error("the API key is not valid")]
+    ApiKeyInvalid,
+}
+
+impl AuthError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::CredentialsMissing => "CREDENTIALS_MISSING",
+            Self::TokenExpired => "TOKEN_EXPIRED",
+            Self::TokenInvalid => "TOKEN_INVALID",
+            Self::ApiKeyInvalid => "API_KEY_INVALID",
+        }
+    }
+}
+
+/// A verified client certificate, as the REST listener passes it on to the
+/// in-process gRPC call (gRPC connections carry theirs in the connection).
+#[derive(Debug, Clone)]
+pub struct PeerCertificate(pub CertificateDer<'static>);
+
+/// Turns credentials into principals.
+pub struct Authenticator {
+    /// No authentication configured: everyone is [`Principal::anonymous`].
+    open: bool,
+    jwt: Option<Arc<JwtVerifier>>,
+    keys_file: Option<PathBuf>,
+    keys: RwLock<Arc<KeyFile>>,
+    /// Client certificates are verified by TLS and name a principal.
+    certificates: bool,
+}
+
+impl Authenticator {
+    /// Loads the configured keys. `client_certificates`: a TLS client CA is
+    /// configured, so verified certificates authenticate too.
+    pub async fn open(
+        settings: &AuthSettings,
+        client_certificates: bool,
+    ) -> Result<Self, AuthSetupError> {
+        let keys = match &settings.api_keys_file {
+            Some(path) => KeyFile::load(path)?,
+            None => KeyFile::default(),
+        };
+        let jwt = match &settings.jwt {
+            Some(config) => Some(Arc::new(JwtVerifier::open(config.clone()).await?)),
+            None => None,
+        };
+        let open = jwt.is_none() && settings.api_keys_file.is_none() && !client_certificates;
+        Ok(Self {
+            open,
+            jwt,
+            keys_file: settings.api_keys_file.clone(),
+            keys: RwLock::new(Arc::new(keys)),
+            certificates: client_certificates,
+        })
+    }
+
+    /// Everyone is anonymous: for tests and the loopback default.
+    pub fn anonymous() -> Self {
+        Self {
+            open: true,
+            jwt: None,
+            keys_file: None,
+            keys: RwLock::new(Arc::default()),
+            certificates: false,
+        }
+    }
+
+    /// Whether no authentication is configured.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// The token verifier, for its background refresh.
+    pub fn jwt(&self) -> Option<Arc<JwtVerifier>> {
+        self.jwt.clone()
+    }
+
+    /// Re-reads the API key file and a JWKS file (on SIGHUP). A file that no
+    /// longer parses leaves the keys in force as they were.
+    pub fn reload(&self) -> Result<(), AuthSetupError> {
+        if let Some(path) = &self.keys_file {
+            let fresh = KeyFile::load(path)?;
+            tracing::info!(keys = fresh.key_count(), path = %path.display(), "reloaded the API key file");
+            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+        }
+        if let Some(jwt) = &self.jwt {
+            jwt.reload_file()?;
+        }
+        Ok(())
+    }
+
+    /// The caller that sent these headers over a connection with this
+    /// verified client certificate, at `now`. A bearer token is tried
+    /// first, then an API key, then the certificate.
+    pub async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        certificate: Option<&CertificateDer<'_>>,
+        now: DateTime<Utc>,
+    ) -> Result<Principal, AuthError> {
+        if self.open {
+            return Ok(Principal::anonymous());
+        }
+        if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| {
+                    let (scheme, token) = v.trim().split_once(' ')?;
+                    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+                })
+                .filter(|token| !token.is_empty())
+                .ok_or(AuthError::TokenInvalid)?;
+            let Some(jwt) = &self.jwt else {
+                tracing::info!("refused a bearer token: no token verification is configured");
+                return Err(AuthError::TokenInvalid);
+            };
+            return match jwt.verify(token, now).await {
+                Ok((employee, roles)) => Ok(Principal::new(employee, PrincipalKind::Token, roles)),
+                Err(TokenError::Expired) => Err(AuthError::TokenExpired),
+                Err(TokenError::Invalid(why)) => {
+                    tracing::info!(why, "refused a bearer token");
+                    Err(AuthError::TokenInvalid)
+                }
+            };
+        }
+        if let Some(value) = headers.get(API_KEY_HEADER) {
+            let keys = Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()));
+            return match keys.find(value.as_bytes()) {
+                Some(key) => Ok(Principal::new(
+                    key.name.clone(),
+                    PrincipalKind::ApiKey,
+                    key.roles.iter().copied(),
+                )),
+                None => Err(AuthError::ApiKeyInvalid),
+            };
+        }
+        if self.certificates
+            && let Some(certificate) = certificate
+            && let Some(name) = crate::tls::certificate_name(certificate)
+        {
+            let keys = Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()));
+            let roles = keys.cert_roles(&name);
+            return Ok(Principal::new(name, PrincipalKind::Certificate, roles));
+        }
+        Err(AuthError::CredentialsMissing)
+    }
+}

@@ -1,0 +1,497 @@
+//! Who the caller is and what they may do: a pure function of the caller,
+//! the action and the facts of the resource it touches.
+//!
+//! Authentication (tokens, keys, certificates) happens at the edge and ends
+//! in a [`Principal`]; every decision about that principal is made here, so
+//! the gRPC handlers, and the REST gateway through them, share one matrix.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// What a caller may be allowed to do, by role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// A member of staff booking for themselves.
+    Employee,
+    /// A service booking on behalf of staff.
+    BookingAgent,
+    /// Reads everything, changes nothing.
+    Auditor,
+    /// Runs the fleet: may do everything.
+    FleetAdmin,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [
+        Role::Employee,
+        Role::BookingAgent,
+        Role::Auditor,
+        Role::FleetAdmin,
+    ];
+
+    /// The role's name in tokens, key files and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Employee => "employee",
+            Self::BookingAgent => "booking_agent",
+            Self::Auditor => "auditor",
+            Self::FleetAdmin => "fleet_admin",
+        }
+    }
+
+    /// The role called `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How a caller proved who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// No authentication is configured: the loopback-only default.
+    Anonymous,
+    /// A JWT bearer token; the principal is an employee.
+    Token,
+    /// An API key of an internal service.
+    ApiKey,
+    /// A verified TLS client certificate of an internal service.
+    Certificate,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Token => "token",
+            Self::ApiKey => "api_key",
+            Self::Certificate => "certificate",
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The employee id (tokens), the key's name (API keys), the certificate's
+    /// name (mTLS), or `anonymous`.
+    pub id: String,
+    pub kind: PrincipalKind,
+    pub roles: BTreeSet<Role>,
+}
+
+impl Principal {
+    /// The caller when no authentication is configured: may do everything.
+    pub fn anonymous() -> Self {
+        Self {
+            id: "anonymous".to_owned(),
+            kind: PrincipalKind::Anonymous,
+            roles: BTreeSet::from([Role::FleetAdmin]),
+        }
+    }
+
+    pub fn new(
+        id: impl Into<String>,
+        kind: PrincipalKind,
+        roles: impl IntoIterator<Item = Role>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            kind,
+            roles: roles.into_iter().collect(),
+        }
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// The employee this caller is, if they are one: only token callers
+    /// speak for an employee of their own.
+    pub fn employee_id(&self) -> Option<&str> {
+        (self.kind == PrincipalKind::Token).then_some(self.id.as_str())
+    }
+
+    /// The roles, comma-separated, for logs.
+    pub fn roles_text(&self) -> String {
+        self.roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn any_of(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.has(*r))
+    }
+
+    fn owns(&self, employee_id: &str) -> bool {
+        self.has(Role::Employee) && self.employee_id() == Some(employee_id)
+    }
+}
+
+/// What a caller wants to do, with the facts that decide it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Book for `employee_id`.
+    CreateBooking { employee_id: &'a str },
+    /// Read a booking held by `owner` (`None`: it does not exist).
+    ReadBooking { owner: Option<&'a str> },
+    /// Change a booking held by `owner` (`None`: it does not exist).
+    ChangeBooking { owner: Option<&'a str> },
+    /// Cancel a booking held by `owner` (`None`: it does not exist).
+    CancelBooking { owner: Option<&'a str> },
+    /// List the history, filtered to `employee_id` or not.
+    ReadHistory { employee_id: Option<&'a str> },
+    /// Read employees, vehicles and drivers (work contact data included).
+    ReadDirectory,
+    /// Read drivers' licence numbers.
+    ReadLicences,
+    /// Create or change employees, vehicles and drivers.
+    ChangeFleet,
+}
+
+/// Why an action is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// The caller may act on their own bookings only, and this one is not
+    /// theirs (or does not exist: the answer is the same, so ids can't be
+    /// probed).
+    NotOwner,
+    /// The action needs one of these roles, which the caller lacks.
+    RoleRequired(&'static [Role]),
+}
+
+const WRITERS: &[Role] = &[Role::BookingAgent, Role::FleetAdmin];
+const READERS: &[Role] = &[Role::BookingAgent, Role::Auditor, Role::FleetAdmin];
+const ANY_ROLE: &[Role] = &[
+    Role::Employee,
+    Role::BookingAgent,
+    Role::Auditor,
+    Role::FleetAdmin,
+];
+const LICENCE_READERS: &[Role] = &[Role::Auditor, Role::FleetAdmin];
+const FLEET_ADMINS: &[Role] = &[Role::FleetAdmin];
+
+/// Whether `principal` may do `action`.
+pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), Denied> {
+    // An employee acting on bookings that may not be theirs.
+    let own = |owner: Option<&str>, others: &'static [Role]| {
+        if principal.any_of(others) {
+            Ok(())
+        } else if principal.has(Role::Employee) {
+            match owner {
+                Some(owner) if principal.owns(owner) => Ok(()),
+                _ => Err(Denied::NotOwner),
+            }
+        } else {
+            Err(Denied::RoleRequired(roles_with_employee(others)))
+        }
+    };
+    let one_of = |roles: &'static [Role]| {
+        if principal.any_of(roles) {
+            Ok(())
+        } else {
+            Err(Denied::RoleRequired(roles))
+        }
+    };
+    match action {
+        Action::CreateBooking { employee_id } => own(Some(employee_id), WRITERS),
+        Action::ChangeBooking { owner } | Action::CancelBooking { owner } => own(owner, WRITERS),
+        Action::ReadBooking { owner } => own(owner, READERS),
+        Action::ReadHistory { employee_id } => match employee_id {
+            Some(id) => own(Some(id), READERS),
+            None if principal.any_of(READERS) => Ok(()),
+            // An employee without a filter gets their own: see history_scope.
+            None if principal.has(Role::Employee) => Ok(()),
+            None => Err(Denied::RoleRequired(ANY_ROLE)),
+        },
+        Action::ReadDirectory => one_of(ANY_ROLE),
+        Action::ReadLicences => one_of(LICENCE_READERS),
+        Action::ChangeFleet => one_of(FLEET_ADMINS),
+    }
+}
+
+/// The `employee_id` filter a history report runs with: what was asked, or,
+/// for an employee who asked for no one in particular, themselves.
+pub fn history_scope(
+    principal: &Principal,
+    requested: Option<String>,
+) -> Result<Option<String>, Denied> {
+    authorize(
+        principal,
+        Action::ReadHistory {
+            employee_id: requested.as_deref(),
+        },
+    )?;
+    Ok(match requested {
+        None if !principal.any_of(READERS) => principal.employee_id().map(str::to_owned),
+        requested => requested,
+    })
+}
+
+/// The roles that may act on a booking: those that may act on any, plus
+/// `employee` for their own.
+fn roles_with_employee(others: &'static [Role]) -> &'static [Role] {
+    if others == WRITERS {
+        &[Role::Employee, Role::BookingAgent, Role::FleetAdmin]
+    } else {
+        ANY_ROLE
+    }
+}
+
+impl Denied {
+    /// The machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotOwner => "NOT_OWNER",
+            Self::RoleRequired(_) => "ROLE_REQUIRED",
+        }
+    }
+
+    /// The roles that would do, comma-separated (`metadata.roles`).
+    pub fn roles_text(&self) -> String {
+        match self {
+            Self::NotOwner => String::new(),
+            Self::RoleRequired(roles) => roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
+impl fmt::Display for Denied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotOwner => f.write_str(
+                "the caller may act only on their own bookings, and this is not one of them",
+            ),
+            Self::RoleRequired(roles) if roles.len() == 1 => {
+                write!(f, "this call needs the role {}", roles[0])
+            }
+            Self::RoleRequired(_) => {
+                write!(f, "this call needs one of the roles {}", self.roles_text())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: &str = "emp-1";
+    const OTHER: &str = "emp-2";
+
+    fn caller(roles: &[Role]) -> Principal {
+        Principal::new(ME, PrincipalKind::Token, roles.iter().copied())
+    }
+
+    /// Every cell of the role × action matrix, with the exact outcome.
+    #[test]
+    fn the_role_matrix() {
+        use Action::*;
+        use Role::*;
+        let ok = Ok(());
+        let not_owner = Err(Denied::NotOwner);
+        let booking_roles = Err(Denied::RoleRequired(&[Employee, BookingAgent, FleetAdmin]));
+        let admin_only = Err(Denied::RoleRequired(&[FleetAdmin]));
+        let licence_roles = Err(Denied::RoleRequired(&[Auditor, FleetAdmin]));
+        let any_role = Err(Denied::RoleRequired(ANY_ROLE));
+        let actions: [(&str, Action<'_>); 17] = [
+            ("create own", CreateBooking { employee_id: ME }),
+            ("create other's", CreateBooking { employee_id: OTHER }),
+            ("read own", ReadBooking { owner: Some(ME) }),
+            ("read other's", ReadBooking { owner: Some(OTHER) }),
+            ("read missing", ReadBooking { owner: None }),
+            ("change own", ChangeBooking { owner: Some(ME) }),
+            ("change other's", ChangeBooking { owner: Some(OTHER) }),
+            ("change missing", ChangeBooking { owner: None }),
+            ("cancel own", CancelBooking { owner: Some(ME) }),
+            ("cancel other's", CancelBooking { owner: Some(OTHER) }),
+            ("cancel missing", CancelBooking { owner: None }),
+            (
+                "history own",
+                ReadHistory {
+                    employee_id: Some(ME),
+                },
+            ),
+            (
+                "history other's",
+                ReadHistory {
+                    employee_id: Some(OTHER),
+                },
+            ),
+            ("history all", ReadHistory { employee_id: None }),
+            ("directory", ReadDirectory),
+            ("licences", ReadLicences),
+            ("fleet changes", ChangeFleet),
+        ];
+        // One row per role (and no role), one column per action above.
+        type Row<'a> = (&'a [Role], [&'a Result<(), Denied>; 17]);
+        let expected: [Row<'_>; 5] = [
+            (
+                &[Employee],
+                [
+                    &ok,
+                    &not_owner,
+                    &ok,
+                    &not_owner,
+                    &not_owner,
+                    &ok,
+                    &not_owner,
+                    &not_owner,
+                    &ok,
+                    &not_owner,
+                    &not_owner,
+                    &ok,
+                    &not_owner,
+                    &ok,
+                    &ok,
+                    &licence_roles,
+                    &admin_only,
+                ],
+            ),
+            (
+                &[BookingAgent],
+                [
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &licence_roles,
+                    &admin_only,
+                ],
+            ),
+            (
+                &[Auditor],
+                [
+                    &booking_roles,
+                    &booking_roles,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &booking_roles,
+                    &booking_roles,
+                    &booking_roles,
+                    &booking_roles,
+                    &booking_roles,
+                    &booking_roles,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &ok,
+                    &admin_only,
+                ],
+            ),
+            (&[FleetAdmin], [&ok; 17]),
+            (
+                &[],
+                [
+                    &booking_roles,
+                    &booking_roles,
+                    &any_role,
+                    &any_role,
+                    &any_role,
+                    &booking_roles,
+                    &booking_roles,
+                    &booking_roles,
+                    &booking_roles,
+                    &booking_roles,
+                    &booking_roles,
+                    &any_role,
+                    &any_role,
+                    &any_role,
+                    &any_role,
+                    &licence_roles,
+                    &admin_only,
+                ],
+            ),
+        ];
+        for (roles, outcomes) in expected {
+            let principal = caller(roles);
+            for ((name, action), outcome) in actions.iter().zip(outcomes) {
+                assert_eq!(
+                    &authorize(&principal, *action),
+                    outcome,
+                    "{roles:?} may {name}?"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_auditor_who_is_also_an_employee_books_only_for_themselves() {
+        let principal = caller(&[Role::Employee, Role::Auditor]);
+        let other = Action::CreateBooking { employee_id: OTHER };
+        assert_eq!(authorize(&principal, other), Err(Denied::NotOwner));
+        let read = Action::ReadBooking { owner: Some(OTHER) };
+        assert_eq!(authorize(&principal, read), Ok(()));
+    }
+
+    #[test]
+    fn only_token_callers_own_bookings() {
+        // An API key with the employee role speaks for no employee.
+        let key = Principal::new(ME, PrincipalKind::ApiKey, [Role::Employee]);
+        let own = Action::ReadBooking { owner: Some(ME) };
+        assert_eq!(authorize(&key, own), Err(Denied::NotOwner));
+        assert_eq!(history_scope(&key, None), Ok(None));
+    }
+
+    #[test]
+    fn an_employee_without_a_filter_gets_their_own_history() {
+        let employee = caller(&[Role::Employee]);
+        assert_eq!(history_scope(&employee, None), Ok(Some(ME.to_owned())));
+        assert_eq!(
+            history_scope(&employee, Some(ME.to_owned())),
+            Ok(Some(ME.to_owned()))
+        );
+        assert_eq!(
+            history_scope(&employee, Some(OTHER.to_owned())),
+            Err(Denied::NotOwner)
+        );
+        let auditor = caller(&[Role::Auditor]);
+        assert_eq!(history_scope(&auditor, None), Ok(None));
+        assert_eq!(
+            history_scope(&Principal::anonymous(), None),
+            Ok(None),
+            "the anonymous loopback caller is a fleet admin"
+        );
+    }
+
+    #[test]
+    fn roles_parse_from_their_names_only() {
+        for role in Role::ALL {
+            assert_eq!(Role::parse(role.as_str()), Some(role));
+        }
+        assert_eq!(Role::parse("Employee"), None);
+        assert_eq!(Role::parse("admin"), None);
+    }
+
+    #[test]
+    fn refusals_name_the_roles_that_would_do() {
+        let denied = authorize(&caller(&[Role::Employee]), Action::ChangeFleet).unwrap_err();
+        assert_eq!(denied.reason(), "ROLE_REQUIRED");
+        assert_eq!(denied.roles_text(), "fleet_admin");
+        assert_eq!(denied.to_string(), "this call needs the role fleet_admin");
+    }
+}

@@ -1,0 +1,16 @@
+//! What is known about a request before any handler runs: who sent it, its
+//! id, and by when it must be answered. Built once at the edge of the gRPC
+//! server and passed down.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::access::Principal;
+
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub principal: Arc<Principal>,
+    pub request_id: Arc<str>,
+    /// The caller's deadline (`grpc-timeout`), if it sent one.
+    pub deadline: Option<Instant>,
+}
