@@ -104,6 +104,15 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         crate::tls::install_default_provider();
         if let Some(url) = settings.grpc_upstream.clone() {
+            // The gateway passes credentials on and decides nothing: whether
+            // callers are checked is up to the upstream.
+            if !settings.http_addr.ip().is_loopback() && upstream_is_local(&url) {
+                tracing::warn!(
+                    http_addr = %settings.http_addr,
+                    "the gateway is reachable from other hosts and relays to a gRPC server on this host: \
+                     unless that server authenticates callers, everyone reaching the gateway acts as its anonymous fleet_admin"
+                );
+            }
             let upstream = Upstream::remote(
                 &url,
                 settings.gateway.request_timeout,
@@ -162,6 +171,7 @@ impl Application {
                 ),
             }
         }
+        warn_about_weak_setups(&settings, client_certificates);
         let limiter = settings
             .auth
             .rate_limit
@@ -388,6 +398,49 @@ async fn serve_grpc(
     served.map_err(AppError::from)
 }
 
+/// Whether a gRPC upstream URL names this host.
+fn upstream_is_local(url: &str) -> bool {
+    let host = url
+        .parse::<http::Uri>()
+        .ok()
+        .and_then(|uri| uri.host().map(str::to_owned))
+        .unwrap_or_default();
+    let host = host.trim_matches(|c| c == '[' || c == ']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Setups that work but that an operator should hear about.
+fn warn_about_weak_setups(settings: &Settings, client_certificates: bool) {
+    use crate::auth::jwt::KeySource;
+    let exposed = [settings.grpc_addr, settings.http_addr]
+        .iter()
+        .any(|addr| !addr.ip().is_loopback());
+    if let Some(jwt) = &settings.auth.jwt {
+        match jwt.keys {
+            KeySource::Hs256(_) if exposed => tracing::warn!(
+                "HS256 tokens on a non-loopback address: anyone with AUTH_JWT_HS256_SECRET can mint any token; \
+                 use a JWKS from an identity provider in production"
+            ),
+            KeySource::JwksFile(_) | KeySource::JwksUrl(_)
+                if jwt.issuer.is_none() || jwt.audience.is_none() =>
+            {
+                tracing::warn!(
+                    "a JWKS without AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE accepts tokens the provider issued for any other application"
+                )
+            }
+            _ => {}
+        }
+    }
+    if client_certificates && settings.auth.api_keys_file.is_none() {
+        tracing::warn!(
+            "TLS_CLIENT_CA_FILE without AUTH_API_KEYS_FILE: client certificates authenticate but have no roles ([[client_cert]] entries give them)"
+        );
+    }
+}
+
 /// Checks the TLS and key files before anything else is opened.
 async fn check_files(settings: &Settings) -> Result<(), AppError> {
     if let Some(tls) = settings.tls.clone() {
@@ -395,6 +448,13 @@ async fn check_files(settings: &Settings) -> Result<(), AppError> {
     }
     if let Some(path) = &settings.auth.api_keys_file {
         crate::auth::keys::KeyFile::load(path).map_err(AuthSetupError::from)?;
+    }
+    if let Some(jwt) = &settings.auth.jwt
+        && matches!(jwt.keys, crate::auth::jwt::KeySource::JwksFile(_))
+    {
+        crate::auth::jwt::JwtVerifier::open(jwt.clone())
+            .await
+            .map_err(AuthSetupError::from)?;
     }
     Ok(())
 }
@@ -440,9 +500,8 @@ mod background {
                 }
             });
         }
-        if auth.is_some() || tls.is_some() {
-            tokio::spawn(reload_on_hangup(auth, tls, stopped()));
-        }
+        // Always: SIGHUP's default action would end the process.
+        tokio::spawn(reload_on_hangup(auth, tls, stopped()));
     }
 
     /// Re-reads the key files and certificates on SIGHUP; a file that no
@@ -466,9 +525,7 @@ mod background {
                     received = hangups.recv() => if received.is_none() { return },
                 }
                 tracing::info!("received SIGHUP: reloading keys and certificates");
-                if let Some(auth) = &auth
-                    && let Err(error) = auth.reload()
-                {
+                for error in auth.iter().flat_map(|auth| auth.reload()) {
                     tracing::error!(%error, "keeping the keys in force");
                 }
                 if let Some(tls) = &tls {

@@ -7,7 +7,7 @@ use clap::Parser;
 use crate::app::Application;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
-    Cli, Command, CommonArgs, HealthCheckArgs, SeedArgs, ServeArgs, Settings, TokenArgs,
+    Cli, Command, CommonArgs, HealthCheckArgs, LogFormat, SeedArgs, ServeArgs, Settings, TokenArgs,
 };
 use crate::seed::{self, SeedPlan};
 use crate::storage::{self, StoreConfig};
@@ -60,8 +60,14 @@ pub fn run() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            tracing::error!("{message}");
-            eprintln!("error: {message}");
+            // Once: as a JSON line for log collectors, else as plain text
+            // (text log lines go to the same stderr).
+            if cli.common.log_format == LogFormat::Json && tracing::enabled!(tracing::Level::ERROR)
+            {
+                tracing::error!("{message}");
+            } else {
+                eprintln!("error: {message}");
+            }
             ExitCode::FAILURE
         }
     }

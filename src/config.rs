@@ -82,7 +82,8 @@ pub struct JwtArgs {
     /// Shared secret for HS256 tokens, for development and tests; never
     /// together with a JWKS.
     #[arg(long, env = "AUTH_JWT_HS256_SECRET", hide_env_values = true,
-          conflicts_with_all = ["auth_jwt_jwks_file", "auth_jwt_jwks_url"])]
+          conflicts_with_all = ["auth_jwt_jwks_file", "auth_jwt_jwks_url"],
+          value_parser = parse_secret)]
     pub auth_jwt_hs256_secret: Option<String>,
 
     /// A JWKS document on disk with the RS256, ES256 or EdDSA keys tokens
@@ -507,6 +508,18 @@ impl Settings {
     }
 }
 
+/// An HS256 secret: at least 32 bytes, as RFC 7518 asks of HS256 keys, so
+/// that it cannot be guessed.
+fn parse_secret(value: &str) -> Result<String, String> {
+    if value.len() < 32 {
+        return Err(format!(
+            "the secret is {} bytes; HS256 needs at least 32 (e.g. `openssl rand -hex 32`)",
+            value.len()
+        ));
+    }
+    Ok(value.to_owned())
+}
+
 fn parse_role(value: &str) -> Result<Role, String> {
     Role::parse(value).ok_or_else(|| {
         format!("{value:?} is not a role; the roles are employee, booking_agent, auditor and fleet_admin")
@@ -710,14 +723,17 @@ mod tests {
 
     #[test]
     fn an_hs256_secret_never_goes_with_a_jwks() {
+        let secret = "0123456789abcdef0123456789abcdef";
         let err = parse(&[
             "--auth-jwt-hs256-secret",
-            "s",
+            secret,
             "--auth-jwt-jwks-file",
             "/x.json",
         ])
         .unwrap_err();
         assert!(err.to_string().contains("--auth-jwt-jwks-file"), "{err}");
+        let err = parse(&["--auth-jwt-hs256-secret", "short"]).unwrap_err();
+        assert!(err.to_string().contains("at least 32"), "{err}");
         let cli = parse(&["--auth-jwt-jwks-url", "https://idp/jwks.json"]).unwrap();
         let settings = Settings::new(&cli.serve, &cli.common);
         let jwt = settings.auth.jwt.unwrap();

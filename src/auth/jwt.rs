@@ -22,6 +22,9 @@ pub const LEEWAY_SECONDS: u64 = 60;
 /// JWKS URL, but no more often than this.
 pub const REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(30);
 
+/// The largest JWKS document fetched.
+const JWKS_MAX_BYTES: usize = 1024 * 1024;
+
 /// Verified tokens are remembered this long (and their `exp` still checked
 /// on every use), so a caller's signature is checked once a minute rather
 /// than once a request: ES256 and RS256 cost far more than a cached read.
@@ -122,6 +125,12 @@ pub struct JwtVerifier {
     /// Tokens whose signature and claims were checked lately, by the
     /// token's text; emptied whenever the keys change.
     verified: moka::future::Cache<String, Arc<Verified>>,
+    /// Bumped whenever the keys change, so that a verification that read
+    /// the old keys does not land in the cache after it was emptied.
+    generation: std::sync::atomic::AtomicU64,
+    /// The last JWKS document loaded, to leave the keys (and the cache)
+    /// alone when a fetch brings the same document again.
+    document: std::sync::Mutex<String>,
 }
 
 impl JwtVerifier {
@@ -137,6 +146,8 @@ impl JwtVerifier {
                 .max_capacity(VERIFIED_CAPACITY)
                 .time_to_live(VERIFIED_TTL)
                 .build(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            document: std::sync::Mutex::new(String::new()),
             config,
         };
         match verifier.config.keys.clone() {
@@ -145,6 +156,7 @@ impl JwtVerifier {
             }
             KeySource::JwksFile(_) => verifier.reload_file()?,
             KeySource::JwksUrl(url) => {
+                check_jwks_url(&url)?;
                 verifier.http = Some(
                     reqwest::Client::builder()
                         .timeout(Duration::from_secs(10))
@@ -174,7 +186,7 @@ impl JwtVerifier {
         })?;
         let set = parse_jwks(&text, &origin)?;
         tracing::info!(keys = set.len(), path = %origin, "loaded the JWKS file");
-        self.replace_keys(set);
+        self.replace_keys(set, text);
         Ok(())
     }
 
@@ -187,25 +199,42 @@ impl JwtVerifier {
             url: url.clone(),
             message,
         };
-        let response = http
+        let mut response = http
             .get(url)
             .send()
             .await
             .and_then(reqwest::Response::error_for_status)
             .map_err(|e| fetch_error(e.to_string()))?;
-        let text = response
-            .text()
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| fetch_error(e.to_string()))?;
+            .map_err(|e| fetch_error(e.to_string()))?
+        {
+            if body.len() + chunk.len() > JWKS_MAX_BYTES {
+                return Err(fetch_error(format!(
+                    "the document is over {JWKS_MAX_BYTES} bytes"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let text =
+            String::from_utf8(body).map_err(|_| fetch_error("the document is not UTF-8".into()))?;
+        if *self.document.lock().unwrap_or_else(|e| e.into_inner()) == text {
+            return Ok(());
+        }
         let set = parse_jwks(&text, url)?;
         tracing::info!(keys = set.len(), %url, "fetched the JWKS");
-        self.replace_keys(set);
+        self.replace_keys(set, text);
         Ok(())
     }
 
     /// New keys; tokens verified with the old ones are checked again.
-    fn replace_keys(&self, set: KeySet) {
+    fn replace_keys(&self, set: KeySet, document: String) {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        *self.document.lock().unwrap_or_else(|e| e.into_inner()) = document;
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.verified.invalidate_all();
     }
 
@@ -251,11 +280,16 @@ impl JwtVerifier {
             }
             return Ok((known.employee.clone(), known.roles.clone()));
         }
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let verified = self.verify_afresh(token, now).await?;
         let answer = (verified.employee.clone(), verified.roles.clone());
-        self.verified
-            .insert(token.to_owned(), Arc::new(verified))
-            .await;
+        // Not remembered if the keys changed meanwhile: it was checked with
+        // keys that may be gone.
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            self.verified
+                .insert(token.to_owned(), Arc::new(verified))
+                .await;
+        }
         Ok(answer)
     }
 
@@ -386,6 +420,31 @@ impl JwtVerifier {
             roles,
             exp,
         })
+    }
+}
+
+/// A JWKS URL must be https: whoever can change the keys in transit can
+/// sign any token. Plain http only to this host, for tests and sidecars.
+fn check_jwks_url(url: &str) -> Result<(), JwksError> {
+    let refuse = |message: &str| JwksError::Fetch {
+        url: url.to_owned(),
+        message: message.to_owned(),
+    };
+    let uri: http::Uri = url.parse().map_err(|_| refuse("not a URL"))?;
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(|c| c == '[' || c == ']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http") if loopback => Ok(()),
+        _ => Err(refuse(
+            "the JWKS URL must be https (http only on this host)",
+        )),
     }
 }
 
@@ -696,6 +755,16 @@ mod tests {
             verifier.verify(&token, now()).await,
             Err(TokenError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn a_jwks_url_must_be_https_unless_it_is_on_this_host() {
+        assert!(check_jwks_url("https://idp.example.com/jwks.json").is_ok());
+        assert!(check_jwks_url("http://127.0.0.1:8081/jwks.json").is_ok());
+        assert!(check_jwks_url("http://localhost/jwks.json").is_ok());
+        assert!(check_jwks_url("http://[::1]:80/jwks.json").is_ok());
+        assert!(check_jwks_url("http://idp.example.com/jwks.json").is_err());
+        assert!(check_jwks_url("ftp://idp.example.com/jwks.json").is_err());
     }
 
     #[test]

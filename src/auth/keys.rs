@@ -102,6 +102,12 @@ impl KeyFile {
                     entry.name
                 )
             })?;
+            if keys.iter().any(|k: &ApiKey| k.digest == digest) {
+                return Err(format!(
+                    "[[key]] {:?} has the same sha256 as another key",
+                    entry.name
+                ));
+            }
             keys.push(ApiKey {
                 roles: parse_roles(&entry.name, &entry.roles)?,
                 name: entry.name,
@@ -162,12 +168,16 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
 fn parse_roles(name: &str, roles: &[String]) -> Result<BTreeSet<Role>, String> {
     roles
         .iter()
-        .map(|role| {
-            Role::parse(role).ok_or_else(|| {
-                format!(
-                    "{name:?}: unknown role {role:?}; the roles are employee, booking_agent, auditor and fleet_admin"
-                )
-            })
+        .map(|role| match Role::parse(role) {
+            // A service speaks for no employee of its own.
+            Some(Role::Employee) => Err(format!(
+                "{name:?}: a key or certificate cannot have the role \"employee\" (it is no employee); \
+                 use booking_agent to book for staff"
+            )),
+            Some(role) => Ok(role),
+            None => Err(format!(
+                "{name:?}: unknown role {role:?}; the roles are booking_agent, auditor and fleet_admin"
+            )),
         })
         .collect()
 }
@@ -187,7 +197,7 @@ mod tests {
     fn file(key: &str) -> String {
         format!(
             "[[key]]\nname = \"gate\"\nsha256 = \"{}\"\nroles = [\"booking_agent\"]\n\n\
-             [[client_cert]]\nname = \"roster.internal\"\nroles = [\"auditor\", \"employee\"]\n",
+             [[client_cert]]\nname = \"roster.internal\"\nroles = [\"auditor\", \"booking_agent\"]\n",
             digest_hex(key)
         )
     }
@@ -202,7 +212,7 @@ mod tests {
         assert!(keys.find(b"").is_none());
         assert_eq!(
             keys.cert_roles("roster.internal"),
-            BTreeSet::from([Role::Auditor, Role::Employee])
+            BTreeSet::from([Role::Auditor, Role::BookingAgent])
         );
         assert!(keys.cert_roles("other").is_empty());
     }
@@ -235,6 +245,22 @@ mod tests {
                 "appears twice",
             ),
             ("[[key]]\nname = \"a\"\nkey = \"plain\"\n", "unknown field"),
+            (
+                &file("x").replace("booking_agent", "employee"),
+                "cannot have the role",
+            ),
+            (
+                &format!(
+                    "{}{}",
+                    file("x"),
+                    file("x")
+                        .split("[[client_cert]]")
+                        .next()
+                        .unwrap()
+                        .replace("gate", "gate-2")
+                ),
+                "same sha256",
+            ),
         ];
         for (text, expected) in bad {
             let err = KeyFile::parse(text).unwrap_err();

@@ -129,16 +129,25 @@ impl Authenticator {
 
     /// Re-reads the API key file and a JWKS file (on SIGHUP). A file that no
     /// longer parses leaves the keys in force as they were.
-    pub fn reload(&self) -> Result<(), AuthSetupError> {
+    /// Each source is reloaded on its own: a broken key file does not hold
+    /// up a JWKS rotation.
+    pub fn reload(&self) -> Vec<AuthSetupError> {
+        let mut errors = Vec::new();
         if let Some(path) = &self.keys_file {
-            let fresh = KeyFile::load(path)?;
-            tracing::info!(keys = fresh.key_count(), path = %path.display(), "reloaded the API key file");
-            *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+            match KeyFile::load(path) {
+                Ok(fresh) => {
+                    tracing::info!(keys = fresh.key_count(), path = %path.display(), "reloaded the API key file");
+                    *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+                }
+                Err(error) => errors.push(error.into()),
+            }
         }
-        if let Some(jwt) = &self.jwt {
-            jwt.reload_file()?;
+        if let Some(jwt) = &self.jwt
+            && let Err(error) = jwt.reload_file()
+        {
+            errors.push(error.into());
         }
-        Ok(())
+        errors
     }
 
     /// The caller that sent these headers over a connection with this

@@ -130,8 +130,15 @@ impl Principal {
         roles.iter().any(|r| self.has(*r))
     }
 
+    /// Whether the caller acts as an employee: the role, held by someone
+    /// who is one. An API key or certificate given `employee` speaks for
+    /// nobody, so the role alone grants it nothing.
+    fn is_employee(&self) -> bool {
+        self.has(Role::Employee) && self.employee_id().is_some()
+    }
+
     fn owns(&self, employee_id: &str) -> bool {
-        self.has(Role::Employee) && self.employee_id() == Some(employee_id)
+        self.is_employee() && self.employee_id() == Some(employee_id)
     }
 }
 
@@ -184,7 +191,7 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), Denied
     let own = |owner: Option<&str>, others: &'static [Role]| {
         if principal.any_of(others) {
             Ok(())
-        } else if principal.has(Role::Employee) {
+        } else if principal.is_employee() {
             match owner {
                 Some(owner) if principal.owns(owner) => Ok(()),
                 _ => Err(Denied::NotOwner),
@@ -208,7 +215,7 @@ pub fn authorize(principal: &Principal, action: Action<'_>) -> Result<(), Denied
             Some(id) => own(Some(id), READERS),
             None if principal.any_of(READERS) => Ok(()),
             // An employee without a filter gets their own: see history_scope.
-            None if principal.has(Role::Employee) => Ok(()),
+            None if principal.is_employee() => Ok(()),
             None => Err(Denied::RoleRequired(ANY_ROLE)),
         },
         Action::ReadDirectory => one_of(ANY_ROLE),
@@ -449,12 +456,26 @@ mod tests {
     }
 
     #[test]
-    fn only_token_callers_own_bookings() {
-        // An API key with the employee role speaks for no employee.
-        let key = Principal::new(ME, PrincipalKind::ApiKey, [Role::Employee]);
-        let own = Action::ReadBooking { owner: Some(ME) };
-        assert_eq!(authorize(&key, own), Err(Denied::NotOwner));
-        assert_eq!(history_scope(&key, None), Ok(None));
+    fn the_employee_role_grants_nothing_to_callers_who_are_not_employees() {
+        // An API key or certificate given `employee` speaks for no one: it
+        // may neither act on "its own" bookings nor list everyone's history.
+        for kind in [PrincipalKind::ApiKey, PrincipalKind::Certificate] {
+            let service = Principal::new(ME, kind, [Role::Employee]);
+            let own = Action::ReadBooking { owner: Some(ME) };
+            assert!(matches!(
+                authorize(&service, own),
+                Err(Denied::RoleRequired(_))
+            ));
+            assert!(matches!(
+                history_scope(&service, None),
+                Err(Denied::RoleRequired(_))
+            ));
+            let create = Action::CreateBooking { employee_id: ME };
+            assert!(matches!(
+                authorize(&service, create),
+                Err(Denied::RoleRequired(_))
+            ));
+        }
     }
 
     #[test]

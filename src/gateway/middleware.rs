@@ -12,6 +12,7 @@ use tracing::Instrument as _;
 
 use super::error::ApiError;
 use crate::auth::{API_KEY_HEADER, PeerCertificate};
+use crate::grpc::edge::RELAYED_HEADER;
 use crate::grpc::{REQUEST_ID_HEADER, is_usable_request_id, new_request_id};
 
 /// What the gateway passes on to the gRPC call: the request's id and the
@@ -40,6 +41,12 @@ impl RequestId {
             }
         };
         pass(REQUEST_ID_HEADER, Some(&self.id));
+        // The connection's certificate (a remote upstream's view) is the
+        // gateway's own: it must not stand for the REST caller.
+        pass(
+            RELAYED_HEADER,
+            Some(&HeaderValue::from_static("vehicle-allocation-gateway")),
+        );
         pass("authorization", self.authorization.as_ref());
         pass(API_KEY_HEADER, self.api_key.as_ref());
         // In process only: a remote upstream sees the gateway's own

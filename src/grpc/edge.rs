@@ -151,8 +151,11 @@ where
                 let span = tracing::Span::current();
                 span.record("principal", tracing::field::display(&principal.id));
                 span.record("roles", tracing::field::display(principal.roles_text()));
+                // Keyed by kind too: a token's `sub` must not drain the
+                // bucket of an API key with the same name.
                 if let Some(limiter) = &layer.limiter
-                    && let Err(wait) = limiter.check(&principal.id)
+                    && let Err(wait) =
+                        limiter.check(&format!("{}:{}", principal.kind.as_str(), principal.id))
                 {
                     return Ok(rate_limited(wait));
                 }
@@ -186,10 +189,17 @@ where
     }
 }
 
-/// The verified client certificate: from a TLS connection, or passed on by
-/// the REST gateway in process.
+/// The header a REST gateway adds to the calls it relays: the connection's
+/// certificate is then the gateway's, not the caller's, and names no one.
+/// Anyone may send it; it can only take a certificate's roles away.
+pub const RELAYED_HEADER: &str = "x-relayed-by";
+
+/// The verified client certificate: from a TLS connection (unless a gateway
+/// relays the call), or passed on by the REST gateway in process.
 fn peer_certificate<B>(request: &Request<B>) -> Option<rustls::pki_types::CertificateDer<'static>> {
-    if let Some(info) = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>() {
+    if !request.headers().contains_key(RELAYED_HEADER)
+        && let Some(info) = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()
+    {
         return info.peer_certs().and_then(|certs| certs.first().cloned());
     }
     request

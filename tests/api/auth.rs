@@ -314,6 +314,32 @@ fn check_seen(app: &TestApp, roles: &[Role], call: Call, seen: &Seen) {
     }
 }
 
+/// The roles a ROLE_REQUIRED refusal of `call` names.
+fn roles_that_would_do(call: Call) -> &'static str {
+    match call {
+        Call::CreateOwn
+        | Call::CreateOthers
+        | Call::UpdateOwn
+        | Call::UpdateOthers
+        | Call::DeleteOwn
+        | Call::DeleteOthers => "employee,booking_agent,fleet_admin",
+        _ => "employee,booking_agent,auditor,fleet_admin",
+    }
+}
+
+/// A refused change leaves the booking as it was.
+async fn assert_untouched(app: &TestApp, id: &str, purpose: &str) {
+    let found = app
+        .allocations
+        .clone()
+        .get_allocation(app.admin.grpc(GetAllocationRequest { id: id.to_owned() }))
+        .await
+        .expect("the booking is still there")
+        .into_inner();
+    assert_eq!(found.purpose, purpose);
+    assert_eq!(found.etag, "1");
+}
+
 #[tokio::test]
 async fn the_role_matrix_over_grpc() {
     for (roles, expected) in matrix() {
@@ -327,13 +353,20 @@ async fn the_role_matrix_over_grpc() {
                     let details = assert_status(&status, code, reason);
                     if reason == "ROLE_REQUIRED" {
                         let info = details.error_info().unwrap();
-                        assert!(!info.metadata["roles"].is_empty(), "{status:?}");
+                        assert_eq!(
+                            info.metadata["roles"],
+                            roles_that_would_do(call),
+                            "{call:?}"
+                        );
                     }
                 }
                 (expect, outcome) => {
                     panic!("{roles:?} {call:?}: expected {expect:?}, got {outcome:?}")
                 }
             }
+        }
+        if expected[CALLS.iter().position(|c| *c == Call::DeleteOthers).unwrap()] != OK {
+            assert_untouched(&app, &others, &format!("trip {OTHER}-1")).await;
         }
     }
 }

@@ -99,9 +99,10 @@ async fn seed_fills_an_empty_store_refuses_a_full_one_and_resets_on_request() {
 
     let again = seed_into(dir.path(), &[]);
     assert!(!again.status.success());
-    assert!(
-        text(&again.stderr).contains("--reset"),
-        "{}",
+    assert_eq!(
+        text(&again.stderr).matches("--reset").count(),
+        1,
+        "the error, once: {}",
         text(&again.stderr)
     );
 
@@ -146,6 +147,40 @@ fn a_bad_setting_stops_startup_naming_it() {
             "{key}: {stderr}"
         );
     }
+}
+
+#[test]
+fn a_missing_key_or_certificate_file_stops_startup_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[
+                ("TLS_CERT_FILE", "/nonexistent/cert.pem"),
+                ("TLS_KEY_FILE", "/nonexistent/key.pem"),
+            ],
+            "TLS_CERT_FILE /nonexistent/cert.pem",
+        ),
+        (
+            &[("AUTH_API_KEYS_FILE", "/nonexistent/keys.toml")],
+            "/nonexistent/keys.toml",
+        ),
+        (
+            &[("AUTH_JWT_JWKS_FILE", "/nonexistent/jwks.json")],
+            "/nonexistent/jwks.json",
+        ),
+    ];
+    for (envs, named) in cases {
+        let output = run(&["serve", "--data-dir", data], envs);
+        assert!(!output.status.success(), "{envs:?} was accepted");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(named), "{envs:?}: {stderr}");
+    }
+    assert!(
+        !std::path::Path::new(data).exists(),
+        "nothing was opened before the files were checked"
+    );
 }
 
 #[tokio::test]
@@ -513,12 +548,17 @@ fn the_token_command_prints_a_token_the_service_accepts_and_refuses_without_a_se
             "--ttl",
             "8h",
         ],
-        &[("AUTH_JWT_HS256_SECRET", "dev-secret")],
+        &[(
+            "AUTH_JWT_HS256_SECRET",
+            "dev-secret-0123456789abcdef01234567",
+        )],
     );
     assert!(output.status.success(), "{}", text(&output.stderr));
     let token = text(&output.stdout).trim().to_owned();
     let config = vehicle_allocation::auth::jwt::JwtConfig {
-        keys: vehicle_allocation::auth::jwt::KeySource::Hs256("dev-secret".into()),
+        keys: vehicle_allocation::auth::jwt::KeySource::Hs256(
+            "dev-secret-0123456789abcdef01234567".into(),
+        ),
         issuer: None,
         audience: None,
         employee_claim: "sub".into(),
@@ -532,9 +572,15 @@ fn the_token_command_prints_a_token_the_service_accepts_and_refuses_without_a_se
         let verifier = vehicle_allocation::auth::jwt::JwtVerifier::open(config)
             .await
             .unwrap();
-        // The token is valid for 8 hours from when it was made.
-        let soon = chrono::Utc::now() + chrono::Duration::hours(7);
-        verifier.verify(&token, soon).await.unwrap()
+        // The token is valid for 8 hours from when it was made, and then
+        // (past the minute of leeway) no more.
+        let made = chrono::Utc::now();
+        let late = made + chrono::Duration::hours(8) + chrono::Duration::seconds(61);
+        assert!(verifier.verify(&token, late).await.is_err());
+        verifier
+            .verify(&token, made + chrono::Duration::hours(7))
+            .await
+            .unwrap()
     });
     assert_eq!(employee, "emp-00042");
     assert_eq!(

@@ -234,7 +234,10 @@ async fn gateway_only_mode_talks_tls_to_its_upstream_with_a_client_certificate()
     let keys = pki.dir.path().join("keys.toml");
     std::fs::write(
         &keys,
-        "[[client_cert]]\nname = \"gateway.clients.test\"\nroles = [\"auditor\"]\n",
+        format!(
+            "[[client_cert]]\nname = \"gateway.clients.test\"\nroles = [\"fleet_admin\"]\n\n{}",
+            crate::identity::key_entry("audit-export", "audit-key", &["auditor"])
+        ),
     )
     .unwrap();
     let backend = spawn_app_with(AppOptions {
@@ -269,8 +272,21 @@ async fn gateway_only_mode_talks_tls_to_its_upstream_with_a_client_certificate()
     let server_task = tokio::spawn(gateway.run_until(async {
         let _ = stopped.await;
     }));
+    // The gateway's certificate opens the connection but speaks for no
+    // REST caller: without credentials of their own they are refused, not
+    // served as the gateway (a fleet_admin here).
     let response = reqwest::Client::new()
         .get(format!("{base}/api/vehicles"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "CREDENTIALS_MISSING", "{body}");
+    // With their own key they are who the key says.
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/vehicles"))
+        .header("x-api-key", "audit-key")
         .send()
         .await
         .unwrap();
@@ -278,7 +294,20 @@ async fn gateway_only_mode_talks_tls_to_its_upstream_with_a_client_certificate()
     let body: Value = response.json().await.unwrap();
     assert!(
         body["vehicles"][0]["driver"]["license_number"].is_string(),
-        "the upstream saw the gateway's certificate (an auditor): {body}"
+        "an auditor sees licence numbers: {body}"
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/allocations"))
+        .header("x-api-key", "audit-key")
+        .json(&serde_json::json!({"employee_id": backend.employee(1),
+            "vehicle_id": backend.vehicle(1), "allocation_date": backend.day(1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        403,
+        "an auditor, not the gateway's fleet_admin"
     );
     let _ = stop.send(());
     server_task.await.unwrap().unwrap();

@@ -21,7 +21,7 @@ use vehicle_allocation::auth::jwt::{Claims, JwtConfig, KeySource, mint_hs256};
 use vehicle_allocation::domain::access::Role;
 
 /// The HS256 secret of test apps.
-pub const SECRET: &str = "test-secret-not-for-production";
+pub const SECRET: &str = "test-secret-not-for-production-0123456789";
 pub const ISSUER: &str = "https://idp.test";
 pub const AUDIENCE: &str = "vehicle-allocation";
 

@@ -1,0 +1,151 @@
+//! The catalogue of error reasons: every `ErrorInfo.reason` the service
+//! answers with, its gRPC code, its HTTP status and what it means. The
+//! domain, the gRPC layer and the gateway name reasons from here, and the
+//! OpenAPI document is written from it, so a reason is described once.
+
+use http::StatusCode;
+use tonic::Code;
+
+/// One reason an error can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reason {
+    /// As in `ErrorInfo.reason` and the REST body's `reason`.
+    pub name: &'static str,
+    pub code: Code,
+    /// The HTTP status when it is not the one grpc-gateway maps `code` to.
+    http: Option<u16>,
+    /// What it means, for the API documentation.
+    pub doc: &'static str,
+}
+
+impl Reason {
+    /// The HTTP status a REST caller sees.
+    pub fn http(&self) -> StatusCode {
+        match self.http {
+            Some(status) => StatusCode::from_u16(status).expect("a valid status"),
+            None => http_status(self.code),
+        }
+    }
+}
+
+macro_rules! catalogue {
+    ($($name:ident: $code:ident $(($http:literal))?, $doc:literal;)*) => {
+        $(
+            #[doc = $doc]
+            pub const $name: Reason = Reason {
+                name: stringify!($name),
+                code: Code::$code,
+                http: catalogue!(@http $($http)?),
+                doc: $doc,
+            };
+        )*
+        /// Every reason, in the order they are documented.
+        pub const ALL: &[Reason] = &[$($name),*];
+    };
+    (@http) => { None };
+    (@http $http:literal) => { Some($http) };
+}
+
+catalogue! {
+    // Bad input.
+    FIELD_REQUIRED: InvalidArgument, "A required field is empty.";
+    INVALID_DATE: InvalidArgument, "A date is not a real calendar date in YYYY-MM-DD form.";
+    DATE_IN_PAST: InvalidArgument, "The booking date lies before today (in ORG_TIMEZONE).";
+    DATE_TOO_FAR_AHEAD: InvalidArgument, "The booking date lies beyond today + MAX_DAYS_AHEAD.";
+    INVALID_DATE_RANGE: InvalidArgument, "start_date is after end_date.";
+    FIELD_TOO_LONG: InvalidArgument, "A text field is longer than allowed.";
+    INVALID_PAGE_SIZE: InvalidArgument, "page_size is negative.";
+    INVALID_PAGE_TOKEN: InvalidArgument, "page_token was not issued by this service.";
+    PAGE_TOKEN_MISMATCH: InvalidArgument, "page_token was issued for other filters.";
+    UNKNOWN_FIELD_PATH: InvalidArgument, "An update_mask path is not an updatable field.";
+    NOTHING_TO_UPDATE: InvalidArgument, "The update names no field to change.";
+    INVALID_ETAG: InvalidArgument, "The etag (If-Match) is not one this service issues.";
+    REQUEST_ID_REUSED: InvalidArgument, "The request_id (Idempotency-Key) was used for a different booking.";
+    MALFORMED_JSON: InvalidArgument, "The request body is not valid JSON.";
+    MISSING_BODY: InvalidArgument, "The request needs a JSON object as its body.";
+    UNKNOWN_FIELD: InvalidArgument, "The body or query names a field the API does not have.";
+    INVALID_FIELD: InvalidArgument, "A field has the wrong type or shape.";
+    UNREADABLE_BODY: InvalidArgument, "The request body could not be read.";
+    UNSUPPORTED_MEDIA_TYPE: InvalidArgument (415), "The body is not sent as application/json.";
+    BODY_TOO_LARGE: ResourceExhausted (413), "The body is larger than 64 KiB.";
+    BAD_REQUEST: InvalidArgument, "The HTTP request is malformed.";
+    // Missing things.
+    ALLOCATION_NOT_FOUND: NotFound, "No such booking (or the booking an Idempotency-Key made has since been cancelled).";
+    EMPLOYEE_NOT_FOUND: NotFound, "No such employee.";
+    VEHICLE_NOT_FOUND: NotFound, "No such vehicle.";
+    NO_SUCH_PATH: NotFound, "The gateway serves no such path.";
+    METHOD_NOT_ALLOWED: Unimplemented (405), "The path does not take this method; Allow lists those it does.";
+    // Rules.
+    VEHICLE_ALREADY_BOOKED: AlreadyExists, "The vehicle is booked that day; metadata.allocation_id names the booking.";
+    EMPLOYEE_ALREADY_BOOKED: AlreadyExists, "The employee holds a booking that day; metadata.allocation_id names it.";
+    ALLOCATION_IS_HISTORY: FailedPrecondition, "The booking's date has passed: it is read-only.";
+    ETAG_MISMATCH: Aborted, "The booking changed since it was read; metadata.current_etag is the etag to read again.";
+    // Who may call.
+    CREDENTIALS_MISSING: Unauthenticated, "No bearer token, API key or client certificate.";
+    TOKEN_EXPIRED: Unauthenticated, "The bearer token has expired.";
+    TOKEN_INVALID: Unauthenticated, "The bearer token is not valid (signature, algorithm, issuer, audience, claims).";
+    API_KEY_INVALID: Unauthenticated, "The API key is not known.";
+    NOT_OWNER: PermissionDenied, "An employee acting on a booking that is not theirs.";
+    ROLE_REQUIRED: PermissionDenied, "The caller's roles do not allow this call; metadata.roles names those that would.";
+    RATE_LIMITED: ResourceExhausted, "Too many requests from this caller; Retry-After says when to come back.";
+    // The service itself.
+    STORE_UNAVAILABLE: Unavailable, "The service cannot reach its store; retry later.";
+    UPSTREAM_UNAVAILABLE: Unavailable, "The gateway cannot reach the gRPC service; retry later.";
+    TIMEOUT: DeadlineExceeded, "The request took longer than allowed.";
+    INTERNAL: Internal, "An internal error; it is logged with its cause.";
+}
+
+/// The reason called `name`.
+pub fn find(name: &str) -> Option<&'static Reason> {
+    ALL.iter().find(|r| r.name == name)
+}
+
+/// The HTTP status for a gRPC code, as grpc-gateway maps them.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status"),
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_shouted() {
+        let mut names: Vec<_> = ALL.iter().map(|r| r.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+        for name in names {
+            assert!(
+                name.chars().all(|c| c.is_ascii_uppercase() || c == '_'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn http_statuses_follow_the_code_unless_http_says_otherwise() {
+        assert_eq!(VEHICLE_ALREADY_BOOKED.http(), StatusCode::CONFLICT);
+        assert_eq!(ALLOCATION_IS_HISTORY.http(), StatusCode::BAD_REQUEST);
+        assert_eq!(BODY_TOO_LARGE.http(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(METHOD_NOT_ALLOWED.http(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(RATE_LIMITED.http(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(find("TOKEN_EXPIRED"), Some(&TOKEN_EXPIRED));
+        assert_eq!(find("NOPE"), None);
+    }
+}
