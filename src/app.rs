@@ -119,7 +119,7 @@ impl Application {
                 &settings.upstream_tls,
             )?;
             let tls = settings.tls.clone().map(TlsConfigs::load).transpose()?;
-            return Self::with_parts(settings, None, upstream, tls).await;
+            return Self::with_parts(settings, None, upstream, tls, Arc::new(SystemClock)).await;
         }
         // Before the store is opened: a bad key file or certificate is
         // reported without touching the data.
@@ -229,7 +229,8 @@ impl Application {
             addr,
         };
         let upstream = Upstream::in_process(routes, edge);
-        let mut app = Self::with_parts(settings, Some(grpc), upstream, tls).await?;
+        let clock = Arc::clone(&grpc.ctx.clock);
+        let mut app = Self::with_parts(settings, Some(grpc), upstream, tls, clock).await?;
         app.auth = Some(auth);
         app.limiter = limiter;
         Ok(app)
@@ -240,9 +241,12 @@ impl Application {
         grpc: Option<GrpcPart>,
         upstream: Upstream,
         tls: Option<Arc<TlsConfigs>>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
         let (http_listener, http_addr) = bind(settings.http_addr).await?;
-        let http_router = gateway::router(upstream, &settings.gateway);
+        let policy = settings.policy;
+        let today: gateway::Today = Arc::new(move || policy.today(clock.now()));
+        let http_router = gateway::router(upstream, &settings.gateway, today);
         Ok(Self {
             settings,
             grpc,

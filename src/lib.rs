@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod health;
 pub mod proto;
+pub mod reasons;
 pub mod seed;
 pub mod storage;
 pub mod telemetry;

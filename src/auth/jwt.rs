@@ -13,7 +13,7 @@ use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicK
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
-use crate::domain::access::Role;
+use crate::domain::access::{Principal, PrincipalKind, Role};
 
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECONDS: u64 = 60;
@@ -33,11 +33,11 @@ const VERIFIED_TTL: Duration = Duration::from_secs(60);
 /// How many verified tokens are remembered at most.
 const VERIFIED_CAPACITY: u64 = 10_000;
 
-/// What a verified token says.
+/// What a verified token says: built once, shared by every request that
+/// presents the token.
 #[derive(Debug, Clone)]
 struct Verified {
-    employee: String,
-    roles: BTreeSet<Role>,
+    principal: Arc<Principal>,
     exp: i64,
 }
 
@@ -267,22 +267,22 @@ impl JwtVerifier {
         Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()))
     }
 
-    /// The employee and roles a valid token speaks for, at `now` (the
+    /// The employee (with roles) a valid token speaks for, at `now` (the
     /// service's clock, so that tests can move it).
     pub async fn verify(
         &self,
         token: &str,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(String, BTreeSet<Role>), TokenError> {
+    ) -> Result<Arc<Principal>, TokenError> {
         if let Some(known) = self.verified.get(token).await {
             if now.timestamp() > known.exp.saturating_add(LEEWAY_SECONDS as i64) {
                 return Err(TokenError::Expired);
             }
-            return Ok((known.employee.clone(), known.roles.clone()));
+            return Ok(Arc::clone(&known.principal));
         }
         let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         let verified = self.verify_afresh(token, now).await?;
-        let answer = (verified.employee.clone(), verified.roles.clone());
+        let answer = Arc::clone(&verified.principal);
         // Not remembered if the keys changed meanwhile: it was checked with
         // keys that may be gone.
         if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
@@ -416,8 +416,7 @@ impl JwtVerifier {
             .and_then(Value::as_i64)
             .ok_or_else(|| TokenError::Invalid("no \"exp\" claim".into()))?;
         Ok(Verified {
-            employee: employee.to_owned(),
-            roles,
+            principal: Arc::new(Principal::new(employee, PrincipalKind::Token, roles)),
             exp,
         })
     }
@@ -620,9 +619,13 @@ mod tests {
             },
         )
         .unwrap();
-        let (employee, roles) = verifier.verify(&token, now()).await.unwrap();
-        assert_eq!(employee, "emp-00042");
-        assert_eq!(roles, BTreeSet::from([Role::Employee, Role::Auditor]));
+        let principal = verifier.verify(&token, now()).await.unwrap();
+        assert_eq!(principal.id, "emp-00042");
+        assert_eq!(principal.kind, PrincipalKind::Token);
+        assert_eq!(
+            principal.roles,
+            BTreeSet::from([Role::Employee, Role::Auditor])
+        );
     }
 
     #[tokio::test]

@@ -14,11 +14,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::domain::access::Role;
+use crate::domain::access::{Principal, PrincipalKind, Role};
 
 /// Why the key file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,8 @@ pub struct ApiKey {
     pub name: String,
     digest: [u8; 32],
     pub roles: BTreeSet<Role>,
+    /// The caller it makes, built once.
+    pub principal: Arc<Principal>,
 }
 
 /// The parsed key file.
@@ -108,8 +111,14 @@ impl KeyFile {
                     entry.name
                 ));
             }
+            let roles = parse_roles(&entry.name, &entry.roles)?;
             keys.push(ApiKey {
-                roles: parse_roles(&entry.name, &entry.roles)?,
+                principal: Arc::new(Principal::new(
+                    entry.name.clone(),
+                    PrincipalKind::ApiKey,
+                    roles.iter().copied(),
+                )),
+                roles,
                 name: entry.name,
                 digest,
             });

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use rustls::pki_types::CertificateDer;
 
 use crate::domain::access::{Principal, PrincipalKind};
+use crate::reasons::{self, Reason};
 use jwt::{JwtConfig, JwtVerifier, TokenError};
 use keys::{KeyFile, KeyFileError};
 
@@ -55,12 +56,12 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::CredentialsMissing => "CREDENTIALS_MISSING",
-            Self::TokenExpired => "TOKEN_EXPIRED",
-            Self::TokenInvalid => "TOKEN_INVALID",
-            Self::ApiKeyInvalid => "API_KEY_INVALID",
+            Self::CredentialsMissing => reasons::CREDENTIALS_MISSING,
+            Self::TokenExpired => reasons::TOKEN_EXPIRED,
+            Self::TokenInvalid => reasons::TOKEN_INVALID,
+            Self::ApiKeyInvalid => reasons::API_KEY_INVALID,
         }
     }
 }
@@ -158,9 +159,12 @@ impl Authenticator {
         headers: &http::HeaderMap,
         certificate: Option<&CertificateDer<'_>>,
         now: DateTime<Utc>,
-    ) -> Result<Principal, AuthError> {
+    ) -> Result<Arc<Principal>, AuthError> {
         if self.open {
-            return Ok(Principal::anonymous());
+            static ANONYMOUS: std::sync::OnceLock<Arc<Principal>> = std::sync::OnceLock::new();
+            return Ok(Arc::clone(
+                ANONYMOUS.get_or_init(|| Arc::new(Principal::anonymous())),
+            ));
         }
         if let Some(value) = headers.get(http::header::AUTHORIZATION) {
             let token = value
@@ -177,7 +181,7 @@ impl Authenticator {
                 return Err(AuthError::TokenInvalid);
             };
             return match jwt.verify(token, now).await {
-                Ok((employee, roles)) => Ok(Principal::new(employee, PrincipalKind::Token, roles)),
+                Ok(principal) => Ok(principal),
                 Err(TokenError::Expired) => Err(AuthError::TokenExpired),
                 Err(TokenError::Invalid(why)) => {
                     tracing::info!(why, "refused a bearer token");
@@ -188,11 +192,7 @@ impl Authenticator {
         if let Some(value) = headers.get(API_KEY_HEADER) {
             let keys = Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()));
             return match keys.find(value.as_bytes()) {
-                Some(key) => Ok(Principal::new(
-                    key.name.clone(),
-                    PrincipalKind::ApiKey,
-                    key.roles.iter().copied(),
-                )),
+                Some(key) => Ok(Arc::clone(&key.principal)),
                 None => Err(AuthError::ApiKeyInvalid),
             };
         }
@@ -202,7 +202,11 @@ impl Authenticator {
         {
             let keys = Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()));
             let roles = keys.cert_roles(&name);
-            return Ok(Principal::new(name, PrincipalKind::Certificate, roles));
+            return Ok(Arc::new(Principal::new(
+                name,
+                PrincipalKind::Certificate,
+                roles,
+            )));
         }
         Err(AuthError::CredentialsMissing)
     }

@@ -4,10 +4,9 @@ use axum::Json;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tonic::Code;
 
 use super::Upstream;
-use super::error::{ApiError, ErrorResponse};
+use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::json::{
     AllocationChangesJson, AllocationJson, AllocationPageJson, HistoryQuery, NewAllocationJson,
@@ -17,6 +16,7 @@ use crate::proto::v1::{
     CreateAllocationRequest, DeleteAllocationRequest, GetAllocationRequest,
     ListAllocationHistoryRequest, UpdateAllocationRequest,
 };
+use crate::reasons;
 
 /// The header that makes a create idempotent.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -33,7 +33,7 @@ fn if_match(headers: &HeaderMap) -> Result<String, ApiError> {
     };
     let invalid = || {
         ApiError::invalid_field(
-            "INVALID_ETAG",
+            reasons::INVALID_ETAG,
             "If-Match",
             "If-Match must be one etag as returned in the ETag header, e.g. \"3\"",
         )
@@ -52,7 +52,7 @@ fn header_text(headers: &HeaderMap, name: &str) -> Result<String, ApiError> {
     headers.get(name).map_or(Ok(String::new()), |value| {
         value.to_str().map(str::to_owned).map_err(|_| {
             ApiError::invalid_field(
-                "INVALID_FIELD",
+                reasons::INVALID_FIELD,
                 name,
                 format!("{name} must be visible ASCII"),
             )
@@ -74,11 +74,6 @@ fn header_text(headers: &HeaderMap, name: &str) -> Result<String, ApiError> {
         (status = 201, description = "Booked.", body = AllocationJson, headers(
             ("Location" = String, description = "The booking's URL."),
             ("ETag" = String, description = "The booking's etag, quoted."))),
-        (status = 400, description = "Bad input (FIELD_REQUIRED, INVALID_DATE, DATE_IN_PAST, DATE_TOO_FAR_AHEAD, FIELD_TOO_LONG, REQUEST_ID_REUSED, MALFORMED_JSON, UNKNOWN_FIELD, INVALID_FIELD, MISSING_BODY).", body = ErrorResponse),
-        (status = 404, description = "No such employee or vehicle.", body = ErrorResponse),
-        (status = 409, description = "The vehicle, or the employee, is already booked that day; `metadata.allocation_id` names the booking.", body = ErrorResponse),
-        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorResponse),
-        (status = 415, description = "The body is not JSON.", body = ErrorResponse),
     )
 )]
 pub async fn create_allocation(
@@ -97,15 +92,8 @@ pub async fn create_allocation(
         .create_allocation(id.grpc(request))
         .await?
         .into_inner();
-    let location =
-        HeaderValue::from_str(&format!("/api/allocations/{}", created.id)).map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                Code::Internal,
-                "INTERNAL",
-                "internal error",
-            )
-        })?;
+    let location = HeaderValue::from_str(&format!("/api/allocations/{}", created.id))
+        .map_err(|_| ApiError::new(reasons::INTERNAL, "internal error"))?;
     let etag = etag_header(&created.etag);
     Ok((
         StatusCode::CREATED,
@@ -122,8 +110,6 @@ pub async fn create_allocation(
     responses(
         (status = 200, description = "The booking.", body = AllocationJson, headers(
             ("ETag" = String, description = "The booking's etag, quoted."))),
-        (status = 400, description = "Bad input.", body = ErrorResponse),
-        (status = 404, description = "No such booking.", body = ErrorResponse),
     )
 )]
 pub async fn get_allocation(
@@ -156,11 +142,6 @@ pub async fn get_allocation(
     responses(
         (status = 200, description = "Changed.", body = AllocationJson, headers(
             ("ETag" = String, description = "The booking's new etag, quoted."))),
-        (status = 400, description = "Bad input, or the booking is history (ALLOCATION_IS_HISTORY).", body = ErrorResponse),
-        (status = 404, description = "No such booking or vehicle.", body = ErrorResponse),
-        (status = 409, description = "A conflicting booking, or a stale etag (ETAG_MISMATCH).", body = ErrorResponse),
-        (status = 413, description = "The body is larger than 64 KiB.", body = ErrorResponse),
-        (status = 415, description = "The body is not JSON.", body = ErrorResponse),
     )
 )]
 pub async fn update_allocation(
@@ -194,9 +175,6 @@ pub async fn update_allocation(
          description = "The etag last read; the delete fails with 409 (ETAG_MISMATCH) if the booking changed since.")),
     responses(
         (status = 204, description = "Cancelled."),
-        (status = 400, description = "Bad input, or the booking is history (ALLOCATION_IS_HISTORY).", body = ErrorResponse),
-        (status = 404, description = "No such booking.", body = ErrorResponse),
-        (status = 409, description = "A stale etag (ETAG_MISMATCH).", body = ErrorResponse),
     )
 )]
 pub async fn delete_allocation(
@@ -226,7 +204,6 @@ pub async fn delete_allocation(
     params(HistoryQuery),
     responses(
         (status = 200, description = "One page of bookings.", body = AllocationPageJson),
-        (status = 400, description = "Bad filters, page size or page token.", body = ErrorResponse),
     )
 )]
 pub async fn list_allocation_history(

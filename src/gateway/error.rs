@@ -21,26 +21,9 @@ use tonic_types::StatusExt;
 use utoipa::ToSchema;
 
 use crate::grpc::status::ERROR_DOMAIN;
+use crate::reasons::{self, Reason};
 
-/// The HTTP status for a gRPC code, as grpc-gateway maps them.
-pub fn http_status(code: Code) -> StatusCode {
-    match code {
-        Code::Ok => StatusCode::OK,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
-            StatusCode::BAD_REQUEST
-        }
-        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
-        Code::PermissionDenied => StatusCode::FORBIDDEN,
-        Code::NotFound => StatusCode::NOT_FOUND,
-        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
-        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
-        Code::Cancelled => StatusCode::from_u16(499).expect("499 is a valid status"),
-        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
-        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
-        Code::Unknown | Code::Internal | Code::DataLoss => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
+pub use crate::reasons::http_status;
 
 /// The canonical name of a gRPC code, as in `google.rpc.Code`.
 pub fn code_name(code: Code) -> &'static str {
@@ -102,7 +85,9 @@ pub struct ErrorBody {
 /// One request field at fault.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FieldViolationBody {
-    /// The field's path, e.g. `allocation.allocation_date` or `page_size`.
+    /// The field as the REST caller sent it: a body field
+    /// (`allocation_date`), a query parameter (`page_size`), a path
+    /// parameter (`id`) or a header (`If-Match`, `Idempotency-Key`).
     pub field: String,
     /// What is wrong with it.
     pub description: String,
@@ -122,28 +107,31 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error the gateway itself raises.
-    pub fn new(http: StatusCode, code: Code, reason: &str, message: impl Into<String>) -> Self {
+    /// An error the gateway itself raises, with the status of `reason`.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         Self {
-            http,
-            code,
+            http: reason.http(),
+            code: reason.code,
             message: message.into(),
-            reason: reason.to_owned(),
+            reason: reason.name.to_owned(),
             field_violations: Vec::new(),
             metadata: BTreeMap::new(),
             retry_after: None,
         }
     }
 
+    /// The same error answered with another HTTP status (one the HTTP
+    /// library chose).
+    pub fn with_status(mut self, http: StatusCode) -> Self {
+        self.http = http;
+        self
+    }
+
     /// Bad input in `field`.
-    pub fn invalid_field(reason: &str, field: &str, description: impl Into<String>) -> Self {
+    pub fn invalid_field(reason: Reason, field: &str, description: impl Into<String>) -> Self {
         let description = description.into();
-        let mut error = Self::new(
-            StatusCode::BAD_REQUEST,
-            Code::InvalidArgument,
-            reason,
-            description.clone(),
-        );
+        let mut error = Self::new(reason, description.clone());
+        error.metadata.insert("fields".to_owned(), field.to_owned());
         error.field_violations.push(FieldViolationBody {
             field: field.to_owned(),
             description,
@@ -171,12 +159,38 @@ impl From<tonic::Status> for ApiError {
                 Code::DeadlineExceeded | Code::Cancelled => status.code(),
                 _ => Code::Unavailable,
             };
-            return Self::new(
-                http_status(code),
-                code,
-                "UPSTREAM_UNAVAILABLE",
+            let error = Self::new(
+                reasons::UPSTREAM_UNAVAILABLE,
                 "the booking service cannot be reached right now; retry later",
             );
+            return if code == Code::Unavailable {
+                error
+            } else {
+                Self {
+                    http: http_status(code),
+                    code,
+                    ..error
+                }
+            };
+        };
+        // Fields are named as the REST caller sent them, in the list, in
+        // the descriptions and in the message.
+        let renames: Vec<(String, String)> = details
+            .bad_request()
+            .map(|bad| {
+                bad.field_violations
+                    .iter()
+                    .filter_map(|v| {
+                        let rest = rest_field(&v.field);
+                        (rest != v.field).then(|| (v.field.clone(), rest.to_owned()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let rename = |text: &str| {
+            renames.iter().fold(text.to_owned(), |text, (grpc, rest)| {
+                text.replace(grpc, rest)
+            })
         };
         let field_violations = details
             .bad_request()
@@ -184,8 +198,8 @@ impl From<tonic::Status> for ApiError {
                 bad.field_violations
                     .iter()
                     .map(|v| FieldViolationBody {
-                        field: v.field.clone(),
-                        description: v.description.clone(),
+                        field: rest_field(&v.field).to_owned(),
+                        description: rename(&v.description),
                     })
                     .collect()
             })
@@ -197,15 +211,25 @@ impl From<tonic::Status> for ApiError {
         Self {
             http: http_status(status.code()),
             code: status.code(),
-            message: status.message().to_owned(),
+            message: rename(status.message()),
             reason: info.reason.clone(),
             retry_after,
             field_violations,
             metadata: info
                 .metadata
                 .iter()
-                .filter(|(key, _)| key.as_str() != "fields")
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(key, value)| {
+                    let value = if key == "fields" {
+                        value
+                            .split(',')
+                            .map(rest_field)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    } else {
+                        value.clone()
+                    };
+                    (key.clone(), value)
+                })
                 .collect(),
         }
     }
@@ -238,12 +262,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The name a REST caller gave the field the gRPC service calls `grpc`:
+/// the REST bodies are flat, and some fields travel as headers.
+pub fn rest_field(grpc: &str) -> &str {
+    match grpc {
+        "allocation.etag" | "etag" => "If-Match",
+        "request_id" => "Idempotency-Key",
+        "update_mask" | "update_mask.paths" => "body",
+        other => other.strip_prefix("allocation.").unwrap_or(other),
+    }
+}
+
 /// The answer for a path the gateway does not serve.
 pub async fn no_such_path(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
-        StatusCode::NOT_FOUND,
-        Code::NotFound,
-        "NO_SUCH_PATH",
+        reasons::NO_SUCH_PATH,
         format!("there is no {method} {}; see /docs for the API", uri.path()),
     )
 }
@@ -251,9 +284,7 @@ pub async fn no_such_path(method: Method, uri: Uri) -> ApiError {
 /// The answer for a method a path does not take.
 pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        Code::Unimplemented,
-        "METHOD_NOT_ALLOWED",
+        reasons::METHOD_NOT_ALLOWED,
         format!(
             "{} does not take {method}; see /docs for the API",
             uri.path()
@@ -291,18 +322,39 @@ mod tests {
     }
 
     #[test]
-    fn a_service_error_keeps_its_reason_violations_and_metadata() {
+    fn a_service_error_keeps_its_reason_and_metadata_and_names_fields_as_rest_sends_them() {
+        use crate::domain::{Violation, ViolationReason};
         let status = tonic::Status::from(crate::domain::DomainError::Invalid(vec![
-            crate::domain::Violation::required("allocation.vehicle_id"),
+            Violation::required("allocation.vehicle_id"),
+            Violation::new(
+                "allocation.etag",
+                ViolationReason::InvalidEtag,
+                "allocation.etag \"x\" is not an etag",
+            ),
+            Violation::new(
+                "request_id",
+                ViolationReason::TooLong,
+                "request_id is longer than 128 characters",
+            ),
         ]));
         let error = ApiError::from(status);
         assert_eq!(error.http, StatusCode::BAD_REQUEST);
         assert_eq!(error.reason, "FIELD_REQUIRED");
-        assert_eq!(error.field_violations[0].field, "allocation.vehicle_id");
-        assert!(
-            error.metadata.is_empty(),
-            "field lists are not repeated as metadata"
+        let fields: Vec<_> = error
+            .field_violations
+            .iter()
+            .map(|v| v.field.as_str())
+            .collect();
+        assert_eq!(fields, ["vehicle_id", "If-Match", "Idempotency-Key"]);
+        assert_eq!(
+            error.field_violations[0].description,
+            "vehicle_id is required"
         );
+        assert_eq!(
+            error.metadata["fields"],
+            "vehicle_id,If-Match,Idempotency-Key"
+        );
+        assert!(!error.message.contains("allocation."), "{}", error.message);
     }
 
     #[test]

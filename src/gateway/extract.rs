@@ -7,9 +7,9 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
-use tonic::Code;
 
 use super::error::ApiError;
+use crate::reasons;
 
 /// A JSON request body.
 pub struct ApiJson<T>(pub T);
@@ -34,9 +34,7 @@ where
             });
         if !is_json {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                Code::InvalidArgument,
-                "UNSUPPORTED_MEDIA_TYPE",
+                reasons::UNSUPPORTED_MEDIA_TYPE,
                 "the request body must be JSON, sent with Content-Type: application/json",
             ));
         }
@@ -45,16 +43,14 @@ where
             .map_err(body_rejection)?;
         let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
             return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                Code::InvalidArgument,
-                "MISSING_BODY",
+                reasons::MISSING_BODY,
                 "the request needs a JSON object as its body",
             ));
         };
         // serde would read a struct from an array too; the API takes objects.
         if *first != b'{' && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
             return Err(ApiError::invalid_field(
-                "INVALID_FIELD",
+                reasons::INVALID_FIELD,
                 "body",
                 "body: the request body must be a JSON object",
             ));
@@ -76,9 +72,7 @@ where
 
 fn malformed_json(error: &serde_json::Error) -> ApiError {
     ApiError::new(
-        StatusCode::BAD_REQUEST,
-        Code::InvalidArgument,
-        "MALFORMED_JSON",
+        reasons::MALFORMED_JSON,
         format!("the request body is not valid JSON: {error}"),
     )
 }
@@ -86,9 +80,7 @@ fn malformed_json(error: &serde_json::Error) -> ApiError {
 fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Code::ResourceExhausted,
-            "BODY_TOO_LARGE",
+            reasons::BODY_TOO_LARGE,
             format!(
                 "the request body is larger than {} KiB",
                 super::BODY_LIMIT_BYTES / 1024
@@ -96,9 +88,7 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
         )
     } else {
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            Code::InvalidArgument,
-            "UNREADABLE_BODY",
+            reasons::UNREADABLE_BODY,
             "the request body could not be read",
         )
     }
@@ -130,9 +120,9 @@ where
 /// A type or shape error at `path` ("." when the whole value is wrong).
 fn field_error(path: &str, message: &str, whole: &str) -> ApiError {
     let (reason, field) = match unknown_field(message) {
-        Some(name) => ("UNKNOWN_FIELD", name),
-        None if path == "." || path.is_empty() => ("INVALID_FIELD", whole.to_owned()),
-        None => ("INVALID_FIELD", path.to_owned()),
+        Some(name) => (reasons::UNKNOWN_FIELD, name),
+        None if path == "." || path.is_empty() => (reasons::INVALID_FIELD, whole.to_owned()),
+        None => (reasons::INVALID_FIELD, path.to_owned()),
     };
     ApiError::invalid_field(reason, &field, format!("{field}: {message}"))
 }
@@ -158,7 +148,7 @@ where
             .await
             .map(|axum::extract::Path(value)| Self(value))
             .map_err(|rejection| {
-                ApiError::invalid_field("INVALID_FIELD", "path", rejection.body_text())
+                ApiError::invalid_field(reasons::INVALID_FIELD, "path", rejection.body_text())
             })
     }
 }

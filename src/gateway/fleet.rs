@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Extension, State};
 
 use super::Upstream;
-use super::error::{ApiError, ErrorResponse};
+use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::json::{
     AvailableQuery, EmployeeJson, EmployeePageJson, EmployeesQuery, PageQuery, VehicleJson,
@@ -22,7 +22,6 @@ use crate::proto::v1::{
     params(EmployeesQuery),
     responses(
         (status = 200, description = "One page of employees.", body = EmployeePageJson),
-        (status = 400, description = "Bad page size or page token.", body = ErrorResponse),
     )
 )]
 pub async fn list_employees(
@@ -54,8 +53,6 @@ pub async fn list_employees(
     params(("id" = String, Path, description = "The employee's id, e.g. emp-00042.")),
     responses(
         (status = 200, description = "The employee.", body = EmployeeJson),
-        (status = 400, description = "Bad input.", body = ErrorResponse),
-        (status = 404, description = "No such employee.", body = ErrorResponse),
     )
 )]
 pub async fn get_employee(
@@ -78,7 +75,6 @@ pub async fn get_employee(
     params(PageQuery),
     responses(
         (status = 200, description = "One page of vehicles.", body = VehiclePageJson),
-        (status = 400, description = "Bad page size or page token.", body = ErrorResponse),
     )
 )]
 pub async fn list_vehicles(
@@ -109,8 +105,6 @@ pub async fn list_vehicles(
     params(("id" = String, Path, description = "The vehicle's id, e.g. veh-0007.")),
     responses(
         (status = 200, description = "The vehicle.", body = VehicleJson),
-        (status = 400, description = "Bad input.", body = ErrorResponse),
-        (status = 404, description = "No such vehicle.", body = ErrorResponse),
     )
 )]
 pub async fn get_vehicle(
@@ -133,7 +127,6 @@ pub async fn get_vehicle(
     params(AvailableQuery),
     responses(
         (status = 200, description = "One page of free vehicles.", body = VehiclePageJson),
-        (status = 400, description = "A missing, malformed or unbookable date; a bad page size or token.", body = ErrorResponse),
     )
 )]
 pub async fn list_available_vehicles(

@@ -17,7 +17,7 @@ use crate::proto::v1;
     "employee_id": "emp-00042",
     "vehicle_id": "veh-0007",
     "driver_id": "drv-0007",
-    "allocation_date": "2026-12-03",
+    "allocation_date": "2099-01-01",
     "purpose": "Client visit",
     "create_time": "2026-11-26T09:30:00.123Z",
     "update_time": "2026-11-26T09:30:00.123Z",
@@ -70,7 +70,7 @@ impl From<v1::Allocation> for AllocationJson {
 #[schema(example = json!({
     "employee_id": "emp-00042",
     "vehicle_id": "veh-0007",
-    "allocation_date": "2026-12-03",
+    "allocation_date": "2099-01-01",
     "purpose": "Client visit"
 }))]
 pub struct NewAllocationJson {
@@ -104,7 +104,7 @@ impl From<NewAllocationJson> for v1::Allocation {
 /// Changes to a booking: the fields present are changed, the others kept.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"allocation_date": "2026-12-04", "purpose": "Board meeting"}))]
+#[schema(example = json!({"allocation_date": "2099-01-01", "purpose": "Board meeting"}))]
 pub struct AllocationChangesJson {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]

@@ -7,13 +7,13 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tonic::Code;
 use tracing::Instrument as _;
 
 use super::error::ApiError;
 use crate::auth::{API_KEY_HEADER, PeerCertificate};
 use crate::grpc::edge::RELAYED_HEADER;
 use crate::grpc::{REQUEST_ID_HEADER, is_usable_request_id, new_request_id};
+use crate::reasons;
 
 /// What the gateway passes on to the gRPC call: the request's id and the
 /// caller's credentials, which the gRPC edge checks. The gateway decides
@@ -102,9 +102,7 @@ pub async fn time_limit(State(limit): State<Duration>, request: Request, next: N
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            Code::DeadlineExceeded,
-            "TIMEOUT",
+            reasons::TIMEOUT,
             format!("the request took longer than {limit:?}"),
         )
         .into_response(),
@@ -125,19 +123,19 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     if !is_error || is_json {
         return response;
     }
-    let (code, reason) = match status {
-        StatusCode::NOT_FOUND => (Code::NotFound, "NO_SUCH_PATH"),
-        StatusCode::METHOD_NOT_ALLOWED => (Code::Unimplemented, "METHOD_NOT_ALLOWED"),
-        StatusCode::PAYLOAD_TOO_LARGE => (Code::ResourceExhausted, "BODY_TOO_LARGE"),
-        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => {
-            (Code::DeadlineExceeded, "TIMEOUT")
-        }
-        s if s.is_client_error() => (Code::InvalidArgument, "BAD_REQUEST"),
-        _ => (Code::Internal, "INTERNAL"),
+    let reason = match status {
+        StatusCode::NOT_FOUND => reasons::NO_SUCH_PATH,
+        StatusCode::METHOD_NOT_ALLOWED => reasons::METHOD_NOT_ALLOWED,
+        StatusCode::PAYLOAD_TOO_LARGE => reasons::BODY_TOO_LARGE,
+        StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => reasons::TIMEOUT,
+        s if s.is_client_error() => reasons::BAD_REQUEST,
+        _ => reasons::INTERNAL,
     };
     let message = status.canonical_reason().unwrap_or("error").to_owned();
     let (mut parts, _) = response.into_parts();
-    let mut replaced = ApiError::new(status, code, reason, message).into_response();
+    let mut replaced = ApiError::new(reason, message)
+        .with_status(status)
+        .into_response();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.remove(header::CONTENT_TYPE);
     replaced.headers_mut().extend(parts.headers);

@@ -28,7 +28,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use docs::OPENAPI_PATH;
+pub use docs::{OPENAPI_PATH, REDOC_EMBEDDED, Today, operation_reasons};
 pub use upstream::{Upstream, UpstreamSetupError, UpstreamTls};
 
 use crate::grpc::REQUEST_ID_HEADER;
@@ -81,11 +81,11 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// The whole HTTP application onto `upstream`.
-pub fn router(upstream: Upstream, config: &GatewayConfig) -> Router {
+pub fn router(upstream: Upstream, config: &GatewayConfig, today: Today) -> Router {
     let (api, openapi) = api_routes().split_for_parts();
     Router::new()
         .merge(api.with_state(upstream))
-        .merge(docs::routes(docs::finish(openapi)))
+        .merge(docs::routes(docs::finish(openapi), today))
         .fallback(error::no_such_path)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))

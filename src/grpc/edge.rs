@@ -26,6 +26,7 @@ use crate::auth::rate::RateLimiter;
 use crate::auth::{AuthError, Authenticator, PeerCertificate};
 use crate::clock::Clock;
 use crate::domain::context::RequestContext;
+use crate::reasons;
 
 /// The header that carries a request's id across services.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -160,7 +161,7 @@ where
                     return Ok(rate_limited(wait));
                 }
                 request.extensions_mut().insert(RequestContext {
-                    principal: Arc::new(principal),
+                    principal,
                     request_id,
                     deadline,
                 });
@@ -226,14 +227,8 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 
 /// UNAUTHENTICATED with the reason; never the credential.
 fn refusal<RB: Default>(error: &AuthError) -> Response<RB> {
-    let details = ErrorDetails::with_error_info(
-        error.reason(),
-        ERROR_DOMAIN,
-        std::collections::HashMap::new(),
-    );
     let mut response =
-        tonic::Status::with_error_details(Code::Unauthenticated, error.to_string(), details)
-            .into_http::<RB>();
+        super::status::with_reason(error.reason(), &error.to_string()).into_http::<RB>();
     response.headers_mut().insert(
         http::header::WWW_AUTHENTICATE,
         http::HeaderValue::from_static("Bearer"),
@@ -244,7 +239,7 @@ fn refusal<RB: Default>(error: &AuthError) -> Response<RB> {
 /// RESOURCE_EXHAUSTED with a `RetryInfo` saying when to come back.
 fn rate_limited<RB: Default>(wait: Duration) -> Response<RB> {
     let mut details = ErrorDetails::with_error_info(
-        "RATE_LIMITED",
+        reasons::RATE_LIMITED.name,
         ERROR_DOMAIN,
         std::collections::HashMap::from([(
             "retry_after_seconds".to_owned(),
@@ -253,7 +248,7 @@ fn rate_limited<RB: Default>(wait: Duration) -> Response<RB> {
     );
     details.set_retry_info(Some(wait));
     tonic::Status::with_error_details(
-        Code::ResourceExhausted,
+        reasons::RATE_LIMITED.code,
         "too many requests from this caller; retry after the delay in RetryInfo",
         details,
     )

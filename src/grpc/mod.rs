@@ -51,11 +51,8 @@ pub fn context<T>(request: &tonic::Request<T>) -> Result<RequestContext, tonic::
         .get::<RequestContext>()
         .cloned()
         .ok_or_else(|| {
-            status::with_reason(
-                tonic::Code::Unauthenticated,
-                &crate::auth::AuthError::CredentialsMissing.to_string(),
-                crate::auth::AuthError::CredentialsMissing.reason(),
-            )
+            let missing = crate::auth::AuthError::CredentialsMissing;
+            status::with_reason(missing.reason(), &missing.to_string())
         })
 }
 

@@ -13,25 +13,15 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::domain::DomainError;
 use crate::domain::access::Denied;
+use crate::reasons::{self, Reason};
 use crate::storage::StoreError;
 
 /// `ErrorInfo.domain` of every error this service returns.
 pub const ERROR_DOMAIN: &str = "vehicle-allocation";
 
-/// The gRPC code for a rule violation.
+/// The gRPC code for a rule violation: its reason's, in the catalogue.
 pub fn code_of(error: &DomainError) -> Code {
-    match error {
-        DomainError::Invalid(_) => Code::InvalidArgument,
-        DomainError::NotFound { .. } | DomainError::IdempotentAllocationDeleted { .. } => {
-            Code::NotFound
-        }
-        DomainError::VehicleAlreadyBooked { .. } | DomainError::EmployeeAlreadyBooked { .. } => {
-            Code::AlreadyExists
-        }
-        DomainError::AllocationIsHistory { .. } => Code::FailedPrecondition,
-        DomainError::EtagMismatch { .. } => Code::Aborted,
-        DomainError::PermissionDenied(_) => Code::PermissionDenied,
-    }
+    reasons::find(error.reason()).map_or(Code::Internal, |reason| reason.code)
 }
 
 impl From<DomainError> for Status {
@@ -133,25 +123,24 @@ impl From<StoreError> for Status {
             StoreError::Unavailable { .. } => {
                 tracing::error!(error = %error_chain(&error), "storage unavailable");
                 with_reason(
-                    Code::Unavailable,
+                    reasons::STORE_UNAVAILABLE,
                     "the service cannot reach its store right now; retry later",
-                    "STORE_UNAVAILABLE",
                 )
             }
             StoreError::Internal { .. } => {
                 tracing::error!(error = %error_chain(&error), "storage failure");
-                with_reason(Code::Internal, "internal error", "INTERNAL")
+                with_reason(reasons::INTERNAL, "internal error")
             }
         }
     }
 }
 
-/// A status with only an `ErrorInfo`.
-pub fn with_reason(code: Code, message: &str, reason: &str) -> Status {
+/// A status with only an `ErrorInfo`, its code the reason's.
+pub fn with_reason(reason: Reason, message: &str) -> Status {
     Status::with_error_details(
-        code,
+        reason.code,
         message,
-        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, HashMap::new()),
+        ErrorDetails::with_error_info(reason.name, ERROR_DOMAIN, HashMap::new()),
     )
 }
 
@@ -224,6 +213,96 @@ mod tests {
         let status = Status::from(StoreError::unavailable("x", std::io::Error::other("busy")));
         assert_eq!(status.code(), Code::Unavailable);
         assert!(!status.message().contains("busy"));
+    }
+
+    /// Every reason the domain gives is in the catalogue, so no rule is
+    /// answered with the fallback code.
+    #[test]
+    fn every_domain_reason_is_in_the_catalogue() {
+        use crate::domain::access::{Denied, Role};
+        use crate::domain::{Resource, ViolationReason};
+        let date = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let violations = [
+            ViolationReason::Required,
+            ViolationReason::InvalidDate,
+            ViolationReason::DateInPast,
+            ViolationReason::DateTooFarAhead,
+            ViolationReason::InvalidDateRange,
+            ViolationReason::TooLong,
+            ViolationReason::InvalidPageSize,
+            ViolationReason::InvalidPageToken,
+            ViolationReason::PageTokenMismatch,
+            ViolationReason::UnknownFieldPath,
+            ViolationReason::NothingToUpdate,
+            ViolationReason::InvalidEtag,
+            ViolationReason::RequestIdReused,
+        ];
+        let mut errors: Vec<(DomainError, Code)> = violations
+            .into_iter()
+            .map(|reason| {
+                (
+                    DomainError::invalid(Violation::new("f", reason, "d")),
+                    Code::InvalidArgument,
+                )
+            })
+            .collect();
+        for resource in [Resource::Allocation, Resource::Employee, Resource::Vehicle] {
+            errors.push((DomainError::not_found(resource, "x"), Code::NotFound));
+        }
+        errors.extend([
+            (
+                DomainError::IdempotentAllocationDeleted {
+                    request_id: "r".into(),
+                    allocation_id: "a".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                DomainError::VehicleAlreadyBooked {
+                    vehicle_id: "v".into(),
+                    date,
+                    allocation_id: "a".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                DomainError::EmployeeAlreadyBooked {
+                    employee_id: "e".into(),
+                    date,
+                    allocation_id: "a".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                DomainError::AllocationIsHistory {
+                    id: "a".into(),
+                    date,
+                    today: date,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                DomainError::EtagMismatch {
+                    id: "a".into(),
+                    expected: "1".into(),
+                    current: "2".into(),
+                },
+                Code::Aborted,
+            ),
+            (
+                DomainError::PermissionDenied(Denied::NotOwner),
+                Code::PermissionDenied,
+            ),
+            (
+                DomainError::PermissionDenied(Denied::RoleRequired(&[Role::FleetAdmin])),
+                Code::PermissionDenied,
+            ),
+        ]);
+        for (error, code) in errors {
+            let reason = reasons::find(error.reason()).unwrap_or_else(|| panic!("{error:?}"));
+            assert_eq!(reason.code, code, "{error:?}");
+            assert_eq!(Status::from(error).code(), code);
+        }
     }
 
     #[test]

@@ -568,7 +568,7 @@ fn the_token_command_prints_a_token_the_service_accepts_and_refuses_without_a_se
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    let (employee, roles) = runtime.block_on(async {
+    let principal = runtime.block_on(async {
         let verifier = vehicle_allocation::auth::jwt::JwtVerifier::open(config)
             .await
             .unwrap();
@@ -582,9 +582,9 @@ fn the_token_command_prints_a_token_the_service_accepts_and_refuses_without_a_se
             .await
             .unwrap()
     });
-    assert_eq!(employee, "emp-00042");
+    assert_eq!(principal.id, "emp-00042");
     assert_eq!(
-        roles.into_iter().collect::<Vec<_>>(),
+        principal.roles.iter().copied().collect::<Vec<_>>(),
         [vehicle_allocation::domain::access::Role::Employee]
     );
 

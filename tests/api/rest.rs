@@ -137,7 +137,14 @@ async fn rule_violations_come_back_with_the_mapped_status_and_details() {
 
     let (status, _, body) = post_booking(&app, 0, 1, -3).await;
     let error = assert_error(status, &body, 400, "INVALID_ARGUMENT", "DATE_IN_PAST");
-    assert_eq!(fields(&error), ["allocation.allocation_date"]);
+    // Named as the REST body names it, in the list, the message and the
+    // metadata, which carries what gRPC's ErrorInfo carries.
+    assert_eq!(fields(&error), ["allocation_date"]);
+    assert_eq!(error["metadata"]["fields"], "allocation_date");
+    assert!(
+        !error["message"].as_str().unwrap().contains("allocation."),
+        "{body}"
+    );
 
     let response = app
         .http
@@ -160,11 +167,31 @@ async fn rule_violations_come_back_with_the_mapped_status_and_details() {
     let error = assert_error(status, &body, 400, "INVALID_ARGUMENT", "FIELD_REQUIRED");
     assert_eq!(
         fields(&error),
-        [
-            "allocation.employee_id",
-            "allocation.vehicle_id",
-            "allocation.allocation_date"
-        ]
+        ["employee_id", "vehicle_id", "allocation_date"]
+    );
+    assert_eq!(
+        error["metadata"]["fields"],
+        "employee_id,vehicle_id,allocation_date"
+    );
+
+    // A header the caller sent is named as the header.
+    let response = app
+        .http
+        .post(app.url("/api/allocations"))
+        .header("Idempotency-Key", "x".repeat(200))
+        .json(&json!({"employee_id": app.employee(3), "vehicle_id": app.vehicle(3), "allocation_date": app.day(1)}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = json_of(response).await;
+    let error = assert_error(status, &body, 400, "INVALID_ARGUMENT", "FIELD_TOO_LONG");
+    assert_eq!(fields(&error), ["Idempotency-Key"]);
+    assert!(
+        error["field_violations"][0]["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Idempotency-Key"),
+        "{body}"
     );
 }
 
