@@ -31,7 +31,7 @@ const JWKS_MAX_BYTES: usize = 1024 * 1024;
 const VERIFIED_TTL: Duration = Duration::from_secs(60);
 
 /// How many verified tokens are remembered at most.
-const VERIFIED_CAPACITY: u64 = 10_000;
+const VERIFIED_CAPACITY: usize = 10_000;
 
 /// What a verified token says: built once, shared by every request that
 /// presents the token.
@@ -39,6 +39,8 @@ const VERIFIED_CAPACITY: u64 = 10_000;
 struct Verified {
     principal: Arc<Principal>,
     exp: i64,
+    /// When the signature was checked.
+    checked: Instant,
 }
 
 /// Where the verification keys come from.
@@ -123,8 +125,9 @@ pub struct JwtVerifier {
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
     http: Option<reqwest::Client>,
     /// Tokens whose signature and claims were checked lately, by the
-    /// token's text; emptied whenever the keys change.
-    verified: moka::future::Cache<String, Arc<Verified>>,
+    /// token's text; emptied whenever the keys change. A plain map under a
+    /// read lock: a hit is a hash lookup, with nothing to record.
+    verified: RwLock<HashMap<String, Arc<Verified>>>,
     /// Bumped whenever the keys change, so that a verification that read
     /// the old keys does not land in the cache after it was emptied.
     generation: std::sync::atomic::AtomicU64,
@@ -142,10 +145,7 @@ impl JwtVerifier {
             keys: RwLock::new(Arc::default()),
             last_refetch: tokio::sync::Mutex::new(None),
             http: None,
-            verified: moka::future::Cache::builder()
-                .max_capacity(VERIFIED_CAPACITY)
-                .time_to_live(VERIFIED_TTL)
-                .build(),
+            verified: RwLock::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
             document: std::sync::Mutex::new(String::new()),
             config,
@@ -235,7 +235,10 @@ impl JwtVerifier {
         *self.document.lock().unwrap_or_else(|e| e.into_inner()) = document;
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.verified.invalidate_all();
+        self.verified
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Whether keys come from a URL that [`Self::refresh_every`] keeps fresh.
@@ -274,7 +277,14 @@ impl JwtVerifier {
         token: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Arc<Principal>, TokenError> {
-        if let Some(known) = self.verified.get(token).await {
+        let known = self
+            .verified
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(token)
+            .filter(|known| known.checked.elapsed() < VERIFIED_TTL)
+            .cloned();
+        if let Some(known) = known {
             if now.timestamp() > known.exp.saturating_add(LEEWAY_SECONDS as i64) {
                 return Err(TokenError::Expired);
             }
@@ -286,9 +296,15 @@ impl JwtVerifier {
         // Not remembered if the keys changed meanwhile: it was checked with
         // keys that may be gone.
         if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
-            self.verified
-                .insert(token.to_owned(), Arc::new(verified))
-                .await;
+            let mut verified_map = self.verified.write().unwrap_or_else(|e| e.into_inner());
+            if verified_map.len() >= VERIFIED_CAPACITY {
+                // Full: keep the fresh, and if all are fresh start over.
+                verified_map.retain(|_, known| known.checked.elapsed() < VERIFIED_TTL);
+                if verified_map.len() >= VERIFIED_CAPACITY {
+                    verified_map.clear();
+                }
+            }
+            verified_map.insert(token.to_owned(), Arc::new(verified));
         }
         Ok(answer)
     }
@@ -418,6 +434,7 @@ impl JwtVerifier {
         Ok(Verified {
             principal: Arc::new(Principal::new(employee, PrincipalKind::Token, roles)),
             exp,
+            checked: Instant::now(),
         })
     }
 }

@@ -149,9 +149,11 @@ where
                 }
             };
             if let Some(principal) = principal {
-                let span = tracing::Span::current();
-                span.record("principal", tracing::field::display(&principal.id));
-                span.record("roles", tracing::field::display(principal.roles_text()));
+                if logging {
+                    let span = tracing::Span::current();
+                    span.record("principal", tracing::field::display(&principal.id));
+                    span.record("roles", tracing::field::display(principal.roles_text()));
+                }
                 // Keyed by kind too: a token's `sub` must not drain the
                 // bucket of an API key with the same name.
                 if let Some(limiter) = &layer.limiter
