@@ -14,6 +14,7 @@ mod driver;
 mod echo;
 mod report;
 mod server;
+mod tokens;
 mod workload;
 
 use std::io::{BufRead, BufReader};
@@ -61,6 +62,10 @@ struct Args {
     /// Redis for the shared-cache runs; skipped when it does not answer.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
+    /// Run this build of the service instead of the one cargo built with
+    /// the benchmark (to compare two builds side by side).
+    #[arg(long)]
+    binary: Option<PathBuf>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -82,6 +87,8 @@ fn main() {
         echo::serve(addr);
         return;
     }
+    // reqwest's TLS, unused here but built, needs the process's provider.
+    vehicle_allocation::tls::install_default_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -115,7 +122,10 @@ fn start_echo() -> (std::process::Child, SocketAddr) {
 }
 
 async fn run(args: &Args) -> Report {
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_vehicle-allocation"));
+    let binary = args
+        .binary
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_vehicle-allocation")));
     let size = Size {
         employees: args.employees,
         vehicles: args.vehicles,
@@ -156,9 +166,18 @@ async fn run(args: &Args) -> Report {
 
     let redis = redis_answers(&args.redis_url).then(|| args.redis_url.clone());
     let prefix = format!("va-bench:{}", std::process::id());
+    let jwks = tokens::EsKey::new(&args.data_root);
     let servers: Vec<(&str, Vec<(&str, String)>)> = {
         let mut servers = vec![
             ("in-process cache", vec![]),
+            (
+                "in-process cache, HS256 token",
+                vec![("AUTH_JWT_HS256_SECRET", tokens::HS256_SECRET.into())],
+            ),
+            (
+                "in-process cache, ES256 token",
+                vec![("AUTH_JWT_JWKS_FILE", jwks.jwks_file.display().to_string())],
+            ),
             ("no cache", vec![("CACHE_TTL", "0".into())]),
         ];
         match &redis {
@@ -177,7 +196,14 @@ async fn run(args: &Args) -> Report {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let server = ServerProcess::start(&binary, &scratch, &env);
         report.server(cache, server.startup);
-        let setup = workload::Setup::new(&server, args.connections, size).await;
+        let token = if cache.contains("HS256") {
+            Some(tokens::hs256())
+        } else if cache.contains("ES256") {
+            Some(jwks.token())
+        } else {
+            None
+        };
+        let setup = workload::Setup::new(&server, args.connections, size, token).await;
         for scenario in workload::scenarios(cache) {
             let name = format!("{} [{cache}]", scenario.name);
             if !wanted(&name) {

@@ -93,6 +93,12 @@ pub fn scenarios(cache: &str) -> Vec<Scenario> {
             rest("ListAvailableVehicles", Call::Available),
             rest("CreateAllocation", Call::Create),
         ],
+        // The same cached read as "in-process cache", with a bearer token
+        // verified on every call.
+        c if c.contains("token") => vec![
+            grpc("GetAllocation", Call::Get),
+            rest("GetAllocation", Call::Get),
+        ],
         "redis cache" => vec![
             grpc("GetAllocation", Call::Get),
             grpc("history by employee, first page", history(Employee, false)),
@@ -170,18 +176,32 @@ struct Inputs {
 
 /// Clients of one running service, and the inputs for its calls.
 pub struct Setup {
+    /// The `authorization` header every call sends, if the server wants one.
+    authorization: Option<String>,
     channels: Vec<Channel>,
     http: reqwest::Client,
     base: String,
     inputs: Arc<Inputs>,
 }
 
+/// `message` with the `authorization` header, if any.
+fn authorized<T>(authorization: Option<&str>, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(value) = authorization {
+        request
+            .metadata_mut()
+            .insert("authorization", value.parse().expect("ASCII"));
+    }
+    request
+}
+
 async fn page(
     client: &mut AllocationServiceClient<Channel>,
+    authorization: Option<&str>,
     request: ListAllocationHistoryRequest,
 ) -> v1::ListAllocationHistoryResponse {
     client
-        .list_allocation_history(request)
+        .list_allocation_history(authorized(authorization, request))
         .await
         .expect("list history")
         .into_inner()
@@ -190,6 +210,7 @@ async fn page(
 /// The token of page `DEEP_PAGE` for `filter`.
 async fn deep_token(
     client: &mut AllocationServiceClient<Channel>,
+    authorization: Option<&str>,
     filter: ListAllocationHistoryRequest,
 ) -> String {
     let mut token = String::new();
@@ -199,7 +220,7 @@ async fn deep_token(
             page_size: 50,
             ..filter.clone()
         };
-        token = page(client, request).await.next_page_token;
+        token = page(client, authorization, request).await.next_page_token;
         assert!(
             !token.is_empty(),
             "the data set is too small for deep pages"
@@ -209,7 +230,16 @@ async fn deep_token(
 }
 
 impl Setup {
-    pub async fn new(server: &ServerProcess, connections: usize, size: Size) -> Self {
+    /// `token`: a bearer token (with a role that reads everything) for a
+    /// server that authenticates.
+    pub async fn new(
+        server: &ServerProcess,
+        connections: usize,
+        size: Size,
+        token: Option<String>,
+    ) -> Self {
+        let authorization = token.map(|token| format!("Bearer {token}"));
+        let auth = authorization.as_deref();
         let channels = connect(server.grpc, connections).await;
         let mut client = AllocationServiceClient::new(channels[0].clone());
         let today = Utc::now().date_naive();
@@ -218,6 +248,7 @@ impl Setup {
         while ids.len() < 2000 {
             let response = page(
                 &mut client,
+                auth,
                 ListAllocationHistoryRequest {
                     page_size: 500,
                     page_token: token,
@@ -241,13 +272,13 @@ impl Setup {
                 employee_id: employee.clone(),
                 ..Default::default()
             };
-            deep_employee.push((employee, deep_token(&mut client, filter).await));
+            deep_employee.push((employee, deep_token(&mut client, auth, filter).await));
             let vehicle = vehicles[i * vehicles.len() / 20].clone();
             let filter = ListAllocationHistoryRequest {
                 vehicle_id: vehicle.clone(),
                 ..Default::default()
             };
-            deep_vehicle.push((vehicle, deep_token(&mut client, filter).await));
+            deep_vehicle.push((vehicle, deep_token(&mut client, auth, filter).await));
         }
         let day = |back: u64| (today - Days::new(back)).to_string();
         let ranges: Vec<(String, String)> = (0..10)
@@ -260,10 +291,11 @@ impl Setup {
                 end_date: end.clone(),
                 ..Default::default()
             };
-            let token = deep_token(&mut client, filter).await;
+            let token = deep_token(&mut client, auth, filter).await;
             deep_ranges.push((start.clone(), end.clone(), token));
         }
         Self {
+            authorization,
             channels,
             http: reqwest::Client::new(),
             base: format!("http://{}", server.http),
@@ -286,10 +318,14 @@ impl Setup {
     pub async fn run(&self, scenario: &Scenario, load: Load) -> Outcome {
         let inputs = Arc::clone(&self.inputs);
         let call = scenario.call;
+        let authorization = self.authorization.clone();
         if scenario.transport == "rest" {
             let (http, base) = (self.http.clone(), self.base.clone());
             return driver::drive(load, move |worker, sequence| {
-                let request = rest_request(&http, &base, &inputs, call, worker, sequence);
+                let mut request = rest_request(&http, &base, &inputs, call, worker, sequence);
+                if let Some(value) = &authorization {
+                    request = request.header("authorization", value);
+                }
                 async move {
                     match request.send().await {
                         Ok(response) => {
@@ -307,7 +343,11 @@ impl Setup {
         driver::drive(load, move |worker, sequence| {
             let channel = channels[worker % channels.len()].clone();
             let inputs = Arc::clone(&inputs);
-            async move { grpc_call(channel, &inputs, call, worker, sequence).await }
+            let authorization = authorization.clone();
+            async move {
+                let auth = authorization.as_deref();
+                grpc_call(channel, auth, &inputs, call, worker, sequence).await
+            }
         })
         .await
     }
@@ -380,6 +420,7 @@ fn available_date(inputs: &Inputs, worker: usize, sequence: u64) -> String {
 
 async fn grpc_call(
     channel: Channel,
+    auth: Option<&str>,
     inputs: &Inputs,
     call: Call,
     worker: usize,
@@ -389,39 +430,45 @@ async fn grpc_call(
         Call::Get => {
             let id = inputs.ids[pick(worker, sequence, inputs.ids.len())].clone();
             AllocationServiceClient::new(channel)
-                .get_allocation(GetAllocationRequest { id })
+                .get_allocation(authorized(auth, GetAllocationRequest { id }))
                 .await
                 .is_ok()
         }
         Call::History { filter, deep } => {
             let request = history_request(inputs, filter, deep, worker, sequence);
             AllocationServiceClient::new(channel)
-                .list_allocation_history(request)
+                .list_allocation_history(authorized(auth, request))
                 .await
                 .is_ok()
         }
         Call::Create => {
             let (employee_id, vehicle_id, allocation_date) = slot(inputs);
             AllocationServiceClient::new(channel)
-                .create_allocation(CreateAllocationRequest {
-                    allocation: Some(v1::Allocation {
-                        employee_id,
-                        vehicle_id,
-                        allocation_date,
-                        purpose: "Benchmark".into(),
-                        ..Default::default()
-                    }),
-                    request_id: String::new(),
-                })
+                .create_allocation(authorized(
+                    auth,
+                    CreateAllocationRequest {
+                        allocation: Some(v1::Allocation {
+                            employee_id,
+                            vehicle_id,
+                            allocation_date,
+                            purpose: "Benchmark".into(),
+                            ..Default::default()
+                        }),
+                        request_id: String::new(),
+                    },
+                ))
                 .await
                 .is_ok()
         }
         Call::Available => FleetServiceClient::new(channel)
-            .list_available_vehicles(ListAvailableVehiclesRequest {
-                date: available_date(inputs, worker, sequence),
-                page_size: 50,
-                page_token: String::new(),
-            })
+            .list_available_vehicles(authorized(
+                auth,
+                ListAvailableVehiclesRequest {
+                    date: available_date(inputs, worker, sequence),
+                    page_size: 50,
+                    page_token: String::new(),
+                },
+            ))
             .await
             .is_ok(),
     }
