@@ -57,6 +57,28 @@ fn https_client(pki: &TestPki, client: Option<&Issued>) -> reqwest::Client {
     builder.build().unwrap()
 }
 
+/// An app that requires client certificates from `pki` (on REST too when
+/// `on_http`), whose key file holds `keys` (TOML), and whose own clients
+/// present `client`.
+async fn mtls_app(pki: &TestPki, keys: &str, client: &Issued, on_http: bool) -> TestApp {
+    let server = pki.server("server");
+    let path = pki.dir.path().join("keys.toml");
+    std::fs::write(&path, keys).unwrap();
+    spawn_app_with(AppOptions {
+        auth: AuthSettings {
+            api_keys_file: Some(path),
+            ..AuthSettings::default()
+        },
+        tls: Some(tls_settings(&server, Some(pki), on_http)),
+        client_tls: Some((
+            pki.ca_pem.clone(),
+            Some((client.cert_pem.clone(), client.key_pem.clone())),
+        )),
+        ..AppOptions::default()
+    })
+    .await
+}
+
 #[tokio::test]
 async fn both_listeners_serve_tls_to_clients_that_trust_the_ca_and_refuse_plaintext() {
     let pki = TestPki::new();
@@ -105,28 +127,10 @@ async fn both_listeners_serve_tls_to_clients_that_trust_the_ca_and_refuse_plaint
 #[tokio::test]
 async fn mutual_tls_requires_a_client_certificate_and_its_name_is_the_caller() {
     let pki = TestPki::new();
-    let server = pki.server("server");
     let gate = pki.client("gate-1.clients.test");
     let stranger = pki.client("stranger.clients.test");
-    let keys = pki.dir.path().join("keys.toml");
-    std::fs::write(
-        &keys,
-        "[[client_cert]]\nname = \"gate-1.clients.test\"\nroles = [\"booking_agent\"]\n",
-    )
-    .unwrap();
-    let app = spawn_app_with(AppOptions {
-        auth: AuthSettings {
-            api_keys_file: Some(keys),
-            ..AuthSettings::default()
-        },
-        tls: Some(tls_settings(&server, Some(&pki), false)),
-        client_tls: Some((
-            pki.ca_pem.clone(),
-            Some((gate.cert_pem.clone(), gate.key_pem.clone())),
-        )),
-        ..AppOptions::default()
-    })
-    .await;
+    let keys = "[[client_cert]]\nname = \"gate-1.clients.test\"\nroles = [\"booking_agent\"]\n";
+    let app = mtls_app(&pki, keys, &gate, false).await;
     // The gate's certificate makes it a booking agent: it books for anyone.
     let booked = app
         .allocations
@@ -176,27 +180,9 @@ async fn mutual_tls_requires_a_client_certificate_and_its_name_is_the_caller() {
 #[tokio::test]
 async fn with_client_auth_on_rest_the_certificate_authenticates_rest_callers_too() {
     let pki = TestPki::new();
-    let server = pki.server("server");
     let auditor = pki.client("audit.clients.test");
-    let keys = pki.dir.path().join("keys.toml");
-    std::fs::write(
-        &keys,
-        "[[client_cert]]\nname = \"audit.clients.test\"\nroles = [\"auditor\"]\n",
-    )
-    .unwrap();
-    let app = spawn_app_with(AppOptions {
-        auth: AuthSettings {
-            api_keys_file: Some(keys),
-            ..AuthSettings::default()
-        },
-        tls: Some(tls_settings(&server, Some(&pki), true)),
-        client_tls: Some((
-            pki.ca_pem.clone(),
-            Some((auditor.cert_pem.clone(), auditor.key_pem.clone())),
-        )),
-        ..AppOptions::default()
-    })
-    .await;
+    let keys = "[[client_cert]]\nname = \"audit.clients.test\"\nroles = [\"auditor\"]\n";
+    let app = mtls_app(&pki, keys, &auditor, true).await;
     let response = app.http.get(app.url("/api/vehicles")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -229,30 +215,12 @@ async fn with_client_auth_on_rest_the_certificate_authenticates_rest_callers_too
 #[tokio::test]
 async fn gateway_only_mode_talks_tls_to_its_upstream_with_a_client_certificate() {
     let pki = TestPki::new();
-    let server = pki.server("server");
     let gateway_cert = pki.client("gateway.clients.test");
-    let keys = pki.dir.path().join("keys.toml");
-    std::fs::write(
-        &keys,
-        format!(
-            "[[client_cert]]\nname = \"gateway.clients.test\"\nroles = [\"fleet_admin\"]\n\n{}",
-            crate::identity::key_entry("audit-export", "audit-key", &["auditor"])
-        ),
-    )
-    .unwrap();
-    let backend = spawn_app_with(AppOptions {
-        auth: AuthSettings {
-            api_keys_file: Some(keys),
-            ..AuthSettings::default()
-        },
-        tls: Some(tls_settings(&server, Some(&pki), false)),
-        client_tls: Some((
-            pki.ca_pem.clone(),
-            Some((gateway_cert.cert_pem.clone(), gateway_cert.key_pem.clone())),
-        )),
-        ..AppOptions::default()
-    })
-    .await;
+    let keys = format!(
+        "[[client_cert]]\nname = \"gateway.clients.test\"\nroles = [\"fleet_admin\"]\n\n{}",
+        crate::identity::key_entry("audit-export", "audit-key", &["auditor"])
+    );
+    let backend = mtls_app(&pki, &keys, &gateway_cert, false).await;
     let dir = tempfile::tempdir().unwrap();
     let mut settings = crate::helpers::plain_settings(dir.path());
     settings.grpc_upstream = Some(format!(

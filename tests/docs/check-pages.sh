@@ -52,25 +52,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Two free ports, neither of them a default.
-read -r gp hp < <(python3 -c '
-import socket
-socks, ports = [], []
-while len(ports) < 2:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-    p = s.getsockname()[1]
-    if p not in (50051, 8080): ports.append(p)
-print(*ports)')
-
-(cd "$tmp/work" && exec "$VA_BIN" serve --demo --data-dir "$tmp/data" \
-  --grpc-addr "127.0.0.1:$gp" --http-addr "127.0.0.1:$hp") >"$tmp/server.log" 2>&1 &
-server=$!
-for _ in $(seq 300); do
-  curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { echo "check-pages.sh: the demo server died:" >&2; cat "$tmp/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null || { echo "check-pages.sh: the demo server never got ready" >&2; exit 1; }
+source tests/support/demo-server.sh
+read -r gp hp < <(free_ports 2)
+start_demo_server check-pages.sh "$tmp" "$gp" "$hp"
 
 echo "docs pages: screenshots in $shots"
 node tests/docs/check-pages.mjs "http://127.0.0.1:$hp" "$shots"

@@ -49,25 +49,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Four free ports, none of them the defaults the README names.
-read -r gp hp own_gp own_hp < <(python3 -c '
-import socket
-socks, ports = [], []
-while len(ports) < 4:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-    p = s.getsockname()[1]
-    if p not in (50051, 8080): ports.append(p)
-print(*ports)')
-
-(cd "$tmp/work" && exec "$VA_BIN" serve --demo --data-dir "$tmp/data" \
-  --grpc-addr "127.0.0.1:$gp" --http-addr "127.0.0.1:$hp") >"$tmp/server.log" 2>&1 &
-server=$!
-for _ in $(seq 300); do
-  curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { echo "check.sh: the demo server died:" >&2; cat "$tmp/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null || { echo "check.sh: the demo server never got ready" >&2; exit 1; }
+source tests/support/demo-server.sh
+# Four free ports: two for the demo server, two for a block's own server.
+read -r gp hp own_gp own_hp < <(free_ports 4)
+start_demo_server check.sh "$tmp" "$gp" "$hp"
 
 readme=${VA_README:-README.md}
 python3 tests/readme/extract.py "$readme" "$VA_BIN" "$gp" "$hp" "$own_gp" "$own_hp" "$tmp/own-data" "$tmp/pids" >"$tmp/units.sh"
