@@ -14,12 +14,15 @@ while len(ports) < int(sys.argv[1]):
 print(*ports)' "$1"
 }
 
-# start_demo_server WHO DIR GRPC_PORT HTTP_PORT: runs `$VA_BIN serve --demo`
-# in DIR/work on DIR/data, logging to DIR/server.log; sets $server to its
-# pid and returns once /readyz answers (exits naming WHO if it never does).
+# start_demo_server WHO DIR GRPC_PORT HTTP_PORT [NAME=VALUE...]: runs
+# `$VA_BIN serve --demo` in DIR/work on DIR/data, logging to DIR/server.log,
+# with the NAME=VALUE pairs added to its environment (e.g. authentication);
+# sets $server to its pid and returns once /readyz answers (exits naming WHO
+# if it never does).
 start_demo_server() {
   local who=$1 dir=$2 grpc_port=$3 http_port=$4
-  (cd "$dir/work" && exec "$VA_BIN" serve --demo --data-dir "$dir/data" \
+  shift 4
+  (cd "$dir/work" && exec env "$@" "$VA_BIN" serve --demo --data-dir "$dir/data" \
     --grpc-addr "127.0.0.1:$grpc_port" --http-addr "127.0.0.1:$http_port") >"$dir/server.log" 2>&1 &
   server=$!
   for _ in $(seq 300); do
