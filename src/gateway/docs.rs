@@ -158,7 +158,8 @@ pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
             &query,
         ]
         .concat(),
-        "listEmployees" | "listVehicles" => [&[ROLE_REQUIRED][..], &pages, &query].concat(),
+        "listEmployees" => [&[FIELD_TOO_LONG, ROLE_REQUIRED][..], &pages, &query].concat(),
+        "listVehicles" => [&[ROLE_REQUIRED][..], &pages, &query].concat(),
         "getEmployee" => vec![
             FIELD_TOO_LONG,
             INVALID_FIELD,

@@ -145,15 +145,24 @@ impl AllocationService for AllocationApi {
         let caller = context(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
+        // Filters become cache keys: ids are held to the length of an id.
+        let mut id = |field: &str, value: String| {
+            non_empty(value).and_then(|v| violations.check(validate_id(field, &v)).map(|()| v))
+        };
+        let (employee_id, vehicle_id, driver_id) = (
+            id("employee_id", request.employee_id),
+            id("vehicle_id", request.vehicle_id),
+            id("driver_id", request.driver_id),
+        );
         let mut date = |field: &str, value: String| {
             non_empty(value).and_then(|v| violations.check(parse_date(field, &v)))
         };
         let filter = HistoryFilter {
             start_date: date("start_date", request.start_date),
             end_date: date("end_date", request.end_date),
-            employee_id: non_empty(request.employee_id),
-            vehicle_id: non_empty(request.vehicle_id),
-            driver_id: non_empty(request.driver_id),
+            employee_id,
+            vehicle_id,
+            driver_id,
         };
         let size = violations.check(PageSize::from_request("page_size", request.page_size));
         let (filter, size) = violations.finish(|| (filter, size))?;

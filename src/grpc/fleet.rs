@@ -69,6 +69,9 @@ impl FleetService for FleetApi {
         allow(&context(&request)?, Action::ReadDirectory)?;
         let request = request.into_inner();
         let department = non_empty(request.department);
+        if let Some(department) = &department {
+            validate_id("department", department).map_err(DomainError::invalid)?;
+        }
         let filter = department.as_deref().unwrap_or("");
         let (tokens, page) = id_page(
             ListKind::Employees,

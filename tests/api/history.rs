@@ -141,6 +141,46 @@ async fn bad_filters_are_invalid_argument_naming_the_field() {
     .unwrap_err();
     let details = assert_status(&status, Code::InvalidArgument, "INVALID_DATE_RANGE");
     assert_eq!(violated_fields(&details), ["start_date"]);
+
+    // Id filters are held to the length of an id (they become cache keys):
+    // 128 characters pass, 129 do not.
+    list(
+        &app,
+        ListAllocationHistoryRequest {
+            employee_id: "e".repeat(128),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let long = "x".repeat(129);
+    let status = list(
+        &app,
+        ListAllocationHistoryRequest {
+            employee_id: long.clone(),
+            vehicle_id: long.clone(),
+            driver_id: long,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    let details = assert_status(&status, Code::InvalidArgument, "FIELD_TOO_LONG");
+    assert_eq!(
+        violated_fields(&details),
+        ["employee_id", "vehicle_id", "driver_id"]
+    );
+    let status = app
+        .fleet
+        .clone()
+        .list_employees(vehicle_allocation::proto::v1::ListEmployeesRequest {
+            department: "d".repeat(129),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let details = assert_status(&status, Code::InvalidArgument, "FIELD_TOO_LONG");
+    assert_eq!(violated_fields(&details), ["department"]);
 }
 
 #[tokio::test]

@@ -110,9 +110,17 @@ async fn a_request_id_reused_for_another_booking_is_refused() {
 async fn a_request_id_is_remembered_for_24_hours() {
     let app = spawn_app().await;
     let date = app.day(2);
-    create_keyed(&app, 0, 0, &date, "k-2").await.unwrap();
+    let first = create_keyed(&app, 0, 0, &date, "k-2").await.unwrap();
+    // Remembered just before 24 hours: the same request is the same booking,
+    // and another request under the key is refused.
     app.clock
-        .advance(Duration::hours(24) + Duration::seconds(1));
+        .advance(Duration::hours(24) - Duration::seconds(1));
+    let again = create_keyed(&app, 0, 0, &date, "k-2").await.unwrap();
+    assert_eq!(again.id, first.id);
+    let status = create_keyed(&app, 2, 2, &date, "k-2").await.unwrap_err();
+    assert_status(&status, Code::InvalidArgument, "REQUEST_ID_REUSED");
+    assert_eq!(total_bookings(&app).await, 1);
+    app.clock.advance(Duration::seconds(2));
     // Forgotten: the key can now name a different booking.
     create_keyed(&app, 2, 2, &date, "k-2").await.unwrap();
     assert_eq!(total_bookings(&app).await, 2);
