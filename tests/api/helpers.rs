@@ -355,6 +355,18 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
+    /// The OpenAPI document as the gateway serves it.
+    pub async fn openapi(&self) -> serde_json::Value {
+        let response = self
+            .http
+            .get(self.url("/openapi.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
     /// Writes bookings directly to the store (history included).
     pub async fn insert(&self, bookings: Vec<Allocation>) {
         self.store.insert_allocations(bookings).await.unwrap();

@@ -42,15 +42,7 @@ fn operations(document: &Value) -> BTreeSet<(String, String)> {
 #[tokio::test]
 async fn the_document_and_the_router_describe_the_same_operations() {
     let app = spawn_app().await;
-    let document: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = app.openapi().await;
     let documented = operations(&document);
     let expected: BTreeSet<_> = API
         .iter()
@@ -226,15 +218,7 @@ async fn swagger_ui_is_served_from_the_binary_and_redoc_renders_the_document() {
 async fn every_error_status_lists_its_reasons_from_the_catalogue_each_with_its_own_example() {
     use vehicle_allocation::reasons;
     let app = spawn_app().await;
-    let document: Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let document = app.openapi().await;
     let mut examples_seen = std::collections::HashSet::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         if !path.starts_with("/api/") {
@@ -287,22 +271,12 @@ async fn every_error_status_lists_its_reasons_from_the_catalogue_each_with_its_o
 #[tokio::test]
 async fn example_dates_are_a_week_ahead_of_the_day_the_document_is_served() {
     let app = spawn_app().await;
-    let fetch = || async {
-        app.http
-            .get(app.url("/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
-    let document = fetch().await;
+    let document = app.openapi().await;
     let example = &document["components"]["schemas"]["NewAllocationJson"]["example"];
     assert_eq!(example["allocation_date"], app.day(7));
     // Tomorrow's document books a day later.
     app.clock.advance(chrono::Duration::days(1));
-    let document = fetch().await;
+    let document = app.openapi().await;
     let example = &document["components"]["schemas"]["NewAllocationJson"]["example"];
     assert_eq!(example["allocation_date"], app.day(7));
     assert!(!document.to_string().contains("2099-01-01"));
