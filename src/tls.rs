@@ -201,6 +201,43 @@ pub fn install_default_provider() {
 /// How long a client may take to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The next connection on `listener`, with Nagle off. A failed accept (out
+/// of descriptors, say) is logged and retried after a pause, not a spin.
+async fn next_connection(listener: &tokio::net::TcpListener, what: &str) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                let _ = tcp.set_nodelay(true);
+                return tcp;
+            }
+            Err(error) => {
+                tracing::warn!(%error, listener = what, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// `tcp` after a TLS handshake completed within [`HANDSHAKE_TIMEOUT`];
+/// `None`, logged, when it failed or took too long.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    what: &str,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(error)) => {
+            tracing::debug!(%error, listener = what, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(listener = what, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 /// Accepts connections on `listener` and completes their TLS handshakes,
 /// each in its own task so that a slow client holds up no one; yields the
 /// established streams until `stop` completes or the receiver is dropped.
@@ -218,25 +255,13 @@ pub fn grpc_incoming(
             let tcp = tokio::select! {
                 () = &mut stop => return,
                 () = sender.closed() => return,
-                accepted = listener.accept() => match accepted {
-                    Ok((tcp, _)) => tcp,
-                    Err(error) => {
-                        tracing::warn!(%error, "gRPC accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+                tcp = next_connection(&listener, "gRPC") => tcp,
             };
-            let _ = tcp.set_nodelay(true);
             let acceptor = configs.grpc_acceptor();
             let sender = sender.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = sender.send(Ok(stream)).await;
-                    }
-                    Ok(Err(error)) => tracing::debug!(%error, "gRPC TLS handshake failed"),
-                    Err(_) => tracing::debug!("gRPC TLS handshake timed out"),
+                if let Some(stream) = handshake(acceptor, tcp, "gRPC").await {
+                    let _ = sender.send(Ok(stream)).await;
                 }
             });
         }
@@ -265,23 +290,13 @@ pub async fn serve_http(
     loop {
         let tcp = tokio::select! {
             () = &mut stop => break,
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(error) => {
-                    tracing::warn!(%error, "HTTP accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            tcp = next_connection(&listener, "HTTP") => tcp,
         };
-        let _ = tcp.set_nodelay(true);
         let acceptor = configs.http_acceptor();
         let (builder, router, watcher) = (builder.clone(), router.clone(), graceful.watcher());
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(error)) => return tracing::debug!(%error, "HTTP TLS handshake failed"),
-                Err(_) => return tracing::debug!("HTTP TLS handshake timed out"),
+            let Some(tls) = handshake(acceptor, tcp, "HTTP").await else {
+                return;
             };
             let certificate = tls
                 .get_ref()

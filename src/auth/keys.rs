@@ -57,13 +57,11 @@ struct CertEntry {
     roles: Vec<String>,
 }
 
-/// One API key: its name (the principal) and roles.
+/// One API key, by its digest, and the caller it makes (its name and
+/// roles), built once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
-    pub name: String,
     digest: [u8; 32],
-    pub roles: BTreeSet<Role>,
-    /// The caller it makes, built once.
     pub principal: Arc<Principal>,
 }
 
@@ -113,13 +111,7 @@ impl KeyFile {
             }
             let roles = parse_roles(&entry.name, &entry.roles)?;
             keys.push(ApiKey {
-                principal: Arc::new(Principal::new(
-                    entry.name.clone(),
-                    PrincipalKind::ApiKey,
-                    roles.iter().copied(),
-                )),
-                roles,
-                name: entry.name,
+                principal: Arc::new(Principal::new(entry.name, PrincipalKind::ApiKey, roles)),
                 digest,
             });
         }
@@ -215,8 +207,8 @@ mod tests {
     fn keys_are_found_by_digest_only() {
         let keys = KeyFile::parse(&file("s3cret")).unwrap();
         let found = keys.find(b"s3cret").unwrap();
-        assert_eq!(found.name, "gate");
-        assert_eq!(found.roles, BTreeSet::from([Role::BookingAgent]));
+        assert_eq!(found.principal.id, "gate");
+        assert_eq!(found.principal.roles, BTreeSet::from([Role::BookingAgent]));
         assert!(keys.find(b"s3cre").is_none());
         assert!(keys.find(b"").is_none());
         assert_eq!(

@@ -974,4 +974,28 @@ async fn log_lines_carry_the_principal_and_never_the_credential() {
         lines.iter().all(|l| !l.contains(&token)),
         "a token was logged"
     );
+
+    // An API key's caller is logged by the key's name, never the key.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys.toml");
+    let key = "log-probe-key-5519";
+    std::fs::write(&path, key_entry("log-probe-service", key, &["auditor"])).unwrap();
+    let app = spawn_app_with(AppOptions {
+        auth: AuthSettings {
+            api_keys_file: Some(path),
+            ..AuthSettings::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    app.list_vehicles_as(&Cred::ApiKey(key.into()))
+        .await
+        .unwrap();
+    let lines = logged_lines();
+    let line = lines
+        .iter()
+        .find(|l| l.contains("principal=log-probe-service") && l.contains("grpc request"))
+        .expect("a request line naming the key");
+    assert!(line.contains("roles=auditor"), "{line}");
+    assert!(lines.iter().all(|l| !l.contains(key)), "a key was logged");
 }

@@ -355,14 +355,14 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
+    /// `GET path` on the gateway, without credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.unwrap()
+    }
+
     /// The OpenAPI document as the gateway serves it.
     pub async fn openapi(&self) -> serde_json::Value {
-        let response = self
-            .http
-            .get(self.url("/openapi.json"))
-            .send()
-            .await
-            .unwrap();
+        let response = self.get("/openapi.json").await;
         assert_eq!(response.status(), reqwest::StatusCode::OK);
         response.json().await.unwrap()
     }

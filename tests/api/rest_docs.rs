@@ -81,7 +81,7 @@ async fn the_document_and_the_router_describe_the_same_operations() {
 #[tokio::test]
 async fn the_document_is_openapi_3_1_with_the_error_shape_and_examples() {
     let app = spawn_app().await;
-    let response = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    let response = app.get("/openapi.json").await;
     assert_eq!(response.status(), StatusCode::OK);
     let document: Value = response.json().await.unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
@@ -162,28 +162,18 @@ async fn the_document_is_openapi_3_1_with_the_error_shape_and_examples() {
 #[tokio::test]
 async fn swagger_ui_is_served_from_the_binary_and_redoc_renders_the_document() {
     let app = spawn_app().await;
-    let page = app.http.get(app.url("/docs/")).send().await.unwrap();
+    let page = app.get("/docs/").await;
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
     assert!(!html.contains("https://"), "no assets from the web: {html}");
-    let script = app
-        .http
-        .get(app.url("/docs/swagger-ui-bundle.js"))
-        .send()
-        .await
-        .unwrap();
+    let script = app.get("/docs/swagger-ui-bundle.js").await;
     assert_eq!(script.status(), StatusCode::OK);
     assert!(script.bytes().await.unwrap().len() > 100_000);
-    let config = app
-        .http
-        .get(app.url("/docs/swagger-initializer.js"))
-        .send()
-        .await
-        .unwrap();
+    let config = app.get("/docs/swagger-initializer.js").await;
     assert!(config.text().await.unwrap().contains("/openapi.json"));
 
-    let redoc = app.http.get(app.url("/redoc")).send().await.unwrap();
+    let redoc = app.get("/redoc").await;
     assert_eq!(redoc.status(), StatusCode::OK);
     let html = redoc.text().await.unwrap();
     assert!(html.contains("Redoc.init('/openapi.json'"), "{html}");
@@ -191,22 +181,12 @@ async fn swagger_ui_is_served_from_the_binary_and_redoc_renders_the_document() {
         html.contains("href=\"/docs\""),
         "a way out when ReDoc cannot load: {html}"
     );
-    let script = app
-        .http
-        .get(app.url("/redoc/redoc.standalone.js"))
-        .send()
-        .await
-        .unwrap();
+    let script = app.get("/redoc/redoc.standalone.js").await;
     if vehicle_allocation::gateway::REDOC_EMBEDDED {
         assert!(!html.contains("https://"), "no assets from the web: {html}");
         assert_eq!(script.status(), StatusCode::OK);
         assert!(script.bytes().await.unwrap().len() > 100_000);
-        let licence = app
-            .http
-            .get(app.url("/redoc/redoc.standalone.js.LICENSE.txt"))
-            .send()
-            .await
-            .unwrap();
+        let licence = app.get("/redoc/redoc.standalone.js.LICENSE.txt").await;
         assert_eq!(licence.status(), StatusCode::OK);
     } else {
         eprintln!("SKIPPED: the embedded ReDoc bundle (this build had no npm)");
