@@ -69,6 +69,10 @@ catalogue! {
     UNSUPPORTED_MEDIA_TYPE: InvalidArgument (415), "The body is not sent as application/json.";
     BODY_TOO_LARGE: ResourceExhausted (413), "The body is larger than 64 KiB.";
     BAD_REQUEST: InvalidArgument, "The HTTP request is malformed.";
+    MALFORMED_REQUEST: InvalidArgument, "The gRPC request message cannot be decoded: not protobuf of the method's request type, or a string field that is not UTF-8.";
+    MESSAGE_TOO_LARGE: ResourceExhausted, "The gRPC request message is larger than the server accepts (4 MiB).";
+    URI_TOO_LONG: InvalidArgument (414), "The request line's path and query are longer than 8 KiB.";
+    HEADERS_TOO_LARGE: InvalidArgument (431), "The request's headers are larger than 32 KiB, or more than 100.";
     // Missing things.
     ALLOCATION_NOT_FOUND: NotFound, "No such booking (or the booking an Idempotency-Key made has since been cancelled).";
     EMPLOYEE_NOT_FOUND: NotFound, "No such employee.";
@@ -88,6 +92,7 @@ catalogue! {
     NOT_OWNER: PermissionDenied, "An employee acting on a booking that is not theirs.";
     ROLE_REQUIRED: PermissionDenied, "The caller's roles do not allow this call; metadata.roles names those that would.";
     RATE_LIMITED: ResourceExhausted, "Too many requests from this caller; Retry-After says when to come back.";
+    OVERLOADED: ResourceExhausted (503), "The server holds as many requests as it takes at once (MAX_IN_FLIGHT_REQUESTS); retry after a short, random pause.";
     // The service itself.
     STORE_UNAVAILABLE: Unavailable, "The service cannot reach its store; retry later.";
     UPSTREAM_UNAVAILABLE: Unavailable, "The gateway cannot reach the gRPC service; retry later.";

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::calendar::BookingWindow;
-use super::error::{DomainError, Resource, Violation, ViolationReason};
+use super::error::{DomainError, Echo, Resource, Violation, ViolationReason};
 
 /// The longest purpose accepted, in characters.
 pub const PURPOSE_MAX_CHARS: usize = 500;
@@ -57,7 +57,8 @@ impl Etag {
                     field,
                     ViolationReason::InvalidEtag,
                     format!(
-                        "{field} {value:?} is not an etag this service issued; use the etag of the allocation as last read"
+                        "{field} {:?} is not an etag this service issued; use the etag of the allocation as last read",
+                        Echo(value)
                     ),
                 )
             })

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use super::error::{Violation, ViolationReason};
+use super::error::{Echo, Violation, ViolationReason};
 
 /// Parses a strict `YYYY-MM-DD` date; `field` names the field in the error.
 ///
@@ -29,7 +29,10 @@ pub fn parse_date(field: &str, value: &str) -> Result<NaiveDate, Violation> {
         Violation::new(
             field,
             ViolationReason::InvalidDate,
-            format!("{field} must be a calendar date in the form YYYY-MM-DD, got {value:?}"),
+            format!(
+                "{field} must be a calendar date in the form YYYY-MM-DD, got {:?}",
+                Echo(value)
+            ),
         )
     })
 }

@@ -8,6 +8,42 @@ use chrono::NaiveDate;
 
 use super::access::Denied;
 
+/// The most characters of a caller's value an error message repeats: a
+/// long value would swell the message (and the `grpc-message` header, which
+/// some clients refuse past a few KiB) without telling the caller more.
+pub const ECHO_CHARS: usize = 64;
+
+/// A caller's value as error messages show it: cut to [`ECHO_CHARS`]
+/// characters with an ellipsis. `{:?}` quotes it.
+#[derive(Clone, Copy)]
+pub struct Echo<'a>(pub &'a str);
+
+impl Echo<'_> {
+    fn clipped(&self) -> std::borrow::Cow<'_, str> {
+        clip(self.0, ECHO_CHARS)
+    }
+}
+
+/// `text` cut to `max` characters, with an ellipsis when it was longer.
+pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+        None => text.into(),
+    }
+}
+
+impl std::fmt::Display for Echo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.clipped())
+    }
+}
+
+impl std::fmt::Debug for Echo<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.clipped())
+    }
+}
+
 /// Why a field was rejected; becomes the machine-readable `reason` of the
 /// error, so clients can branch on it without parsing messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,7 +168,7 @@ pub enum DomainError {
     Invalid(Vec<Violation>),
 
     /// The request names something that does not exist.
-    #[error("{} {id:?} does not exist", .resource.name())]
+    #[error("{} {:?} does not exist", .resource.name(), Echo(.id))]
     NotFound { resource: Resource, id: String },
 
     /// The vehicle is already booked on that date.
@@ -270,6 +306,16 @@ impl Violations {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn echoed_values_are_cut_to_64_characters() {
+        use super::Echo;
+        let long = "é".repeat(5000);
+        let shown = format!("{:?}", Echo(&long));
+        assert_eq!(shown, format!("\"{}…\"", "é".repeat(64)));
+        assert_eq!(format!("{}", Echo("2026-13-01")), "2026-13-01");
+        assert_eq!(Echo(&"x".repeat(64)).to_string(), "x".repeat(64));
+    }
+
     use super::*;
 
     #[test]

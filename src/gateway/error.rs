@@ -20,6 +20,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 use utoipa::ToSchema;
 
+use crate::domain::error::Echo;
 use crate::grpc::status::ERROR_DOMAIN;
 use crate::reasons::{self, Reason};
 
@@ -277,7 +278,10 @@ pub fn rest_field(grpc: &str) -> &str {
 pub async fn no_such_path(method: Method, uri: Uri) -> ApiError {
     ApiError::new(
         reasons::NO_SUCH_PATH,
-        format!("there is no {method} {}; see /docs for the API", uri.path()),
+        format!(
+            "there is no {method} {}; see /docs for the API",
+            Echo(uri.path())
+        ),
     )
 }
 
@@ -287,7 +291,7 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
         reasons::METHOD_NOT_ALLOWED,
         format!(
             "{} does not take {method}; see /docs for the API",
-            uri.path()
+            Echo(uri.path())
         ),
     )
 }

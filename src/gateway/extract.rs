@@ -9,6 +9,7 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::domain::error::{ECHO_CHARS, Echo, clip};
 use crate::reasons;
 
 /// A JSON request body.
@@ -119,8 +120,10 @@ where
 
 /// A type or shape error at `path` ("." when the whole value is wrong).
 fn field_error(path: &str, message: &str, whole: &str) -> ApiError {
-    let (reason, field) = match unknown_field(message) {
-        Some(name) => (reasons::UNKNOWN_FIELD, name),
+    // serde repeats the caller's value and names; cut them short.
+    let message = clip(message, 4 * ECHO_CHARS);
+    let (reason, field) = match unknown_field(&message) {
+        Some(name) => (reasons::UNKNOWN_FIELD, Echo(&name).to_string()),
         None if path == "." || path.is_empty() => (reasons::INVALID_FIELD, whole.to_owned()),
         None => (reasons::INVALID_FIELD, path.to_owned()),
     };

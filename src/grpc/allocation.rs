@@ -7,7 +7,7 @@ use super::{ServiceContext, allow, context};
 use crate::domain::access::{Action, authorize, history_scope};
 use crate::domain::allocation::{validate_id, validate_purpose};
 use crate::domain::context::RequestContext;
-use crate::domain::error::Violations;
+use crate::domain::error::{Echo, Violations};
 use crate::domain::page::ListKind;
 use crate::domain::{
     AllocationChanges, AllocationDeletion, AllocationUpdate, DomainError, Etag, HistoryCursor,
@@ -284,7 +284,8 @@ fn decode_update(
                     "update_mask.paths",
                     ViolationReason::UnknownFieldPath,
                     format!(
-                        "update_mask path {other:?} cannot be updated; the updatable fields are vehicle_id, allocation_date and purpose"
+                        "update_mask path {:?} cannot be updated; the updatable fields are vehicle_id, allocation_date and purpose",
+                        Echo(other)
                     ),
                 )),
             }

@@ -168,7 +168,7 @@ where
                     deadline,
                 });
             }
-            inner.call(request).await
+            inner.call(request).await.map(codec_errors_as_callers)
         };
         Box::pin(
             async move {
@@ -225,6 +225,38 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
+}
+
+/// The codec's answers to a bad request message, which tonic gives codes
+/// that blame the server, turned into the caller's fault with a reason: a
+/// message that does not decode is INVALID_ARGUMENT (MALFORMED_REQUEST), one
+/// over the size limit RESOURCE_EXHAUSTED (MESSAGE_TOO_LARGE), as the gRPC
+/// status code document says. Statuses the handlers made carry details and
+/// are left alone.
+fn codec_errors_as_callers<RB: Default>(response: Response<RB>) -> Response<RB> {
+    let headers = response.headers();
+    if headers.contains_key("grpc-status-details-bin") {
+        return response;
+    }
+    let Some(status) = tonic::Status::from_header_map(headers) else {
+        return response;
+    };
+    let message = status.message();
+    let reason = match status.code() {
+        Code::Internal
+            if message.starts_with("failed to decode Protobuf message")
+                || message.starts_with("protocol error")
+                || message.starts_with("Unexpected EOF decoding stream") =>
+        {
+            reasons::MALFORMED_REQUEST
+        }
+        Code::OutOfRange if message.contains("message length too large") => {
+            reasons::MESSAGE_TOO_LARGE
+        }
+        _ => return response,
+    };
+    let message = crate::domain::error::clip(message, 256);
+    super::status::with_reason(reason, &message).into_http::<RB>()
 }
 
 /// UNAUTHENTICATED with the reason; never the credential.

@@ -18,6 +18,7 @@ mod fleet;
 mod health;
 mod history;
 mod idempotency;
+mod limits;
 mod reflection;
 mod rest;
 mod rest_docs;
