@@ -30,8 +30,10 @@ const JWKS_MAX_BYTES: usize = 1024 * 1024;
 /// than once a request: ES256 and RS256 cost far more than a cached read.
 const VERIFIED_TTL: Duration = Duration::from_secs(60);
 
-/// How many verified tokens are remembered at most.
+/// How many verified tokens are remembered at most, and the longest one
+/// remembered: together they bound the map's memory (about 40 MiB).
 const VERIFIED_CAPACITY: usize = 10_000;
+const VERIFIED_MAX_TOKEN_BYTES: usize = 4096;
 
 /// What a verified token says: built once, shared by every request that
 /// presents the token.
@@ -295,7 +297,9 @@ impl JwtVerifier {
         let answer = Arc::clone(&verified.principal);
         // Not remembered if the keys changed meanwhile: it was checked with
         // keys that may be gone.
-        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation
+            && token.len() <= VERIFIED_MAX_TOKEN_BYTES
+        {
             let mut verified_map = self.verified.write().unwrap_or_else(|e| e.into_inner());
             if verified_map.len() >= VERIFIED_CAPACITY {
                 // Full: keep the fresh, and if all are fresh start over.

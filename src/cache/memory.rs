@@ -8,8 +8,9 @@ use moka::future::Cache;
 
 use super::{CacheBackend, CacheError, Fill, Found, Payload, Stored, generation_ttl};
 
-/// At most this many generation tokens are kept (about 100 bytes each).
-const MAX_GENERATIONS: u64 = 50_000;
+/// The generation tokens kept at most, in bytes of names and tokens: a
+/// caller choosing what is looked up must not grow the map without bound.
+const MAX_GENERATION_BYTES: u64 = 8 << 20;
 
 /// Entries and generation tokens in this process's memory.
 #[derive(Clone)]
@@ -32,7 +33,10 @@ impl MemoryBackend {
             // Bounded too: a token evicted early costs a miss, never a
             // stale hit, since its replacement is a fresh random one.
             generations: Cache::builder()
-                .max_capacity(MAX_GENERATIONS)
+                .max_capacity(MAX_GENERATION_BYTES)
+                .weigher(|name: &String, token: &String| {
+                    u32::try_from(name.len() + token.len()).unwrap_or(u32::MAX)
+                })
                 .time_to_live(generation_ttl(ttl))
                 .build(),
         }
@@ -109,6 +113,22 @@ mod tests {
             cache.generations.policy().time_to_live(),
             Some(Duration::from_secs(120))
         );
+    }
+
+    #[tokio::test]
+    async fn generation_tokens_are_bounded_by_bytes() {
+        let cache = MemoryBackend::new(1 << 20, Duration::from_secs(60));
+        for i in 0..2_000 {
+            let name = format!("g:employee:{i}:{}", "e".repeat(10_000));
+            cache.bump(&[name], "token").await.unwrap();
+        }
+        cache.generations.run_pending_tasks().await;
+        let bytes: u64 = cache
+            .generations
+            .iter()
+            .map(|(name, token)| (name.len() + token.len()) as u64)
+            .sum();
+        assert!(bytes <= MAX_GENERATION_BYTES, "{bytes} bytes kept");
     }
 
     #[tokio::test]
