@@ -8,12 +8,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::auth::rate::RateLimiter;
@@ -28,6 +26,7 @@ use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::allocation_service_server::AllocationServiceServer;
 use crate::proto::v1::fleet_service_server::FleetServiceServer;
 use crate::seed::{self, SeedError, SeedPlan};
+use crate::server::{Connections, grpc_incoming};
 use crate::storage::{self, OpenError, Store, StoreConfig};
 use crate::tls::{TlsConfigs, TlsError};
 
@@ -176,7 +175,12 @@ impl Application {
             .auth
             .rate_limit
             .map(|limit| Arc::new(RateLimiter::new(limit)));
-        let edge = EdgeLayer::new(Arc::clone(&auth), limiter.clone(), Arc::clone(&clock));
+        let edge = EdgeLayer::new(
+            Arc::clone(&auth),
+            limiter.clone(),
+            Arc::clone(&clock),
+            &settings.limits,
+        );
         let ctx = ServiceContext {
             store,
             clock,
@@ -299,45 +303,34 @@ impl Application {
         background::spawn(auth.clone(), limiter, tls.clone(), stopping.clone());
 
         let interval = settings.health_check_interval;
+        let limits = settings.limits;
         let grpc_server = {
             let stopping = stopping.clone();
             let tls = tls.clone();
             async move {
                 match grpc {
-                    Some(grpc) => serve_grpc(grpc, tls, interval, stopping).await,
+                    Some(grpc) => serve_grpc(grpc, tls, interval, limits, stopping).await,
                     None => Ok(()),
                 }
             }
         };
         tracing::info!(%http_addr, tls = tls.is_some(), "serving the REST gateway (docs at /docs)");
-        let http_stopped = stopped(stopping.clone());
-        let http_server = async {
-            match tls {
-                Some(tls) => {
-                    crate::tls::serve_http(http_listener, tls, http_router, http_stopped).await;
-                    Ok(())
-                }
-                None => {
-                    // No Nagle delay: a response must not wait for the
-                    // client's ACK.
-                    let listener = http_listener.tap_io(|tcp| {
-                        let _ = tcp.set_nodelay(true);
-                    });
-                    axum::serve(listener, http_router)
-                        .with_graceful_shutdown(http_stopped)
-                        .await
-                        .map_err(AppError::ServeHttp)
-                }
-            }
-        };
-
+        let connections =
+            crate::server::Connections::new(http_listener, settings.limits.max_connections, "HTTP");
+        let http_server = crate::server::serve_http(
+            connections,
+            tls.clone(),
+            http_router,
+            settings.limits,
+            stopping.clone(),
+        );
         let timeout = settings.shutdown_timeout;
         let deadline = async move {
             stopped(stopping).await;
             tokio::time::sleep(timeout).await;
         };
         let result = tokio::select! {
-            results = async { tokio::join!(grpc_server, http_server) } => results.0.and(results.1),
+            results = async { tokio::join!(grpc_server, http_server) } => results.0,
             () = deadline => {
                 tracing::warn!(?timeout, "requests still running after the shutdown timeout; stopping");
                 Ok(())
@@ -353,7 +346,8 @@ async fn serve_grpc(
     grpc: GrpcPart,
     tls: Option<Arc<TlsConfigs>>,
     interval: std::time::Duration,
-    mut stopping: watch::Receiver<bool>,
+    limits: crate::server::ServerLimits,
+    stopping: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
     let GrpcPart {
         ctx,
@@ -371,30 +365,34 @@ async fn serve_grpc(
         serving,
     ));
     let stop_monitor = monitor.abort_handle();
-    let accept_stopping = stopping.clone();
+    let mut signal_stopping = stopping.clone();
     let signal = async move {
-        let _ = stopping.wait_for(|stop| *stop).await;
+        let _ = signal_stopping.wait_for(|stop| *stop).await;
         stop_monitor.abort();
         health.set(ServingStatus::NotServing).await;
         tracing::info!("shutting down: NOT_SERVING, draining in-flight requests");
     };
 
     tracing::info!(grpc_addr = %addr, tls = tls.is_some(), "serving gRPC");
-    let server = Server::builder().layer(edge).add_routes(routes);
+    let server = Server::builder()
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .layer(edge)
+        .add_routes(routes);
+    let connections = Connections::new(listener, limits.max_connections, "gRPC");
     let served = match tls {
         Some(tls) => {
-            let mut accept_stopping = accept_stopping;
-            let stop_accepting = async move {
-                let _ = accept_stopping.wait_for(|stop| *stop).await;
-            };
-            let incoming = crate::tls::grpc_incoming(listener, tls, stop_accepting);
+            let upgrade = crate::server::tls_upgrade(tls, limits.header_timeout);
+            let incoming = grpc_incoming(connections, limits, stopping, upgrade);
             server.serve_with_incoming_shutdown(incoming, signal).await
         }
-        // HTTP/2 writes headers, data and trailers separately; with Nagle's
-        // algorithm on, a response of more than a packet waits ~40 ms for
-        // the client's delayed ACK.
+        // HTTP/2 writes headers, data and trailers separately; Nagle's
+        // algorithm is off on every accepted connection, or a response of
+        // more than a packet would wait ~40 ms for the client's delayed ACK.
         None => {
-            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let plain = |tcp| Box::pin(async move { Some(tcp) }) as _;
+            let incoming = grpc_incoming(connections, limits, stopping, plain);
             server.serve_with_incoming_shutdown(incoming, signal).await
         }
     };

@@ -21,6 +21,7 @@ use crate::domain::BookingPolicy;
 use crate::domain::access::Role;
 use crate::gateway::UpstreamTls;
 use crate::gateway::{CorsOrigins, GatewayConfig};
+use crate::server::ServerLimits;
 use crate::storage::StoreConfig;
 use crate::storage::mongo::MongoConfig;
 use crate::tls::TlsSettings;
@@ -426,6 +427,66 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub tls: TlsArgs,
+
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The servers' limits against floods and stuck clients.
+#[derive(Debug, Clone, Args)]
+pub struct LimitArgs {
+    /// Open connections each listener holds at most; beyond it, new
+    /// connections are closed at once.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Requests handled at once (gRPC and REST together); more are refused
+    /// with RESOURCE_EXHAUSTED (REST 503) reason OVERLOADED.
+    #[arg(long, env = "MAX_IN_FLIGHT_REQUESTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight_requests: u32,
+
+    /// HTTP/2 streams a gRPC connection may have open at once.
+    #[arg(long, env = "GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    pub grpc_max_concurrent_streams: u32,
+
+    /// Seconds a gRPC call may run when its caller sets no deadline (a
+    /// shorter grpc-timeout is honoured); then DEADLINE_EXCEEDED.
+    #[arg(long, env = "GRPC_DEFAULT_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub grpc_default_timeout: Duration,
+
+    /// Seconds between HTTP/2 keepalive pings on an idle connection.
+    #[arg(long, env = "GRPC_KEEPALIVE_INTERVAL", default_value = "60", value_parser = parse_seconds)]
+    pub grpc_keepalive_interval: Duration,
+
+    /// Seconds a keepalive ping may go unanswered before the connection is
+    /// closed as dead.
+    #[arg(long, env = "GRPC_KEEPALIVE_TIMEOUT", default_value = "20", value_parser = parse_seconds)]
+    pub grpc_keepalive_timeout: Duration,
+
+    /// Seconds a new connection has for its TLS handshake and first request
+    /// (gRPC: the HTTP/2 preface), and a REST request for its headers and
+    /// body.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub header_read_timeout: Duration,
+
+    /// Seconds a REST connection may stay open with no request in flight.
+    #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    pub http_idle_timeout: Duration,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_connections: self.max_connections as usize,
+            max_in_flight: self.max_in_flight_requests as usize,
+            max_concurrent_streams: self.grpc_max_concurrent_streams,
+            default_deadline: self.grpc_default_timeout,
+            keepalive_interval: self.grpc_keepalive_interval,
+            keepalive_timeout: self.grpc_keepalive_timeout,
+            header_timeout: self.header_read_timeout,
+            http_idle_timeout: self.http_idle_timeout,
+        }
+    }
 }
 
 /// Options of `seed`.
@@ -481,6 +542,8 @@ pub struct Settings {
     pub upstream_tls: UpstreamTls,
     /// Serve gRPC server reflection.
     pub reflection: bool,
+    /// Connections, requests in flight, deadlines and timeouts.
+    pub limits: ServerLimits,
 }
 
 impl Settings {
@@ -504,6 +567,7 @@ impl Settings {
             tls: serve.tls.settings(),
             upstream_tls: serve.tls.upstream(),
             reflection: serve.grpc_reflection,
+            limits: serve.limits.limits(),
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod health;
 pub mod proto;
 pub mod reasons;
 pub mod seed;
+pub mod server;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

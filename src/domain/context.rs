@@ -11,6 +11,7 @@ use super::access::Principal;
 pub struct RequestContext {
     pub principal: Arc<Principal>,
     pub request_id: Arc<str>,
-    /// The caller's deadline (`grpc-timeout`), if it sent one.
-    pub deadline: Option<Instant>,
+    /// When the call is cut off: the caller's `grpc-timeout`, or
+    /// `GRPC_DEFAULT_TIMEOUT` when that is sooner or the caller set none.
+    pub deadline: Instant,
 }

@@ -209,8 +209,13 @@ impl From<tonic::Status> for ApiError {
             .retry_info()
             .and_then(|info| info.retry_delay)
             .map(crate::grpc::edge::retry_after_seconds);
+        // The catalogue's status for the reason, where it differs from the
+        // code's (OVERLOADED is 503, not 429).
+        let http = reasons::find(&info.reason)
+            .filter(|reason| reason.code == status.code())
+            .map_or_else(|| http_status(status.code()), Reason::http);
         Self {
-            http: http_status(status.code()),
+            http,
             code: status.code(),
             message: rename(status.message()),
             reason: info.reason.clone(),

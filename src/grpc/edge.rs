@@ -47,12 +47,16 @@ pub fn is_usable_request_id(value: &http::HeaderValue) -> bool {
     !value.is_empty() && value.len() <= 128 && value.as_bytes().iter().all(u8::is_ascii_graphic)
 }
 
-/// What the edge needs: the authenticator, the rate limiter and the clock.
+/// What the edge needs: the authenticator, the rate limiter, the clock, and
+/// the limits on requests in flight and on their time.
 #[derive(Clone)]
 pub struct EdgeLayer {
     auth: Arc<Authenticator>,
     limiter: Option<Arc<RateLimiter>>,
     clock: Arc<dyn Clock>,
+    /// One permit per request being handled; none left means shed.
+    in_flight: Arc<tokio::sync::Semaphore>,
+    default_deadline: Duration,
 }
 
 impl EdgeLayer {
@@ -60,11 +64,14 @@ impl EdgeLayer {
         auth: Arc<Authenticator>,
         limiter: Option<Arc<RateLimiter>>,
         clock: Arc<dyn Clock>,
+        limits: &crate::server::ServerLimits,
     ) -> Self {
         Self {
             auth,
             limiter,
             clock,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
+            default_deadline: limits.default_deadline,
         }
     }
 }
@@ -133,8 +140,22 @@ where
         };
         let started = Instant::now();
         let handle = async move {
-            let deadline = grpc_timeout(request.headers()).map(|t| started + t);
-            let principal = if is_open(request.uri().path()) {
+            // The caller's deadline when it is the shorter.
+            let budget = grpc_timeout(request.headers())
+                .map_or(layer.default_deadline, |t| t.min(layer.default_deadline));
+            let deadline = started + budget;
+            let open = is_open(request.uri().path());
+            // Health and reflection are never shed: health must answer
+            // truthfully under load.
+            let _permit = if open {
+                None
+            } else {
+                match Arc::clone(&layer.in_flight).try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => return Ok(overloaded()),
+                }
+            };
+            let principal = if open {
                 None
             } else {
                 let certificate = peer_certificate(&request);
@@ -168,7 +189,10 @@ where
                     deadline,
                 });
             }
-            inner.call(request).await.map(codec_errors_as_callers)
+            match tokio::time::timeout(budget, inner.call(request)).await {
+                Ok(result) => result.map(codec_errors_as_callers),
+                Err(_) => Ok(deadline_exceeded(budget)),
+            }
         };
         Box::pin(
             async move {
@@ -285,6 +309,34 @@ fn rate_limited<RB: Default>(wait: Duration) -> Response<RB> {
         reasons::RATE_LIMITED.code,
         "too many requests from this caller; retry after the delay in RetryInfo",
         details,
+    )
+    .into_http::<RB>()
+}
+
+/// RESOURCE_EXHAUSTED (OVERLOADED): every in-flight slot is taken.
+fn overloaded<RB: Default>() -> Response<RB> {
+    let mut details = ErrorDetails::with_error_info(
+        reasons::OVERLOADED.name,
+        ERROR_DOMAIN,
+        std::collections::HashMap::new(),
+    );
+    details.set_retry_info(Some(Duration::from_secs(1)));
+    tonic::Status::with_error_details(
+        reasons::OVERLOADED.code,
+        "the server is handling as many requests as it takes at once; retry after a short, random pause",
+        details,
+    )
+    .into_http::<RB>()
+}
+
+/// DEADLINE_EXCEEDED (TIMEOUT) after `budget`.
+fn deadline_exceeded<RB: Default>(budget: Duration) -> Response<RB> {
+    super::status::with_reason(
+        reasons::TIMEOUT,
+        &format!(
+            "the call did not finish within its deadline of {} ms",
+            budget.as_millis()
+        ),
     )
     .into_http::<RB>()
 }

@@ -22,6 +22,7 @@ use vehicle_allocation::proto::v1::allocation_service_client::AllocationServiceC
 use vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient;
 use vehicle_allocation::proto::v1::{self, CreateAllocationRequest};
 use vehicle_allocation::seed::{self, SeedPlan};
+use vehicle_allocation::server::ServerLimits;
 use vehicle_allocation::storage::cached::CachedStore;
 use vehicle_allocation::storage::sqlite::SqliteStore;
 use vehicle_allocation::storage::{self, Store, StoreConfig};
@@ -66,6 +67,7 @@ pub struct AppOptions {
     /// certificate (PEM cert, PEM key) they present, if any.
     pub client_tls: Option<(String, Option<(String, String)>)>,
     pub reflection: bool,
+    pub limits: ServerLimits,
 }
 
 impl Default for AppOptions {
@@ -86,6 +88,7 @@ impl Default for AppOptions {
             tls: None,
             client_tls: None,
             reflection: true,
+            limits: ServerLimits::default(),
         }
     }
 }
@@ -194,6 +197,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         tls: options.tls.clone(),
         upstream_tls: Default::default(),
         reflection: options.reflection,
+        limits: options.limits,
     };
     let app = Application::build_with(settings, store, clock.clone())
         .await
@@ -396,6 +400,7 @@ pub fn plain_settings(data_dir: &std::path::Path) -> Settings {
         tls: None,
         upstream_tls: Default::default(),
         reflection: true,
+        limits: ServerLimits::default(),
     }
 }
 

@@ -1,11 +1,21 @@
 //! What a hostile or careless caller meets: values echoed short, codec
 //! errors blamed on the caller, and the server's limits.
 
-use prost::Message as _;
-use tonic::Code;
-use vehicle_allocation::proto::v1::{self, CreateAllocationRequest, UpdateAllocationRequest};
+use std::time::Duration;
 
-use crate::helpers::{assert_status, spawn_app};
+use prost::Message as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use vehicle_allocation::proto::v1::{
+    self, CreateAllocationRequest, GetAllocationRequest, UpdateAllocationRequest,
+};
+use vehicle_allocation::server::ServerLimits;
+
+use crate::helpers::{AppOptions, assert_status, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn values_echoed_in_errors_are_cut_to_64_characters() {
@@ -22,7 +32,9 @@ async fn values_echoed_in_errors_are_cut_to_64_characters() {
         .unwrap_err();
     assert_status(&status, Code::InvalidArgument, "INVALID_DATE");
     assert!(
-        status.message().contains(&format!("\"{}…\"", "9".repeat(64))),
+        status
+            .message()
+            .contains(&format!("\"{}…\"", "9".repeat(64))),
         "{}",
         status.message()
     );
@@ -57,7 +69,11 @@ async fn values_echoed_in_errors_are_cut_to_64_characters() {
 }
 
 /// Sends `body` as the request message of `path`, as it is on the wire.
-async fn raw_call(app: &crate::helpers::TestApp, path: &'static str, body: Vec<u8>) -> tonic::Status {
+async fn raw_call(
+    app: &crate::helpers::TestApp,
+    path: &'static str,
+    body: Vec<u8>,
+) -> tonic::Status {
     let mut grpc = tonic::client::Grpc::new(app.channel.clone());
     grpc.ready().await.unwrap();
     grpc.unary::<_, Vec<u8>, _>(
@@ -160,4 +176,342 @@ impl tonic::codec::Decoder for RawCodec {
         use prost::bytes::Buf as _;
         Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
     }
+}
+
+/// An app with short timeouts and small caps, so the limits show quickly.
+fn limited(change: impl FnOnce(&mut ServerLimits)) -> AppOptions {
+    let mut limits = ServerLimits {
+        header_timeout: Duration::from_millis(300),
+        http_idle_timeout: Duration::from_millis(300),
+        ..ServerLimits::default()
+    };
+    change(&mut limits);
+    AppOptions {
+        limits,
+        ..AppOptions::default()
+    }
+}
+
+/// Whether the server closes `stream` within `within`, reading (and
+/// dropping) whatever it sends first.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// A raw connection to `addr` that has been accepted and served: a REST
+/// request answered, or (gRPC) the preface and SETTINGS sent.
+async fn served_connection(addr: std::net::SocketAddr, grpc: bool) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    if grpc {
+        tcp.write_all(H2_PREFACE).await.unwrap();
+        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    } else {
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+    }
+    let mut buf = [0u8; 512];
+    assert!(tcp.read(&mut buf).await.unwrap() > 0, "the server answers");
+    tcp
+}
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[tokio::test]
+async fn each_listener_holds_at_most_max_connections() {
+    let app = spawn_app_with(limited(|l| {
+        l.max_connections = 3;
+        l.header_timeout = Duration::from_secs(60);
+        l.http_idle_timeout = Duration::from_secs(60);
+    }))
+    .await;
+    let http_addr: std::net::SocketAddr =
+        app.http_base.trim_start_matches("http://").parse().unwrap();
+    for (addr, grpc) in [(app.channel_addr(), true), (http_addr, false)] {
+        // The test's own channel holds one gRPC slot.
+        let taken = if grpc { 2 } else { 3 };
+        let mut held = Vec::new();
+        for _ in 0..taken {
+            held.push(served_connection(addr, grpc).await);
+        }
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(5)).await,
+            "a connection over the cap is closed (grpc: {grpc})"
+        );
+        drop(held.pop());
+        // The slot is freed once the server sees the close.
+        let mut served = false;
+        for _ in 0..100 {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            if grpc {
+                tcp.write_all(H2_PREFACE).await.unwrap();
+                tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+            } else {
+                tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .await
+                    .unwrap();
+            }
+            let mut buf = [0u8; 64];
+            if matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(served, "a freed slot takes a new connection (grpc: {grpc})");
+    }
+    // The test's own channel still works.
+    app.book(0, 0, 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn silent_and_slow_connections_are_closed() {
+    let app = spawn_app_with(limited(|_| {})).await;
+    let http_addr: std::net::SocketAddr =
+        app.http_base.trim_start_matches("http://").parse().unwrap();
+    for addr in [app.channel_addr(), http_addr] {
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut silent, Duration::from_secs(5)).await,
+            "a connection that sends nothing is closed ({addr})"
+        );
+        // Half a preface or half a request line is still silence.
+        let mut partial = TcpStream::connect(addr).await.unwrap();
+        partial.write_all(b"PRI * HTTP/2").await.unwrap();
+        assert!(closed_within(&mut partial, Duration::from_secs(5)).await);
+    }
+
+    // Slowloris: a header line every 100 ms never finishes the headers.
+    let mut slow = TcpStream::connect(http_addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buf = [0u8; 256];
+        for i in 0.. {
+            if slow
+                .write_all(format!("x-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::select! {
+                read = slow.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) { return },
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a slowloris connection is closed");
+
+    // An idle keep-alive connection is closed after HTTP_IDLE_TIMEOUT.
+    let mut idle = served_connection(http_addr, false).await;
+    assert!(closed_within(&mut idle, Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn grpc_connections_that_do_not_answer_pings_are_closed() {
+    let app = spawn_app_with(limited(|l| {
+        l.keepalive_interval = Duration::from_millis(200);
+        l.keepalive_timeout = Duration::from_millis(200);
+    }))
+    .await;
+    // The preface and SETTINGS, then nothing: no SETTINGS ack, no PING ack.
+    let mut mute = served_connection(app.channel_addr(), true).await;
+    assert!(closed_within(&mut mute, Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_at_once() {
+    let mut app = spawn_app_with(limited(|l| {
+        l.header_timeout = Duration::from_secs(60);
+        l.http_idle_timeout = Duration::from_secs(60);
+    }))
+    .await;
+    let http_addr: std::net::SocketAddr =
+        app.http_base.trim_start_matches("http://").parse().unwrap();
+    let mut held = Vec::new();
+    for addr in [app.channel_addr(), http_addr] {
+        held.push(TcpStream::connect(addr).await.unwrap());
+    }
+    held.push(served_connection(http_addr, false).await);
+    let mut slow = TcpStream::connect(http_addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    held.push(slow);
+    let mut body = TcpStream::connect(http_addr).await.unwrap();
+    body.write_all(
+        b"POST /api/allocations HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"emp",
+    )
+    .await
+    .unwrap();
+    held.push(body);
+    // Let the server take them all in.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    app.begin_shutdown();
+    let stopped = tokio::time::timeout(Duration::from_secs(5), app.server()).await;
+    assert!(
+        stopped.is_ok(),
+        "shutdown waits for no connection without a request in flight (SHUTDOWN_TIMEOUT is 20 s)"
+    );
+    for mut tcp in held {
+        assert!(closed_within(&mut tcp, Duration::from_secs(1)).await);
+    }
+}
+
+#[tokio::test]
+async fn oversized_requests_get_the_json_error_shape() {
+    let app = spawn_app().await;
+    let response = app
+        .get(&format!(
+            "/api/allocations?employee_id={}",
+            "e".repeat(9000)
+        ))
+        .await;
+    assert_eq!(response.status(), 414);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "URI_TOO_LONG", "{body}");
+
+    let response = app
+        .http
+        .get(app.url("/healthz"))
+        .header("x-big", "b".repeat(40_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 431);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "HEADERS_TOO_LARGE", "{body}");
+
+    // 413 says it closes the connection, and a pooled client's next request
+    // goes through on a new one.
+    let response = app
+        .http
+        .post(app.url("/api/allocations"))
+        .header("content-type", "application/json")
+        .body(vec![b' '; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.headers()["connection"], "close");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "BODY_TOO_LARGE", "{body}");
+    for _ in 0..3 {
+        assert_eq!(app.get("/healthz").await.status(), 200);
+    }
+}
+
+#[tokio::test]
+async fn requests_beyond_the_in_flight_limit_are_shed_and_health_still_answers() {
+    let app = spawn_app_with(limited(|l| l.max_in_flight = 1)).await;
+    let created = app.book(0, 0, 1).await.unwrap();
+    let gate = app.faults.hold_reads();
+    let held = {
+        let mut client = app.allocations.clone();
+        let id = created.id.clone();
+        tokio::spawn(async move { client.get_allocation(GetAllocationRequest { id }).await })
+    };
+    gate.entered.notified().await;
+
+    let status = app
+        .allocations
+        .clone()
+        .get_allocation(GetAllocationRequest {
+            id: created.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    let details = assert_status(&status, Code::ResourceExhausted, "OVERLOADED");
+    assert!(details.retry_info().is_some());
+    let response = app.get(&format!("/api/allocations/{}", created.id)).await;
+    assert_eq!(response.status(), 503);
+    let mut health = HealthClient::new(app.channel.clone());
+    let answer = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.status, ServingStatus::Serving as i32);
+
+    gate.release.notify_one();
+    held.await.unwrap().unwrap();
+    app.book(1, 1, 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_call_runs_at_most_its_deadline() {
+    let app = spawn_app_with(limited(|l| l.default_deadline = Duration::from_millis(300))).await;
+    let created = app.book(0, 0, 1).await.unwrap();
+    let _gate = app.faults.hold_reads();
+    let status = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.allocations
+            .clone()
+            .get_allocation(GetAllocationRequest {
+                id: created.id.clone(),
+            }),
+    )
+    .await
+    .expect("answered by the server's deadline, not the test's")
+    .unwrap_err();
+    assert_status(&status, Code::DeadlineExceeded, "TIMEOUT");
+    assert!(status.message().contains("300 ms"), "{}", status.message());
+
+    // A shorter deadline of the caller's is the one kept.
+    let mut request = tonic::Request::new(GetAllocationRequest { id: created.id });
+    request.set_timeout(Duration::from_millis(100));
+    let status = app
+        .allocations
+        .clone()
+        .get_allocation(request)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
+        "{status:?}"
+    );
+    assert!(!status.message().contains("300 ms"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn grpc_advertises_max_concurrent_streams() {
+    let app = spawn_app_with(limited(|l| l.max_concurrent_streams = 4)).await;
+    let mut tcp = TcpStream::connect(app.channel_addr()).await.unwrap();
+    tcp.write_all(H2_PREFACE).await.unwrap();
+    tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+    // The server's first frame is its SETTINGS: 6-byte (id, value) pairs.
+    let mut head = [0u8; 9];
+    tcp.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[3], 4, "a SETTINGS frame");
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.unwrap();
+    let settings: Vec<(u16, u32)> = payload
+        .chunks(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS is 0x3.
+    assert!(settings.contains(&(3, 4)), "{settings:?}");
 }

@@ -264,6 +264,7 @@ async fn gateway_only_mode_serves_a_remote_grpc_server() {
         tls: None,
         upstream_tls: Default::default(),
         reflection: true,
+        limits: Default::default(),
     };
     let gateway = Application::build(settings).await.unwrap();
     assert!(gateway.grpc_addr().is_none(), "no gRPC server of its own");
