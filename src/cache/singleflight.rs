@@ -81,12 +81,22 @@ impl<V: Clone> SingleFlight<V> {
 
 #[cfg(test)]
 mod tests {
+    use std::pin::Pin;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Poll;
 
     use tokio::sync::Notify;
 
     use super::*;
+
+    /// Polls `caller` once and says whether it is still waiting. One poll
+    /// runs `run` up to its first await: past the in-flight map, so a
+    /// caller that returns pending has joined (or started) a flight. A real
+    /// synchronisation point, where yielding to the scheduler is a guess.
+    async fn parked<F: Future + Unpin>(caller: &mut F) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *caller).poll(cx).is_pending())).await
+    }
 
     #[tokio::test]
     async fn concurrent_callers_share_one_computation() {
@@ -113,25 +123,20 @@ mod tests {
             })
         };
         started.notified().await;
-        let followers: Vec<_> = (0..10)
-            .map(|_| {
-                let (flights, runs) = (flights.clone(), runs.clone());
-                tokio::spawn(async move {
-                    flights
-                        .run("k", || async {
-                            runs.fetch_add(1, Ordering::SeqCst);
-                            0
-                        })
-                        .await
-                })
-            })
-            .collect();
-        // Followers are parked on the leader's channel before it finishes.
-        tokio::task::yield_now().await;
+        let mut followers = Vec::new();
+        for _ in 0..10 {
+            let mut follower = Box::pin(flights.run("k", || async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                0
+            }));
+            // Parked on the leader's channel before the leader finishes.
+            assert!(parked(&mut follower).await);
+            followers.push(follower);
+        }
         release.notify_one();
         assert_eq!(leader.await.unwrap(), 7);
         for follower in followers {
-            assert_eq!(follower.await.unwrap(), 7);
+            assert_eq!(follower.await, 7);
         }
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         assert!(flights.in_flight.lock().unwrap().is_empty());
@@ -153,12 +158,11 @@ mod tests {
             })
         };
         started.notified().await;
-        let follower = {
-            let flights = flights.clone();
-            tokio::spawn(async move { flights.run("k", || async { 9 }).await })
-        };
-        tokio::task::yield_now().await;
+        let mut follower = Box::pin(flights.run("k", || async { 9 }));
+        // Waiting on the leader, not computing on its own, when it goes.
+        assert!(parked(&mut follower).await);
         leader.abort();
-        assert_eq!(follower.await.unwrap(), 9);
+        assert_eq!(follower.await, 9);
+        assert!(leader.await.unwrap_err().is_cancelled());
     }
 }

@@ -6,6 +6,7 @@
 //! passes, unless `CI` is set: there, a missing Redis fails the test.
 
 use std::io::{BufRead, BufReader, Write as _};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -60,9 +61,12 @@ pub fn cache_config(url: &str) -> CacheConfig {
     }
 }
 
-/// A `redis-server` of the test's own, on a free port.
+/// A `redis-server` of the test's own, on a unix socket in a directory of
+/// its own: no TCP port to pick (picking a free one and handing it over is
+/// a race with every other process), and a restart finds its address still
+/// free.
 pub struct PrivateRedis {
-    pub port: u16,
+    dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
@@ -70,19 +74,25 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     /// Starts one; `None` (after a SKIPPED line) without `redis-server`.
     pub fn start() -> Option<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let mut redis = Self { port, child: None };
+        let dir = tempfile::tempdir().expect("a directory for the socket");
+        let mut redis = Self { dir, child: None };
         if redis.restart() { Some(redis) } else { None }
     }
 
-    /// (Re)starts the server on the same port and waits until it accepts
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("redis.sock")
+    }
+
+    /// (Re)starts the server on the same socket and waits until it accepts
     /// connections, by reading its log rather than by polling.
     pub fn restart(&mut self) -> bool {
         let spawned = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            // Port 0 turns TCP off. A socket left by a killed server is
+            // removed by the next one.
+            .args(["--port", "0", "--unixsocket"])
+            .arg(self.socket())
+            .args(["--unixsocketperm", "700", "--dir"])
+            .arg(self.dir.path())
             .args(["--save", "", "--appendonly", "no", "--loglevel", "notice"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -95,17 +105,30 @@ impl PrivateRedis {
             }
         };
         let stdout = BufReader::new(child.stdout.take().unwrap());
-        let ready = stdout
-            .lines()
-            .map_while(Result::ok)
-            .any(|line| line.contains("Ready to accept connections"));
-        assert!(ready, "redis-server on port {} did not start", self.port);
-        self.child = Some(child);
-        true
+        let mut log = Vec::new();
+        for line in stdout.lines().map_while(Result::ok) {
+            // "The server is now ready to accept connections at <socket>"
+            // up to Redis 7.0, "Ready to accept connections unix" since 7.2.
+            if line
+                .to_ascii_lowercase()
+                .contains("ready to accept connections")
+            {
+                self.child = Some(child);
+                return true;
+            }
+            log.push(line);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "redis-server on {} did not start:\n{}",
+            self.socket().display(),
+            log.join("\n")
+        );
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis+unix://{}", self.socket().display())
     }
 
     /// Kills the server, as a crash would.
