@@ -123,7 +123,7 @@ impl Application {
         // Before the store is opened: a bad key file or certificate is
         // reported without touching the data.
         check_files(&settings).await?;
-        let store = storage::open(&settings.store).await?;
+        let store = storage::open_checked(&settings.store, settings.integrity_check).await?;
         if matches!(settings.store, StoreConfig::Mongo(_))
             && settings.cache.redis.is_none()
             && !settings.cache.ttl.is_zero()
@@ -185,6 +185,12 @@ impl Application {
             store,
             clock,
             policy: settings.policy,
+            page_key: Arc::new(tokio::sync::OnceCell::new_with(
+                settings
+                    .page_token_key
+                    .as_deref()
+                    .map(crate::domain::PageKey::from_secret),
+            )),
         };
         if settings.demo {
             seed_demo(&ctx).await?;

@@ -418,6 +418,16 @@ pub struct ServeArgs {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20", value_parser = parse_seconds)]
     pub shutdown_timeout: Duration,
 
+    /// Start without SQLite's quick_check of the embedded store (it reads
+    /// the whole database; see the README for how long that takes).
+    #[arg(long, env = "SKIP_INTEGRITY_CHECK", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub skip_integrity_check: bool,
+
+    /// Sign page tokens with this secret (at least 32 bytes) instead of the
+    /// key the store keeps; every replica must have the same.
+    #[arg(long, env = "PAGE_TOKEN_KEY", value_parser = parse_secret, hide_env_values = true)]
+    pub page_token_key: Option<String>,
+
     /// Serve gRPC server reflection (for grpcurl and the like).
     #[arg(long, env = "GRPC_REFLECTION", default_value_t = true, action = ArgAction::Set)]
     pub grpc_reflection: bool,
@@ -544,6 +554,10 @@ pub struct Settings {
     pub reflection: bool,
     /// Connections, requests in flight, deadlines and timeouts.
     pub limits: ServerLimits,
+    /// Run SQLite's quick_check on the embedded store before serving.
+    pub integrity_check: bool,
+    /// Sign page tokens with this secret instead of the key in the store.
+    pub page_token_key: Option<String>,
 }
 
 impl Settings {
@@ -568,6 +582,8 @@ impl Settings {
             upstream_tls: serve.tls.upstream(),
             reflection: serve.grpc_reflection,
             limits: serve.limits.limits(),
+            integrity_check: !serve.skip_integrity_check,
+            page_token_key: serve.page_token_key.clone(),
         }
     }
 }

@@ -21,4 +21,4 @@ pub use calendar::{BookingPolicy, BookingWindow, format_date, parse_date};
 pub use error::{DomainError, Resource, Violation, ViolationReason};
 pub use fleet::{Driver, Employee, Vehicle};
 pub use history::{HistoryCursor, HistoryFilter};
-pub use page::{Page, PageRequest, PageSize, PageToken};
+pub use page::{Page, PageKey, PageRequest, PageSize, PageToken};

@@ -3,7 +3,9 @@
 //! A token holds the sort key of the last row served, so the next page starts
 //! strictly after it: rows written between pages never make a walk skip or
 //! repeat a row, unlike offsets. It also holds a digest of the list and its
-//! filters, so a token cannot be replayed against a different query.
+//! filters, so a token cannot be replayed against a different query, and it
+//! is signed (HMAC-SHA256, cut to 128 bits) under a key the store keeps, so
+//! a truncated, altered or forged token is refused.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,7 +21,52 @@ pub const MAX_PAGE_SIZE: usize = 500;
 
 /// Token layout version; bump it when the layout changes so old tokens are
 /// refused cleanly instead of misread.
-const TOKEN_VERSION: u8 = 1;
+const TOKEN_VERSION: u8 = 2;
+
+/// Bytes of the signature at the end of a token.
+const MAC_BYTES: usize = 16;
+
+/// The key page tokens are signed with: kept in the store, so that it
+/// survives restarts and every replica signs and checks with the same one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PageKey([u8; 32]);
+
+impl PageKey {
+    pub const LEN: usize = 32;
+
+    pub fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The key from a configured secret of any length (`PAGE_TOKEN_KEY`).
+    pub fn from_secret(secret: &str) -> Self {
+        use sha2::Digest as _;
+        Self(sha2::Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// The key from its stored bytes; `None` if they are not a key.
+    pub fn from_stored(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    fn mac(&self, payload: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = <hmac::Hmac<sha2::Sha256>>::new_from_slice(&self.0)
+            .expect("HMAC takes keys of any length");
+        mac.update(payload);
+        mac
+    }
+}
+
+impl std::fmt::Debug for PageKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PageKey(..)")
+    }
+}
 
 /// A validated page size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,15 +170,18 @@ impl CursorKey for HistoryCursor {
 /// One list with its filters, as page tokens see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageToken {
+    key: PageKey,
     kind: ListKind,
     fingerprint: u64,
 }
 
 impl PageToken {
-    /// Tokens for `kind`, bound to the filter values in `filters`.
-    pub fn for_query<S: AsRef<[u8]>>(kind: ListKind, filters: &[S]) -> Self {
+    /// Tokens for `kind`, bound to the filter values in `filters`, signed
+    /// with `key`.
+    pub fn for_query<S: AsRef<[u8]>>(key: &PageKey, kind: ListKind, filters: &[S]) -> Self {
         let parts: Vec<&[u8]> = filters.iter().map(AsRef::as_ref).collect();
         Self {
+            key: *key,
             kind,
             fingerprint: fingerprint(&parts),
         }
@@ -139,11 +189,14 @@ impl PageToken {
 
     /// The token that continues after `cursor`.
     pub fn encode<C: CursorKey>(&self, cursor: &C) -> String {
+        use hmac::Mac as _;
         let mut bytes = Vec::with_capacity(64);
         bytes.push(TOKEN_VERSION);
         bytes.push(self.kind as u8);
         bytes.extend_from_slice(&self.fingerprint.to_be_bytes());
         cursor.write(&mut bytes);
+        let tag = self.key.mac(&bytes).finalize().into_bytes();
+        bytes.extend_from_slice(&tag[..MAC_BYTES]);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -162,7 +215,19 @@ impl PageToken {
             ))
         };
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
-        let [version, kind, rest @ ..] = bytes.as_slice() else {
+        // The signature first: nothing of a token this service did not
+        // sign is looked at.
+        let (payload, tag) = bytes
+            .split_at_checked(bytes.len().checked_sub(MAC_BYTES).ok_or_else(invalid)?)
+            .ok_or_else(invalid)?;
+        {
+            use hmac::Mac as _;
+            self.key
+                .mac(payload)
+                .verify_truncated_left(tag)
+                .map_err(|_| invalid())?;
+        }
+        let [version, kind, rest @ ..] = payload else {
             return Err(invalid());
         };
         let (fingerprint, cursor) = rest.split_first_chunk::<8>().ok_or_else(invalid)?;
@@ -213,6 +278,8 @@ mod tests {
         err.reason()
     }
 
+    const KEY: PageKey = PageKey([7; 32]);
+
     #[test]
     fn page_size_defaults_caps_and_refuses_negatives() {
         let size = |v| PageSize::from_request("page_size", v).map(PageSize::get);
@@ -228,7 +295,11 @@ mod tests {
 
     #[test]
     fn tokens_round_trip_their_cursor() {
-        let query = PageToken::for_query(ListKind::AllocationHistory, &["emp-1", "", "", "", ""]);
+        let query = PageToken::for_query(
+            &KEY,
+            ListKind::AllocationHistory,
+            &["emp-1", "", "", "", ""],
+        );
         let cursor = HistoryCursor {
             date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
             id: "0193-abc".into(),
@@ -237,7 +308,7 @@ mod tests {
         assert_eq!(query.decode("page_token", &token), Ok(Some(cursor)));
         assert_eq!(query.decode::<HistoryCursor>("page_token", ""), Ok(None));
 
-        let ids = PageToken::for_query::<&str>(ListKind::Vehicles, &[]);
+        let ids = PageToken::for_query::<&str>(&KEY, ListKind::Vehicles, &[]);
         let token = ids.encode(&"veh-0042".to_string());
         assert_eq!(
             ids.decode("page_token", &token),
@@ -247,8 +318,8 @@ mod tests {
 
     #[test]
     fn a_token_with_other_filters_is_refused() {
-        let first = PageToken::for_query(ListKind::Employees, &["Sales"]);
-        let other = PageToken::for_query(ListKind::Employees, &["Finance"]);
+        let first = PageToken::for_query(&KEY, ListKind::Employees, &["Sales"]);
+        let other = PageToken::for_query(&KEY, ListKind::Employees, &["Finance"]);
         let token = first.encode(&"emp-1".to_string());
         let err = other.decode::<String>("page_token", &token).unwrap_err();
         assert_eq!(reason(err), "PAGE_TOKEN_MISMATCH");
@@ -256,8 +327,8 @@ mod tests {
 
     #[test]
     fn a_token_of_another_list_or_garbage_is_refused() {
-        let employees = PageToken::for_query::<&str>(ListKind::Employees, &[]);
-        let vehicles = PageToken::for_query::<&str>(ListKind::Vehicles, &[]);
+        let employees = PageToken::for_query::<&str>(&KEY, ListKind::Employees, &[]);
+        let vehicles = PageToken::for_query::<&str>(&KEY, ListKind::Vehicles, &[]);
         let token = employees.encode(&"emp-1".to_string());
         let err = vehicles.decode::<String>("page_token", &token).unwrap_err();
         assert_eq!(reason(err), "INVALID_PAGE_TOKEN");
@@ -267,12 +338,42 @@ mod tests {
                 .unwrap_err();
             assert_eq!(reason(err), "INVALID_PAGE_TOKEN", "{garbage}");
         }
-        let history = PageToken::for_query::<&str>(ListKind::AllocationHistory, &[]);
+        let history = PageToken::for_query::<&str>(&KEY, ListKind::AllocationHistory, &[]);
         let short = history.encode(&"id".to_string());
         let err = history
             .decode::<HistoryCursor>("page_token", &short)
             .unwrap_err();
         assert_eq!(reason(err), "INVALID_PAGE_TOKEN");
+    }
+
+    #[test]
+    fn truncated_altered_or_foreign_tokens_are_refused() {
+        let tokens = PageToken::for_query(&KEY, ListKind::Employees, &["Sales"]);
+        let token = tokens.encode(&"emp-00042".to_string());
+        assert!(tokens.decode::<String>("page_token", &token).is_ok());
+        for cut in 1..token.len() {
+            let err = tokens
+                .decode::<String>("page_token", &token[..token.len() - cut])
+                .unwrap_err();
+            assert_eq!(reason(err), "INVALID_PAGE_TOKEN", "cut {cut}");
+        }
+        // Every byte flipped in turn.
+        let bytes = URL_SAFE_NO_PAD.decode(&token).unwrap();
+        for i in 0..bytes.len() {
+            let mut altered = bytes.clone();
+            altered[i] ^= 0x01;
+            let err = tokens
+                .decode::<String>("page_token", &URL_SAFE_NO_PAD.encode(altered))
+                .unwrap_err();
+            assert_eq!(reason(err), "INVALID_PAGE_TOKEN", "byte {i}");
+        }
+        // Signed with another key, e.g. another deployment's.
+        let foreign = PageToken::for_query(&PageKey([8; 32]), ListKind::Employees, &["Sales"]);
+        let err = tokens
+            .decode::<String>("page_token", &foreign.encode(&"emp-00042".to_string()))
+            .unwrap_err();
+        assert_eq!(reason(err), "INVALID_PAGE_TOKEN");
+        assert_ne!(PageKey::from_secret("a"), PageKey::from_secret("b"));
     }
 
     #[test]

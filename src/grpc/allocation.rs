@@ -174,7 +174,12 @@ impl AllocationService for AllocationApi {
         };
         let size = size.map_or(0, PageSize::get);
 
-        let tokens = PageToken::for_query(ListKind::AllocationHistory, &filter.fingerprint_parts());
+        let key = self.ctx.page_key().await?;
+        let tokens = PageToken::for_query(
+            &key,
+            ListKind::AllocationHistory,
+            &filter.fingerprint_parts(),
+        );
         let after = tokens.decode::<HistoryCursor>("page_token", &request.page_token)?;
         let page = self
             .ctx

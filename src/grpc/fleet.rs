@@ -9,7 +9,9 @@ use crate::domain::allocation::validate_id;
 use crate::domain::context::RequestContext;
 use crate::domain::error::Violations;
 use crate::domain::page::ListKind;
-use crate::domain::{DomainError, PageRequest, PageSize, PageToken, Violation, parse_date};
+use crate::domain::{
+    DomainError, PageKey, PageRequest, PageSize, PageToken, Violation, parse_date,
+};
 use crate::proto::v1::{
     self, GetEmployeeRequest, GetVehicleRequest, ListAvailableVehiclesRequest,
     ListAvailableVehiclesResponse, ListEmployeesRequest, ListEmployeesResponse,
@@ -29,13 +31,14 @@ impl FleetApi {
 
 /// A page request for a list in id order, bound to `filters`.
 fn id_page(
+    key: &PageKey,
     kind: ListKind,
     filters: &[&str],
     page_size: i32,
     page_token: &str,
 ) -> Result<(PageToken, PageRequest<String>), DomainError> {
     let size = PageSize::from_request("page_size", page_size).map_err(DomainError::invalid)?;
-    let tokens = PageToken::for_query(kind, filters);
+    let tokens = PageToken::for_query(key, kind, filters);
     let after = tokens.decode::<String>("page_token", page_token)?;
     Ok((
         tokens,
@@ -74,6 +77,7 @@ impl FleetService for FleetApi {
         }
         let filter = department.as_deref().unwrap_or("");
         let (tokens, page) = id_page(
+            &self.ctx.page_key().await?,
             ListKind::Employees,
             &[filter],
             request.page_size,
@@ -113,6 +117,7 @@ impl FleetService for FleetApi {
         let licences = directory_reader(&context(&request)?)?;
         let request = request.into_inner();
         let (tokens, page) = id_page(
+            &self.ctx.page_key().await?,
             ListKind::Vehicles,
             &[],
             request.page_size,
@@ -167,6 +172,7 @@ impl FleetService for FleetApi {
         let date = violations.finish(|| date.expect("a date when there are no violations"))?;
 
         let (tokens, page) = id_page(
+            &self.ctx.page_key().await?,
             ListKind::AvailableVehicles,
             &[request.date.as_str()],
             request.page_size,

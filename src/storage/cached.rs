@@ -75,7 +75,7 @@ use serde::de::DeserializeOwned;
 use crate::cache::{CacheBackend, Fill, Payload, SingleFlight};
 use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, Employee, HistoryCursor, HistoryFilter,
-    NewAllocation, Page, PageRequest, UpdatedAllocation, Vehicle,
+    NewAllocation, Page, PageKey, PageRequest, UpdatedAllocation, Vehicle,
 };
 use crate::storage::{Store, StoreError, StoreResult};
 
@@ -474,6 +474,10 @@ impl Store for CachedStore {
 
     async fn is_empty(&self) -> StoreResult<bool> {
         self.inner.is_empty().await
+    }
+
+    async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey> {
+        self.inner.page_token_key(candidate).await
     }
 
     async fn reset(&self) -> StoreResult<()> {

@@ -20,7 +20,7 @@ use chrono::NaiveDate;
 
 use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
-    HistoryFilter, NewAllocation, Page, PageRequest, UpdatedAllocation, Vehicle,
+    HistoryFilter, NewAllocation, Page, PageKey, PageRequest, UpdatedAllocation, Vehicle,
 };
 
 /// The source of a storage failure, shareable so that one failed group commit
@@ -98,6 +98,28 @@ pub async fn open_for_loading(config: &StoreConfig) -> Result<Arc<dyn Store>, Op
     match config {
         StoreConfig::Embedded { data_dir } => {
             Ok(Arc::new(sqlite::SqliteStore::open_for_loading(data_dir)?))
+        }
+        StoreConfig::Mongo(_) => open(config).await,
+    }
+}
+
+/// Opens the configured store for serving: the embedded one after SQLite's
+/// integrity check, unless `integrity_check` is off.
+pub async fn open_checked(
+    config: &StoreConfig,
+    integrity_check: bool,
+) -> Result<Arc<dyn Store>, OpenError> {
+    match config {
+        StoreConfig::Embedded { data_dir } => {
+            let store = sqlite::SqliteStore::open(data_dir)?;
+            if integrity_check {
+                let took = store.quick_check()?;
+                tracing::info!(
+                    took_ms = took.as_millis() as u64,
+                    "the database passed SQLite's quick_check"
+                );
+            }
+            Ok(Arc::new(store))
         }
         StoreConfig::Mongo(_) => open(config).await,
     }
@@ -213,4 +235,10 @@ pub trait Store: Send + Sync + 'static {
     /// Adds bookings as they are, past ones included (for seeding). The
     /// uniqueness rules still hold: a batch that breaks one is refused whole.
     async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()>;
+
+    /// The key page tokens are signed with: the stored one, or `candidate`,
+    /// stored now, when there is none yet (the first start). Replicas that
+    /// race on a first start all get the one that was stored. `reset` keeps
+    /// it.
+    async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey>;
 }

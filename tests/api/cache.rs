@@ -7,18 +7,37 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use vehicle_allocation::cache::CacheConfig;
+use vehicle_allocation::grpc::REQUEST_ID_HEADER;
 use vehicle_allocation::proto::v1::{
-    self, DeleteAllocationRequest, GetAllocationRequest, ListAllocationHistoryRequest,
-    ListAvailableVehiclesRequest, UpdateAllocationRequest,
+    self, CreateAllocationRequest, DeleteAllocationRequest, GetAllocationRequest,
+    ListAllocationHistoryRequest, ListAvailableVehiclesRequest, UpdateAllocationRequest,
 };
 
 use crate::helpers::{AppOptions, TestApp, logged_lines, spawn_app, spawn_app_with};
 use crate::redis_support::{self, PrivateRedis};
 
+/// The request id of the calls below to `app`: its gRPC port and its data
+/// directory's name, unique among the apps of this test binary. Log lines
+/// written while serving a request carry its id, and the log is shared by
+/// every test in the binary: a test counts its own app's lines by it.
+fn tag(app: &TestApp) -> String {
+    let dir = app.data_dir.path().file_name().unwrap().to_string_lossy();
+    format!("cache-{}-{dir}", app.channel_addr().port())
+}
+
+/// `message` as a request to `app` carrying its tag.
+fn tagged<T>(app: &TestApp, message: T) -> tonic::Request<T> {
+    let mut request = app.admin.grpc(message);
+    request
+        .metadata_mut()
+        .insert(REQUEST_ID_HEADER, tag(app).parse().unwrap());
+    request
+}
+
 async fn get(app: &TestApp, id: &str) -> Result<v1::Allocation, tonic::Status> {
     app.allocations
         .clone()
-        .get_allocation(GetAllocationRequest { id: id.into() })
+        .get_allocation(tagged(app, GetAllocationRequest { id: id.into() }))
         .await
         .map(tonic::Response::into_inner)
 }
@@ -26,16 +45,19 @@ async fn get(app: &TestApp, id: &str) -> Result<v1::Allocation, tonic::Status> {
 async fn set_purpose(app: &TestApp, id: &str, purpose: &str) -> v1::Allocation {
     app.allocations
         .clone()
-        .update_allocation(UpdateAllocationRequest {
-            allocation: Some(v1::Allocation {
-                id: id.into(),
-                purpose: purpose.into(),
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["purpose".into()],
-            }),
-        })
+        .update_allocation(tagged(
+            app,
+            UpdateAllocationRequest {
+                allocation: Some(v1::Allocation {
+                    id: id.into(),
+                    purpose: purpose.into(),
+                    ..Default::default()
+                }),
+                update_mask: Some(prost_types::FieldMask {
+                    paths: vec!["purpose".into()],
+                }),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -44,10 +66,13 @@ async fn set_purpose(app: &TestApp, id: &str, purpose: &str) -> v1::Allocation {
 async fn history_of(app: &TestApp, employee: &str) -> Vec<v1::Allocation> {
     app.allocations
         .clone()
-        .list_allocation_history(ListAllocationHistoryRequest {
-            employee_id: employee.into(),
-            ..Default::default()
-        })
+        .list_allocation_history(tagged(
+            app,
+            ListAllocationHistoryRequest {
+                employee_id: employee.into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -57,11 +82,14 @@ async fn history_of(app: &TestApp, employee: &str) -> Vec<v1::Allocation> {
 async fn free_vehicles(app: &TestApp, day: i64) -> Vec<String> {
     app.fleet
         .clone()
-        .list_available_vehicles(ListAvailableVehiclesRequest {
-            date: app.day(day),
-            page_size: 500,
-            page_token: String::new(),
-        })
+        .list_available_vehicles(tagged(
+            app,
+            ListAvailableVehiclesRequest {
+                date: app.day(day),
+                page_size: 500,
+                page_token: String::new(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -69,6 +97,29 @@ async fn free_vehicles(app: &TestApp, day: i64) -> Vec<String> {
         .into_iter()
         .map(|v| v.id)
         .collect()
+}
+
+/// Books vehicle `v` for employee `e`, `days` from today, as
+/// `TestApp::book` does, but tagged.
+async fn book(app: &TestApp, e: usize, v: usize, days: i64) -> v1::Allocation {
+    app.allocations
+        .clone()
+        .create_allocation(tagged(
+            app,
+            CreateAllocationRequest {
+                allocation: Some(v1::Allocation {
+                    employee_id: app.employee(e),
+                    vehicle_id: app.vehicle(v),
+                    allocation_date: app.day(days),
+                    purpose: format!("trip {e}-{v}"),
+                    ..Default::default()
+                }),
+                request_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 /// Two replicas: separate processes in all but name, sharing the data
@@ -83,6 +134,7 @@ async fn replicas(cache: CacheConfig) -> (TestApp, TestApp) {
         cache,
         fleet: false,
         data_dir: Some(Arc::clone(&a.data_dir)),
+        shared_store: Some(Arc::clone(&a.store)),
         ..AppOptions::default()
     })
     .await;
@@ -184,7 +236,7 @@ async fn losing_redis_costs_nothing_but_speed_and_caching_resumes_when_it_is_bac
     })
     .await;
     let cache = app.cache.clone().unwrap();
-    let booked = app.book(0, 0, 1).await.unwrap();
+    let booked = book(&app, 0, 0, 1).await;
     get(&app, &booked.id).await.unwrap();
     get(&app, &booked.id).await.unwrap();
     assert_eq!(cache.stats().hits, 1);
@@ -195,7 +247,7 @@ async fn losing_redis_costs_nothing_but_speed_and_caching_resumes_when_it_is_bac
     for _ in 0..5 {
         assert_eq!(get(&app, &booked.id).await.unwrap(), changed);
     }
-    let second = app.book(1, 1, 2).await.unwrap();
+    let second = book(&app, 1, 1, 2).await;
     assert_eq!(history_of(&app, &app.employee(1)).await, vec![second]);
     let health = HealthClient::new(app.channel.clone())
         .check(HealthCheckRequest::default())
@@ -225,7 +277,13 @@ async fn losing_redis_costs_nothing_but_speed_and_caching_resumes_when_it_is_bac
         cache.stats()
     );
 
-    let logs = logged_lines();
+    // Only this app's lines: every call above but the health check (which
+    // does not touch Redis) carries its tag.
+    let ours = format!("request_id={}", tag(&app));
+    let logs: Vec<String> = logged_lines()
+        .into_iter()
+        .filter(|l| l.contains(&ours))
+        .collect();
     let count = |needle: &str| logs.iter().filter(|l| l.contains(needle)).count();
     assert_eq!(
         count("Redis unavailable"),

@@ -68,6 +68,11 @@ pub struct AppOptions {
     pub client_tls: Option<(String, Option<(String, String)>)>,
     pub reflection: bool,
     pub limits: ServerLimits,
+    /// Another app's embedded store, for a second replica: a data
+    /// directory is opened by one store at a time.
+    pub shared_store: Option<Arc<dyn Store>>,
+    /// `PAGE_TOKEN_KEY`.
+    pub page_token_key: Option<String>,
 }
 
 impl Default for AppOptions {
@@ -89,6 +94,8 @@ impl Default for AppOptions {
             client_tls: None,
             reflection: true,
             limits: ServerLimits::default(),
+            shared_store: None,
+            page_token_key: None,
         }
     }
 }
@@ -167,7 +174,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .data_dir
         .clone()
         .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temporary directory")));
-    let sqlite: Arc<dyn Store> = Arc::new(SqliteStore::open(data_dir.path()).expect("open store"));
+    let sqlite: Arc<dyn Store> = match &options.shared_store {
+        Some(store) => Arc::clone(store),
+        None => Arc::new(SqliteStore::open(data_dir.path()).expect("open store")),
+    };
     let (employees, vehicles) = seed::generate_fleet(&FLEET);
     if options.fleet && sqlite.is_empty().await.unwrap() {
         sqlite
@@ -198,6 +208,8 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         upstream_tls: Default::default(),
         reflection: options.reflection,
         limits: options.limits,
+        integrity_check: true,
+        page_token_key: options.page_token_key.clone(),
     };
     let app = Application::build_with(settings, store, clock.clone())
         .await
@@ -401,6 +413,8 @@ pub fn plain_settings(data_dir: &std::path::Path) -> Settings {
         upstream_tls: Default::default(),
         reflection: true,
         limits: ServerLimits::default(),
+        integrity_check: true,
+        page_token_key: None,
     }
 }
 

@@ -265,6 +265,8 @@ async fn gateway_only_mode_serves_a_remote_grpc_server() {
         upstream_tls: Default::default(),
         reflection: true,
         limits: Default::default(),
+        integrity_check: true,
+        page_token_key: None,
     };
     let gateway = Application::build(settings).await.unwrap();
     assert!(gateway.grpc_addr().is_none(), "no gRPC server of its own");

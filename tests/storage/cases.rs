@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use vehicle_allocation::domain::{
-    Allocation, AllocationChanges, DomainError, Etag, HistoryCursor, HistoryFilter, PageRequest,
-    Resource,
+    Allocation, AllocationChanges, DomainError, Etag, HistoryCursor, HistoryFilter, PageKey,
+    PageRequest, Resource,
 };
 use vehicle_allocation::storage::Store;
 
@@ -42,6 +42,7 @@ macro_rules! for_each_case {
             concurrent_conflicting_creates_have_exactly_one_winner,
             seed_batches_breaking_a_rule_are_refused_whole,
             reset_empties_the_store,
+            the_page_token_key_is_stored_once_and_kept,
         );
     };
 }
@@ -785,6 +786,30 @@ pub async fn seed_batches_breaking_a_rule_are_refused_whole(store: &Shared, fx: 
         refused(store.get_allocation(&ok.id).await).reason(),
         "ALLOCATION_NOT_FOUND"
     );
+}
+
+pub async fn the_page_token_key_is_stored_once_and_kept(store: &Shared, _fx: &Fixture) {
+    let first = PageKey::new([1; 32]);
+    // Replicas starting together: every one gets the key that was stored.
+    let racers: Vec<_> = (0..8u8)
+        .map(|i| {
+            let store = Arc::clone(store);
+            tokio::spawn(async move { store.page_token_key(PageKey::new([i + 2; 32])).await })
+        })
+        .collect();
+    let mut keys = Vec::new();
+    for racer in racers {
+        keys.push(racer.await.unwrap().unwrap());
+    }
+    let stored = keys[0];
+    assert!(keys.iter().all(|key| *key == stored));
+    assert_eq!(
+        store.page_token_key(PageKey::new([9; 32])).await.unwrap(),
+        stored
+    );
+    // Seeding with --reset keeps it, so tokens handed out stay valid.
+    store.reset().await.unwrap();
+    assert_eq!(store.page_token_key(first).await.unwrap(), stored);
 }
 
 pub async fn reset_empties_the_store(store: &Shared, fx: &Fixture) {

@@ -151,6 +151,12 @@ impl Store for InstrumentedStore {
     async fn is_empty(&self) -> StoreResult<bool> {
         self.inner.is_empty().await
     }
+    async fn page_token_key(
+        &self,
+        candidate: vehicle_allocation::domain::PageKey,
+    ) -> StoreResult<vehicle_allocation::domain::PageKey> {
+        self.inner.page_token_key(candidate).await
+    }
     async fn reset(&self) -> StoreResult<()> {
         self.inner.reset().await
     }

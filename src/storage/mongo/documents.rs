@@ -25,6 +25,10 @@ pub const DRIVERS: &str = "drivers";
 pub const VEHICLES: &str = "vehicles";
 pub const ALLOCATIONS: &str = "allocations";
 pub const IDEMPOTENCY_KEYS: &str = "idempotency_keys";
+/// The service's own settings, one document each (the page-token key).
+pub const SETTINGS: &str = "settings";
+/// The `_id` of the page-token key in [`SETTINGS`].
+pub const PAGE_TOKEN_KEY: &str = "page_token_key";
 
 /// Names of the unique indexes that are booking rules; a duplicate-key error
 /// names the one that fired.
@@ -231,6 +235,26 @@ pub fn live_idempotency_key(request_id: &str, now: DateTime<Utc>) -> Document {
         "_id": request_id,
         "created_at": { "$gte": instant(IdempotencyKey::expired_before(now)) },
     }
+}
+
+/// The upsert that stores `candidate` as the page-token key unless one is
+/// stored: it never replaces a key.
+pub fn page_key_upsert(candidate: &[u8]) -> Document {
+    doc! {
+        "$setOnInsert": {
+            "value": bson::Binary {
+                subtype: bson::spec::BinarySubtype::Generic,
+                bytes: candidate.to_vec(),
+            },
+        },
+    }
+}
+
+/// The stored page-token key's bytes.
+pub fn page_key_from(doc: &Document) -> Result<Vec<u8>, Malformed> {
+    doc.get_binary_generic("value")
+        .cloned()
+        .map_err(|e| Malformed::new(SETTINGS, e))
 }
 
 /// A document by id.

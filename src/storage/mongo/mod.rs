@@ -32,7 +32,7 @@ use mongodb::{Client, ClientSession, Collection, Cursor, Database};
 use crate::domain::allocation::allocation_not_found;
 use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
-    HistoryFilter, NewAllocation, Page, PageRequest, Resource, UpdatedAllocation, Vehicle,
+    HistoryFilter, NewAllocation, Page, PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle,
 };
 use crate::storage::{Store, StoreError, StoreResult};
 
@@ -534,6 +534,40 @@ impl Store for MongoStore {
             .await
             .map(drop)
             .map_err(classify("pinging MongoDB"))
+    }
+
+    async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey> {
+        let settings = self.db.collection::<Document>(d::SETTINGS);
+        let filter = d::by_id(d::PAGE_TOKEN_KEY);
+        let upsert = settings
+            .update_one(filter.clone(), d::page_key_upsert(candidate.bytes()))
+            .upsert(true)
+            .write_concern(WriteConcern::majority())
+            .await;
+        // Two replicas upserting at once: one inserts, the other may fail
+        // on the duplicate _id; both then read the one that was stored.
+        if let Err(error) = upsert
+            && errors::duplicate_key_message(&error).is_none()
+        {
+            return Err(classify("storing the page-token key")(error));
+        }
+        let stored = settings
+            .find_one(filter)
+            .await
+            .map_err(classify("reading the page-token key"))?
+            .ok_or_else(|| {
+                StoreError::internal(
+                    "reading the page-token key",
+                    std::io::Error::other("the key vanished after it was stored"),
+                )
+            })?;
+        let bytes = decoded(d::page_key_from(&stored))?;
+        PageKey::from_stored(&bytes).ok_or_else(|| {
+            StoreError::internal(
+                "reading the page-token key",
+                std::io::Error::other(format!("the stored key is {} bytes, not 32", bytes.len())),
+            )
+        })
     }
 
     async fn is_empty(&self) -> StoreResult<bool> {

@@ -17,7 +17,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
-    HistoryFilter, NewAllocation, Page, PageRequest, Resource, UpdatedAllocation, Vehicle,
+    HistoryFilter, NewAllocation, Page, PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle,
 };
 use crate::storage::{Store, StoreError, StoreResult};
 
@@ -44,7 +44,13 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: Writer,
     readers: ReadPool,
+    /// The data directory's lock, held while the store is open.
+    _lock: std::fs::File,
 }
+
+/// The file in the data directory that one process at a time holds locked,
+/// with that process's id in it.
+pub const LOCK_FILE: &str = "vehicle-allocation.lock";
 
 /// Why the embedded store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +72,58 @@ pub enum OpenError {
     },
     #[error("cannot start the database writer: {0}")]
     Spawn(std::io::Error),
+    #[error(
+        "the data directory {path} is in use by another process (pid {pid}); stop it first, or give this one another DATA_DIR"
+    )]
+    Locked { path: PathBuf, pid: String },
+    #[error("cannot lock the data directory {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the database {path} is an empty file, which is not a store this service made: restore it from a backup, \
+         or delete it to start with an empty store"
+    )]
+    EmptyFile { path: PathBuf },
+    #[error(
+        "the database {path} fails SQLite's integrity check ({detail}): stop, keep a copy of the data directory, and restore \
+         the database from a backup (or try `sqlite3 {path} .recover`); SKIP_INTEGRITY_CHECK=true starts without the check"
+    )]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+/// Takes the data directory's lock, or names the process holding it.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, OpenError> {
+    use std::io::{Read as _, Seek as _, Write as _};
+    let path = data_dir.join(LOCK_FILE);
+    let lock_err = |source| OpenError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(lock_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            return Err(OpenError::Locked {
+                path: data_dir.to_owned(),
+                pid: pid.trim().to_owned(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(error)) => return Err(lock_err(error)),
+    }
+    file.set_len(0).map_err(lock_err)?;
+    file.rewind().map_err(lock_err)?;
+    write!(file, "{}", std::process::id()).map_err(lock_err)?;
+    Ok(file)
 }
 
 impl SqliteStore {
@@ -85,11 +143,17 @@ impl SqliteStore {
             path: data_dir.to_owned(),
             source,
         })?;
+        let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join(DATABASE_FILE);
         let open_err = |source| OpenError::Open {
             path: path.clone(),
             source,
         };
+        // SQLite takes an empty file for an empty database: a store that
+        // lost its contents would serve as a new one.
+        if std::fs::metadata(&path).is_ok_and(|meta| meta.len() == 0) {
+            return Err(OpenError::EmptyFile { path });
+        }
 
         let mut conn = Connection::open(&path).map_err(open_err)?;
         schema::configure_writer(&conn, writer_cache_mib).map_err(open_err)?;
@@ -115,7 +179,35 @@ impl SqliteStore {
             path,
             writer: Writer::spawn(conn).map_err(OpenError::Spawn)?,
             readers: ReadPool::new(readers),
+            _lock: lock,
         })
+    }
+
+    /// Runs SQLite's `quick_check` over the whole database: a store with
+    /// damaged pages is refused at startup rather than failing the calls
+    /// that touch them. Returns how long the check took.
+    pub fn quick_check(&self) -> Result<std::time::Duration, OpenError> {
+        let started = std::time::Instant::now();
+        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|source| OpenError::Open {
+                path: self.path.clone(),
+                source,
+            })?;
+        let corrupt = |detail: String| OpenError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        };
+        let mut statement = conn
+            .prepare("PRAGMA quick_check(5)")
+            .map_err(|error| corrupt(error.to_string()))?;
+        let problems = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|error| corrupt(error.to_string()))?;
+        if problems != ["ok"] {
+            return Err(corrupt(problems.join("; ")));
+        }
+        Ok(started.elapsed())
     }
 
     /// The database file.
@@ -233,6 +325,12 @@ impl Store for SqliteStore {
 
     async fn is_empty(&self) -> StoreResult<bool> {
         self.readers.read(queries::is_empty).await
+    }
+
+    async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey> {
+        self.writer
+            .write(move |conn| queries::page_token_key(conn, &candidate))
+            .await
     }
 
     async fn reset(&self) -> StoreResult<()> {

@@ -7,8 +7,8 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_fro
 
 use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, HistoryCursor,
-    HistoryFilter, IdempotencyKey, NewAllocation, Page, PageRequest, Resource, UpdatedAllocation,
-    Vehicle,
+    HistoryFilter, IdempotencyKey, NewAllocation, Page, PageKey, PageRequest, Resource,
+    UpdatedAllocation, Vehicle,
 };
 use crate::storage::{StoreError, StoreResult};
 
@@ -619,6 +619,23 @@ pub fn list_vehicles(
 }
 
 /// Whether nothing at all is stored.
+/// The stored page-token key, storing `candidate` if there is none.
+pub fn page_token_key(conn: &Connection, candidate: &PageKey) -> StoreResult<PageKey> {
+    conn.prepare_cached(
+        "INSERT INTO settings (name, value) VALUES ('page_token_key', ?1) ON CONFLICT (name) DO NOTHING",
+    )?
+    .execute([candidate.bytes().as_slice()])?;
+    let stored: Vec<u8> = conn
+        .prepare_cached("SELECT value FROM settings WHERE name = 'page_token_key'")?
+        .query_row([], |row| row.get(0))?;
+    PageKey::from_stored(&stored).ok_or_else(|| {
+        StoreError::internal(
+            "reading the page-token key",
+            std::io::Error::other(format!("the stored key is {} bytes, not 32", stored.len())),
+        )
+    })
+}
+
 pub fn is_empty(conn: &Connection) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached(

@@ -7,7 +7,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Version 1. Every index here serves a query in `queries.rs`; the unique
 /// ones are also the booking rules, enforced by SQLite on every write.
@@ -94,6 +94,15 @@ INSERT INTO daily_bookings (allocation_date, bookings)
     SELECT allocation_date, count(*) FROM allocations GROUP BY allocation_date;
 ";
 
+/// Version 4: the service's own settings, such as the key page tokens are
+/// signed with.
+const SCHEMA_V4: &str = "
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) STRICT;
+";
+
 /// Settings for the one connection that writes.
 ///
 /// WAL lets readers run beside the writer; `synchronous = FULL` makes every
@@ -142,7 +151,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
             supported: SCHEMA_VERSION,
         });
     }
-    let migrations = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+    let migrations = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
     for (target, migration) in (1..).zip(migrations) {
         if version < target {
             let tx = conn.transaction()?;

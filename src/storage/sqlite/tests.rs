@@ -195,3 +195,70 @@ fn upgrading_from_version_1_totals_the_existing_bookings() {
         .unwrap();
     assert_eq!(total, 1);
 }
+
+mod opening {
+    use super::super::{DATABASE_FILE, OpenError, SqliteStore};
+    use crate::seed::{SeedPlan, generate_fleet};
+    use crate::storage::Store as _;
+
+    #[test]
+    fn a_data_directory_is_opened_by_one_store_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SqliteStore::open(dir.path()).unwrap();
+        match SqliteStore::open(dir.path()) {
+            Err(OpenError::Locked { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
+            other => panic!("expected Locked, got {:?}", other.err()),
+        }
+        let message = SqliteStore::open_for_loading(dir.path())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            message.contains("in use by another process (pid"),
+            "{message}"
+        );
+        drop(first);
+        SqliteStore::open(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn an_empty_database_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DATABASE_FILE), b"").unwrap();
+        let error = SqliteStore::open(dir.path()).err().unwrap();
+        assert!(matches!(error, OpenError::EmptyFile { .. }), "{error}");
+        // A new data directory is fine.
+        let new = tempfile::tempdir().unwrap();
+        SqliteStore::open(&new.path().join("fresh")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn damaged_pages_fail_the_integrity_check() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            let (employees, vehicles) = generate_fleet(&SeedPlan {
+                employees: 2000,
+                vehicles: 300,
+                ..SeedPlan::default()
+            });
+            store.insert_fleet(employees, vehicles).await.unwrap();
+            assert!(store.quick_check().is_ok());
+        }
+        let path = dir.path().join(DATABASE_FILE);
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
+            .unwrap();
+        drop(conn);
+        let mut bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() > 64 * 1024, "{} bytes", bytes.len());
+        let middle = bytes.len() / 2 / 4096 * 4096;
+        bytes[middle..middle + 8192].fill(0xA5);
+        std::fs::write(&path, bytes).unwrap();
+
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let error = store.quick_check().unwrap_err();
+        assert!(matches!(error, OpenError::Corrupt { .. }), "{error}");
+        assert!(error.to_string().contains("restore"), "{error}");
+    }
+}

@@ -443,3 +443,21 @@ fn stored_keys_and_vehicles_are_read_strictly() {
     assert!(driver_of(&doc! { "_id": "veh-1" }).is_err());
     assert_eq!(id_of(ALLOCATIONS, &doc! { "_id": "a" }).unwrap(), "a");
 }
+
+#[test]
+fn the_page_token_key_is_set_on_insert_only_and_read_back() {
+    let update = page_key_upsert(&[7; 32]);
+    assert_eq!(
+        update,
+        doc! { "$setOnInsert": { "value": bson::Binary {
+            subtype: bson::spec::BinarySubtype::Generic,
+            bytes: vec![7; 32],
+        } } }
+    );
+    let stored = doc! { "_id": PAGE_TOKEN_KEY, "value": bson::Binary {
+        subtype: bson::spec::BinarySubtype::Generic,
+        bytes: vec![7; 32],
+    } };
+    assert_eq!(page_key_from(&stored).unwrap(), vec![7; 32]);
+    assert!(page_key_from(&doc! { "_id": PAGE_TOKEN_KEY, "value": "x" }).is_err());
+}
