@@ -696,8 +696,26 @@ fn bad_origin(origin: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Parses `args` as the command line, ignoring the environment: the
+    /// README tells users to export REDIS_URL and the like.
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("vehicle-allocation").chain(args.iter().copied()))
+        use clap::{CommandFactory as _, FromArgMatches as _};
+        let matches = without_env(Cli::command()).try_get_matches_from(
+            std::iter::once("vehicle-allocation").chain(args.iter().copied()),
+        )?;
+        Cli::from_arg_matches(&matches)
+    }
+
+    /// `command` with no argument read from an environment variable.
+    fn without_env(command: clap::Command) -> clap::Command {
+        let command = command.mut_args(|arg| arg.env(None));
+        let names: Vec<String> = command
+            .get_subcommands()
+            .map(|sub| sub.get_name().to_owned())
+            .collect();
+        names.into_iter().fold(command, |command, name| {
+            command.mut_subcommand(name, without_env)
+        })
     }
 
     #[test]

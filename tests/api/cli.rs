@@ -14,8 +14,19 @@ use vehicle_allocation::storage::sqlite::SqliteStore;
 
 use crate::helpers::{AppOptions, spawn_app_with, start_time};
 
-fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+/// The service's binary, with none of the caller's environment: a
+/// developer's REDIS_URL or MAX_DAYS_AHEAD must not change what it does.
+fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vehicle-allocation"));
+    command.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command
+}
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = binary();
     command.args(args).env("RUST_LOG", "warn");
     for (key, value) in envs {
         command.env(key, value);
@@ -266,6 +277,14 @@ struct ServerProcess {
     logs: std::sync::mpsc::Receiver<String>,
 }
 
+/// A test that fails (or forgets) must not leave its server running.
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl ServerProcess {
     fn start(dir: &Path) -> Self {
         Self::start_with(dir, &[])
@@ -274,7 +293,7 @@ impl ServerProcess {
     /// With extra environment variables.
     fn start_with(dir: &Path, envs: &[(&str, &std::ffi::OsStr)]) -> Self {
         use std::io::BufRead;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_vehicle-allocation"));
+        let mut command = binary();
         command
             .args([
                 "serve",
@@ -428,7 +447,7 @@ async fn an_acknowledged_booking_survives_a_crash() {
 fn settings_are_read_from_a_dot_env_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env"), "ORG_TIMEZONE=Atlantis/Capital\n").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_vehicle-allocation"))
+    let output = binary()
         .args(["serve", "--data-dir", "data"])
         .current_dir(dir.path())
         .output()
@@ -613,4 +632,32 @@ fn the_token_command_prints_a_token_the_service_accepts_and_refuses_without_a_se
         "{}",
         text(&output.stderr)
     );
+}
+
+#[tokio::test]
+async fn a_second_process_on_a_data_directory_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(dir.path());
+    let pid = server.child.id().to_string();
+    let data_dir = dir.path().to_str().unwrap();
+    for args in [
+        &[
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            data_dir,
+        ][..],
+        &["seed", "--data-dir", data_dir],
+    ] {
+        let output = run(args, &[]);
+        assert!(!output.status.success(), "{args:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("in use by another process") && stderr.contains(&format!("pid {pid}")),
+            "{args:?}: {stderr}"
+        );
+    }
 }
