@@ -144,17 +144,7 @@ pub fn with_reason(reason: Reason, message: &str) -> Status {
     )
 }
 
-/// `error` and its sources, outermost first, for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub use crate::storage::error_chain;
 
 #[cfg(test)]
 mod tests {

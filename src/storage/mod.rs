@@ -75,6 +75,18 @@ impl StoreError {
     }
 }
 
+/// `error` and its sources, outermost first, for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Which backend to use, and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {

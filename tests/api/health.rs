@@ -102,3 +102,84 @@ async fn shutdown_reports_not_serving_then_lets_in_flight_calls_finish() {
     assert_eq!(created.into_inner().employee_id, app.employee(0));
     server.await.unwrap().expect("clean stop");
 }
+
+#[tokio::test]
+async fn failing_writes_turn_health_not_serving_until_they_work_again() {
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(app.channel.clone());
+    let mut watch = health.watch(request("")).await.unwrap().into_inner();
+    until(&mut watch, ServingStatus::Serving).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+
+    let store = app.embedded.clone().unwrap();
+    store.inject_full_disk(true);
+    let status = app.book(0, 0, 1).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    until(&mut watch, ServingStatus::NotServing).await;
+    assert_eq!(app.get("/readyz").await.status(), 503);
+
+    store.inject_full_disk(false);
+    until(&mut watch, ServingStatus::Serving).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    app.book(0, 0, 1).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_service_whose_mongodb_is_down_at_startup_starts_not_serving() {
+    use vehicle_allocation::storage::StoreConfig;
+    use vehicle_allocation::storage::mongo::MongoConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = crate::helpers::plain_settings(dir.path());
+    // Nothing listens on port 1.
+    settings.store = StoreConfig::Mongo(MongoConfig {
+        url: "mongodb://127.0.0.1:1/?directConnection=true".into(),
+        database: "never".into(),
+        max_pool_size: 2,
+        connect_timeout: std::time::Duration::from_millis(200),
+        server_selection_timeout: std::time::Duration::from_millis(200),
+    });
+    settings.health_check_interval = std::time::Duration::from_millis(200);
+    let app = vehicle_allocation::app::Application::build(settings)
+        .await
+        .expect("starts without its MongoDB");
+    let addr = app.grpc_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let answer = HealthClient::new(channel.clone())
+        .check(request(""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.status(), ServingStatus::NotServing);
+    let mut allocations = v1::allocation_service_client::AllocationServiceClient::new(channel);
+    let status = allocations
+        .create_allocation(v1::CreateAllocationRequest {
+            allocation: Some(v1::Allocation {
+                employee_id: "emp-00001".into(),
+                vehicle_id: "veh-0001".into(),
+                // Two days ahead is bookable whatever the hour.
+                allocation_date: (chrono::Utc::now().date_naive() + chrono::Days::new(2))
+                    .to_string(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let status = allocations
+        .get_allocation(v1::GetAllocationRequest { id: "x".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

@@ -153,6 +153,9 @@ pub struct TestApp {
     pub cache: Option<Arc<CachedStore>>,
     /// The store behind the app, for arranging data directly.
     pub store: Arc<dyn Store>,
+    /// The same, as the embedded store it is (absent for a second replica
+    /// on another app's store), for its fault injection.
+    pub embedded: Option<Arc<SqliteStore>>,
     pub data_dir: Arc<tempfile::TempDir>,
     pub employees: Vec<Employee>,
     pub vehicles: Vec<Vehicle>,
@@ -174,9 +177,12 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         .data_dir
         .clone()
         .unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temporary directory")));
-    let sqlite: Arc<dyn Store> = match &options.shared_store {
-        Some(store) => Arc::clone(store),
-        None => Arc::new(SqliteStore::open(data_dir.path()).expect("open store")),
+    let (sqlite, embedded): (Arc<dyn Store>, _) = match &options.shared_store {
+        Some(store) => (Arc::clone(store), None),
+        None => {
+            let store = Arc::new(SqliteStore::open(data_dir.path()).expect("open store"));
+            (Arc::clone(&store) as Arc<dyn Store>, Some(store))
+        }
     };
     let (employees, vehicles) = seed::generate_fleet(&FLEET);
     if options.fleet && sqlite.is_empty().await.unwrap() {
@@ -263,6 +269,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         faults,
         cache: setup.cache,
         store: sqlite,
+        embedded,
         data_dir,
         employees,
         vehicles,

@@ -34,7 +34,7 @@ use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
     HistoryFilter, NewAllocation, Page, PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle,
 };
-use crate::storage::{Store, StoreError, StoreResult};
+use crate::storage::{Store, StoreError, StoreResult, error_chain};
 
 use documents as d;
 pub use errors::{duplicate_key_message, index_name};
@@ -67,9 +67,40 @@ pub enum MongoOpenError {
     },
 }
 
+/// Whether the indexes (which are the booking rules) exist yet, and when
+/// creating them is tried next.
+#[derive(Debug)]
+struct Indexes {
+    ready: std::sync::atomic::AtomicBool,
+    /// The next attempt, and the pause after it if it fails.
+    retry: std::sync::Mutex<(std::time::Instant, Duration)>,
+}
+
+/// Pauses between attempts to create the indexes double up to this.
+const MAX_INDEX_RETRY: Duration = Duration::from_secs(60);
+
+impl Indexes {
+    fn ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether an attempt is due now; if so, the next one is pushed back.
+    fn attempt_due(&self) -> bool {
+        let mut retry = self.retry.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if now < retry.0 {
+            return false;
+        }
+        let pause = retry.1;
+        *retry = (now + pause, (pause * 2).min(MAX_INDEX_RETRY));
+        true
+    }
+}
+
 /// The MongoDB store.
 #[derive(Debug, Clone)]
 pub struct MongoStore {
+    indexes: std::sync::Arc<Indexes>,
     client: Client,
     db: Database,
     employees: Collection<Document>,
@@ -113,14 +144,59 @@ impl MongoStore {
         let hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();
         let client = Client::with_options(options).map_err(MongoOpenError::Url)?;
         let store = Self::new(client, &config.database);
-        store.create_indexes().await?;
         tracing::info!(hosts = %hosts.join(","), database = %config.database, "using MongoDB");
+        // MongoDB down at startup: start anyway. Writes are refused and
+        // health says NOT_SERVING until the indexes exist; each health
+        // check retries, with growing pauses.
+        if let Err(error) = store.ensure_indexes().await {
+            tracing::error!(
+                error = %error_chain(&error),
+                "cannot create the MongoDB indexes; NOT_SERVING until they are, retrying with backoff"
+            );
+        }
         Ok(store)
+    }
+
+    /// Creates the indexes unless they exist, when an attempt is due.
+    async fn ensure_indexes(&self) -> StoreResult<()> {
+        if self.indexes.ready() {
+            return Ok(());
+        }
+        if !self.indexes.attempt_due() {
+            return Err(indexes_missing(std::io::Error::other(
+                "waiting to retry creating them",
+            )));
+        }
+        match self.create_indexes().await {
+            Ok(()) => {
+                self.indexes
+                    .ready
+                    .store(true, std::sync::atomic::Ordering::Release);
+                Ok(())
+            }
+            Err(error) => Err(indexes_missing(error)),
+        }
+    }
+
+    /// Refuses writes while the indexes, which enforce the booking rules,
+    /// may be missing.
+    fn writable(&self) -> StoreResult<()> {
+        if self.indexes.ready() {
+            Ok(())
+        } else {
+            Err(indexes_missing(std::io::Error::other(
+                "MongoDB was unreachable at startup",
+            )))
+        }
     }
 
     fn new(client: Client, database: &str) -> Self {
         let db = client.database(database);
         Self {
+            indexes: std::sync::Arc::new(Indexes {
+                ready: std::sync::atomic::AtomicBool::new(false),
+                retry: std::sync::Mutex::new((std::time::Instant::now(), Duration::from_secs(1))),
+            }),
             employees: db.collection(d::EMPLOYEES),
             drivers: db.collection(d::DRIVERS),
             vehicles: db.collection(d::VEHICLES),
@@ -352,6 +428,10 @@ impl MongoStore {
     }
 }
 
+fn indexes_missing(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::unavailable("the MongoDB indexes are not created yet", source)
+}
+
 /// The refusal or failure that the create transaction's body raised, if
 /// that is what ended it.
 fn raised_in_transaction(error: &MongoError) -> Option<StoreError> {
@@ -364,6 +444,7 @@ fn raised_in_transaction(error: &MongoError) -> Option<StoreError> {
 #[async_trait]
 impl Store for MongoStore {
     async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
+        self.writable()?;
         let mut session = self
             .client
             .start_session()
@@ -399,6 +480,7 @@ impl Store for MongoStore {
     }
 
     async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
+        self.writable()?;
         for _ in 0..GUARDED_WRITE_ATTEMPTS {
             let before = self
                 .find_allocation(&update.id)
@@ -434,6 +516,7 @@ impl Store for MongoStore {
     }
 
     async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
+        self.writable()?;
         for _ in 0..GUARDED_WRITE_ATTEMPTS {
             let existing = self
                 .find_allocation(&deletion.id)
@@ -529,6 +612,7 @@ impl Store for MongoStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
+        self.ensure_indexes().await?;
         self.db
             .run_command(doc! { "ping": 1 })
             .await
@@ -609,6 +693,7 @@ impl Store for MongoStore {
         employees: Vec<Employee>,
         vehicles: Vec<Vehicle>,
     ) -> StoreResult<()> {
+        self.writable()?;
         let batches: Vec<(Collection<Document>, Vec<Document>)> = vec![
             (
                 self.employees.clone(),
@@ -657,6 +742,7 @@ impl Store for MongoStore {
     /// would go on sending into the aborted transaction (and be retried as
     /// transient until the driver gives up).
     async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
+        self.writable()?;
         if allocations.is_empty() {
             return Ok(());
         }
@@ -699,4 +785,32 @@ fn contended(id: &str) -> StoreError {
         format!("allocation {id:?} kept changing under concurrent writes"),
         std::io::Error::other("too many concurrent writers"),
     )
+}
+
+#[cfg(test)]
+mod index_retry_tests {
+    use super::*;
+
+    #[test]
+    fn index_creation_is_retried_with_doubling_pauses() {
+        let start = std::time::Instant::now();
+        let indexes = Indexes {
+            ready: std::sync::atomic::AtomicBool::new(false),
+            retry: std::sync::Mutex::new((start, Duration::from_secs(1))),
+        };
+        assert!(indexes.attempt_due());
+        assert!(!indexes.attempt_due(), "not again within the pause");
+        let pauses: Vec<Duration> = (0..8)
+            .map(|_| {
+                let mut retry = indexes.retry.lock().unwrap();
+                retry.0 = start; // as if the pause had passed
+                drop(retry);
+                assert!(indexes.attempt_due());
+                indexes.retry.lock().unwrap().1
+            })
+            .collect();
+        assert_eq!(pauses[0], Duration::from_secs(4));
+        assert_eq!(pauses[4], Duration::from_secs(60));
+        assert_eq!(pauses[7], MAX_INDEX_RETRY);
+    }
 }

@@ -10,6 +10,7 @@ mod schema;
 mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
@@ -46,6 +47,8 @@ pub struct SqliteStore {
     readers: ReadPool,
     /// The data directory's lock, held while the store is open.
     _lock: std::fs::File,
+    /// A read connection for health checks alone.
+    health: Arc<std::sync::Mutex<Connection>>,
 }
 
 /// The file in the data directory that one process at a time holds locked,
@@ -175,12 +178,26 @@ impl SqliteStore {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(open_err)?;
 
+        let health = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|conn| schema::configure_reader(&conn).map(|()| conn))
+        .map_err(open_err)?;
         Ok(Self {
             path,
+            health: Arc::new(std::sync::Mutex::new(health)),
             writer: Writer::spawn(conn).map_err(OpenError::Spawn)?,
             readers: ReadPool::new(readers),
             _lock: lock,
         })
+    }
+
+    /// Makes every write batch fail as on a full disk (`SQLITE_FULL`), or
+    /// work again: for fault-injection tests.
+    #[doc(hidden)]
+    pub fn inject_full_disk(&self, on: bool) {
+        self.writer.inject_full_disk(on);
     }
 
     /// Runs SQLite's `quick_check` over the whole database: a store with
@@ -312,15 +329,25 @@ impl Store for SqliteStore {
                 std::io::Error::other("writer thread exited"),
             ));
         }
+        // Writes failed for a storage reason (full disk, read-only file):
+        // not serving until a probe write goes through.
+        if let Some(failure) = self.writer.failure() {
+            self.writer.write(queries::probe_write).await.map_err(|_| {
+                StoreError::unavailable("writing to the database", std::io::Error::other(failure))
+            })?;
+        }
         // Reading the schema touches the file, so a vanished or unreadable
-        // database shows up here.
-        self.readers
-            .read(|conn| {
-                conn.prepare_cached("SELECT count(*) FROM sqlite_schema")?
-                    .query_row([], |row| row.get::<_, i64>(0))?;
-                Ok(())
-            })
-            .await
+        // database shows up here. On a connection of its own: health must
+        // not queue behind the readers' requests.
+        let conn = Arc::clone(&self.health);
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            conn.prepare_cached("SELECT count(*) FROM sqlite_schema")?
+                .query_row([], |row| row.get::<_, i64>(0))?;
+            Ok(())
+        })
+        .await
+        .map_err(|error| StoreError::internal("pinging SQLite", error))?
     }
 
     async fn is_empty(&self) -> StoreResult<bool> {

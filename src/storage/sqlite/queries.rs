@@ -619,6 +619,17 @@ pub fn list_vehicles(
 }
 
 /// Whether nothing at all is stored.
+/// A write that must reach the disk, to learn whether writes work again.
+pub fn probe_write(conn: &Connection) -> StoreResult<()> {
+    let now = Utc::now().timestamp_millis().to_be_bytes();
+    conn.prepare_cached(
+        "INSERT INTO settings (name, value) VALUES ('health_probe', ?1)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    )?
+    .execute([now.as_slice()])?;
+    Ok(())
+}
+
 /// The stored page-token key, storing `candidate` if there is none.
 pub fn page_token_key(conn: &Connection, candidate: &PageKey) -> StoreResult<PageKey> {
     conn.prepare_cached(

@@ -12,8 +12,9 @@ use tokio::sync::Semaphore;
 
 use crate::storage::{StoreError, StoreResult};
 
-/// Read-only connections, each used by one read at a time.
-#[derive(Debug)]
+/// Read-only connections, each used by one read at a time. Clones share
+/// the connections.
+#[derive(Debug, Clone)]
 pub struct ReadPool {
     idle: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,

@@ -262,3 +262,78 @@ mod opening {
         assert!(error.to_string().contains("restore"), "{error}");
     }
 }
+
+mod health {
+    use std::time::Duration;
+
+    use super::super::SqliteStore;
+    use crate::seed::{SeedPlan, generate_fleet};
+    use crate::storage::{Store as _, StoreError};
+
+    #[tokio::test]
+    async fn failing_writes_fail_the_ping_until_a_probe_write_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.ping().await.unwrap();
+        store.inject_full_disk(true);
+        let (employees, vehicles) = generate_fleet(&SeedPlan {
+            employees: 5,
+            vehicles: 2,
+            ..SeedPlan::default()
+        });
+        let error = store
+            .insert_fleet(employees.clone(), vehicles.clone())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
+        for _ in 0..2 {
+            let error = store.ping().await.unwrap_err();
+            assert!(
+                crate::storage::error_chain(&error).contains("disk is full"),
+                "{error:?}"
+            );
+        }
+        // The disk has room again: the next ping's probe write succeeds.
+        store.inject_full_disk(false);
+        store.ping().await.unwrap();
+        store.insert_fleet(employees, vehicles).await.unwrap();
+        store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_ping_does_not_queue_behind_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let held = std::sync::Arc::new(std::sync::Mutex::new(held));
+        let (entered, mut entries) = tokio::sync::mpsc::unbounded_channel();
+        let mut reads = Vec::new();
+        for _ in 0..super::super::READ_CONNECTIONS + 2 {
+            let (held, entered) = (std::sync::Arc::clone(&held), entered.clone());
+            let readers = store.readers.clone();
+            reads.push(tokio::spawn(async move {
+                readers
+                    .read(move |_| {
+                        let _ = entered.send(());
+                        let _ = held.lock().unwrap().recv();
+                        Ok(())
+                    })
+                    .await
+            }));
+        }
+        // Every reader connection is busy, and more reads wait for one.
+        for _ in 0..super::super::READ_CONNECTIONS {
+            entries.recv().await.unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(5), store.ping())
+            .await
+            .expect("the ping answers while every reader is busy")
+            .unwrap();
+        for _ in 0..reads.len() {
+            let _ = release.send(());
+        }
+        for read in reads {
+            read.await.unwrap().unwrap();
+        }
+    }
+}

@@ -20,6 +20,7 @@
 //! request and nothing waits for company.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -38,16 +39,43 @@ const QUEUE_DEPTH: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
+    /// Why the last batch failed for a storage reason (full disk, read-only
+    /// file, I/O error); `None` once a batch has written again.
+    failure: Arc<Mutex<Option<String>>>,
+    /// Fault injection: every batch fails as on a full disk.
+    full_disk: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Writer {
     /// Starts the writer thread on `conn`.
     pub fn spawn(conn: Connection) -> std::io::Result<Self> {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
+        let failure = Arc::new(Mutex::new(None));
+        let full_disk = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (failed, full) = (Arc::clone(&failure), Arc::clone(&full_disk));
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, requests))?;
-        Ok(Self { queue })
+            .spawn(move || run(conn, requests, &failed, &full))?;
+        Ok(Self {
+            queue,
+            failure,
+            full_disk,
+        })
+    }
+
+    /// See [`super::SqliteStore::inject_full_disk`].
+    pub fn inject_full_disk(&self, on: bool) {
+        self.full_disk
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Why writes are failing for a storage reason, if they are: health
+    /// reports NOT_SERVING until a write succeeds again.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Runs `work` inside a write transaction and returns its result once the
@@ -85,6 +113,10 @@ fn writer_stopped() -> StoreError {
 trait Job: Send {
     /// Runs the request; `true` when its writes are to be kept.
     fn run(&mut self, conn: &Connection) -> bool;
+    /// The storage failure (not a rule's refusal) the request ran into.
+    fn storage_failure(&self) -> Option<String>;
+    /// Whether the request's writes were kept.
+    fn kept(&self) -> bool;
     /// Answers the request once the batch has committed (or failed to).
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
@@ -117,6 +149,19 @@ where
         keep
     }
 
+    fn kept(&self) -> bool {
+        matches!(self.outcome, Some(Ok(_)))
+    }
+
+    fn storage_failure(&self) -> Option<String> {
+        match &self.outcome {
+            Some(Err(error @ StoreError::Unavailable { .. })) => {
+                Some(crate::storage::error_chain(error))
+            }
+            _ => None,
+        }
+    }
+
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
         let answer = match (self.outcome, commit) {
             (Some(Ok(_)), Err(failed)) | (None, Err(failed)) => Err(failed),
@@ -131,7 +176,12 @@ where
     }
 }
 
-fn run(conn: Connection, mut requests: mpsc::Receiver<Box<dyn Job>>) {
+fn run(
+    conn: Connection,
+    mut requests: mpsc::Receiver<Box<dyn Job>>,
+    failure: &Mutex<Option<String>>,
+    full_disk: &std::sync::atomic::AtomicBool,
+) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = requests.blocking_recv() {
         batch.push(first);
@@ -141,19 +191,49 @@ fn run(conn: Connection, mut requests: mpsc::Receiver<Box<dyn Job>>) {
                 Err(_) => break,
             }
         }
-        let commit = run_batch(&conn, &mut batch);
+        let commit = run_batch(
+            &conn,
+            &mut batch,
+            full_disk.load(std::sync::atomic::Ordering::SeqCst),
+        );
         if let Err(error) = &commit {
             tracing::error!(error = %error, batch = batch.len(), "SQLite write batch failed");
         }
+        // A failed commit, or a request that could not write, says writes
+        // fail; a batch that wrote without either says they work again.
+        let failed = match &commit {
+            Err(error @ StoreError::Unavailable { .. }) => Some(crate::storage::error_chain(error)),
+            Err(_) => None,
+            Ok(()) => batch.iter().find_map(|job| job.storage_failure()),
+        };
+        let wrote = commit.is_ok() && batch.iter().any(|job| job.kept());
+        let mut state = failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.is_some() || wrote {
+            if failed.is_some() && state.is_none() {
+                tracing::error!(error = ?failed, "SQLite writes fail for a storage reason; reporting NOT_SERVING");
+            }
+            *state = failed;
+        }
+        drop(state);
         for job in batch.drain(..) {
             job.finish(commit.clone());
         }
     }
 }
 
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+fn run_batch(
+    conn: &Connection,
+    batch: &mut [Box<dyn Job>],
+    full_disk: bool,
+) -> Result<(), StoreError> {
     let result = (|| -> rusqlite::Result<()> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        if full_disk {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("database or disk is full (injected)".into()),
+            ));
+        }
         for job in batch.iter_mut() {
             conn.prepare_cached("SAVEPOINT request")?.execute([])?;
             if !job.run(conn) {
