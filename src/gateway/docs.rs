@@ -87,7 +87,17 @@ pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
         API_KEY_INVALID,
         RATE_LIMITED,
     ];
-    let service = [STORE_UNAVAILABLE, UPSTREAM_UNAVAILABLE, TIMEOUT, INTERNAL];
+    // The connection layer's limits apply to every call.
+    let service = [
+        URI_TOO_LONG,
+        HEADERS_TOO_LARGE,
+        BODY_TOO_LARGE,
+        OVERLOADED,
+        STORE_UNAVAILABLE,
+        UPSTREAM_UNAVAILABLE,
+        TIMEOUT,
+        INTERNAL,
+    ];
     let mut list: Vec<Reason> = match operation_id {
         "createAllocation" => [
             &[
