@@ -77,6 +77,9 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const MAX_HEADERS: usize = 100;
 
+/// Connections beyond `MAX_CONNECTIONS` that loopback peers may open.
+pub const LOOPBACK_RESERVE: usize = 8;
+
 /// The HTTP/2 client preface every gRPC connection starts with.
 const PREFACE_BYTES: u64 = 24;
 
@@ -89,6 +92,10 @@ async fn stopped(mut stopping: watch::Receiver<bool>) {
 pub struct Connections {
     listener: TcpListener,
     slots: Arc<Semaphore>,
+    /// Extra slots for loopback peers only: a health check run on the
+    /// host (the container's HEALTHCHECK, an exec probe) still gets in
+    /// when a flood holds every other slot.
+    loopback: Arc<Semaphore>,
     what: &'static str,
     refused: AtomicU64,
 }
@@ -98,6 +105,7 @@ impl Connections {
         Self {
             listener,
             slots: Arc::new(Semaphore::new(max_connections)),
+            loopback: Arc::new(Semaphore::new(LOOPBACK_RESERVE)),
             what,
             refused: AtomicU64::new(0),
         }
@@ -109,25 +117,35 @@ impl Connections {
     async fn next(&self) -> (TcpStream, OwnedSemaphorePermit) {
         loop {
             match self.listener.accept().await {
-                Ok((tcp, _)) => match Arc::clone(&self.slots).try_acquire_owned() {
-                    Ok(slot) => {
-                        let _ = tcp.set_nodelay(true);
-                        return (tcp, slot);
-                    }
-                    Err(_) => {
-                        // One line per 1,000, not one per connection.
-                        if self
-                            .refused
-                            .fetch_add(1, Ordering::Relaxed)
-                            .is_multiple_of(1000)
-                        {
-                            tracing::warn!(
-                                listener = self.what,
-                                "every connection slot is taken (MAX_CONNECTIONS); closing new connections"
-                            );
+                Ok((tcp, peer)) => {
+                    match Arc::clone(&self.slots)
+                        .try_acquire_owned()
+                        .or_else(|error| {
+                            if peer.ip().is_loopback() {
+                                Arc::clone(&self.loopback).try_acquire_owned()
+                            } else {
+                                Err(error)
+                            }
+                        }) {
+                        Ok(slot) => {
+                            let _ = tcp.set_nodelay(true);
+                            return (tcp, slot);
+                        }
+                        Err(_) => {
+                            // One line per 1,000, not one per connection.
+                            if self
+                                .refused
+                                .fetch_add(1, Ordering::Relaxed)
+                                .is_multiple_of(1000)
+                            {
+                                tracing::warn!(
+                                    listener = self.what,
+                                    "every connection slot is taken (MAX_CONNECTIONS); closing new connections"
+                                );
+                            }
                         }
                     }
-                },
+                }
                 Err(error) => {
                     tracing::warn!(%error, listener = self.what, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -165,10 +183,16 @@ pub struct ConnectionState {
     opened: Instant,
     /// Bytes read so far.
     read: AtomicU64,
-    /// Requests being handled (REST only; gRPC leaves it at 0).
+    /// REST requests seen, and those being handled (gRPC leaves both 0).
+    requests: AtomicU64,
     in_flight: AtomicUsize,
-    /// Milliseconds after `opened` of the last byte read or request ended.
+    /// Milliseconds after `opened` that the last request started or ended:
+    /// idleness counts from there, not from bytes (an HTTP/2 ping answer
+    /// is not a request).
     last_active_ms: AtomicU64,
+    /// The reader to wake when the last request in flight ends, so that the
+    /// idle timer is armed again.
+    reader: std::sync::Mutex<Option<std::task::Waker>>,
 }
 
 impl ConnectionState {
@@ -176,8 +200,10 @@ impl ConnectionState {
         Self {
             opened: Instant::now(),
             read: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
+            reader: std::sync::Mutex::new(None),
         }
     }
 
@@ -189,6 +215,12 @@ impl ConnectionState {
     fn last_active(&self) -> Instant {
         self.opened + Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed))
     }
+
+    fn wake_reader(&self) {
+        if let Some(waker) = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            waker.wake();
+        }
+    }
 }
 
 /// When a silent connection is closed.
@@ -196,8 +228,13 @@ impl ConnectionState {
 enum Silence {
     /// gRPC: until the HTTP/2 preface has arrived, `within` of opening.
     Preface { within: Duration },
-    /// REST: whenever no request is in flight, `after` of the last activity.
-    Idle { after: Duration },
+    /// REST: until the first request, `first_within` of opening; then
+    /// whenever no request is in flight, `after` of the last one; and a
+    /// response the client does not read for `after`.
+    Idle {
+        first_within: Duration,
+        after: Duration,
+    },
 }
 
 /// A connection's stream, holding the connection's slot, that fails its
@@ -212,6 +249,10 @@ pub struct Guarded<IO> {
     timer: Pin<Box<Sleep>>,
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
     stopping: bool,
+    /// Whether a write is waiting for the client to read, and when a write
+    /// last made progress.
+    writing: bool,
+    last_write: Instant,
 }
 
 impl<IO> Guarded<IO> {
@@ -230,18 +271,49 @@ impl<IO> Guarded<IO> {
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             stop: Box::pin(stopped(stopping)),
             stopping: false,
+            writing: false,
+            last_write: Instant::now(),
         }
     }
 
-    /// When the connection is to be closed if it stays as it is: `None`
-    /// while it is busy.
-    fn close_at(&self) -> Option<Instant> {
+    /// When the connection is to be closed if it stays as it is, and
+    /// whether it is idle (closed at once on shutdown); `None` while it is
+    /// busy.
+    fn close_at(&self) -> Option<(Instant, bool)> {
         match self.silence {
             Silence::Preface { within } => (self.state.read.load(Ordering::Relaxed)
                 < PREFACE_BYTES)
-                .then(|| self.state.opened + within),
-            Silence::Idle { after } => (self.state.in_flight.load(Ordering::Relaxed) == 0)
-                .then(|| self.state.last_active() + after),
+                .then(|| (self.state.opened + within, true)),
+            Silence::Idle { .. } if self.writing => None,
+            Silence::Idle {
+                first_within,
+                after,
+            } => {
+                if self.state.in_flight.load(Ordering::Relaxed) > 0 {
+                    None
+                } else if self.state.requests.load(Ordering::Relaxed) == 0 {
+                    Some((self.state.opened + first_within, true))
+                } else {
+                    Some((self.state.last_active() + after, true))
+                }
+            }
+        }
+    }
+
+    /// A response the client has not read for the idle timeout.
+    fn write_stalled_at(&self) -> Option<Instant> {
+        match self.silence {
+            Silence::Idle { after, .. } if self.writing => Some(self.last_write + after),
+            _ => None,
+        }
+    }
+
+    /// Notes how a write went.
+    fn wrote<T>(&mut self, poll: &Poll<io::Result<T>>, progress: bool) {
+        match poll {
+            Poll::Pending => self.writing = true,
+            Poll::Ready(Ok(_)) if progress => self.last_write = Instant::now(),
+            _ => {}
         }
     }
 }
@@ -256,19 +328,27 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         let this = &mut *self;
         if let Poll::Ready(result) = Pin::new(&mut this.io).poll_read(cx, buf) {
             let read = buf.filled().len() - before;
-            if read > 0 {
-                this.state.read.fetch_add(read as u64, Ordering::Relaxed);
-                this.state.touch();
-            }
+            this.state.read.fetch_add(read as u64, Ordering::Relaxed);
             return Poll::Ready(result);
         }
         if !this.stopping && this.stop.as_mut().poll(cx).is_ready() {
             this.stopping = true;
         }
-        let Some(close_at) = this.close_at() else {
-            return Poll::Pending;
+        let close_at = match (this.close_at(), this.write_stalled_at()) {
+            (Some((at, _)), _) => at,
+            (None, Some(at)) => at,
+            (None, None) => {
+                // Busy: woken when its last request ends, to arm the timer.
+                *this.state.reader.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(cx.waker().clone());
+                if this.state.in_flight.load(Ordering::Relaxed) == 0 && !this.writing {
+                    // The request ended meanwhile.
+                    cx.waker().wake_by_ref();
+                }
+                return Poll::Pending;
+            }
         };
-        if this.stopping {
+        if this.stopping && this.close_at().is_some() {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "shutting down: closing a connection with nothing in flight",
@@ -293,11 +373,21 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let poll = Pin::new(&mut self.io).poll_write(cx, buf);
+        let progress = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
+        self.wrote(&poll, progress);
+        poll
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let poll = Pin::new(&mut self.io).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = poll {
+            self.writing = false;
+            self.last_write = Instant::now();
+        } else {
+            self.wrote(&poll, false);
+        }
+        poll
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -309,7 +399,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        let progress = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
+        self.wrote(&poll, progress);
+        poll
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -410,6 +503,7 @@ pub async fn serve_http(
         .keep_alive_timeout(limits.keepalive_timeout);
     let graceful = GracefulShutdown::new();
     let silence = Silence::Idle {
+        first_within: limits.header_timeout,
         after: limits.http_idle_timeout,
     };
     let stop = stopped(stopping.clone());
@@ -491,6 +585,7 @@ struct InFlight(Arc<ConnectionState>);
 impl InFlight {
     fn new(state: &Arc<ConnectionState>) -> Self {
         state.in_flight.fetch_add(1, Ordering::Relaxed);
+        state.touch();
         Self(Arc::clone(state))
     }
 }
@@ -498,7 +593,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.0.wake_reader();
+        }
     }
 }
 
@@ -554,36 +651,58 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let state = Arc::clone(&self.state);
         let timeout = self.body_timeout;
+        state.requests.fetch_add(1, Ordering::Relaxed);
         Box::pin(async move {
-            if let Some(refusal) = too_large(&request) {
-                return Ok(refusal);
-            }
             // Small bodies are read whole here, so a handler never waits on
             // the client.
-            let (parts, body) = request.into_parts();
-            let limited = http_body_util::Limited::new(body, crate::gateway::BODY_LIMIT_BYTES);
-            let bytes = match tokio::time::timeout(
-                timeout,
-                http_body_util::BodyExt::collect(limited),
-            )
-            .await
-            {
-                Ok(Ok(collected)) => collected.to_bytes(),
-                Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
-                    return Ok(closing(crate::gateway::body_too_large()));
-                }
-                Ok(Err(_)) | Err(_) => {
-                    return Ok(closing(crate::gateway::unreadable_body()));
+            let (mut parts, body) = request.into_parts();
+            let refused = match too_large(&parts) {
+                Some(refused) => Some(refused),
+                None => {
+                    let limited =
+                        http_body_util::Limited::new(body, crate::gateway::BODY_LIMIT_BYTES);
+                    match tokio::time::timeout(timeout, http_body_util::BodyExt::collect(limited))
+                        .await
+                    {
+                        Ok(Ok(collected)) => {
+                            let in_flight = InFlight::new(&state);
+                            let body = axum::body::Body::from(collected.to_bytes());
+                            let response = inner.call(Request::from_parts(parts, body)).await?;
+                            // In flight until hyper has the whole body, so
+                            // that shutdown does not cut the response off.
+                            return Ok(response
+                                .map(|body| axum::body::Body::new(Finishing { body, in_flight })));
+                        }
+                        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
+                            Some(Refused::BodyTooLarge)
+                        }
+                        Ok(Err(_)) | Err(_) => Some(Refused::UnreadableBody),
+                    }
                 }
             };
-            let in_flight = InFlight::new(&state);
-            let request = Request::from_parts(parts, axum::body::Body::from(bytes));
-            let response = inner.call(request).await?;
+            // Refused before its body was read: the router answers (with the
+            // request id and CORS headers), then the connection is closed,
+            // or the rest of the body would be taken for the next request.
+            parts.extensions.insert(refused.expect("set above"));
+            let _in_flight = InFlight::new(&state);
+            let response = inner
+                .call(Request::from_parts(parts, axum::body::Body::empty()))
+                .await?;
             // In flight until the body has been handed to hyper, so that
             // shutdown does not cut the response off.
-            Ok(response.map(|body| axum::body::Body::new(Finishing { body, in_flight })))
+            Ok(closing(response))
         })
     }
+}
+
+/// A request the connection layer refused before the router saw it; the
+/// gateway answers it in its error shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    UriTooLong,
+    HeadersTooLarge,
+    BodyTooLarge,
+    UnreadableBody,
 }
 
 /// A response after which the connection is closed: its request was
@@ -596,23 +715,23 @@ fn closing(mut response: Response<axum::body::Body>) -> Response<axum::body::Bod
     response
 }
 
-/// 414 or 431 in the JSON error shape, for a request line or headers over
-/// the limits; hyper's own (larger) limits answer with no body.
-fn too_large<B>(request: &Request<B>) -> Option<Response<axum::body::Body>> {
+/// A request line or headers over the limits (answered 414 or 431 in the
+/// JSON error shape; hyper's own, larger limits answer with no body).
+fn too_large(request: &http::request::Parts) -> Option<Refused> {
     let uri = request
-        .uri()
+        .uri
         .path_and_query()
         .map_or(0, |pq| pq.as_str().len());
     if uri > MAX_URI_BYTES {
-        return Some(closing(crate::gateway::uri_too_long()));
+        return Some(Refused::UriTooLong);
     }
-    let headers = request.headers();
-    let header_bytes: usize = headers
+    let header_bytes: usize = request
+        .headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum();
-    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
-        return Some(closing(crate::gateway::headers_too_large()));
+    if request.headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return Some(Refused::HeadersTooLarge);
     }
     None
 }

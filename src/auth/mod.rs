@@ -137,8 +137,10 @@ impl Authenticator {
         if let Some(path) = &self.keys_file {
             match KeyFile::load(path) {
                 Ok(fresh) => {
-                    tracing::info!(keys = fresh.key_count(), path = %path.display(), "reloaded the API key file");
+                    let keys = fresh.key_count();
                     *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
+                    // Only once the new keys are in force.
+                    tracing::info!(keys, path = %path.display(), "reloaded the API key file");
                 }
                 Err(error) => errors.push(error.into()),
             }

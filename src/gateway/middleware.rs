@@ -141,3 +141,41 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     replaced.headers_mut().extend(parts.headers);
     replaced
 }
+
+/// The answer to a request the connection layer refused before reading it
+/// ([`crate::server::Refused`]): given here, inside the request-id and CORS
+/// layers, so that it carries their headers like every other answer.
+pub async fn early_refusal(request: Request, next: Next) -> Response {
+    use crate::server::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES, Refused};
+    let Some(refused) = request.extensions().get::<Refused>().copied() else {
+        return next.run(request).await;
+    };
+    let error = match refused {
+        Refused::UriTooLong => ApiError::new(
+            reasons::URI_TOO_LONG,
+            format!(
+                "the path and query are longer than {} KiB",
+                MAX_URI_BYTES / 1024
+            ),
+        ),
+        Refused::HeadersTooLarge => ApiError::new(
+            reasons::HEADERS_TOO_LARGE,
+            format!(
+                "the request carries more than {MAX_HEADERS} headers or {} KiB of them",
+                MAX_HEADER_BYTES / 1024
+            ),
+        ),
+        Refused::BodyTooLarge => ApiError::new(
+            reasons::BODY_TOO_LARGE,
+            format!(
+                "the request body is larger than {} KiB",
+                super::BODY_LIMIT_BYTES / 1024
+            ),
+        ),
+        Refused::UnreadableBody => ApiError::new(
+            reasons::UNREADABLE_BODY,
+            "the request body could not be read in time",
+        ),
+    };
+    error.into_response()
+}

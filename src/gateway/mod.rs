@@ -36,57 +36,6 @@ use crate::grpc::REQUEST_ID_HEADER;
 /// The largest request body accepted.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
-/// Answers the connection layer gives before the router sees a request
-/// ([`crate::server`]), in the same error shape.
-pub fn body_too_large() -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    error::ApiError::new(
-        crate::reasons::BODY_TOO_LARGE,
-        format!(
-            "the request body is larger than {} KiB",
-            BODY_LIMIT_BYTES / 1024
-        ),
-    )
-    .into_response()
-}
-
-/// See [`body_too_large`].
-pub fn unreadable_body() -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    error::ApiError::new(
-        crate::reasons::UNREADABLE_BODY,
-        "the request body could not be read in time",
-    )
-    .into_response()
-}
-
-/// See [`body_too_large`].
-pub fn uri_too_long() -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    error::ApiError::new(
-        crate::reasons::URI_TOO_LONG,
-        format!(
-            "the path and query are longer than {} KiB",
-            crate::server::MAX_URI_BYTES / 1024
-        ),
-    )
-    .into_response()
-}
-
-/// See [`body_too_large`].
-pub fn headers_too_large() -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    error::ApiError::new(
-        crate::reasons::HEADERS_TOO_LARGE,
-        format!(
-            "the request carries more than {} headers or {} KiB of them",
-            crate::server::MAX_HEADERS,
-            crate::server::MAX_HEADER_BYTES / 1024
-        ),
-    )
-    .into_response()
-}
-
 /// Which browser origins may call the API.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum CorsOrigins {
@@ -145,6 +94,7 @@ pub fn router(upstream: Upstream, config: &GatewayConfig, today: Today) -> Route
             middleware::time_limit,
         ))
         .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn(middleware::early_refusal))
         .layer(option_layer(cors(&config.cors)))
         .layer(axum::middleware::from_fn(middleware::request_id))
 }

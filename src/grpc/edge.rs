@@ -189,7 +189,11 @@ where
                     deadline,
                 });
             }
-            match tokio::time::timeout(budget, inner.call(request)).await {
+            // From when the call arrived, not from after authentication:
+            // tonic's own timer for `grpc-timeout` starts no earlier, so
+            // this one wins and the caller gets DEADLINE_EXCEEDED.
+            let until = tokio::time::Instant::from_std(deadline);
+            match tokio::time::timeout_at(until, inner.call(request)).await {
                 Ok(result) => result.map(codec_errors_as_callers),
                 Err(_) => Ok(deadline_exceeded(budget)),
             }

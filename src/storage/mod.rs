@@ -122,17 +122,10 @@ pub async fn open_checked(
     integrity_check: bool,
 ) -> Result<Arc<dyn Store>, OpenError> {
     match config {
-        StoreConfig::Embedded { data_dir } => {
-            let store = sqlite::SqliteStore::open(data_dir)?;
-            if integrity_check {
-                let took = store.quick_check()?;
-                tracing::info!(
-                    took_ms = took.as_millis() as u64,
-                    "the database passed SQLite's quick_check"
-                );
-            }
-            Ok(Arc::new(store))
+        StoreConfig::Embedded { data_dir } if integrity_check => {
+            Ok(Arc::new(sqlite::SqliteStore::open_checked(data_dir)?))
         }
+        StoreConfig::Embedded { .. } => open(config).await,
         StoreConfig::Mongo(_) => open(config).await,
     }
 }

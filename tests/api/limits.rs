@@ -13,7 +13,7 @@ use tonic_health::pb::health_client::HealthClient;
 use vehicle_allocation::proto::v1::{
     self, CreateAllocationRequest, GetAllocationRequest, UpdateAllocationRequest,
 };
-use vehicle_allocation::server::ServerLimits;
+use vehicle_allocation::server::{LOOPBACK_RESERVE, ServerLimits};
 
 use crate::helpers::{AppOptions, assert_status, spawn_app, spawn_app_with};
 
@@ -238,8 +238,9 @@ async fn each_listener_holds_at_most_max_connections() {
     let http_addr: std::net::SocketAddr =
         app.http_base.trim_start_matches("http://").parse().unwrap();
     for (addr, grpc) in [(app.channel_addr(), true), (http_addr, false)] {
-        // The test's own channel holds one gRPC slot.
-        let taken = if grpc { 2 } else { 3 };
+        // The test's own channel holds one gRPC slot; loopback peers (as
+        // the test is) get a few slots more, for health checks.
+        let taken = LOOPBACK_RESERVE + if grpc { 2 } else { 3 };
         let mut held = Vec::new();
         for _ in 0..taken {
             held.push(served_connection(addr, grpc).await);
@@ -322,6 +323,66 @@ async fn silent_and_slow_connections_are_closed() {
 }
 
 #[tokio::test]
+async fn a_rest_connection_must_send_its_first_request_within_the_header_timeout() {
+    // Idle connections may stay a minute, but a new one has 300 ms to send
+    // a whole request, however it trickles its bytes.
+    let app = spawn_app_with(limited(|l| l.http_idle_timeout = Duration::from_secs(60))).await;
+    let http_addr: std::net::SocketAddr =
+        app.http_base.trim_start_matches("http://").parse().unwrap();
+    let mut slow = TcpStream::connect(http_addr).await.unwrap();
+    let started = std::time::Instant::now();
+    // All but the last byte of the HTTP/2 preface, one every 100 ms: the
+    // server cannot even tell HTTP/1 from HTTP/2 yet.
+    let mut closed = false;
+    let mut buf = [0u8; 64];
+    for byte in &H2_PREFACE[..H2_PREFACE.len() - 1] {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::select! {
+            read = slow.read(&mut buf) => if matches!(read, Ok(0) | Err(_)) { closed = true; break },
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    if !closed {
+        assert!(closed_within(&mut slow, Duration::from_secs(10)).await);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_rest_connection_idles_out_after_a_long_request() {
+    let app = spawn_app_with(limited(|l| l.header_timeout = Duration::from_secs(60))).await;
+    let created = app.book(0, 0, 1).await.unwrap();
+    let http_addr: std::net::SocketAddr =
+        app.http_base.trim_start_matches("http://").parse().unwrap();
+    let gate = app.faults.hold_reads();
+    let mut tcp = TcpStream::connect(http_addr).await.unwrap();
+    tcp.write_all(
+        format!(
+            "GET /api/allocations/{} HTTP/1.1\r\nhost: x\r\n\r\n",
+            created.id
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    gate.entered.notified().await;
+    // The request outlasts the 300 ms idle timeout...
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    gate.release.notify_one();
+    let mut buf = [0u8; 4096];
+    assert!(tcp.read(&mut buf).await.unwrap() > 0, "answered");
+    // ...and the idle connection is still closed after it.
+    assert!(closed_within(&mut tcp, Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
 async fn grpc_connections_that_do_not_answer_pings_are_closed() {
     let app = spawn_app_with(limited(|l| {
         l.keepalive_interval = Duration::from_millis(200);
@@ -383,6 +444,7 @@ async fn oversized_requests_get_the_json_error_shape() {
         ))
         .await;
     assert_eq!(response.status(), 414);
+    assert!(response.headers().contains_key("x-request-id"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["reason"], "URI_TOO_LONG", "{body}");
 
@@ -394,6 +456,7 @@ async fn oversized_requests_get_the_json_error_shape() {
         .await
         .unwrap();
     assert_eq!(response.status(), 431);
+    assert!(response.headers().contains_key("x-request-id"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["reason"], "HEADERS_TOO_LARGE", "{body}");
 
@@ -409,6 +472,7 @@ async fn oversized_requests_get_the_json_error_shape() {
         .unwrap();
     assert_eq!(response.status(), 413);
     assert_eq!(response.headers()["connection"], "close");
+    assert!(response.headers().contains_key("x-request-id"));
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["reason"], "BODY_TOO_LARGE", "{body}");
     for _ in 0..3 {
@@ -483,6 +547,8 @@ async fn a_call_runs_at_most_its_deadline() {
         .get_allocation(request)
         .await
         .unwrap_err();
+    // tonic's client keeps the same deadline itself and may answer first,
+    // with CANCELLED; either way the call ends at the caller's deadline.
     assert!(
         matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
         "{status:?}"

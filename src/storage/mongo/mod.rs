@@ -101,6 +101,8 @@ impl Indexes {
 #[derive(Debug, Clone)]
 pub struct MongoStore {
     indexes: std::sync::Arc<Indexes>,
+    /// The database on the health checks' own client.
+    health: Database,
     client: Client,
     db: Database,
     employees: Collection<Document>,
@@ -142,8 +144,17 @@ impl MongoStore {
         options.retry_reads = Some(true);
         options.write_concern = Some(WriteConcern::majority());
         let hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();
+        // Health checks get a client of their own, with one connection: a
+        // flood of requests holding every pooled connection must not make
+        // them time out.
+        let mut health_options = options.clone();
+        health_options.app_name = Some("vehicle-allocation-health".into());
+        health_options.max_pool_size = Some(1);
+        health_options.min_pool_size = None;
+        let health = Client::with_options(health_options).map_err(MongoOpenError::Url)?;
         let client = Client::with_options(options).map_err(MongoOpenError::Url)?;
-        let store = Self::new(client, &config.database);
+        let mut store = Self::new(client, &config.database);
+        store.health = health.database(&config.database);
         tracing::info!(hosts = %hosts.join(","), database = %config.database, "using MongoDB");
         // MongoDB down at startup: start anyway. Writes are refused and
         // health says NOT_SERVING until the indexes exist; each health
@@ -193,6 +204,7 @@ impl MongoStore {
     fn new(client: Client, database: &str) -> Self {
         let db = client.database(database);
         Self {
+            health: db.clone(),
             indexes: std::sync::Arc::new(Indexes {
                 ready: std::sync::atomic::AtomicBool::new(false),
                 retry: std::sync::Mutex::new((std::time::Instant::now(), Duration::from_secs(1))),
@@ -613,7 +625,7 @@ impl Store for MongoStore {
 
     async fn ping(&self) -> StoreResult<()> {
         self.ensure_indexes().await?;
-        self.db
+        self.health
             .run_command(doc! { "ping": 1 })
             .await
             .map(drop)
@@ -670,6 +682,11 @@ impl Store for MongoStore {
     /// Drops the collections and recreates their indexes: a transaction
     /// could not hold the deletion of a million documents.
     async fn reset(&self) -> StoreResult<()> {
+        // No writes between the drop and the new indexes: the indexes are
+        // the booking rules.
+        self.indexes
+            .ready
+            .store(false, std::sync::atomic::Ordering::Release);
         for collection in [
             &self.keys,
             &self.allocations,
@@ -684,7 +701,11 @@ impl Store for MongoStore {
         }
         self.create_indexes()
             .await
-            .map_err(|e| StoreError::unavailable("recreating indexes", e))
+            .map_err(|e| StoreError::unavailable("recreating indexes", e))?;
+        self.indexes
+            .ready
+            .store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// One transaction, so that a failure leaves no partial fleet behind.

@@ -96,6 +96,34 @@ pub enum OpenError {
     Corrupt { path: PathBuf, detail: String },
 }
 
+/// Runs SQLite's `quick_check` over the whole database at `path`; returns
+/// how long it took.
+fn quick_check(path: &Path) -> Result<std::time::Duration, OpenError> {
+    let started = std::time::Instant::now();
+    let conn =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(|source| {
+            OpenError::Open {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+    let corrupt = |detail: String| OpenError::Corrupt {
+        path: path.to_owned(),
+        detail,
+    };
+    let mut statement = conn
+        .prepare("PRAGMA quick_check(5)")
+        .map_err(|error| corrupt(error.to_string()))?;
+    let problems = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        .map_err(|error| corrupt(error.to_string()))?;
+    if problems != ["ok"] {
+        return Err(corrupt(problems.join("; ")));
+    }
+    Ok(started.elapsed())
+}
+
 /// Takes the data directory's lock, or names the process holding it.
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, OpenError> {
     use std::io::{Read as _, Seek as _, Write as _};
@@ -123,25 +151,38 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, OpenError> {
         }
         Err(std::fs::TryLockError::Error(error)) => return Err(lock_err(error)),
     }
-    file.set_len(0).map_err(lock_err)?;
+    // Fixed width, so that a reader never sees part of an older pid.
     file.rewind().map_err(lock_err)?;
-    write!(file, "{}", std::process::id()).map_err(lock_err)?;
+    write!(file, "{:<20}", std::process::id()).map_err(lock_err)?;
+    file.set_len(20).map_err(lock_err)?;
     Ok(file)
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, for serving.
     pub fn open(data_dir: &Path) -> Result<Self, OpenError> {
-        Self::open_with_writer_cache(data_dir, SERVING_WRITER_CACHE_MIB)
+        Self::open_with_writer_cache(data_dir, SERVING_WRITER_CACHE_MIB, false)
+    }
+
+    /// Opens the store for serving after SQLite's `quick_check` of the
+    /// whole database, run before anything (a migration) writes to it: a
+    /// store with damaged pages is refused at startup rather than failing
+    /// the calls that touch them.
+    pub fn open_checked(data_dir: &Path) -> Result<Self, OpenError> {
+        Self::open_with_writer_cache(data_dir, SERVING_WRITER_CACHE_MIB, true)
     }
 
     /// Opens the store for loading much data at once (seeding): the writer
     /// gets a large page cache.
     pub fn open_for_loading(data_dir: &Path) -> Result<Self, OpenError> {
-        Self::open_with_writer_cache(data_dir, LOADING_WRITER_CACHE_MIB)
+        Self::open_with_writer_cache(data_dir, LOADING_WRITER_CACHE_MIB, false)
     }
 
-    fn open_with_writer_cache(data_dir: &Path, writer_cache_mib: u32) -> Result<Self, OpenError> {
+    fn open_with_writer_cache(
+        data_dir: &Path,
+        writer_cache_mib: u32,
+        integrity_check: bool,
+    ) -> Result<Self, OpenError> {
         std::fs::create_dir_all(data_dir).map_err(|source| OpenError::CreateDir {
             path: data_dir.to_owned(),
             source,
@@ -160,6 +201,13 @@ impl SqliteStore {
 
         let mut conn = Connection::open(&path).map_err(open_err)?;
         schema::configure_writer(&conn, writer_cache_mib).map_err(open_err)?;
+        if integrity_check && std::fs::metadata(&path).is_ok_and(|meta| meta.len() > 0) {
+            let took = quick_check(&path)?;
+            tracing::info!(
+                took_ms = took.as_millis() as u64,
+                "the database passed SQLite's quick_check"
+            );
+        }
         schema::migrate(&mut conn).map_err(|source| OpenError::Migrate {
             path: path.clone(),
             source,
@@ -198,33 +246,6 @@ impl SqliteStore {
     #[doc(hidden)]
     pub fn inject_full_disk(&self, on: bool) {
         self.writer.inject_full_disk(on);
-    }
-
-    /// Runs SQLite's `quick_check` over the whole database: a store with
-    /// damaged pages is refused at startup rather than failing the calls
-    /// that touch them. Returns how long the check took.
-    pub fn quick_check(&self) -> Result<std::time::Duration, OpenError> {
-        let started = std::time::Instant::now();
-        let conn = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-            .map_err(|source| OpenError::Open {
-                path: self.path.clone(),
-                source,
-            })?;
-        let corrupt = |detail: String| OpenError::Corrupt {
-            path: self.path.clone(),
-            detail,
-        };
-        let mut statement = conn
-            .prepare("PRAGMA quick_check(5)")
-            .map_err(|error| corrupt(error.to_string()))?;
-        let problems = statement
-            .query_map([], |row| row.get::<_, String>(0))
-            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
-            .map_err(|error| corrupt(error.to_string()))?;
-        if problems != ["ok"] {
-            return Err(corrupt(problems.join("; ")));
-        }
-        Ok(started.elapsed())
     }
 
     /// The database file.

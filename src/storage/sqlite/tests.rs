@@ -243,8 +243,8 @@ mod opening {
                 ..SeedPlan::default()
             });
             store.insert_fleet(employees, vehicles).await.unwrap();
-            assert!(store.quick_check().is_ok());
         }
+        SqliteStore::open_checked(dir.path()).unwrap();
         let path = dir.path().join(DATABASE_FILE);
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")
@@ -256,8 +256,7 @@ mod opening {
         bytes[middle..middle + 8192].fill(0xA5);
         std::fs::write(&path, bytes).unwrap();
 
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let error = store.quick_check().unwrap_err();
+        let error = SqliteStore::open_checked(dir.path()).err().unwrap();
         assert!(matches!(error, OpenError::Corrupt { .. }), "{error}");
         assert!(error.to_string().contains("restore"), "{error}");
     }

@@ -115,8 +115,7 @@ trait Job: Send {
     fn run(&mut self, conn: &Connection) -> bool;
     /// The storage failure (not a rule's refusal) the request ran into.
     fn storage_failure(&self) -> Option<String>;
-    /// Whether the request's writes were kept.
-    fn kept(&self) -> bool;
+
     /// Answers the request once the batch has committed (or failed to).
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
@@ -147,10 +146,6 @@ where
         let keep = outcome.is_ok();
         self.outcome = Some(outcome);
         keep
-    }
-
-    fn kept(&self) -> bool {
-        matches!(self.outcome, Some(Ok(_)))
     }
 
     fn storage_failure(&self) -> Option<String> {
@@ -191,7 +186,7 @@ fn run(
                 Err(_) => break,
             }
         }
-        let commit = run_batch(
+        let (commit, kept_changes) = run_batch(
             &conn,
             &mut batch,
             full_disk.load(std::sync::atomic::Ordering::SeqCst),
@@ -200,13 +195,13 @@ fn run(
             tracing::error!(error = %error, batch = batch.len(), "SQLite write batch failed");
         }
         // A failed commit, or a request that could not write, says writes
-        // fail; a batch that wrote without either says they work again.
+        // fail; a committed batch that changed rows says they work again (a
+        // commit that changed nothing proves nothing: it writes nothing).
         let failed = match &commit {
-            Err(error @ StoreError::Unavailable { .. }) => Some(crate::storage::error_chain(error)),
-            Err(_) => None,
+            Err(error) => Some(crate::storage::error_chain(error)),
             Ok(()) => batch.iter().find_map(|job| job.storage_failure()),
         };
-        let wrote = commit.is_ok() && batch.iter().any(|job| job.kept());
+        let wrote = commit.is_ok() && kept_changes > 0;
         let mut state = failure.lock().unwrap_or_else(|e| e.into_inner());
         if failed.is_some() || wrote {
             if failed.is_some() && state.is_none() {
@@ -225,7 +220,8 @@ fn run_batch(
     conn: &Connection,
     batch: &mut [Box<dyn Job>],
     full_disk: bool,
-) -> Result<(), StoreError> {
+) -> (Result<(), StoreError>, u64) {
+    let mut kept_changes = 0;
     let result = (|| -> rusqlite::Result<()> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
         if full_disk {
@@ -236,7 +232,10 @@ fn run_batch(
         }
         for job in batch.iter_mut() {
             conn.prepare_cached("SAVEPOINT request")?.execute([])?;
-            if !job.run(conn) {
+            let before = conn.total_changes();
+            if job.run(conn) {
+                kept_changes += conn.total_changes() - before;
+            } else {
                 conn.prepare_cached("ROLLBACK TO request")?.execute([])?;
             }
             conn.prepare_cached("RELEASE request")?.execute([])?;
@@ -244,12 +243,13 @@ fn run_batch(
         conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(())
     })();
-    result.map_err(|error| {
+    let result = result.map_err(|error| {
         if !conn.is_autocommit() {
             // Leave no half-done batch behind; if even this fails the
             // connection is unusable and the next BEGIN reports it.
             let _ = conn.execute_batch("ROLLBACK");
         }
         super::queries::classify("committing a write batch", error)
-    })
+    });
+    (result, kept_changes)
 }
