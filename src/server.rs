@@ -190,9 +190,6 @@ pub struct ConnectionState {
     /// idleness counts from there, not from bytes (an HTTP/2 ping answer
     /// is not a request).
     last_active_ms: AtomicU64,
-    /// The reader to wake when the last request in flight ends, so that the
-    /// idle timer is armed again.
-    reader: std::sync::Mutex<Option<std::task::Waker>>,
 }
 
 impl ConnectionState {
@@ -203,7 +200,6 @@ impl ConnectionState {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
-            reader: std::sync::Mutex::new(None),
         }
     }
 
@@ -214,12 +210,6 @@ impl ConnectionState {
 
     fn last_active(&self) -> Instant {
         self.opened + Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed))
-    }
-
-    fn wake_reader(&self) {
-        if let Some(waker) = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            waker.wake();
-        }
     }
 }
 
@@ -276,14 +266,13 @@ impl<IO> Guarded<IO> {
         }
     }
 
-    /// When the connection is to be closed if it stays as it is, and
-    /// whether it is idle (closed at once on shutdown); `None` while it is
-    /// busy.
-    fn close_at(&self) -> Option<(Instant, bool)> {
+    /// When the connection is to be closed if it stays idle as it is (and
+    /// on shutdown, at once); `None` while it is busy.
+    fn close_at(&self) -> Option<Instant> {
         match self.silence {
             Silence::Preface { within } => (self.state.read.load(Ordering::Relaxed)
                 < PREFACE_BYTES)
-                .then(|| (self.state.opened + within, true)),
+                .then(|| self.state.opened + within),
             Silence::Idle { .. } if self.writing => None,
             Silence::Idle {
                 first_within,
@@ -292,9 +281,9 @@ impl<IO> Guarded<IO> {
                 if self.state.in_flight.load(Ordering::Relaxed) > 0 {
                     None
                 } else if self.state.requests.load(Ordering::Relaxed) == 0 {
-                    Some((self.state.opened + first_within, true))
+                    Some(self.state.opened + first_within)
                 } else {
-                    Some((self.state.last_active() + after, true))
+                    Some(self.state.last_active() + after)
                 }
             }
         }
@@ -331,37 +320,45 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
             this.state.read.fetch_add(read as u64, Ordering::Relaxed);
             return Poll::Ready(result);
         }
+        // Busy (or a gRPC connection past its preface): nothing to watch,
+        // and nothing more to do on this hot path.
+        let Some(close_at) = this.close_at() else {
+            return match this.write_stalled_at() {
+                Some(at) => this.poll_timer(cx, at),
+                None => Poll::Pending,
+            };
+        };
         if !this.stopping && this.stop.as_mut().poll(cx).is_ready() {
             this.stopping = true;
         }
-        let close_at = match (this.close_at(), this.write_stalled_at()) {
-            (Some((at, _)), _) => at,
-            (None, Some(at)) => at,
-            (None, None) => {
-                // Busy: woken when its last request ends, to arm the timer.
-                *this.state.reader.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(cx.waker().clone());
-                if this.state.in_flight.load(Ordering::Relaxed) == 0 && !this.writing {
-                    // The request ended meanwhile.
-                    cx.waker().wake_by_ref();
-                }
-                return Poll::Pending;
-            }
-        };
-        if this.stopping && this.close_at().is_some() {
+        if this.stopping {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "shutting down: closing a connection with nothing in flight",
             )));
         }
-        if this.timer.deadline() != close_at {
-            this.timer.as_mut().reset(close_at);
+        this.poll_timer(cx, close_at)
+    }
+}
+
+impl<IO> Guarded<IO> {
+    /// Fails the read once `close_at` has passed; until then, wakes the
+    /// reader then.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, close_at: Instant) -> Poll<io::Result<()>> {
+        // The deadline mostly moves later (each request pushes it): the
+        // timer is left to fire at the old one and only then moved, rather
+        // than moved on every request.
+        if close_at < self.timer.deadline() {
+            self.timer.as_mut().reset(close_at);
         }
-        if this.timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the connection was silent for too long",
-            )));
+        while self.timer.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= close_at {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the connection was silent for too long",
+                )));
+            }
+            self.timer.as_mut().reset(close_at);
         }
         Poll::Pending
     }
@@ -593,9 +590,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
-        if self.0.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.wake_reader();
-        }
+        // No wake-up needed: the server reads again once it has answered
+        // (for the next request), and that read arms the idle timer.
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -658,6 +655,15 @@ where
             let (mut parts, body) = request.into_parts();
             let refused = match too_large(&parts) {
                 Some(refused) => Some(refused),
+                // Nothing to read (a GET, say): no buffering.
+                None if http_body::Body::is_end_stream(&body) => {
+                    let in_flight = InFlight::new(&state);
+                    let body = axum::body::Body::empty();
+                    let response = inner.call(Request::from_parts(parts, body)).await?;
+                    return Ok(
+                        response.map(|body| axum::body::Body::new(Finishing { body, in_flight }))
+                    );
+                }
                 None => {
                     let limited =
                         http_body_util::Limited::new(body, crate::gateway::BODY_LIMIT_BYTES);

@@ -113,6 +113,9 @@ pub async fn time_limit(State(limit): State<Duration>, request: Request, next: N
 /// library route, e.g. a missing file under `/docs`) into the gateway's
 /// error shape, keeping its status and headers.
 pub async fn json_errors(request: Request, next: Next) -> Response {
+    if let Some(refused) = request.extensions().get::<crate::server::Refused>() {
+        return early_refusal(*refused);
+    }
     let response = next.run(request).await;
     let status = response.status();
     let is_error = status.is_client_error() || status.is_server_error();
@@ -143,13 +146,11 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 }
 
 /// The answer to a request the connection layer refused before reading it
-/// ([`crate::server::Refused`]): given here, inside the request-id and CORS
-/// layers, so that it carries their headers like every other answer.
-pub async fn early_refusal(request: Request, next: Next) -> Response {
+/// ([`crate::server::Refused`]): given by [`json_errors`], inside the
+/// request-id and CORS layers, so that it carries their headers like every
+/// other answer.
+fn early_refusal(refused: crate::server::Refused) -> Response {
     use crate::server::{MAX_HEADER_BYTES, MAX_HEADERS, MAX_URI_BYTES, Refused};
-    let Some(refused) = request.extensions().get::<Refused>().copied() else {
-        return next.run(request).await;
-    };
     let error = match refused {
         Refused::UriTooLong => ApiError::new(
             reasons::URI_TOO_LONG,

@@ -94,7 +94,6 @@ pub fn router(upstream: Upstream, config: &GatewayConfig, today: Today) -> Route
             middleware::time_limit,
         ))
         .layer(axum::middleware::from_fn(middleware::json_errors))
-        .layer(axum::middleware::from_fn(middleware::early_refusal))
         .layer(option_layer(cors(&config.cors)))
         .layer(axum::middleware::from_fn(middleware::request_id))
 }

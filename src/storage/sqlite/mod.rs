@@ -187,6 +187,8 @@ impl SqliteStore {
             path: data_dir.to_owned(),
             source,
         })?;
+        // A directory this service has used holds its lock file.
+        let used_before = data_dir.join(LOCK_FILE).exists();
         let lock = lock_data_dir(data_dir)?;
         let path = data_dir.join(DATABASE_FILE);
         let open_err = |source| OpenError::Open {
@@ -194,8 +196,9 @@ impl SqliteStore {
             source,
         };
         // SQLite takes an empty file for an empty database: a store that
-        // lost its contents would serve as a new one.
-        if std::fs::metadata(&path).is_ok_and(|meta| meta.len() == 0) {
+        // lost its contents would serve as a new one. Only a new data
+        // directory may hold an empty file (one made ready for us).
+        if used_before && std::fs::metadata(&path).is_ok_and(|meta| meta.len() == 0) {
             return Err(OpenError::EmptyFile { path });
         }
 

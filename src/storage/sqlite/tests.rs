@@ -222,13 +222,18 @@ mod opening {
     }
 
     #[test]
-    fn an_empty_database_file_is_refused() {
+    fn an_empty_database_file_is_refused_unless_the_directory_is_new() {
         let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        // The store's contents lost: the file truncated.
         std::fs::write(dir.path().join(DATABASE_FILE), b"").unwrap();
         let error = SqliteStore::open(dir.path()).err().unwrap();
         assert!(matches!(error, OpenError::EmptyFile { .. }), "{error}");
-        // A new data directory is fine.
+        // A new data directory, even with an empty file made ready in it,
+        // is fine.
         let new = tempfile::tempdir().unwrap();
+        std::fs::write(new.path().join(DATABASE_FILE), b"").unwrap();
+        SqliteStore::open(new.path()).unwrap();
         SqliteStore::open(&new.path().join("fresh")).unwrap();
     }
 
