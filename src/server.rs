@@ -121,7 +121,7 @@ impl Connections {
                     match Arc::clone(&self.slots)
                         .try_acquire_owned()
                         .or_else(|error| {
-                            if peer.ip().is_loopback() {
+                            if peer.ip().to_canonical().is_loopback() {
                                 Arc::clone(&self.loopback).try_acquire_owned()
                             } else {
                                 Err(error)
@@ -190,6 +190,10 @@ pub struct ConnectionState {
     /// idleness counts from there, not from bytes (an HTTP/2 ping answer
     /// is not a request).
     last_active_ms: AtomicU64,
+    /// The reader of a busy REST connection, woken when its last request
+    /// ends, to arm the idle timer (an HTTP/2 connection may not read again
+    /// by itself).
+    reader: atomic_waker::AtomicWaker,
 }
 
 impl ConnectionState {
@@ -200,6 +204,7 @@ impl ConnectionState {
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
+            reader: atomic_waker::AtomicWaker::new(),
         }
     }
 
@@ -298,12 +303,31 @@ impl<IO> Guarded<IO> {
     }
 
     /// Notes how a write went.
-    fn wrote<T>(&mut self, poll: &Poll<io::Result<T>>, progress: bool) {
-        match poll {
-            Poll::Pending => self.writing = true,
+    /// Notes how a write went; a response the client has not read for
+    /// the idle timeout fails the write (the reader may never be polled
+    /// again meanwhile).
+    fn after_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+        progress: bool,
+    ) -> Poll<io::Result<T>> {
+        match &poll {
+            Poll::Pending => {
+                if !self.writing {
+                    self.writing = true;
+                    self.last_write = Instant::now();
+                }
+                if let Some(at) = self.write_stalled_at()
+                    && let Poll::Ready(Err(error)) = self.poll_timer(cx, at)
+                {
+                    return Poll::Ready(Err(error));
+                }
+            }
             Poll::Ready(Ok(_)) if progress => self.last_write = Instant::now(),
             _ => {}
         }
+        poll
     }
 }
 
@@ -323,10 +347,17 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         // Busy (or a gRPC connection past its preface): nothing to watch,
         // and nothing more to do on this hot path.
         let Some(close_at) = this.close_at() else {
-            return match this.write_stalled_at() {
-                Some(at) => this.poll_timer(cx, at),
-                None => Poll::Pending,
-            };
+            if let Some(at) = this.write_stalled_at() {
+                return this.poll_timer(cx, at);
+            }
+            if matches!(this.silence, Silence::Idle { .. }) {
+                this.state.reader.register(cx.waker());
+                if this.state.in_flight.load(Ordering::Acquire) == 0 {
+                    // The request ended meanwhile.
+                    cx.waker().wake_by_ref();
+                }
+            }
+            return Poll::Pending;
         };
         if !this.stopping && this.stop.as_mut().poll(cx).is_ready() {
             this.stopping = true;
@@ -372,8 +403,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.io).poll_write(cx, buf);
         let progress = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
-        self.wrote(&poll, progress);
-        poll
+        self.after_write(cx, poll, progress)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -381,10 +411,9 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
         if let Poll::Ready(Ok(())) = poll {
             self.writing = false;
             self.last_write = Instant::now();
-        } else {
-            self.wrote(&poll, false);
+            return poll;
         }
-        poll
+        self.after_write(cx, poll, false)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -398,8 +427,7 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         let progress = matches!(poll, Poll::Ready(Ok(n)) if n > 0);
-        self.wrote(&poll, progress);
-        poll
+        self.after_write(cx, poll, progress)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -590,9 +618,9 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.touch();
-        // No wake-up needed: the server reads again once it has answered
-        // (for the next request), and that read arms the idle timer.
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.0.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.reader.wake();
+        }
     }
 }
 
@@ -690,13 +718,12 @@ where
             // request id and CORS headers), then the connection is closed,
             // or the rest of the body would be taken for the next request.
             parts.extensions.insert(refused.expect("set above"));
-            let _in_flight = InFlight::new(&state);
+            let in_flight = InFlight::new(&state);
             let response = inner
                 .call(Request::from_parts(parts, axum::body::Body::empty()))
                 .await?;
-            // In flight until the body has been handed to hyper, so that
-            // shutdown does not cut the response off.
-            Ok(closing(response))
+            // In flight until hyper has the whole body, as above.
+            Ok(closing(response).map(|body| axum::body::Body::new(Finishing { body, in_flight })))
         })
     }
 }

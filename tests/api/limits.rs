@@ -383,6 +383,39 @@ async fn a_rest_connection_idles_out_after_a_long_request() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_its_responses_is_disconnected() {
+    let app = spawn_app_with(limited(|l| l.header_timeout = Duration::from_secs(60))).await;
+    let http_addr: std::net::SocketAddr =
+        app.http_base.trim_start_matches("http://").parse().unwrap();
+    let one = app.get("/openapi.json").await.bytes().await.unwrap().len();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(http_addr).await.unwrap();
+    // A hundred pipelined requests whose answers fill every buffer on the
+    // way, and a client that reads none of them for a while.
+    let requests = "GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n".repeat(100);
+    tcp.write_all(requests.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut received = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => received += n,
+            }
+        }
+    })
+    .await;
+    assert!(drained.is_ok(), "the connection was closed");
+    assert!(
+        received < 100 * one,
+        "{received} bytes of {} were sent before the stall closed the connection",
+        100 * one
+    );
+}
+
+#[tokio::test]
 async fn grpc_connections_that_do_not_answer_pings_are_closed() {
     let app = spawn_app_with(limited(|l| {
         l.keepalive_interval = Duration::from_millis(200);
