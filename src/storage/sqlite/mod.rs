@@ -51,6 +51,14 @@ pub struct SqliteStore {
     health: Arc<std::sync::Mutex<Connection>>,
 }
 
+/// The writer thread ends, and the database is closed, before the data
+/// directory's lock is let go.
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.writer.stop();
+    }
+}
+
 /// The file in the data directory that one process at a time holds locked,
 /// with that process's id in it.
 pub const LOCK_FILE: &str = "vehicle-allocation.lock";

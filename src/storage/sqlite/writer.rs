@@ -36,7 +36,7 @@ const QUEUE_DEPTH: usize = 4096;
 
 /// A handle to the writer thread; dropping every handle stops the thread
 /// once the queued requests are done.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Writer {
     queue: mpsc::Sender<Box<dyn Job>>,
     /// Why the last batch failed for a storage reason (full disk, read-only
@@ -44,6 +44,8 @@ pub struct Writer {
     failure: Arc<Mutex<Option<String>>>,
     /// Fault injection: every batch fails as on a full disk.
     full_disk: Arc<std::sync::atomic::AtomicBool>,
+    /// The thread, joined by [`Writer::stop`].
+    thread: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
 impl Writer {
@@ -53,14 +55,28 @@ impl Writer {
         let failure = Arc::new(Mutex::new(None));
         let full_disk = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (failed, full) = (Arc::clone(&failure), Arc::clone(&full_disk));
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(conn, requests, &failed, &full))?;
         Ok(Self {
             queue,
             failure,
             full_disk,
+            thread: Arc::new(Mutex::new(Some(thread))),
         })
+    }
+
+    /// Lets the queued writes finish, then waits until the thread has
+    /// closed its connection (and checkpointed the WAL): only then may
+    /// another store open the data directory.
+    pub fn stop(&mut self) {
+        // A closed queue ends the thread once it is empty.
+        let (closed, _) = mpsc::channel(1);
+        self.queue = closed;
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
     }
 
     /// See [`super::SqliteStore::inject_full_disk`].
