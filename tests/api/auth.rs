@@ -762,19 +762,11 @@ async fn an_unknown_kid_refetches_the_jwks_url_at_most_once_in_a_while() {
     );
 }
 
-#[tokio::test]
-async fn api_keys_authenticate_services_with_their_roles() {
+/// An app whose API key file holds `entries`, and the directory holding it.
+async fn app_with_api_keys(entries: &str) -> (TestApp, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}{}",
-            key_entry("gate-system", "gate-key-1", &["booking_agent"]),
-            key_entry("audit-export", "audit-key-1", &["auditor"])
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, entries).unwrap();
     let app = spawn_app_with(AppOptions {
         auth: AuthSettings {
             api_keys_file: Some(path),
@@ -782,6 +774,17 @@ async fn api_keys_authenticate_services_with_their_roles() {
         },
         ..AppOptions::default()
     })
+    .await;
+    (app, dir)
+}
+
+#[tokio::test]
+async fn api_keys_authenticate_services_with_their_roles() {
+    let (app, _dir) = app_with_api_keys(&format!(
+        "{}{}",
+        key_entry("gate-system", "gate-key-1", &["booking_agent"]),
+        key_entry("audit-export", "audit-key-1", &["auditor"])
+    ))
     .await;
     let gate = Cred::ApiKey("gate-key-1".into());
     let booked = app
@@ -976,18 +979,8 @@ async fn log_lines_carry_the_principal_and_never_the_credential() {
     );
 
     // An API key's caller is logged by the key's name, never the key.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("keys.toml");
     let key = "log-probe-key-5519";
-    std::fs::write(&path, key_entry("log-probe-service", key, &["auditor"])).unwrap();
-    let app = spawn_app_with(AppOptions {
-        auth: AuthSettings {
-            api_keys_file: Some(path),
-            ..AuthSettings::default()
-        },
-        ..AppOptions::default()
-    })
-    .await;
+    let (app, _dir) = app_with_api_keys(&key_entry("log-probe-service", key, &["auditor"])).await;
     app.list_vehicles_as(&Cred::ApiKey(key.into()))
         .await
         .unwrap();

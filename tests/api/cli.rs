@@ -14,6 +14,15 @@ use vehicle_allocation::storage::sqlite::SqliteStore;
 
 use crate::helpers::{AppOptions, spawn_app_with, start_time};
 
+/// `serve` with every listener on a port of its own choosing.
+const SERVE_ON_PORT_0: [&str; 5] = [
+    "serve",
+    "--grpc-addr",
+    "127.0.0.1:0",
+    "--http-addr",
+    "127.0.0.1:0",
+];
+
 /// The service's binary, with none of the caller's environment: a
 /// developer's REDIS_URL or MAX_DAYS_AHEAD must not change what it does.
 fn binary() -> Command {
@@ -295,14 +304,8 @@ impl ServerProcess {
         use std::io::BufRead;
         let mut command = binary();
         command
-            .args([
-                "serve",
-                "--grpc-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
+            .args(SERVE_ON_PORT_0)
+            .arg("--data-dir")
             .arg(dir)
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
@@ -640,18 +643,8 @@ async fn a_second_process_on_a_data_directory_is_refused_naming_the_first() {
     let server = ServerProcess::start(dir.path());
     let pid = server.child.id().to_string();
     let data_dir = dir.path().to_str().unwrap();
-    for args in [
-        &[
-            "serve",
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            data_dir,
-        ][..],
-        &["seed", "--data-dir", data_dir],
-    ] {
+    let serve = [&SERVE_ON_PORT_0[..], &["--data-dir", data_dir]].concat();
+    for args in [&serve[..], &["seed", "--data-dir", data_dir]] {
         let output = run(args, &[]);
         assert!(!output.status.success(), "{args:?}");
         let stderr = text(&output.stderr);

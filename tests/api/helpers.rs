@@ -286,6 +286,16 @@ impl TestApp {
         self.grpc_addr
     }
 
+    /// The address of the REST gateway.
+    pub fn http_addr(&self) -> std::net::SocketAddr {
+        let host = self
+            .http_base
+            .split("://")
+            .nth(1)
+            .unwrap_or(&self.http_base);
+        host.parse().expect("the gateway's address")
+    }
+
     /// The gateway URL of `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.http_base)

@@ -211,18 +211,24 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
 /// A raw connection to `addr` that has been accepted and served: a REST
 /// request answered, or (gRPC) the preface and SETTINGS sent.
 async fn served_connection(addr: std::net::SocketAddr, grpc: bool) -> TcpStream {
+    try_served_connection(addr, grpc)
+        .await
+        .expect("the server answers")
+}
+
+/// The same, or `None` when the server closes the connection instead.
+async fn try_served_connection(addr: std::net::SocketAddr, grpc: bool) -> Option<TcpStream> {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     if grpc {
-        tcp.write_all(H2_PREFACE).await.unwrap();
-        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
+        tcp.write_all(H2_PREFACE).await.ok()?;
+        tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.ok()?;
     } else {
         tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
             .await
-            .unwrap();
+            .ok()?;
     }
     let mut buf = [0u8; 512];
-    assert!(tcp.read(&mut buf).await.unwrap() > 0, "the server answers");
-    tcp
+    matches!(tcp.read(&mut buf).await, Ok(n) if n > 0).then_some(tcp)
 }
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -235,8 +241,7 @@ async fn each_listener_holds_at_most_max_connections() {
         l.http_idle_timeout = Duration::from_secs(60);
     }))
     .await;
-    let http_addr: std::net::SocketAddr =
-        app.http_base.trim_start_matches("http://").parse().unwrap();
+    let http_addr = app.http_addr();
     for (addr, grpc) in [(app.channel_addr(), true), (http_addr, false)] {
         // The test's own channel holds one gRPC slot; loopback peers (as
         // the test is) get a few slots more, for health checks.
@@ -254,17 +259,7 @@ async fn each_listener_holds_at_most_max_connections() {
         // The slot is freed once the server sees the close.
         let mut served = false;
         for _ in 0..100 {
-            let mut tcp = TcpStream::connect(addr).await.unwrap();
-            if grpc {
-                tcp.write_all(H2_PREFACE).await.unwrap();
-                tcp.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await.unwrap();
-            } else {
-                tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
-                    .await
-                    .unwrap();
-            }
-            let mut buf = [0u8; 64];
-            if matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {
+            if try_served_connection(addr, grpc).await.is_some() {
                 served = true;
                 break;
             }
@@ -279,8 +274,7 @@ async fn each_listener_holds_at_most_max_connections() {
 #[tokio::test]
 async fn silent_and_slow_connections_are_closed() {
     let app = spawn_app_with(limited(|_| {})).await;
-    let http_addr: std::net::SocketAddr =
-        app.http_base.trim_start_matches("http://").parse().unwrap();
+    let http_addr = app.http_addr();
     for addr in [app.channel_addr(), http_addr] {
         let mut silent = TcpStream::connect(addr).await.unwrap();
         assert!(
@@ -327,8 +321,7 @@ async fn a_rest_connection_must_send_its_first_request_within_the_header_timeout
     // Idle connections may stay a minute, but a new one has 300 ms to send
     // a whole request, however it trickles its bytes.
     let app = spawn_app_with(limited(|l| l.http_idle_timeout = Duration::from_secs(60))).await;
-    let http_addr: std::net::SocketAddr =
-        app.http_base.trim_start_matches("http://").parse().unwrap();
+    let http_addr = app.http_addr();
     let mut slow = TcpStream::connect(http_addr).await.unwrap();
     let started = std::time::Instant::now();
     // All but the last byte of the HTTP/2 preface, one every 100 ms: the
@@ -359,8 +352,7 @@ async fn a_rest_connection_must_send_its_first_request_within_the_header_timeout
 async fn a_rest_connection_idles_out_after_a_long_request() {
     let app = spawn_app_with(limited(|l| l.header_timeout = Duration::from_secs(60))).await;
     let created = app.book(0, 0, 1).await.unwrap();
-    let http_addr: std::net::SocketAddr =
-        app.http_base.trim_start_matches("http://").parse().unwrap();
+    let http_addr = app.http_addr();
     let gate = app.faults.hold_reads();
     let mut tcp = TcpStream::connect(http_addr).await.unwrap();
     tcp.write_all(
@@ -385,8 +377,7 @@ async fn a_rest_connection_idles_out_after_a_long_request() {
 #[tokio::test]
 async fn a_client_that_stops_reading_its_responses_is_disconnected() {
     let app = spawn_app_with(limited(|l| l.header_timeout = Duration::from_secs(60))).await;
-    let http_addr: std::net::SocketAddr =
-        app.http_base.trim_start_matches("http://").parse().unwrap();
+    let http_addr = app.http_addr();
     let one = app.get("/openapi.json").await.bytes().await.unwrap().len();
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -434,8 +425,7 @@ async fn shutdown_closes_idle_connections_at_once() {
         l.http_idle_timeout = Duration::from_secs(60);
     }))
     .await;
-    let http_addr: std::net::SocketAddr =
-        app.http_base.trim_start_matches("http://").parse().unwrap();
+    let http_addr = app.http_addr();
     let mut held = Vec::new();
     for addr in [app.channel_addr(), http_addr] {
         held.push(TcpStream::connect(addr).await.unwrap());

@@ -206,13 +206,15 @@ impl SqliteStore {
         // SQLite takes an empty file for an empty database: a store that
         // lost its contents would serve as a new one. Only a new data
         // directory may hold an empty file (one made ready for us).
-        if used_before && std::fs::metadata(&path).is_ok_and(|meta| meta.len() == 0) {
+        let size = std::fs::metadata(&path).map(|meta| meta.len()).ok();
+        if used_before && size == Some(0) {
             return Err(OpenError::EmptyFile { path });
         }
 
         let mut conn = Connection::open(&path).map_err(open_err)?;
         schema::configure_writer(&conn, writer_cache_mib).map_err(open_err)?;
-        if integrity_check && std::fs::metadata(&path).is_ok_and(|meta| meta.len() > 0) {
+        // A new database has nothing to check.
+        if integrity_check && size.is_some_and(|size| size > 0) {
             let took = quick_check(&path)?;
             tracing::info!(
                 took_ms = took.as_millis() as u64,
