@@ -61,6 +61,7 @@ catalogue! {
     NOTHING_TO_UPDATE: InvalidArgument, "The update names no field to change.";
     INVALID_ETAG: InvalidArgument, "The etag (If-Match) is not one this service issues.";
     REQUEST_ID_REUSED: InvalidArgument, "The request_id (Idempotency-Key) was used for a different booking.";
+    INVALID_VALUE: InvalidArgument, "A value is not of the accepted form: an e-mail address, a phone number, an id of letters, digits, '-', '_' and '.', seats from 0 to 100.";
     MALFORMED_JSON: InvalidArgument, "The request body is not valid JSON.";
     MISSING_BODY: InvalidArgument, "The request needs a JSON object as its body.";
     UNKNOWN_FIELD: InvalidArgument, "The body or query names a field the API does not have.";
@@ -77,13 +78,29 @@ catalogue! {
     ALLOCATION_NOT_FOUND: NotFound, "No such booking (or the booking an Idempotency-Key made has since been cancelled).";
     EMPLOYEE_NOT_FOUND: NotFound, "No such employee.";
     VEHICLE_NOT_FOUND: NotFound, "No such vehicle.";
+    DRIVER_NOT_FOUND: NotFound, "No such driver.";
+    VEHICLE_BLOCK_NOT_FOUND: NotFound, "No such out-of-service block on that vehicle.";
     NO_SUCH_PATH: NotFound, "The gateway serves no such path.";
     METHOD_NOT_ALLOWED: Unimplemented (405), "The path does not take this method; Allow lists those it does.";
     // Rules.
     VEHICLE_ALREADY_BOOKED: AlreadyExists, "The vehicle is booked that day; metadata.allocation_id names the booking.";
     EMPLOYEE_ALREADY_BOOKED: AlreadyExists, "The employee holds a booking that day; metadata.allocation_id names it.";
     ALLOCATION_IS_HISTORY: FailedPrecondition, "The booking's date has passed: it is read-only.";
-    ETAG_MISMATCH: Aborted, "The booking changed since it was read; metadata.current_etag is the etag to read again.";
+    ETAG_MISMATCH: Aborted, "The booking (or employee, driver, vehicle) changed since it was read; metadata.current_etag is the etag to read again.";
+    EMPLOYEE_ALREADY_EXISTS: AlreadyExists, "An employee with that id exists.";
+    DRIVER_ALREADY_EXISTS: AlreadyExists, "A driver with that id exists.";
+    VEHICLE_ALREADY_EXISTS: AlreadyExists, "A vehicle with that id exists.";
+    EMAIL_TAKEN: AlreadyExists, "Another employee has that e-mail; metadata.holder_id names them.";
+    REGISTRATION_TAKEN: AlreadyExists, "Another vehicle has that registration; metadata.holder_id names it.";
+    LICENSE_NUMBER_TAKEN: AlreadyExists, "Another driver has that licence number; metadata.holder_id names them.";
+    DRIVER_ALREADY_ASSIGNED: AlreadyExists, "The driver drives another vehicle on some of those dates; metadata.vehicle_id names it.";
+    HAS_FUTURE_BOOKINGS: FailedPrecondition, "Bookings from today on stand in the way; metadata.allocation_ids lists up to 100, metadata.total counts them. Retry with cancel_conflicting_bookings to cancel them.";
+    VEHICLE_OUT_OF_SERVICE: FailedPrecondition, "The vehicle is out of service that day; metadata.block_id names the block.";
+    EMPLOYEE_DEACTIVATED: FailedPrecondition, "The employee is deactivated.";
+    DRIVER_DEACTIVATED: FailedPrecondition, "The driver is deactivated.";
+    VEHICLE_RETIRED: FailedPrecondition, "The vehicle is retired.";
+    VEHICLE_HAS_NO_DRIVER: FailedPrecondition, "Nobody drives the vehicle that day; assign a driver first.";
+    VEHICLE_BLOCK_IS_HISTORY: FailedPrecondition, "The block has ended: it is read-only.";
     // Who may call.
     CREDENTIALS_MISSING: Unauthenticated, "No bearer token, API key or client certificate.";
     TOKEN_EXPIRED: Unauthenticated, "The bearer token has expired.";

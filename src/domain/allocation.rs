@@ -204,8 +204,7 @@ impl AllocationUpdate {
         Ok(())
     }
 
-    /// Whether the booking's vehicle changes, so its driver must be looked up
-    /// again.
+    /// Whether the booking's vehicle changes.
     pub fn changes_vehicle(&self, existing: &Allocation) -> bool {
         self.changes
             .vehicle_id
@@ -213,8 +212,25 @@ impl AllocationUpdate {
             .is_some_and(|v| *v != existing.vehicle_id)
     }
 
-    /// The booking after the update; `driver_id` is the new vehicle's driver
-    /// when the vehicle changes.
+    /// Whether the booking moves to another vehicle or date, so the vehicle
+    /// must be bookable there and its driver that day looked up again.
+    pub fn moves(&self, existing: &Allocation) -> bool {
+        self.changes_vehicle(existing) || self.changes.date.is_some_and(|d| d != existing.date)
+    }
+
+    /// The vehicle and date the booking has after the update.
+    pub fn target<'a>(&'a self, existing: &'a Allocation) -> (&'a str, NaiveDate) {
+        (
+            self.changes
+                .vehicle_id
+                .as_deref()
+                .unwrap_or(&existing.vehicle_id),
+            self.changes.date.unwrap_or(existing.date),
+        )
+    }
+
+    /// The booking after the update; `driver_id` is the driver on the new
+    /// vehicle or date when the booking [moves](Self::moves).
     pub fn apply(&self, existing: &Allocation, driver_id: Option<String>) -> Allocation {
         let changes = &self.changes;
         Allocation {
@@ -276,6 +292,7 @@ fn check_mutable(
     }
     match expected_etag {
         Some(expected) if expected != existing.etag() => Err(DomainError::EtagMismatch {
+            resource: Resource::Allocation,
             id: existing.id.clone(),
             expected: expected.to_string(),
             current: existing.etag().to_string(),
@@ -410,6 +427,7 @@ mod tests {
         assert_eq!(
             err,
             DomainError::EtagMismatch {
+                resource: Resource::Allocation,
                 id: "a-1".into(),
                 expected: "2".into(),
                 current: "3".into()

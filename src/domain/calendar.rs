@@ -112,6 +112,21 @@ impl BookingWindow {
         }
     }
 
+    /// Checks that `date`, given in `field`, is not before today (for
+    /// changes that take effect on a date, which may lie beyond the booking
+    /// horizon).
+    pub fn check_not_past(&self, field: &str, date: NaiveDate) -> Result<(), Violation> {
+        if date < self.today {
+            Err(Violation::new(
+                field,
+                ViolationReason::DateInPast,
+                format!("{field} {date} is in the past; today is {}", self.today),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+
     /// Whether a booking on `date` is history, and so read-only.
     pub fn is_history(&self, date: NaiveDate) -> bool {
         date < self.today

@@ -74,6 +74,9 @@ pub enum ViolationReason {
     InvalidEtag,
     /// A `request_id` reused for a different booking.
     RequestIdReused,
+    /// A value not of the accepted form: an e-mail address, a phone number,
+    /// an id's characters, a number out of range.
+    InvalidValue,
 }
 
 impl ViolationReason {
@@ -93,6 +96,7 @@ impl ViolationReason {
             Self::NothingToUpdate => "NOTHING_TO_UPDATE",
             Self::InvalidEtag => "INVALID_ETAG",
             Self::RequestIdReused => "REQUEST_ID_REUSED",
+            Self::InvalidValue => "INVALID_VALUE",
         }
     }
 }
@@ -138,6 +142,8 @@ pub enum Resource {
     Allocation,
     Employee,
     Vehicle,
+    Driver,
+    VehicleBlock,
 }
 
 impl Resource {
@@ -147,6 +153,19 @@ impl Resource {
             Self::Allocation => "allocation",
             Self::Employee => "employee",
             Self::Vehicle => "vehicle",
+            Self::Driver => "driver",
+            Self::VehicleBlock => "vehicle block",
+        }
+    }
+
+    /// The collection in resource names (`vehicles/{id}`).
+    pub fn collection(self) -> &'static str {
+        match self {
+            Self::Allocation => "allocations",
+            Self::Employee => "employees",
+            Self::Vehicle => "vehicles",
+            Self::Driver => "drivers",
+            Self::VehicleBlock => "blocks",
         }
     }
 
@@ -156,6 +175,8 @@ impl Resource {
             Self::Allocation => "ALLOCATION_NOT_FOUND",
             Self::Employee => "EMPLOYEE_NOT_FOUND",
             Self::Vehicle => "VEHICLE_NOT_FOUND",
+            Self::Driver => "DRIVER_NOT_FOUND",
+            Self::VehicleBlock => "VEHICLE_BLOCK_NOT_FOUND",
         }
     }
 }
@@ -199,15 +220,81 @@ pub enum DomainError {
         today: NaiveDate,
     },
 
-    /// The client's etag is not the booking's current one: someone else
-    /// changed it since the client read it.
+    /// The client's etag is not the current one: someone else changed the
+    /// booking (or employee, vehicle, driver) since the client read it.
     #[error(
-        "allocation {id:?} has changed since it was read: etag {expected:?} is stale, the current etag is {current:?}; read it again and retry"
+        "{} {id:?} has changed since it was read: etag {expected:?} is stale, the current etag is {current:?}; read it again and retry", .resource.name()
     )]
     EtagMismatch {
+        resource: Resource,
         id: String,
         expected: String,
         current: String,
+    },
+
+    /// An id, e-mail, registration or licence number that is already
+    /// another's.
+    #[error("{} {field} {:?} is already taken by {} {holder_id:?}", .resource.name(), Echo(.value), .resource.name())]
+    Taken {
+        resource: Resource,
+        /// `id`, `email`, `registration` or `license_number`.
+        field: &'static str,
+        value: String,
+        holder_id: String,
+    },
+
+    /// The driver already drives another vehicle on some date from `from`.
+    #[error(
+        "driver {driver_id:?} is already assigned to vehicle {vehicle_id:?} on dates from {from} on; assign that vehicle another driver first"
+    )]
+    DriverAlreadyAssigned {
+        driver_id: String,
+        vehicle_id: String,
+        from: chrono::NaiveDate,
+    },
+
+    /// Bookings from today on stand in the way of the change.
+    #[error(
+        "{} {id:?} has {total} booking(s) from today on ({}{}); cancel them first, or retry with cancel_conflicting_bookings",
+        .resource.name(), .allocation_ids.join(", "), if *.total > .allocation_ids.len() { ", ..." } else { "" }
+    )]
+    HasFutureBookings {
+        resource: Resource,
+        id: String,
+        /// The first [`DomainError::MAX_LISTED`] of them.
+        allocation_ids: Vec<String>,
+        total: usize,
+    },
+
+    /// The vehicle is out of service on the date.
+    #[error(
+        "vehicle {vehicle_id:?} is out of service on {date}: block {block_id:?} runs from {start_date} to {end_date}"
+    )]
+    VehicleOutOfService {
+        vehicle_id: String,
+        date: NaiveDate,
+        block_id: String,
+        start_date: NaiveDate,
+        end_date: NaiveDate,
+    },
+
+    /// The employee is deactivated, the vehicle retired or the driver
+    /// deactivated, and the request needs it active.
+    #[error("{} {id:?} is {}", .resource.name(), inactive_word(*.resource))]
+    Inactive { resource: Resource, id: String },
+
+    /// Nobody is assigned to drive the vehicle on the date.
+    #[error("vehicle {vehicle_id:?} has no driver on {date}; assign one with AssignDriver")]
+    NoDriver { vehicle_id: String, date: NaiveDate },
+
+    /// The block has ended: it is history and read-only.
+    #[error(
+        "vehicle block {id:?} ended on {end_date}, before today ({today}); it is history and can't be deleted"
+    )]
+    BlockIsHistory {
+        id: String,
+        end_date: NaiveDate,
+        today: NaiveDate,
     },
 
     /// The caller may not do this (see [`super::access`]).
@@ -255,9 +342,41 @@ impl DomainError {
             Self::EmployeeAlreadyBooked { .. } => "EMPLOYEE_ALREADY_BOOKED",
             Self::AllocationIsHistory { .. } => "ALLOCATION_IS_HISTORY",
             Self::EtagMismatch { .. } => "ETAG_MISMATCH",
+            Self::Taken {
+                resource, field, ..
+            } => match (*field, resource) {
+                ("email", _) => "EMAIL_TAKEN",
+                ("registration", _) => "REGISTRATION_TAKEN",
+                ("license_number", _) => "LICENSE_NUMBER_TAKEN",
+                (_, Resource::Employee) => "EMPLOYEE_ALREADY_EXISTS",
+                (_, Resource::Driver) => "DRIVER_ALREADY_EXISTS",
+                (_, _) => "VEHICLE_ALREADY_EXISTS",
+            },
+            Self::DriverAlreadyAssigned { .. } => "DRIVER_ALREADY_ASSIGNED",
+            Self::HasFutureBookings { .. } => "HAS_FUTURE_BOOKINGS",
+            Self::VehicleOutOfService { .. } => "VEHICLE_OUT_OF_SERVICE",
+            Self::Inactive { resource, .. } => match resource {
+                Resource::Employee => "EMPLOYEE_DEACTIVATED",
+                Resource::Driver => "DRIVER_DEACTIVATED",
+                _ => "VEHICLE_RETIRED",
+            },
+            Self::NoDriver { .. } => "VEHICLE_HAS_NO_DRIVER",
+            Self::BlockIsHistory { .. } => "VEHICLE_BLOCK_IS_HISTORY",
             Self::IdempotentAllocationDeleted { .. } => "ALLOCATION_NOT_FOUND",
             Self::PermissionDenied(denied) => denied.reason(),
         }
+    }
+}
+
+impl DomainError {
+    /// How many affected booking ids a refusal lists.
+    pub const MAX_LISTED: usize = 100;
+}
+
+fn inactive_word(resource: Resource) -> &'static str {
+    match resource {
+        Resource::Vehicle => "retired; reactivate it first",
+        _ => "deactivated; reactivate them first",
     }
 }
 
@@ -282,6 +401,16 @@ impl Violations {
     /// No violations yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many violations are recorded.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none are.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// Records `violation`.

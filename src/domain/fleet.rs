@@ -1,6 +1,10 @@
 //! The people and vehicles that bookings refer to. Serializable, like
 //! bookings, so that caches can hold them.
 
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::allocation::Etag;
+
 /// A member of staff who can book vehicles.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Employee {
@@ -8,6 +12,13 @@ pub struct Employee {
     pub name: String,
     pub email: String,
     pub department: String,
+    /// A deactivated employee can't book and is left out of lists unless
+    /// asked for; their history stays.
+    pub active: bool,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    /// Starts at 1 and grows by one on every change; the etag.
+    pub version: u64,
 }
 
 /// The person who drives a vehicle.
@@ -17,9 +28,14 @@ pub struct Driver {
     pub name: String,
     pub phone: String,
     pub license_number: String,
+    /// A deactivated driver drives no vehicle from the day of deactivation.
+    pub active: bool,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub version: u64,
 }
 
-/// A company vehicle with its pre-assigned driver.
+/// A company vehicle, with its driver on the day it was read for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Vehicle {
     pub id: String,
@@ -28,5 +44,158 @@ pub struct Vehicle {
     pub model: String,
     /// Passenger seats, driver excluded.
     pub seats: u32,
-    pub driver: Driver,
+    /// A retired vehicle can't be booked and is left out of lists unless
+    /// asked for.
+    pub retired: bool,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub version: u64,
+    /// Who drives it on the day it was read for; `None` when nobody is
+    /// assigned that day (then it can't be booked).
+    pub driver: Option<Driver>,
+}
+
+/// A period in which a vehicle is out of service: not available and not
+/// bookable from `start_date` to `end_date`, both included.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VehicleBlock {
+    pub id: String,
+    pub vehicle_id: String,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    /// Why, for people (servicing, repair...); may be empty.
+    pub reason: String,
+    pub create_time: DateTime<Utc>,
+    pub update_time: DateTime<Utc>,
+    pub version: u64,
+}
+
+impl VehicleBlock {
+    /// Whether the block covers `date`.
+    pub fn covers(&self, date: NaiveDate) -> bool {
+        self.start_date <= date && date <= self.end_date
+    }
+}
+
+/// One period of a vehicle's driver timeline: `driver_id` drives it from
+/// `start` on, up to but not including `end` (open-ended when `None`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Assignment {
+    pub driver_id: String,
+    pub start: NaiveDate,
+    pub end: Option<NaiveDate>,
+}
+
+impl Assignment {
+    /// Whether the period covers `date`.
+    pub fn covers(&self, date: NaiveDate) -> bool {
+        self.start <= date && self.end.is_none_or(|end| date < end)
+    }
+
+    /// Whether the period covers any date from `date` on.
+    pub fn reaches(&self, date: NaiveDate) -> bool {
+        self.end.is_none_or(|end| end > date)
+    }
+}
+
+/// The first day of the timeline of vehicles that existed before driver
+/// timelines did (and of seeded ones): their driver has always driven them.
+pub fn timeline_start() -> NaiveDate {
+    NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
+}
+
+/// The driver of the timeline `periods` on `date`.
+pub fn driver_on<'a>(periods: &'a [Assignment], date: NaiveDate) -> Option<&'a str> {
+    periods
+        .iter()
+        .find(|p| p.covers(date))
+        .map(|p| p.driver_id.as_str())
+}
+
+/// `periods` with nobody driving from `from` on: periods that start then or
+/// later go, the one running over `from` ends there.
+pub fn end_timeline(periods: &[Assignment], from: NaiveDate) -> Vec<Assignment> {
+    periods
+        .iter()
+        .filter(|p| p.start < from)
+        .map(|p| Assignment {
+            end: Some(p.end.map_or(from, |end| end.min(from))),
+            ..p.clone()
+        })
+        .collect()
+}
+
+/// `periods` with `driver_id` driving from `from` on.
+pub fn assign_from(periods: &[Assignment], driver_id: &str, from: NaiveDate) -> Vec<Assignment> {
+    let mut timeline = end_timeline(periods, from);
+    timeline.push(Assignment {
+        driver_id: driver_id.to_owned(),
+        start: from,
+        end: None,
+    });
+    timeline
+}
+
+macro_rules! etag {
+    ($($t:ty),*) => {$(
+        impl $t {
+            /// The current etag.
+            pub fn etag(&self) -> Etag {
+                Etag(self.version)
+            }
+        }
+    )*};
+}
+etag!(Employee, Driver, Vehicle, VehicleBlock);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 12, d).unwrap()
+    }
+
+    fn period(driver: &str, start: NaiveDate, end: Option<NaiveDate>) -> Assignment {
+        Assignment {
+            driver_id: driver.into(),
+            start,
+            end,
+        }
+    }
+
+    #[test]
+    fn a_new_driver_takes_over_from_the_effective_date_and_later_plans_go() {
+        let timeline = vec![
+            period("d1", timeline_start(), Some(day(10))),
+            period("d2", day(10), Some(day(20))),
+            period("d3", day(20), None),
+        ];
+        let next = assign_from(&timeline, "d4", day(15));
+        assert_eq!(
+            next,
+            vec![
+                period("d1", timeline_start(), Some(day(10))),
+                period("d2", day(10), Some(day(15))),
+                period("d4", day(15), None),
+            ]
+        );
+        assert_eq!(driver_on(&next, day(14)), Some("d2"));
+        assert_eq!(driver_on(&next, day(15)), Some("d4"));
+        assert_eq!(driver_on(&next, day(9)), Some("d1"));
+        // A change on the first day of a period replaces that period.
+        let same_day = assign_from(&next, "d5", day(15));
+        assert_eq!(same_day.last(), Some(&period("d5", day(15), None)));
+        assert_eq!(same_day.len(), 3);
+    }
+
+    #[test]
+    fn ending_a_timeline_leaves_the_vehicle_without_a_driver() {
+        let timeline = vec![period("d1", timeline_start(), None)];
+        let ended = end_timeline(&timeline, day(5));
+        assert_eq!(ended, vec![period("d1", timeline_start(), Some(day(5)))]);
+        assert_eq!(driver_on(&ended, day(4)), Some("d1"));
+        assert_eq!(driver_on(&ended, day(5)), None);
+        assert!(ended[0].reaches(day(4)) && !ended[0].reaches(day(5)));
+    }
 }

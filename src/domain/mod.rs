@@ -5,6 +5,7 @@
 //! enforces the same rules with the same messages.
 
 pub mod access;
+pub mod admin;
 pub mod allocation;
 pub mod calendar;
 pub mod context;
@@ -13,12 +14,13 @@ pub mod fleet;
 pub mod history;
 pub mod page;
 
+pub use admin::{FleetCommand, FleetEntity, FleetOutcome, FleetRequest};
 pub use allocation::{
     Allocation, AllocationChanges, AllocationDeletion, AllocationUpdate, Etag, IdempotencyKey,
     NewAllocation, PURPOSE_MAX_CHARS, UpdatedAllocation,
 };
 pub use calendar::{BookingPolicy, BookingWindow, format_date, parse_date};
 pub use error::{DomainError, Resource, Violation, ViolationReason};
-pub use fleet::{Driver, Employee, Vehicle};
+pub use fleet::{Assignment, Driver, Employee, Vehicle, VehicleBlock};
 pub use history::{HistoryCursor, HistoryFilter};
 pub use page::{Page, PageKey, PageRequest, PageSize, PageToken};

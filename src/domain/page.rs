@@ -132,6 +132,8 @@ pub enum ListKind {
     Employees = 2,
     Vehicles = 3,
     AvailableVehicles = 4,
+    Drivers = 5,
+    VehicleBlocks = 6,
 }
 
 /// A sort key that can be carried in a page token.

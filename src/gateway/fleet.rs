@@ -7,8 +7,8 @@ use super::Upstream;
 use super::error::ApiError;
 use super::extract::{ApiPath, ApiQuery};
 use super::json::{
-    AvailableQuery, EmployeeJson, EmployeePageJson, EmployeesQuery, PageQuery, VehicleJson,
-    VehiclePageJson,
+    AvailableQuery, EmployeeJson, EmployeePageJson, EmployeesQuery, VehicleJson, VehiclePageJson,
+    VehiclesQuery,
 };
 use super::middleware::RequestId;
 use crate::proto::v1::{
@@ -31,6 +31,7 @@ pub async fn list_employees(
 ) -> Result<Json<EmployeePageJson>, ApiError> {
     let request = ListEmployeesRequest {
         department: query.department.unwrap_or_default(),
+        show_deactivated: query.show_deactivated.unwrap_or_default(),
         page_size: query.page_size.unwrap_or_default(),
         page_token: query.page_token.unwrap_or_default(),
     };
@@ -72,7 +73,7 @@ pub async fn get_employee(
 /// List vehicles in id order, each with its driver.
 #[utoipa::path(
     get, path = "/api/vehicles", tag = "fleet", operation_id = "listVehicles",
-    params(PageQuery),
+    params(VehiclesQuery),
     responses(
         (status = 200, description = "One page of vehicles.", body = VehiclePageJson),
     )
@@ -80,9 +81,10 @@ pub async fn get_employee(
 pub async fn list_vehicles(
     State(upstream): State<Upstream>,
     Extension(id): Extension<RequestId>,
-    ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(query): ApiQuery<VehiclesQuery>,
 ) -> Result<Json<VehiclePageJson>, ApiError> {
     let request = ListVehiclesRequest {
+        show_retired: query.show_retired.unwrap_or_default(),
         page_size: query.page_size.unwrap_or_default(),
         page_token: query.page_token.unwrap_or_default(),
     };

@@ -232,6 +232,8 @@ pub struct EmployeePageJson {
 pub struct EmployeesQuery {
     /// Only employees of this department.
     pub department: Option<String>,
+    /// Include deactivated employees.
+    pub show_deactivated: Option<bool>,
     /// Rows per page: default 50; values above 500 are lowered to 500.
     #[param(minimum = 0)]
     pub page_size: Option<i32>,
@@ -300,6 +302,20 @@ pub struct VehiclePageJson {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Rows per page: default 50; values above 500 are lowered to 500.
+    #[param(minimum = 0)]
+    pub page_size: Option<i32>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// Which vehicles to list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VehiclesQuery {
+    /// Include retired vehicles.
+    pub show_retired: Option<bool>,
     /// Rows per page: default 50; values above 500 are lowered to 500.
     #[param(minimum = 0)]
     pub page_size: Option<i32>,

@@ -7,12 +7,12 @@ use super::{ServiceContext, allow, context};
 use crate::domain::access::{Action, authorize, history_scope};
 use crate::domain::allocation::{validate_id, validate_purpose};
 use crate::domain::context::RequestContext;
-use crate::domain::error::{Echo, Violations};
+use crate::domain::error::Violations;
 use crate::domain::page::ListKind;
 use crate::domain::{
     AllocationChanges, AllocationDeletion, AllocationUpdate, DomainError, Etag, HistoryCursor,
     HistoryFilter, IdempotencyKey, NewAllocation, PageRequest, PageSize, PageToken, Violation,
-    ViolationReason, parse_date,
+    parse_date,
 };
 use crate::proto::v1::{
     self, CreateAllocationRequest, DeleteAllocationRequest, GetAllocationRequest,
@@ -224,7 +224,7 @@ fn decode_create(
         IdempotencyKey::new(request_id, &a.employee_id, &a.vehicle_id, date, &a.purpose)
     });
     Ok(NewAllocation {
-        id: new_allocation_id(now),
+        id: new_id(now),
         employee_id: a.employee_id,
         vehicle_id: a.vehicle_id,
         date,
@@ -237,7 +237,7 @@ fn decode_create(
 
 /// A new, time-ordered id: UUIDv7 keeps recent bookings close together in
 /// the id index.
-fn new_allocation_id(now: chrono::DateTime<chrono::Utc>) -> String {
+pub(super) fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
     let ts = uuid::Timestamp::from_unix(
         uuid::NoContext,
         now.timestamp().max(0) as u64,
@@ -257,45 +257,12 @@ fn decode_update(
     let expected_etag = non_empty(a.etag.clone())
         .and_then(|etag| violations.check(Etag::parse("allocation.etag", &etag)));
 
-    // With no mask, every updatable field that is set is updated; "*" means
-    // all of them, as in a full replacement.
-    let mut fields: Vec<&str> = Vec::new();
-    if paths.is_empty() {
-        let set = [
-            !a.vehicle_id.is_empty(),
-            !a.allocation_date.is_empty(),
-            !a.purpose.is_empty(),
-        ];
-        fields.extend(
-            UPDATABLE
-                .iter()
-                .zip(set)
-                .filter(|(_, s)| *s)
-                .map(|(f, _)| *f),
-        );
-        if fields.is_empty() {
-            violations.push(Violation::new(
-                "update_mask",
-                ViolationReason::NothingToUpdate,
-                "update_mask is empty and allocation sets none of vehicle_id, allocation_date, purpose: nothing to update",
-            ));
-        }
-    } else {
-        for path in &paths {
-            match path.as_str() {
-                "*" => fields.extend(UPDATABLE),
-                p if UPDATABLE.contains(&p) => fields.push(p),
-                other => violations.push(Violation::new(
-                    "update_mask.paths",
-                    ViolationReason::UnknownFieldPath,
-                    format!(
-                        "update_mask path {:?} cannot be updated; the updatable fields are vehicle_id, allocation_date and purpose",
-                        Echo(other)
-                    ),
-                )),
-            }
-        }
-    }
+    let set = [
+        !a.vehicle_id.is_empty(),
+        !a.allocation_date.is_empty(),
+        !a.purpose.is_empty(),
+    ];
+    let fields = super::mask::fields("allocation", &paths, &UPDATABLE, &set, &mut violations);
 
     let mut changes = AllocationChanges::default();
     for field in fields {

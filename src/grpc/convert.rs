@@ -30,6 +30,10 @@ pub fn allocation(a: domain::Allocation) -> v1::Allocation {
 
 pub fn employee(e: domain::Employee) -> v1::Employee {
     v1::Employee {
+        etag: e.etag().to_string(),
+        active: e.active,
+        create_time: Some(timestamp(e.create_time)),
+        update_time: Some(timestamp(e.update_time)),
         id: e.id,
         name: e.name,
         email: e.email,
@@ -37,27 +41,52 @@ pub fn employee(e: domain::Employee) -> v1::Employee {
     }
 }
 
-/// A vehicle with its driver; the driver's licence number only when
-/// `licences` (the caller may read them), else empty.
+/// A driver; the licence number only when `licences` (the caller may read
+/// them), else empty.
+pub fn driver(d: domain::Driver, licences: bool) -> v1::Driver {
+    v1::Driver {
+        etag: d.etag().to_string(),
+        active: d.active,
+        create_time: Some(timestamp(d.create_time)),
+        update_time: Some(timestamp(d.update_time)),
+        id: d.id,
+        name: d.name,
+        phone: d.phone,
+        license_number: if licences {
+            d.license_number
+        } else {
+            String::new()
+        },
+    }
+}
+
+/// A vehicle with its driver (see [`driver`] for `licences`).
 pub fn vehicle(v: domain::Vehicle, licences: bool) -> v1::Vehicle {
-    let d = v.driver;
     v1::Vehicle {
         seats: i32::try_from(v.seats).unwrap_or(i32::MAX),
-        driver_id: d.id.clone(),
-        driver: Some(v1::Driver {
-            id: d.id,
-            name: d.name,
-            phone: d.phone,
-            license_number: if licences {
-                d.license_number
-            } else {
-                String::new()
-            },
-        }),
+        driver_id: v.driver.as_ref().map(|d| d.id.clone()).unwrap_or_default(),
+        etag: v.etag().to_string(),
+        retired: v.retired,
+        create_time: Some(timestamp(v.create_time)),
+        update_time: Some(timestamp(v.update_time)),
+        driver: v.driver.map(|d| driver(d, licences)),
         id: v.id,
         registration: v.registration,
         make: v.make,
         model: v.model,
+    }
+}
+
+pub fn block(b: domain::VehicleBlock) -> v1::VehicleBlock {
+    v1::VehicleBlock {
+        etag: b.etag().to_string(),
+        start_date: format_date(b.start_date),
+        end_date: format_date(b.end_date),
+        create_time: Some(timestamp(b.create_time)),
+        update_time: Some(timestamp(b.update_time)),
+        id: b.id,
+        vehicle_id: b.vehicle_id,
+        reason: b.reason,
     }
 }
 

@@ -1,22 +1,41 @@
-//! `FleetService`: employees, vehicles and their availability.
+//! `FleetService`: employees, drivers, vehicles, their administration and
+//! availability.
 
+use chrono::NaiveDate;
 use tonic::{Request, Response, Status};
 
+use super::allocation::new_id;
 use super::convert::{self, non_empty};
-use super::{ServiceContext, allow, context};
+use super::{ServiceContext, allow, context, mask};
 use crate::domain::access::{Action, authorize};
+use crate::domain::admin::{
+    self, DriverChanges, DriverInput, EmployeeChanges, EmployeeInput, VehicleChanges, VehicleInput,
+    field,
+};
 use crate::domain::allocation::validate_id;
 use crate::domain::context::RequestContext;
 use crate::domain::error::Violations;
 use crate::domain::page::ListKind;
 use crate::domain::{
-    DomainError, PageKey, PageRequest, PageSize, PageToken, Violation, parse_date,
+    DomainError, Etag, FleetCommand, FleetEntity, FleetOutcome, FleetRequest, PageKey, PageRequest,
+    PageSize, PageToken, Violation, parse_date,
 };
 use crate::proto::v1::{
-    self, GetEmployeeRequest, GetVehicleRequest, ListAvailableVehiclesRequest,
-    ListAvailableVehiclesResponse, ListEmployeesRequest, ListEmployeesResponse,
-    ListVehiclesRequest, ListVehiclesResponse, fleet_service_server::FleetService,
+    self, AssignDriverRequest, AssignDriverResponse, CreateDriverRequest, CreateEmployeeRequest,
+    CreateVehicleBlockRequest, CreateVehicleBlockResponse, CreateVehicleRequest,
+    DeactivateDriverRequest, DeactivateDriverResponse, DeactivateEmployeeRequest,
+    DeactivateEmployeeResponse, DeleteVehicleBlockRequest, GetDriverRequest, GetEmployeeRequest,
+    GetVehicleRequest, ListAvailableVehiclesRequest, ListAvailableVehiclesResponse,
+    ListDriversRequest, ListDriversResponse, ListEmployeesRequest, ListEmployeesResponse,
+    ListVehicleBlocksRequest, ListVehicleBlocksResponse, ListVehiclesRequest, ListVehiclesResponse,
+    ReactivateEmployeeRequest, ReactivateVehicleRequest, RetireVehicleRequest,
+    RetireVehicleResponse, UpdateDriverRequest, UpdateEmployeeRequest, UpdateVehicleRequest,
+    fleet_service_server::FleetService,
 };
+
+const EMPLOYEE_FIELDS: [&str; 3] = ["name", "email", "department"];
+const DRIVER_FIELDS: [&str; 3] = ["name", "phone", "license_number"];
+const VEHICLE_FIELDS: [&str; 4] = ["registration", "make", "model", "seats"];
 
 /// The `FleetService` implementation.
 pub struct FleetApi {
@@ -27,6 +46,85 @@ impl FleetApi {
     pub fn new(ctx: ServiceContext) -> Self {
         Self { ctx }
     }
+
+    fn today(&self) -> NaiveDate {
+        self.ctx.window(self.ctx.now()).today
+    }
+
+    /// Applies one fleet command.
+    async fn run(&self, command: FleetCommand) -> Result<FleetOutcome, Status> {
+        let now = self.ctx.now();
+        let request = FleetRequest {
+            command,
+            now,
+            window: self.ctx.window(now),
+        };
+        let mut outcomes = self.ctx.store.apply_fleet(vec![request]).await?;
+        outcomes.pop().ok_or_else(|| {
+            crate::storage::StoreError::internal(
+                "changing the fleet",
+                std::io::Error::other("the store returned no outcome"),
+            )
+            .into()
+        })
+    }
+
+    /// The vehicle as it is now, with today's driver (commands return it
+    /// without one).
+    async fn vehicle_now(&self, outcome: &FleetOutcome) -> Result<v1::Vehicle, Status> {
+        let FleetEntity::Vehicle(vehicle) = &outcome.entity else {
+            return Err(unexpected(outcome));
+        };
+        let vehicle = self
+            .ctx
+            .store
+            .get_vehicle(&vehicle.id, self.today())
+            .await?;
+        Ok(convert::vehicle(vehicle, true))
+    }
+}
+
+fn unexpected(outcome: &FleetOutcome) -> Status {
+    crate::storage::StoreError::internal(
+        "changing the fleet",
+        std::io::Error::other(format!("unexpected outcome {:?}", outcome.entity)),
+    )
+    .into()
+}
+
+fn employee_of(outcome: FleetOutcome) -> Result<v1::Employee, Status> {
+    match outcome.entity {
+        FleetEntity::Employee(e) => Ok(convert::employee(e)),
+        _ => Err(unexpected(&outcome)),
+    }
+}
+
+fn driver_of(outcome: FleetOutcome) -> Result<v1::Driver, Status> {
+    match outcome.entity {
+        FleetEntity::Driver(d) => Ok(convert::driver(d, true)),
+        _ => Err(unexpected(&outcome)),
+    }
+}
+
+fn block_of(outcome: FleetOutcome) -> Result<v1::VehicleBlock, Status> {
+    match outcome.entity {
+        FleetEntity::Block(b) => Ok(convert::block(b)),
+        _ => Err(unexpected(&outcome)),
+    }
+}
+
+fn cancelled(outcome: &FleetOutcome) -> Vec<v1::Allocation> {
+    outcome
+        .cancelled
+        .iter()
+        .cloned()
+        .map(convert::allocation)
+        .collect()
+}
+
+/// Lets only fleet administrators through.
+fn fleet_admin<T>(request: &Request<T>) -> Result<(), Status> {
+    allow(&context(request)?, Action::ChangeFleet)
 }
 
 /// A page request for a list in id order, bound to `filters`.
@@ -63,6 +161,169 @@ fn next_token(tokens: &PageToken, has_more: bool, last: Option<&str>) -> String 
     }
 }
 
+fn flag(on: bool) -> &'static str {
+    if on { "1" } else { "0" }
+}
+
+/// A required id from a request.
+fn required_id(field: &str, id: &str) -> Result<(), Status> {
+    validate_id(field, id).map_err(|v| DomainError::invalid(v).into())
+}
+
+/// An etag, when the caller sent one.
+fn etag(field: &str, value: &str, violations: &mut Violations) -> Option<Etag> {
+    non_empty(value.to_owned()).and_then(|etag| violations.check(Etag::parse(field, &etag)))
+}
+
+/// A required date.
+fn date(field: &str, value: &str, violations: &mut Violations) -> Option<NaiveDate> {
+    if value.is_empty() {
+        violations.push(Violation::required(field));
+        None
+    } else {
+        violations.check(parse_date(field, value))
+    }
+}
+
+/// The id the caller gave, or a new one.
+fn given_or_new(id: String, ctx: &ServiceContext) -> String {
+    if id.is_empty() { new_id(ctx.now()) } else { id }
+}
+
+/// A text field of an update: checked when it is in the mask.
+fn change(
+    fields: &[&str],
+    name: &str,
+    value: &str,
+    check: impl FnOnce(&str, &str) -> Result<(), Violation>,
+    prefix: &str,
+    violations: &mut Violations,
+) -> Option<String> {
+    if !fields.contains(&name) {
+        return None;
+    }
+    violations
+        .check(check(&field(prefix, name), value))
+        .map(|()| value.to_owned())
+}
+
+fn decode_employee_update(request: UpdateEmployeeRequest) -> Result<FleetCommand, DomainError> {
+    let e = request.employee.unwrap_or_default();
+    let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
+    let mut violations = Violations::new();
+    violations.check(validate_id("employee.id", &e.id));
+    let etag = etag("employee.etag", &e.etag, &mut violations);
+    let set = [
+        !e.name.is_empty(),
+        !e.email.is_empty(),
+        !e.department.is_empty(),
+    ];
+    let fields = mask::fields("employee", &paths, &EMPLOYEE_FIELDS, &set, &mut violations);
+    let p = "employee";
+    let changes = EmployeeChanges {
+        name: change(
+            &fields,
+            "name",
+            &e.name,
+            |f, v| admin::required_text(f, v, admin::NAME_MAX_CHARS),
+            p,
+            &mut violations,
+        ),
+        email: change(&fields, "email", &e.email, admin::email, p, &mut violations),
+        department: change(
+            &fields,
+            "department",
+            &e.department,
+            |f, v| admin::optional_text(f, v, 128),
+            p,
+            &mut violations,
+        ),
+    };
+    violations.finish(|| FleetCommand::UpdateEmployee {
+        id: e.id,
+        changes,
+        etag,
+    })
+}
+
+fn decode_driver_update(request: UpdateDriverRequest) -> Result<FleetCommand, DomainError> {
+    let d = request.driver.unwrap_or_default();
+    let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
+    let mut violations = Violations::new();
+    violations.check(validate_id("driver.id", &d.id));
+    let etag = etag("driver.etag", &d.etag, &mut violations);
+    let set = [
+        !d.name.is_empty(),
+        !d.phone.is_empty(),
+        !d.license_number.is_empty(),
+    ];
+    let fields = mask::fields("driver", &paths, &DRIVER_FIELDS, &set, &mut violations);
+    let p = "driver";
+    let changes = DriverChanges {
+        name: change(
+            &fields,
+            "name",
+            &d.name,
+            |f, v| admin::required_text(f, v, admin::NAME_MAX_CHARS),
+            p,
+            &mut violations,
+        ),
+        phone: change(&fields, "phone", &d.phone, admin::phone, p, &mut violations),
+        license_number: change(
+            &fields,
+            "license_number",
+            &d.license_number,
+            |f, v| admin::required_text(f, v, admin::CODE_MAX_CHARS),
+            p,
+            &mut violations,
+        ),
+    };
+    violations.finish(|| FleetCommand::UpdateDriver {
+        id: d.id,
+        changes,
+        etag,
+    })
+}
+
+fn decode_vehicle_update(request: UpdateVehicleRequest) -> Result<FleetCommand, DomainError> {
+    let v = request.vehicle.unwrap_or_default();
+    let paths = request.update_mask.map(|m| m.paths).unwrap_or_default();
+    let mut violations = Violations::new();
+    violations.check(validate_id("vehicle.id", &v.id));
+    let etag = etag("vehicle.etag", &v.etag, &mut violations);
+    let set = [
+        !v.registration.is_empty(),
+        !v.make.is_empty(),
+        !v.model.is_empty(),
+        v.seats != 0,
+    ];
+    let fields = mask::fields("vehicle", &paths, &VEHICLE_FIELDS, &set, &mut violations);
+    let p = "vehicle";
+    let code = |f: &str, v: &str| admin::optional_text(f, v, admin::CODE_MAX_CHARS);
+    let changes = VehicleChanges {
+        registration: change(
+            &fields,
+            "registration",
+            &v.registration,
+            |f, v| admin::required_text(f, v, admin::REGISTRATION_MAX_CHARS),
+            p,
+            &mut violations,
+        ),
+        make: change(&fields, "make", &v.make, code, p, &mut violations),
+        model: change(&fields, "model", &v.model, code, p, &mut violations),
+        seats: if fields.contains(&"seats") {
+            violations.check(admin::seats("vehicle.seats", i64::from(v.seats)))
+        } else {
+            None
+        },
+    };
+    violations.finish(|| FleetCommand::UpdateVehicle {
+        id: v.id,
+        changes,
+        etag,
+    })
+}
+
 #[tonic::async_trait]
 impl FleetService for FleetApi {
     async fn list_employees(
@@ -79,14 +340,14 @@ impl FleetService for FleetApi {
         let (tokens, page) = id_page(
             &self.ctx.page_key().await?,
             ListKind::Employees,
-            &[filter],
+            &[filter, flag(request.show_deactivated)],
             request.page_size,
             &request.page_token,
         )?;
         let page = self
             .ctx
             .store
-            .list_employees(department.as_deref(), page)
+            .list_employees(department.as_deref(), request.show_deactivated, page)
             .await?;
         Ok(Response::new(ListEmployeesResponse {
             next_page_token: next_token(
@@ -105,9 +366,175 @@ impl FleetService for FleetApi {
     ) -> Result<Response<v1::Employee>, Status> {
         allow(&context(&request)?, Action::ReadDirectory)?;
         let id = request.into_inner().id;
-        validate_id("id", &id).map_err(DomainError::invalid)?;
+        required_id("id", &id)?;
         let employee = self.ctx.store.get_employee(&id).await?;
         Ok(Response::new(convert::employee(employee)))
+    }
+
+    async fn create_employee(
+        &self,
+        request: Request<CreateEmployeeRequest>,
+    ) -> Result<Response<v1::Employee>, Status> {
+        fleet_admin(&request)?;
+        let e = request.into_inner().employee.unwrap_or_default();
+        let input = EmployeeInput {
+            id: given_or_new(e.id, &self.ctx),
+            name: e.name,
+            email: e.email,
+            department: e.department,
+        };
+        let mut violations = Violations::new();
+        let employee = input.check("employee", self.ctx.now(), &mut violations);
+        let employee = violations.finish(|| employee.expect("checked"))?;
+        let outcome = self
+            .run(FleetCommand::PutEmployee {
+                employee,
+                upsert: false,
+            })
+            .await?;
+        Ok(Response::new(employee_of(outcome)?))
+    }
+
+    async fn update_employee(
+        &self,
+        request: Request<UpdateEmployeeRequest>,
+    ) -> Result<Response<v1::Employee>, Status> {
+        fleet_admin(&request)?;
+        let command = decode_employee_update(request.into_inner())?;
+        Ok(Response::new(employee_of(self.run(command).await?)?))
+    }
+
+    async fn deactivate_employee(
+        &self,
+        request: Request<DeactivateEmployeeRequest>,
+    ) -> Result<Response<DeactivateEmployeeResponse>, Status> {
+        fleet_admin(&request)?;
+        let request = request.into_inner();
+        required_id("id", &request.id)?;
+        let outcome = self
+            .run(FleetCommand::SetEmployeeActive {
+                id: request.id,
+                active: false,
+                cancel_conflicting: request.cancel_conflicting_bookings,
+            })
+            .await?;
+        Ok(Response::new(DeactivateEmployeeResponse {
+            cancelled_allocations: cancelled(&outcome),
+            employee: Some(employee_of(outcome)?),
+        }))
+    }
+
+    async fn reactivate_employee(
+        &self,
+        request: Request<ReactivateEmployeeRequest>,
+    ) -> Result<Response<v1::Employee>, Status> {
+        fleet_admin(&request)?;
+        let id = request.into_inner().id;
+        required_id("id", &id)?;
+        let outcome = self
+            .run(FleetCommand::SetEmployeeActive {
+                id,
+                active: true,
+                cancel_conflicting: false,
+            })
+            .await?;
+        Ok(Response::new(employee_of(outcome)?))
+    }
+
+    async fn list_drivers(
+        &self,
+        request: Request<ListDriversRequest>,
+    ) -> Result<Response<ListDriversResponse>, Status> {
+        let licences = directory_reader(&context(&request)?)?;
+        let request = request.into_inner();
+        let (tokens, page) = id_page(
+            &self.ctx.page_key().await?,
+            ListKind::Drivers,
+            &[flag(request.show_deactivated)],
+            request.page_size,
+            &request.page_token,
+        )?;
+        let page = self
+            .ctx
+            .store
+            .list_drivers(request.show_deactivated, page)
+            .await?;
+        Ok(Response::new(ListDriversResponse {
+            next_page_token: next_token(
+                &tokens,
+                page.has_more,
+                page.items.last().map(|d| d.id.as_str()),
+            ),
+            drivers: page
+                .items
+                .into_iter()
+                .map(|d| convert::driver(d, licences))
+                .collect(),
+            total_size: page.total_size as i64,
+        }))
+    }
+
+    async fn get_driver(
+        &self,
+        request: Request<GetDriverRequest>,
+    ) -> Result<Response<v1::Driver>, Status> {
+        let licences = directory_reader(&context(&request)?)?;
+        let id = request.into_inner().id;
+        required_id("id", &id)?;
+        let driver = self.ctx.store.get_driver(&id).await?;
+        Ok(Response::new(convert::driver(driver, licences)))
+    }
+
+    async fn create_driver(
+        &self,
+        request: Request<CreateDriverRequest>,
+    ) -> Result<Response<v1::Driver>, Status> {
+        fleet_admin(&request)?;
+        let d = request.into_inner().driver.unwrap_or_default();
+        let input = DriverInput {
+            id: given_or_new(d.id, &self.ctx),
+            name: d.name,
+            phone: d.phone,
+            license_number: d.license_number,
+        };
+        let mut violations = Violations::new();
+        let driver = input.check("driver", self.ctx.now(), &mut violations);
+        let driver = violations.finish(|| driver.expect("checked"))?;
+        let outcome = self
+            .run(FleetCommand::PutDriver {
+                driver,
+                upsert: false,
+            })
+            .await?;
+        Ok(Response::new(driver_of(outcome)?))
+    }
+
+    async fn update_driver(
+        &self,
+        request: Request<UpdateDriverRequest>,
+    ) -> Result<Response<v1::Driver>, Status> {
+        fleet_admin(&request)?;
+        let command = decode_driver_update(request.into_inner())?;
+        Ok(Response::new(driver_of(self.run(command).await?)?))
+    }
+
+    async fn deactivate_driver(
+        &self,
+        request: Request<DeactivateDriverRequest>,
+    ) -> Result<Response<DeactivateDriverResponse>, Status> {
+        fleet_admin(&request)?;
+        let request = request.into_inner();
+        required_id("id", &request.id)?;
+        let outcome = self
+            .run(FleetCommand::DeactivateDriver {
+                id: request.id,
+                cancel_conflicting: request.cancel_conflicting_bookings,
+            })
+            .await?;
+        Ok(Response::new(DeactivateDriverResponse {
+            cancelled_allocations: cancelled(&outcome),
+            driver: Some(driver_of(outcome)?),
+        }))
     }
 
     async fn list_vehicles(
@@ -119,11 +546,15 @@ impl FleetService for FleetApi {
         let (tokens, page) = id_page(
             &self.ctx.page_key().await?,
             ListKind::Vehicles,
-            &[],
+            &[flag(request.show_retired)],
             request.page_size,
             &request.page_token,
         )?;
-        let page = self.ctx.store.list_vehicles(page).await?;
+        let page = self
+            .ctx
+            .store
+            .list_vehicles(request.show_retired, self.today(), page)
+            .await?;
         Ok(Response::new(ListVehiclesResponse {
             next_page_token: next_token(
                 &tokens,
@@ -145,9 +576,191 @@ impl FleetService for FleetApi {
     ) -> Result<Response<v1::Vehicle>, Status> {
         let licences = directory_reader(&context(&request)?)?;
         let id = request.into_inner().id;
-        validate_id("id", &id).map_err(DomainError::invalid)?;
-        let vehicle = self.ctx.store.get_vehicle(&id).await?;
+        required_id("id", &id)?;
+        let vehicle = self.ctx.store.get_vehicle(&id, self.today()).await?;
         Ok(Response::new(convert::vehicle(vehicle, licences)))
+    }
+
+    async fn create_vehicle(
+        &self,
+        request: Request<CreateVehicleRequest>,
+    ) -> Result<Response<v1::Vehicle>, Status> {
+        fleet_admin(&request)?;
+        let v = request.into_inner().vehicle.unwrap_or_default();
+        let input = VehicleInput {
+            id: given_or_new(v.id, &self.ctx),
+            registration: v.registration,
+            make: v.make,
+            model: v.model,
+            seats: i64::from(v.seats),
+            driver_id: v.driver_id,
+        };
+        let mut violations = Violations::new();
+        let checked = input.check("vehicle", self.ctx.now(), &mut violations);
+        let (vehicle, driver_id) = violations.finish(|| checked.expect("checked"))?;
+        let outcome = self
+            .run(FleetCommand::PutVehicle {
+                vehicle,
+                driver_id,
+                upsert: false,
+            })
+            .await?;
+        Ok(Response::new(self.vehicle_now(&outcome).await?))
+    }
+
+    async fn update_vehicle(
+        &self,
+        request: Request<UpdateVehicleRequest>,
+    ) -> Result<Response<v1::Vehicle>, Status> {
+        fleet_admin(&request)?;
+        let command = decode_vehicle_update(request.into_inner())?;
+        let outcome = self.run(command).await?;
+        Ok(Response::new(self.vehicle_now(&outcome).await?))
+    }
+
+    async fn retire_vehicle(
+        &self,
+        request: Request<RetireVehicleRequest>,
+    ) -> Result<Response<RetireVehicleResponse>, Status> {
+        fleet_admin(&request)?;
+        let request = request.into_inner();
+        required_id("id", &request.id)?;
+        let outcome = self
+            .run(FleetCommand::SetVehicleRetired {
+                id: request.id,
+                retired: true,
+                cancel_conflicting: request.cancel_conflicting_bookings,
+            })
+            .await?;
+        Ok(Response::new(RetireVehicleResponse {
+            vehicle: Some(self.vehicle_now(&outcome).await?),
+            cancelled_allocations: cancelled(&outcome),
+        }))
+    }
+
+    async fn reactivate_vehicle(
+        &self,
+        request: Request<ReactivateVehicleRequest>,
+    ) -> Result<Response<v1::Vehicle>, Status> {
+        fleet_admin(&request)?;
+        let id = request.into_inner().id;
+        required_id("id", &id)?;
+        let outcome = self
+            .run(FleetCommand::SetVehicleRetired {
+                id,
+                retired: false,
+                cancel_conflicting: false,
+            })
+            .await?;
+        Ok(Response::new(self.vehicle_now(&outcome).await?))
+    }
+
+    async fn assign_driver(
+        &self,
+        request: Request<AssignDriverRequest>,
+    ) -> Result<Response<AssignDriverResponse>, Status> {
+        fleet_admin(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        violations.check(validate_id("vehicle_id", &request.vehicle_id));
+        violations.check(validate_id("driver_id", &request.driver_id));
+        let effective = if request.effective_date.is_empty() {
+            Some(self.today())
+        } else {
+            violations.check(parse_date("effective_date", &request.effective_date))
+        };
+        let effective_date = violations.finish(|| effective.expect("checked"))?;
+        let outcome = self
+            .run(FleetCommand::AssignDriver {
+                vehicle_id: request.vehicle_id,
+                driver_id: request.driver_id,
+                effective_date,
+            })
+            .await?;
+        Ok(Response::new(AssignDriverResponse {
+            vehicle: Some(self.vehicle_now(&outcome).await?),
+            reassigned_allocations: outcome
+                .redriven
+                .into_iter()
+                .map(|(_, after)| convert::allocation(after))
+                .collect(),
+        }))
+    }
+
+    async fn create_vehicle_block(
+        &self,
+        request: Request<CreateVehicleBlockRequest>,
+    ) -> Result<Response<CreateVehicleBlockResponse>, Status> {
+        fleet_admin(&request)?;
+        let request = request.into_inner();
+        let b = request.block.unwrap_or_default();
+        let mut violations = Violations::new();
+        violations.check(validate_id("vehicle_id", &request.vehicle_id));
+        let start = date("block.start_date", &b.start_date, &mut violations);
+        let end = date("block.end_date", &b.end_date, &mut violations);
+        let dates = admin::block("block", start, end, &b.reason, &mut violations);
+        let dates = violations.finish(|| dates.expect("checked"))?;
+        let now = self.ctx.now();
+        let block = admin::new_block(new_id(now), request.vehicle_id, dates, b.reason, now);
+        let outcome = self
+            .run(FleetCommand::CreateBlock {
+                block,
+                cancel_conflicting: request.cancel_conflicting_bookings,
+            })
+            .await?;
+        Ok(Response::new(CreateVehicleBlockResponse {
+            cancelled_allocations: cancelled(&outcome),
+            block: Some(block_of(outcome)?),
+        }))
+    }
+
+    async fn list_vehicle_blocks(
+        &self,
+        request: Request<ListVehicleBlocksRequest>,
+    ) -> Result<Response<ListVehicleBlocksResponse>, Status> {
+        allow(&context(&request)?, Action::ReadDirectory)?;
+        let request = request.into_inner();
+        required_id("vehicle_id", &request.vehicle_id)?;
+        let (tokens, page) = id_page(
+            &self.ctx.page_key().await?,
+            ListKind::VehicleBlocks,
+            &[request.vehicle_id.as_str()],
+            request.page_size,
+            &request.page_token,
+        )?;
+        let page = self
+            .ctx
+            .store
+            .list_vehicle_blocks(&request.vehicle_id, page)
+            .await?;
+        Ok(Response::new(ListVehicleBlocksResponse {
+            next_page_token: next_token(
+                &tokens,
+                page.has_more,
+                page.items.last().map(|b| b.id.as_str()),
+            ),
+            blocks: page.items.into_iter().map(convert::block).collect(),
+            total_size: page.total_size as i64,
+        }))
+    }
+
+    async fn delete_vehicle_block(
+        &self,
+        request: Request<DeleteVehicleBlockRequest>,
+    ) -> Result<Response<v1::VehicleBlock>, Status> {
+        fleet_admin(&request)?;
+        let request = request.into_inner();
+        let mut violations = Violations::new();
+        violations.check(validate_id("vehicle_id", &request.vehicle_id));
+        violations.check(validate_id("block_id", &request.block_id));
+        violations.finish(|| ())?;
+        let outcome = self
+            .run(FleetCommand::DeleteBlock {
+                vehicle_id: request.vehicle_id,
+                block_id: request.block_id,
+            })
+            .await?;
+        Ok(Response::new(block_of(outcome)?))
     }
 
     async fn list_available_vehicles(
@@ -157,17 +770,10 @@ impl FleetService for FleetApi {
         let licences = directory_reader(&context(&request)?)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
-        let date = if request.date.is_empty() {
-            violations.push(Violation::required("date"));
-            None
-        } else {
-            violations
-                .check(parse_date("date", &request.date))
-                .and_then(|date| {
-                    let window = self.ctx.window(self.ctx.now());
-                    violations.check(window.check("date", date)).map(|()| date)
-                })
-        };
+        let date = date("date", &request.date, &mut violations).and_then(|date| {
+            let window = self.ctx.window(self.ctx.now());
+            violations.check(window.check("date", date)).map(|()| date)
+        });
         violations.check(PageSize::from_request("page_size", request.page_size));
         let date = violations.finish(|| date.expect("a date when there are no violations"))?;
 

@@ -6,6 +6,7 @@ mod allocation;
 mod convert;
 pub mod edge;
 mod fleet;
+mod mask;
 pub mod status;
 
 use std::sync::Arc;

@@ -92,13 +92,109 @@ impl From<DomainError> for Status {
                 ])
             }
             DomainError::EtagMismatch {
+                resource,
                 id,
                 expected,
                 current,
+            } => {
+                let id_key = format!("{}_id", resource.name().replace(' ', "_"));
+                metadata(&[
+                    (id_key.as_str(), id),
+                    ("etag", expected),
+                    ("current_etag", current),
+                ])
+            }
+            DomainError::Taken {
+                resource,
+                field,
+                value,
+                holder_id,
+            } => {
+                details.set_resource_info(resource.name(), holder_id, "", error.to_string());
+                metadata(&[
+                    ("field", field),
+                    ("value", &crate::domain::error::clip(value, 64)),
+                    ("holder_id", holder_id),
+                ])
+            }
+            DomainError::DriverAlreadyAssigned {
+                driver_id,
+                vehicle_id,
+                from,
+            } => {
+                details.set_resource_info("vehicle", vehicle_id, "", error.to_string());
+                metadata(&[
+                    ("driver_id", driver_id),
+                    ("vehicle_id", vehicle_id),
+                    ("from", &from.to_string()),
+                ])
+            }
+            DomainError::HasFutureBookings {
+                resource,
+                id,
+                allocation_ids,
+                total,
+            } => {
+                for booking in allocation_ids {
+                    details.add_precondition_failure_violation(
+                        "HAS_FUTURE_BOOKINGS",
+                        format!("allocations/{booking}"),
+                        format!("booking {booking} stands in the way"),
+                    );
+                }
+                metadata(&[
+                    ("resource", &format!("{}/{id}", resource.collection())),
+                    ("allocation_ids", &allocation_ids.join(",")),
+                    ("total", &total.to_string()),
+                ])
+            }
+            DomainError::VehicleOutOfService {
+                vehicle_id,
+                date,
+                block_id,
+                start_date,
+                end_date,
+            } => {
+                details.add_precondition_failure_violation(
+                    "VEHICLE_OUT_OF_SERVICE",
+                    format!("vehicles/{vehicle_id}/blocks/{block_id}"),
+                    error.to_string(),
+                );
+                metadata(&[
+                    ("vehicle_id", vehicle_id),
+                    ("allocation_date", &date.to_string()),
+                    ("block_id", block_id),
+                    ("start_date", &start_date.to_string()),
+                    ("end_date", &end_date.to_string()),
+                ])
+            }
+            DomainError::Inactive { resource, id } => {
+                details.add_precondition_failure_violation(
+                    error.reason(),
+                    format!("{}/{id}", resource.collection()),
+                    error.to_string(),
+                );
+                metadata(&[("resource", resource.name()), ("id", id)])
+            }
+            DomainError::NoDriver { vehicle_id, date } => {
+                details.add_precondition_failure_violation(
+                    "VEHICLE_HAS_NO_DRIVER",
+                    format!("vehicles/{vehicle_id}"),
+                    error.to_string(),
+                );
+                metadata(&[
+                    ("vehicle_id", vehicle_id),
+                    ("allocation_date", &date.to_string()),
+                ])
+            }
+            DomainError::BlockIsHistory {
+                id,
+                end_date,
+                today,
             } => metadata(&[
-                ("allocation_id", id),
-                ("etag", expected),
-                ("current_etag", current),
+                ("block_id", id),
+                ("end_date", &end_date.to_string()),
+                ("today", &today.to_string()),
             ]),
             DomainError::PermissionDenied(denied) => match denied {
                 Denied::NotOwner => HashMap::new(),
@@ -226,6 +322,7 @@ mod tests {
             ViolationReason::NothingToUpdate,
             ViolationReason::InvalidEtag,
             ViolationReason::RequestIdReused,
+            ViolationReason::InvalidValue,
         ];
         let mut errors: Vec<(DomainError, Code)> = violations
             .into_iter()
@@ -236,7 +333,13 @@ mod tests {
                 )
             })
             .collect();
-        for resource in [Resource::Allocation, Resource::Employee, Resource::Vehicle] {
+        for resource in [
+            Resource::Allocation,
+            Resource::Employee,
+            Resource::Vehicle,
+            Resource::Driver,
+            Resource::VehicleBlock,
+        ] {
             errors.push((DomainError::not_found(resource, "x"), Code::NotFound));
         }
         errors.extend([
@@ -273,11 +376,54 @@ mod tests {
             ),
             (
                 DomainError::EtagMismatch {
+                    resource: Resource::Allocation,
                     id: "a".into(),
                     expected: "1".into(),
                     current: "2".into(),
                 },
                 Code::Aborted,
+            ),
+            (
+                DomainError::DriverAlreadyAssigned {
+                    driver_id: "d".into(),
+                    vehicle_id: "v".into(),
+                    from: date,
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                DomainError::HasFutureBookings {
+                    resource: Resource::Vehicle,
+                    id: "v".into(),
+                    allocation_ids: vec!["a".into()],
+                    total: 1,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                DomainError::VehicleOutOfService {
+                    vehicle_id: "v".into(),
+                    date,
+                    block_id: "b".into(),
+                    start_date: date,
+                    end_date: date,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                DomainError::NoDriver {
+                    vehicle_id: "v".into(),
+                    date,
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                DomainError::BlockIsHistory {
+                    id: "b".into(),
+                    end_date: date,
+                    today: date,
+                },
+                Code::FailedPrecondition,
             ),
             (
                 DomainError::PermissionDenied(Denied::NotOwner),
@@ -288,6 +434,26 @@ mod tests {
                 Code::PermissionDenied,
             ),
         ]);
+        for resource in [Resource::Employee, Resource::Driver, Resource::Vehicle] {
+            errors.push((
+                DomainError::Inactive {
+                    resource,
+                    id: "x".into(),
+                },
+                Code::FailedPrecondition,
+            ));
+            for field in ["id", "email", "registration", "license_number"] {
+                errors.push((
+                    DomainError::Taken {
+                        resource,
+                        field,
+                        value: "x".into(),
+                        holder_id: "y".into(),
+                    },
+                    Code::AlreadyExists,
+                ));
+            }
+        }
         for (error, code) in errors {
             let reason = reasons::find(error.reason()).unwrap_or_else(|| panic!("{error:?}"));
             assert_eq!(reason.code, code, "{error:?}");

@@ -79,7 +79,7 @@ impl BookingGenerator {
             employees: employees.iter().map(|e| e.id.clone()).collect(),
             vehicles: vehicles
                 .iter()
-                .map(|v| (v.id.clone(), v.driver.id.clone()))
+                .filter_map(|v| Some((v.id.clone(), v.driver.as_ref()?.id.clone())))
                 .collect(),
             first_day,
             days,

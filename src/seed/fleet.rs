@@ -12,6 +12,11 @@ use crate::domain::{Driver, Employee, Vehicle};
 
 const EMAIL_DOMAIN: &str = "example.com";
 
+/// The create and update time of generated entities: the epoch, as for
+/// entities stored before they had times, so that generation stays a pure
+/// function of the plan.
+const SEEDED_AT: chrono::DateTime<chrono::Utc> = chrono::DateTime::UNIX_EPOCH;
+
 const DEPARTMENTS: &[&str] = &[
     "Customer Support",
     "Engineering",
@@ -89,6 +94,10 @@ pub fn employees(rng: &mut ChaCha8Rng, count: usize) -> Vec<Employee> {
                 name: format!("{first} {last}"),
                 email,
                 department: DEPARTMENTS[rng.random_range(0..DEPARTMENTS.len())].to_owned(),
+                active: true,
+                create_time: SEEDED_AT,
+                update_time: SEEDED_AT,
+                version: 1,
             }
         })
         .collect()
@@ -112,12 +121,20 @@ pub fn vehicles(rng: &mut ChaCha8Rng, count: usize) -> Vec<Vehicle> {
                 make: make.to_owned(),
                 model: model.to_owned(),
                 seats,
-                driver: Driver {
+                retired: false,
+                create_time: SEEDED_AT,
+                update_time: SEEDED_AT,
+                version: 1,
+                driver: Some(Driver {
                     id: driver_id(n),
                     name: Name().fake_with_rng(rng),
                     phone: CellNumber().fake_with_rng(rng),
                     license_number,
-                },
+                    active: true,
+                    create_time: SEEDED_AT,
+                    update_time: SEEDED_AT,
+                    version: 1,
+                }),
             }
         })
         .collect()

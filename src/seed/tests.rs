@@ -66,13 +66,18 @@ fn fleet_values_are_unique_where_they_must_be() {
         distinct(
             vehicles
                 .iter()
-                .map(|v| v.driver.license_number.as_str())
+                .map(|v| v.driver.as_ref().unwrap().license_number.as_str())
                 .collect()
         ),
         1000
     );
     assert_eq!(
-        distinct(vehicles.iter().map(|v| v.driver.id.as_str()).collect()),
+        distinct(
+            vehicles
+                .iter()
+                .map(|v| v.driver.as_ref().unwrap().id.as_str())
+                .collect()
+        ),
         1000
     );
     assert!(employees.iter().all(|e| e.email.ends_with("@example.com")));
@@ -96,7 +101,7 @@ fn bookings_obey_every_rule_and_span_past_and_future() {
     let mut employee_days = HashSet::new();
     let drivers: std::collections::HashMap<_, _> = vehicles
         .iter()
-        .map(|v| (v.id.as_str(), v.driver.id.as_str()))
+        .map(|v| (v.id.as_str(), v.driver.as_ref().unwrap().id.as_str()))
         .collect();
     let employee_ids: HashSet<_> = employees.iter().map(|e| e.id.as_str()).collect();
     for b in &bookings {

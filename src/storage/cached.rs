@@ -10,15 +10,21 @@
 //!
 //! # Generations
 //!
-//! Every entry depends on `epoch` (bumped by seeding and resets) and on one
-//! more *generation*:
+//! Every entry depends on `epoch` (bumped by seeding and resets) and on
+//! more *generations*:
 //!
-//! | entry                     | generation                                   |
+//! | entry                     | generations                                  |
 //! |---------------------------|----------------------------------------------|
 //! | allocation by id          | `alloc:<id>`                                 |
 //! | history page              | `employee:<id>`, `vehicle:<id>` or `driver:<id>` when the filter names one (in that order), else `history` |
-//! | available vehicles on `d` | `date:<d>`                                   |
-//! | employee, vehicle         | `epoch` only                                 |
+//! | available vehicles on `d` | `date:<d>` and `fleet:vehicles`              |
+//! | employee, driver          | `fleet:employee:<id>`, `fleet:driver:<id>`   |
+//! | vehicle (on a day)        | `fleet:vehicle:<id>`                         |
+//!
+//! Fleet changes bump the lookups of what they changed (a driver's change
+//! also those of the vehicles they drive), `fleet:vehicles` when a vehicle
+//! or driver changed, the `date` of each bookable day a block covers, and
+//! everything of the bookings they cancelled or gave another driver.
 //!
 //! Each generation has a current random *token*. An entry is stored with a
 //! *stamp*: the tokens of its generations as the filling reader saw them
@@ -74,8 +80,9 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::{CacheBackend, Fill, Payload, SingleFlight};
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, Employee, HistoryCursor, HistoryFilter,
-    NewAllocation, Page, PageKey, PageRequest, UpdatedAllocation, Vehicle,
+    Allocation, AllocationDeletion, AllocationUpdate, Driver, Employee, FleetEntity, FleetOutcome,
+    FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
+    UpdatedAllocation, Vehicle, VehicleBlock,
 };
 use crate::storage::{Store, StoreError, StoreResult};
 
@@ -123,6 +130,45 @@ fn touched(bookings: &[&Allocation]) -> Vec<String> {
         generations.insert(format!("vehicle:{}", b.vehicle_id));
         generations.insert(format!("driver:{}", b.driver_id));
         generations.insert(format!("date:{}", b.date));
+    }
+    generations.into_iter().collect()
+}
+
+/// The generation of every vehicle as listed (availability pages): any
+/// change to a vehicle or a driver bumps it.
+const FLEET_VEHICLES: &str = "fleet:vehicles";
+
+/// The generations fleet changes may have changed.
+fn fleet_touched(outcomes: &[FleetOutcome]) -> Vec<String> {
+    let mut generations = BTreeSet::new();
+    for outcome in outcomes.iter().filter(|o| o.changed) {
+        match &outcome.entity {
+            FleetEntity::Employee(e) => {
+                generations.insert(format!("fleet:employee:{}", e.id));
+            }
+            FleetEntity::Driver(d) => {
+                generations.insert(format!("fleet:driver:{}", d.id));
+                generations.insert(FLEET_VEHICLES.to_owned());
+            }
+            FleetEntity::Vehicle(_) => {
+                generations.insert(FLEET_VEHICLES.to_owned());
+            }
+            FleetEntity::Block(_) => {}
+        }
+        for v in &outcome.vehicles_touched {
+            generations.insert(format!("fleet:vehicle:{v}"));
+        }
+        for d in &outcome.dates_touched {
+            generations.insert(format!("date:{d}"));
+        }
+        let bookings: Vec<&Allocation> = outcome
+            .cancelled
+            .iter()
+            .chain(outcome.redriven.iter().flat_map(|(b, a)| [b, a]))
+            .collect();
+        if !bookings.is_empty() {
+            generations.extend(touched(&bookings));
+        }
     }
     generations.into_iter().collect()
 }
@@ -246,7 +292,7 @@ impl CachedStore {
     /// many callers miss at the same time.
     async fn cached<T, F, Fut>(
         &self,
-        generation: Option<String>,
+        generations: Vec<String>,
         key: String,
         read: F,
     ) -> StoreResult<T>
@@ -258,8 +304,9 @@ impl CachedStore {
         if !self.flush_pending().await {
             return read().await;
         }
-        let mut generations = vec![EPOCH.to_owned()];
-        generations.extend(generation);
+        let generations: Vec<String> = std::iter::once(EPOCH.to_owned())
+            .chain(generations)
+            .collect();
         let Ok(found) = self.cache.read(&generations, &key).await else {
             self.error();
             return read().await;
@@ -351,18 +398,18 @@ impl Weigh for Employee {
     }
 }
 
+impl Weigh for Driver {
+    fn weigh(&self) -> u32 {
+        let text = self.id.len() + self.name.len() + self.phone.len() + self.license_number.len();
+        (std::mem::size_of::<Self>() + text) as u32
+    }
+}
+
 impl Weigh for Vehicle {
     fn weigh(&self) -> u32 {
-        let d = &self.driver;
-        let text = self.id.len()
-            + self.registration.len()
-            + self.make.len()
-            + self.model.len()
-            + d.id.len()
-            + d.name.len()
-            + d.phone.len()
-            + d.license_number.len();
-        (std::mem::size_of::<Self>() + text) as u32
+        let text = self.id.len() + self.registration.len() + self.make.len() + self.model.len();
+        let driver = self.driver.as_ref().map_or(0, Weigh::weigh);
+        (std::mem::size_of::<Self>() + text) as u32 + driver
     }
 }
 
@@ -393,7 +440,7 @@ impl Store for CachedStore {
 
     async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
         self.cached(
-            Some(format!("alloc:{id}")),
+            vec![format!("alloc:{id}")],
             format!("allocation:{id}"),
             || self.inner.get_allocation(id),
         )
@@ -426,34 +473,67 @@ impl Store for CachedStore {
                 page.size
             ))
         );
-        self.cached(Some(history_generation(filter)), base, || {
+        self.cached(vec![history_generation(filter)], base, || {
             self.inner.list_allocation_history(filter, page.clone())
         })
         .await
     }
 
     async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
-        self.cached(None, format!("employee:{id}"), || {
-            self.inner.get_employee(id)
-        })
+        self.cached(
+            vec![format!("fleet:employee:{id}")],
+            format!("employee:{id}"),
+            || self.inner.get_employee(id),
+        )
         .await
     }
 
     async fn list_employees(
         &self,
         department: Option<&str>,
+        show_deactivated: bool,
         page: PageRequest<String>,
     ) -> StoreResult<Page<Employee>> {
-        self.inner.list_employees(department, page).await
-    }
-
-    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle> {
-        self.cached(None, format!("vehicle:{id}"), || self.inner.get_vehicle(id))
+        self.inner
+            .list_employees(department, show_deactivated, page)
             .await
     }
 
-    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>> {
-        self.inner.list_vehicles(page).await
+    async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
+        self.cached(
+            vec![format!("fleet:driver:{id}")],
+            format!("driver:{id}"),
+            || self.inner.get_driver(id),
+        )
+        .await
+    }
+
+    async fn list_drivers(
+        &self,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Driver>> {
+        self.inner.list_drivers(show_deactivated, page).await
+    }
+
+    async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle> {
+        // The driver depends on the day, so the day is in the key; a new
+        // day starts a new entry.
+        self.cached(
+            vec![format!("fleet:vehicle:{id}")],
+            format!("vehicle:{}", key_text(&(id, on))),
+            || self.inner.get_vehicle(id, on),
+        )
+        .await
+    }
+
+    async fn list_vehicles(
+        &self,
+        show_retired: bool,
+        on: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        self.inner.list_vehicles(show_retired, on, page).await
     }
 
     async fn list_available_vehicles(
@@ -462,10 +542,27 @@ impl Store for CachedStore {
         page: PageRequest<String>,
     ) -> StoreResult<Page<Vehicle>> {
         let base = format!("available:{}", key_text(&(date, &page.after, page.size)));
-        self.cached(Some(format!("date:{date}")), base, || {
-            self.inner.list_available_vehicles(date, page.clone())
-        })
+        self.cached(
+            vec![format!("date:{date}"), FLEET_VEHICLES.to_owned()],
+            base,
+            || self.inner.list_available_vehicles(date, page.clone()),
+        )
         .await
+    }
+
+    async fn list_vehicle_blocks(
+        &self,
+        vehicle_id: &str,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<VehicleBlock>> {
+        self.inner.list_vehicle_blocks(vehicle_id, page).await
+    }
+
+    async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
+        let result = self.inner.apply_fleet(requests).await;
+        self.after_write(&result, |outcomes| fleet_touched(outcomes))
+            .await;
+        result
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -19,8 +19,9 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
-    HistoryFilter, NewAllocation, Page, PageKey, PageRequest, UpdatedAllocation, Vehicle,
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, FleetOutcome,
+    FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
+    UpdatedAllocation, Vehicle, VehicleBlock,
 };
 
 /// The source of a storage failure, shareable so that one failed group commit
@@ -198,28 +199,60 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest<HistoryCursor>,
     ) -> StoreResult<Page<Allocation>>;
 
-    /// One employee by id.
+    /// One employee by id, deactivated or not.
     async fn get_employee(&self, id: &str) -> StoreResult<Employee>;
 
-    /// Employees in id order, of `department` when given.
+    /// Employees in id order, of `department` when given; deactivated ones
+    /// only with `show_deactivated`.
     async fn list_employees(
         &self,
         department: Option<&str>,
+        show_deactivated: bool,
         page: PageRequest<String>,
     ) -> StoreResult<Page<Employee>>;
 
-    /// One vehicle by id, with its driver.
-    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle>;
+    /// One driver by id, deactivated or not.
+    async fn get_driver(&self, id: &str) -> StoreResult<Driver>;
 
-    /// Vehicles in id order, with their drivers.
-    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>>;
+    /// Drivers in id order; deactivated ones only with `show_deactivated`.
+    async fn list_drivers(
+        &self,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Driver>>;
 
-    /// Vehicles not booked on `date`, in id order.
+    /// One vehicle by id, retired or not, with its driver on `on`.
+    async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle>;
+
+    /// Vehicles in id order with their drivers on `on`; retired ones only
+    /// with `show_retired`.
+    async fn list_vehicles(
+        &self,
+        show_retired: bool,
+        on: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>>;
+
+    /// Vehicles that can be booked on `date`, in id order, with their
+    /// drivers that day: not retired, not out of service, with a driver,
+    /// and not booked.
     async fn list_available_vehicles(
         &self,
         date: NaiveDate,
         page: PageRequest<String>,
     ) -> StoreResult<Page<Vehicle>>;
+
+    /// The out-of-service blocks of a vehicle, in id (creation) order.
+    async fn list_vehicle_blocks(
+        &self,
+        vehicle_id: &str,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<VehicleBlock>>;
+
+    /// Applies fleet commands in order, in one transaction: all of them or
+    /// none. Each is decided by [`crate::domain::admin::decide`] from the
+    /// facts as the commands before it left them.
+    async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>>;
 
     /// Succeeds when the store can serve reads and writes; drives health.
     async fn ping(&self) -> StoreResult<()>;
@@ -230,7 +263,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes everything, in one transaction where the backend has them.
     async fn reset(&self) -> StoreResult<()>;
 
-    /// Adds employees, and vehicles with their drivers (for seeding).
+    /// Adds employees, and vehicles with their drivers, who have driven them
+    /// since ever (for seeding).
     async fn insert_fleet(
         &self,
         employees: Vec<Employee>,

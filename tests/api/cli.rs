@@ -83,6 +83,7 @@ async fn everything(dir: &Path) -> Vec<String> {
     let employees = store
         .list_employees(
             None,
+            true,
             PageRequest {
                 size: 10_000,
                 after: None,
@@ -91,10 +92,14 @@ async fn everything(dir: &Path) -> Vec<String> {
         .await
         .unwrap();
     let vehicles = store
-        .list_vehicles(PageRequest {
-            size: 10_000,
-            after: None,
-        })
+        .list_vehicles(
+            true,
+            vehicle_allocation::domain::fleet::timeline_start(),
+            PageRequest {
+                size: 10_000,
+                after: None,
+            },
+        )
         .await
         .unwrap();
     history

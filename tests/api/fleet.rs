@@ -20,6 +20,7 @@ async fn employees_page_in_id_order_and_filter_by_department() {
                 page_size: 25,
                 page_token: token.clone(),
                 department: String::new(),
+                show_deactivated: false,
             })
             .await
             .unwrap()
@@ -85,7 +86,10 @@ async fn vehicles_come_with_their_drivers() {
     let first = &page.vehicles[0];
     let driver = first.driver.as_ref().unwrap();
     assert_eq!(first.driver_id, driver.id);
-    assert_eq!(driver.license_number, app.vehicles[0].driver.license_number);
+    assert_eq!(
+        driver.license_number,
+        app.vehicles[0].driver.as_ref().unwrap().license_number
+    );
 
     let vehicle = fleet
         .get_vehicle(GetVehicleRequest { id: app.vehicle(5) })

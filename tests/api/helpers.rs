@@ -331,7 +331,12 @@ impl TestApp {
     }
 
     pub fn driver_of(&self, i: usize) -> String {
-        self.vehicles[i].driver.id.clone()
+        self.vehicles[i]
+            .driver
+            .as_ref()
+            .expect("a seeded driver")
+            .id
+            .clone()
     }
 
     /// Today (by the app's clock) plus `days`, as "YYYY-MM-DD".

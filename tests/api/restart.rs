@@ -40,6 +40,7 @@ async fn vehicles_after(
         .list_vehicles(ListVehiclesRequest {
             page_size: 2,
             page_token: token.into(),
+            show_retired: false,
         })
         .await
         .map(tonic::Response::into_inner)

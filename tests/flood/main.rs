@@ -87,7 +87,7 @@ async fn a_flood_of_unread_streams_leaves_other_callers_served() {
                 let _ = client
                     .list_vehicles(ListVehiclesRequest {
                         page_size: 500,
-                        page_token: String::new(),
+                        ..Default::default()
                     })
                     .await;
             }));

@@ -116,7 +116,10 @@ async fn a_miss_then_a_hit() {
 
         for _ in 0..2 {
             c.store.get_employee(c.fx.employee(1)).await.unwrap();
-            c.store.get_vehicle(c.fx.vehicle(1)).await.unwrap();
+            c.store
+                .get_vehicle(c.fx.vehicle(1), c.fx.day(0))
+                .await
+                .unwrap();
             history(&c.store, &HistoryFilter::default()).await;
             available(&c.store, &c.fx, 1).await;
         }
@@ -309,7 +312,7 @@ async fn seeding_and_resetting_invalidate_everything() {
             history(store, &HistoryFilter::default()).await.total_size,
             0
         );
-        store.get_vehicle(fx.vehicle(0)).await.unwrap();
+        store.get_vehicle(fx.vehicle(0), fx.day(0)).await.unwrap();
         let plan = SeedPlan {
             allocations: 300,
             ..Fixture::PLAN
@@ -329,7 +332,7 @@ async fn seeding_and_resetting_invalidate_everything() {
             "{backend}"
         );
         assert!(
-            store.get_vehicle(fx.vehicle(0)).await.is_err(),
+            store.get_vehicle(fx.vehicle(0), fx.day(0)).await.is_err(),
             "{backend}: the fleet is gone too"
         );
     }

@@ -425,6 +425,7 @@ pub async fn stale_etags_are_refused(store: &Shared, fx: &Fixture) {
     assert_eq!(
         stale,
         DomainError::EtagMismatch {
+            resource: vehicle_allocation::domain::Resource::Allocation,
             id: created.id.clone(),
             expected: created.etag().to_string(),
             current: v2.etag().to_string(),
@@ -471,7 +472,7 @@ pub async fn unknown_ids_are_not_found(store: &Shared, fx: &Fixture) {
         DomainError::not_found(Resource::Employee, "emp-none")
     );
     assert_eq!(
-        refused(store.get_vehicle("veh-none").await),
+        refused(store.get_vehicle("veh-none", fx.day(0)).await),
         DomainError::not_found(Resource::Vehicle, "veh-none")
     );
 }
@@ -659,7 +660,7 @@ pub async fn employees_are_listed_by_id_and_department(store: &Shared, fx: &Fixt
     let mut ids = Vec::new();
     loop {
         let page = store
-            .list_employees(None, PageRequest { size: 7, after })
+            .list_employees(None, false, PageRequest { size: 7, after })
             .await
             .unwrap();
         assert_eq!(page.total_size, fx.employees.len() as u64);
@@ -683,6 +684,7 @@ pub async fn employees_are_listed_by_id_and_department(store: &Shared, fx: &Fixt
     let page = store
         .list_employees(
             Some(&department),
+            false,
             PageRequest {
                 size: 500,
                 after: None,
@@ -700,16 +702,20 @@ pub async fn employees_are_listed_by_id_and_department(store: &Shared, fx: &Fixt
 
 pub async fn vehicles_are_listed_with_drivers_and_by_availability(store: &Shared, fx: &Fixture) {
     let page = store
-        .list_vehicles(PageRequest {
-            size: 500,
-            after: None,
-        })
+        .list_vehicles(
+            false,
+            fx.day(0),
+            PageRequest {
+                size: 500,
+                after: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(page.items, fx.vehicles);
     assert_eq!(page.total_size, fx.vehicles.len() as u64);
     assert_eq!(
-        store.get_vehicle(fx.vehicle(4)).await.unwrap(),
+        store.get_vehicle(fx.vehicle(4), fx.day(0)).await.unwrap(),
         fx.vehicles[4]
     );
 

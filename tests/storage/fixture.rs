@@ -64,7 +64,11 @@ impl Fixture {
     }
 
     pub fn driver_of(&self, i: usize) -> &str {
-        &self.vehicles[i].driver.id
+        &self.vehicles[i]
+            .driver
+            .as_ref()
+            .expect("a seeded driver")
+            .id
     }
 
     /// A request to book vehicle `v` for employee `e` on `date`.

@@ -120,16 +120,48 @@ impl Store for InstrumentedStore {
     async fn list_employees(
         &self,
         department: Option<&str>,
+        show_deactivated: bool,
         page: PageRequest<String>,
     ) -> StoreResult<Page<Employee>> {
-        self.inner.list_employees(department, page).await
+        self.inner
+            .list_employees(department, show_deactivated, page)
+            .await
     }
-    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle> {
+    async fn get_driver(&self, id: &str) -> StoreResult<vehicle_allocation::domain::Driver> {
         self.instruments.read().await;
-        self.inner.get_vehicle(id).await
+        self.inner.get_driver(id).await
     }
-    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>> {
-        self.inner.list_vehicles(page).await
+    async fn list_drivers(
+        &self,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<vehicle_allocation::domain::Driver>> {
+        self.inner.list_drivers(show_deactivated, page).await
+    }
+    async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle> {
+        self.instruments.read().await;
+        self.inner.get_vehicle(id, on).await
+    }
+    async fn list_vehicles(
+        &self,
+        show_retired: bool,
+        on: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        self.inner.list_vehicles(show_retired, on, page).await
+    }
+    async fn list_vehicle_blocks(
+        &self,
+        vehicle_id: &str,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<vehicle_allocation::domain::VehicleBlock>> {
+        self.inner.list_vehicle_blocks(vehicle_id, page).await
+    }
+    async fn apply_fleet(
+        &self,
+        requests: Vec<vehicle_allocation::domain::FleetRequest>,
+    ) -> StoreResult<Vec<vehicle_allocation::domain::FleetOutcome>> {
+        self.inner.apply_fleet(requests).await
     }
     async fn list_available_vehicles(
         &self,

@@ -15,9 +15,10 @@ use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::IndexOptions;
 
 use crate::domain::allocation::IDEMPOTENCY_WINDOW;
-use crate::domain::{
-    Allocation, Driver, Employee, HistoryCursor, HistoryFilter, IdempotencyKey, Vehicle,
-};
+use crate::domain::{Allocation, HistoryCursor, HistoryFilter, IdempotencyKey};
+
+mod fleet;
+pub use fleet::*;
 
 /// Collection names.
 pub const EMPLOYEES: &str = "employees";
@@ -34,6 +35,8 @@ pub const PAGE_TOKEN_KEY: &str = "page_token_key";
 /// names the one that fired.
 pub const VEHICLE_DATE_UNIQUE: &str = "vehicle_date_unique";
 pub const EMPLOYEE_DATE_UNIQUE: &str = "employee_date_unique";
+/// A driver drives one vehicle per date, so carries one booking per date.
+pub const DRIVER_DATE_UNIQUE: &str = "driver_date_unique";
 
 const MILLIS_PER_DAY: i64 = 86_400_000;
 
@@ -139,62 +142,6 @@ pub fn allocation_from(doc: &Document) -> Result<Allocation, Malformed> {
     })
 }
 
-/// An employee as stored.
-pub fn employee_document(e: &Employee) -> Document {
-    doc! { "_id": &e.id, "name": &e.name, "email": &e.email, "department": &e.department }
-}
-
-/// An employee from its stored document.
-pub fn employee_from(doc: &Document) -> Result<Employee, Malformed> {
-    const C: &str = EMPLOYEES;
-    Ok(Employee {
-        id: read_str(C, doc, "_id")?,
-        name: read_str(C, doc, "name")?,
-        email: read_str(C, doc, "email")?,
-        department: read_str(C, doc, "department")?,
-    })
-}
-
-/// A driver as stored.
-pub fn driver_document(d: &Driver) -> Document {
-    doc! { "_id": &d.id, "name": &d.name, "phone": &d.phone, "license_number": &d.license_number }
-}
-
-/// A vehicle as stored; its driver is stored apart and referred to.
-pub fn vehicle_document(v: &Vehicle) -> Document {
-    doc! {
-        "_id": &v.id,
-        "registration": &v.registration,
-        "make": &v.make,
-        "model": &v.model,
-        "seats": i64::from(v.seats),
-        "driver_id": &v.driver.id,
-    }
-}
-
-/// A vehicle from a document of [`vehicles_pipeline`], its driver joined in
-/// as `driver`.
-pub fn vehicle_from(doc: &Document) -> Result<Vehicle, Malformed> {
-    const C: &str = VEHICLES;
-    let driver = doc
-        .get_document("driver")
-        .map_err(|e| Malformed::new(C, format!("driver: {e}")))?;
-    let seats = read_int(C, doc, "seats")?;
-    Ok(Vehicle {
-        id: read_str(C, doc, "_id")?,
-        registration: read_str(C, doc, "registration")?,
-        make: read_str(C, doc, "make")?,
-        model: read_str(C, doc, "model")?,
-        seats: u32::try_from(seats).map_err(|e| Malformed::new(C, e))?,
-        driver: Driver {
-            id: read_str(DRIVERS, driver, "_id")?,
-            name: read_str(DRIVERS, driver, "name")?,
-            phone: read_str(DRIVERS, driver, "phone")?,
-            license_number: read_str(DRIVERS, driver, "license_number")?,
-        },
-    })
-}
-
 /// A stored idempotency key: which booking a request made, and a digest of
 /// the request. `created_at` drives the TTL index.
 pub fn idempotency_document(
@@ -221,11 +168,6 @@ pub fn idempotency_from(doc: &Document) -> Result<(String, u64), Malformed> {
 /// The `_id` of any document of `collection`.
 pub fn id_of(collection: &'static str, doc: &Document) -> Result<String, Malformed> {
     read_str(collection, doc, "_id")
-}
-
-/// The driver recorded on a stored vehicle.
-pub fn driver_of(vehicle: &Document) -> Result<String, Malformed> {
-    read_str(VEHICLES, vehicle, "driver_id")
 }
 
 /// The key still within its window: older ones are treated as gone even
@@ -335,66 +277,9 @@ pub fn after_id(after: Option<&str>) -> Document {
     }
 }
 
-/// Employees of `department` (all when `None`), after an id.
-pub fn employees_filter(department: Option<&str>, after: Option<&str>) -> Document {
-    let mut query = after_id(after);
-    if let Some(department) = department {
-        query.insert("department", department);
-    }
-    query
-}
-
 /// Id order.
 pub fn id_sort() -> Document {
     doc! { "_id": 1 }
-}
-
-/// The stages that join each vehicle's driver in as `driver`.
-fn join_driver() -> [Document; 2] {
-    [
-        doc! { "$lookup": { "from": DRIVERS, "localField": "driver_id", "foreignField": "_id", "as": "driver" } },
-        doc! { "$unwind": "$driver" },
-    ]
-}
-
-/// Vehicles matching `filter`, in id order, at most `limit`, with drivers.
-pub fn vehicles_pipeline(filter: Document, limit: i64) -> Vec<Document> {
-    let mut pipeline = vec![
-        doc! { "$match": filter },
-        doc! { "$sort": id_sort() },
-        doc! { "$limit": limit },
-    ];
-    pipeline.extend(join_driver());
-    pipeline
-}
-
-/// Vehicles with no booking on `day`, after an id, at most `limit`, with
-/// drivers. The lookup goes through the unique (vehicle, date) index.
-pub fn available_vehicles_pipeline(
-    day: NaiveDate,
-    after: Option<&str>,
-    limit: i64,
-) -> Vec<Document> {
-    let mut pipeline = vec![
-        doc! { "$match": after_id(after) },
-        doc! { "$sort": id_sort() },
-        doc! { "$lookup": {
-            "from": ALLOCATIONS,
-            "localField": "_id",
-            "foreignField": "vehicle_id",
-            "pipeline": [
-                { "$match": { "allocation_date": date(day) } },
-                { "$limit": 1 },
-                { "$project": { "_id": 1 } },
-            ],
-            "as": "booked",
-        } },
-        doc! { "$match": { "booked": { "$size": 0 } } },
-        doc! { "$limit": limit },
-        doc! { "$project": { "booked": 0 } },
-    ];
-    pipeline.extend(join_driver());
-    pipeline
 }
 
 /// Bookings on `day`; as each books one vehicle, their number is how many
@@ -459,6 +344,11 @@ pub fn indexes() -> Vec<(&'static str, Vec<IndexModel>)> {
                     EMPLOYEE_DATE_UNIQUE,
                     true,
                 ),
+                index(
+                    doc! { "driver_id": 1, "allocation_date": 1 },
+                    DRIVER_DATE_UNIQUE,
+                    true,
+                ),
                 // One per history filter, each in the report's sort order.
                 index(
                     doc! { "employee_id": 1, "allocation_date": -1, "_id": -1 },
@@ -487,22 +377,34 @@ pub fn indexes() -> Vec<(&'static str, Vec<IndexModel>)> {
             vec![
                 index(doc! { "email": 1 }, "email_unique", true),
                 index(doc! { "department": 1, "_id": 1 }, "by_department", false),
+                index(doc! { "active": 1, "_id": 1 }, "by_active", false),
             ],
         ),
         (
             DRIVERS,
-            vec![index(
-                doc! { "license_number": 1 },
-                "license_number_unique",
-                true,
-            )],
+            vec![
+                index(doc! { "license_number": 1 }, "license_number_unique", true),
+                index(doc! { "active": 1, "_id": 1 }, "by_active", false),
+            ],
         ),
         (
             VEHICLES,
+            vec![
+                index(doc! { "registration": 1 }, "registration_unique", true),
+                index(
+                    doc! { "assignments.driver_id": 1 },
+                    "by_assigned_driver",
+                    false,
+                ),
+                index(doc! { "driver_id": 1 }, "by_driver", false),
+            ],
+        ),
+        (
+            VEHICLE_BLOCKS,
             vec![index(
-                doc! { "registration": 1 },
-                "registration_unique",
-                true,
+                doc! { "vehicle_id": 1, "end_date": 1 },
+                "by_vehicle",
+                false,
             )],
         ),
         (

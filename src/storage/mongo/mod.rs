@@ -19,6 +19,7 @@
 
 pub mod documents;
 mod errors;
+mod fleet;
 
 use std::time::Duration;
 
@@ -27,12 +28,13 @@ use chrono::NaiveDate;
 use mongodb::bson::{Document, doc};
 use mongodb::error::Error as MongoError;
 use mongodb::options::{ClientOptions, ReadConcern, ReturnDocument, WriteConcern};
-use mongodb::{Client, ClientSession, Collection, Cursor, Database};
+use mongodb::{Client, ClientSession, Collection, Cursor, Database, SessionCursor};
 
 use crate::domain::allocation::allocation_not_found;
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
-    HistoryFilter, NewAllocation, Page, PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle,
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, FleetOutcome,
+    FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
+    Resource, UpdatedAllocation, Vehicle, VehicleBlock,
 };
 use crate::storage::{Store, StoreError, StoreResult, error_chain};
 
@@ -110,6 +112,7 @@ pub struct MongoStore {
     vehicles: Collection<Document>,
     allocations: Collection<Document>,
     keys: Collection<Document>,
+    blocks: Collection<Document>,
 }
 
 fn classify(context: &str) -> impl FnOnce(MongoError) -> StoreError + '_ {
@@ -125,6 +128,18 @@ async fn collect(mut cursor: Cursor<Document>, context: &str) -> StoreResult<Vec
     let mut documents = Vec::new();
     while cursor.advance().await.map_err(classify(context))? {
         documents.push(cursor.deserialize_current().map_err(classify(context))?);
+    }
+    Ok(documents)
+}
+
+/// All documents of a cursor in a transaction.
+async fn collect_in(
+    mut cursor: SessionCursor<Document>,
+    session: &mut ClientSession,
+) -> Result<Vec<Document>, MongoError> {
+    let mut documents = Vec::new();
+    while cursor.advance(session).await? {
+        documents.push(cursor.deserialize_current()?);
     }
     Ok(documents)
 }
@@ -214,6 +229,7 @@ impl MongoStore {
             vehicles: db.collection(d::VEHICLES),
             allocations: db.collection(d::ALLOCATIONS),
             keys: db.collection(d::IDEMPOTENCY_KEYS),
+            blocks: db.collection(d::VEHICLE_BLOCKS),
             client,
             db,
         }
@@ -250,14 +266,40 @@ impl MongoStore {
         }
     }
 
-    async fn vehicle_driver(&self, vehicle_id: &str) -> StoreResult<String> {
+    /// The driver a booking of `vehicle_id` on `date` for `employee_id`
+    /// carries, once the booking is found possible (outside a transaction:
+    /// see [`Self::update_allocation`]).
+    async fn bookable(
+        &self,
+        employee_id: &str,
+        vehicle_id: &str,
+        date: NaiveDate,
+    ) -> StoreResult<String> {
+        let employee = self
+            .employees
+            .find_one(d::by_id(employee_id))
+            .await
+            .map_err(classify("reading an employee"))?
+            .ok_or_else(|| DomainError::not_found(Resource::Employee, employee_id))?;
         let vehicle = self
             .vehicles
             .find_one(d::by_id(vehicle_id))
             .await
             .map_err(classify("reading a vehicle"))?
             .ok_or_else(|| DomainError::not_found(Resource::Vehicle, vehicle_id))?;
-        decoded(d::driver_of(&vehicle))
+        let block = self
+            .blocks
+            .find_one(d::block_on(vehicle_id, date))
+            .await
+            .map_err(classify("reading blocks"))?;
+        let block = block.map(|b| d::block_from(&b)).transpose();
+        Ok(crate::domain::admin::check_bookable(
+            &decoded(d::employee_from(&employee))?,
+            &decoded(d::vehicle_row_from(&vehicle))?,
+            &decoded(d::timeline_from(&vehicle))?,
+            decoded(block)?.as_ref(),
+            date,
+        )?)
     }
 
     /// Turns a duplicate-key error on `wanted` into the rule it stands for,
@@ -275,6 +317,14 @@ impl MongoStore {
             .map(str::to_owned)
         else {
             return errors::classify("writing an allocation", error);
+        };
+        // A driver drives one vehicle a day, so their index fires for a
+        // vehicle booked twice as well (and `wanted` may not know its
+        // driver yet): the vehicle's slot is the one taken.
+        let index = if index == d::DRIVER_DATE_UNIQUE {
+            d::VEHICLE_DATE_UNIQUE.to_owned()
+        } else {
+            index
         };
         let Some(filter) = d::slot_holder(&index, wanted) else {
             return errors::classify("writing an allocation", error);
@@ -347,24 +397,36 @@ impl MongoStore {
             }
         }
         new.check_window().map_err(refuse)?;
+        // Written, not only read: see `fleet` on why decisions claim the
+        // documents they read.
         let employee = self
             .employees
-            .find_one(d::by_id(&new.employee_id))
+            .find_one_and_update(d::by_id(&new.employee_id), d::claim())
             .session(&mut *session)
-            .await?;
-        if employee.is_none() {
-            return Err(refuse(DomainError::not_found(
-                Resource::Employee,
-                &new.employee_id,
-            )));
-        }
+            .await?
+            .ok_or_else(|| refuse(DomainError::not_found(Resource::Employee, &new.employee_id)))?;
         let vehicle = self
             .vehicles
-            .find_one(d::by_id(&new.vehicle_id))
+            .find_one_and_update(d::by_id(&new.vehicle_id), d::claim())
             .session(&mut *session)
             .await?
             .ok_or_else(|| refuse(DomainError::not_found(Resource::Vehicle, &new.vehicle_id)))?;
-        let driver_id = d::driver_of(&vehicle).map_err(malformed)?;
+        let block = self
+            .blocks
+            .find_one(d::block_on(&new.vehicle_id, new.date))
+            .session(&mut *session)
+            .await?
+            .map(|b| d::block_from(&b))
+            .transpose()
+            .map_err(malformed)?;
+        let driver_id = crate::domain::admin::check_bookable(
+            &d::employee_from(&employee).map_err(malformed)?,
+            &d::vehicle_row_from(&vehicle).map_err(malformed)?,
+            &d::timeline_from(&vehicle).map_err(malformed)?,
+            block.as_ref(),
+            new.date,
+        )
+        .map_err(refuse)?;
         let allocation = new.clone().into_allocation(driver_id);
         self.allocations
             .insert_one(d::allocation_document(&allocation))
@@ -499,9 +561,9 @@ impl Store for MongoStore {
                 .await?
                 .ok_or_else(|| allocation_not_found(&update.id))?;
             update.check(&before)?;
-            let driver = if update.changes_vehicle(&before) {
-                let vehicle_id = update.changes.vehicle_id.as_deref().unwrap_or_default();
-                Some(self.vehicle_driver(vehicle_id).await?)
+            let driver = if update.moves(&before) {
+                let (vehicle_id, date) = update.target(&before);
+                Some(self.bookable(&before.employee_id, vehicle_id, date).await?)
             } else {
                 None
             };
@@ -577,12 +639,13 @@ impl Store for MongoStore {
     async fn list_employees(
         &self,
         department: Option<&str>,
+        show_deactivated: bool,
         page: PageRequest<String>,
     ) -> StoreResult<Page<Employee>> {
         self.find_page(
             &self.employees,
-            d::employees_filter(department, page.after.as_deref()),
-            d::employees_filter(department, None),
+            d::employees_filter(department, show_deactivated, page.after.as_deref()),
+            d::employees_filter(department, show_deactivated, None),
             d::id_sort(),
             page.size,
             d::employee_from,
@@ -591,9 +654,36 @@ impl Store for MongoStore {
         .await
     }
 
-    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle> {
+    async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
+        let found = self
+            .drivers
+            .find_one(d::by_id(id))
+            .await
+            .map_err(classify("reading a driver"))?
+            .ok_or_else(|| DomainError::not_found(Resource::Driver, id))?;
+        decoded(d::driver_from(&found))
+    }
+
+    async fn list_drivers(
+        &self,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Driver>> {
+        self.find_page(
+            &self.drivers,
+            d::drivers_filter(show_deactivated, page.after.as_deref()),
+            d::drivers_filter(show_deactivated, None),
+            d::id_sort(),
+            page.size,
+            d::driver_from,
+            "listing drivers",
+        )
+        .await
+    }
+
+    async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle> {
         let page = self
-            .vehicles_page(d::vehicles_pipeline(d::by_id(id), 1), 1, 1)
+            .vehicles_page(d::vehicles_pipeline(d::by_id(id), on, 1), 1, 1)
             .await?;
         page.items
             .into_iter()
@@ -601,10 +691,20 @@ impl Store for MongoStore {
             .ok_or_else(|| DomainError::not_found(Resource::Vehicle, id).into())
     }
 
-    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>> {
-        let total = self.count(&self.vehicles, Document::new()).await?;
-        let pipeline =
-            d::vehicles_pipeline(d::after_id(page.after.as_deref()), page.size as i64 + 1);
+    async fn list_vehicles(
+        &self,
+        show_retired: bool,
+        on: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        let total = self
+            .count(&self.vehicles, d::vehicles_filter(show_retired, None))
+            .await?;
+        let pipeline = d::vehicles_pipeline(
+            d::vehicles_filter(show_retired, page.after.as_deref()),
+            on,
+            page.size as i64 + 1,
+        );
         self.vehicles_page(pipeline, page.size, total).await
     }
 
@@ -613,14 +713,54 @@ impl Store for MongoStore {
         date: NaiveDate,
         page: PageRequest<String>,
     ) -> StoreResult<Page<Vehicle>> {
-        let (vehicles, booked) = tokio::try_join!(
-            self.count(&self.vehicles, Document::new()),
-            self.count(&self.allocations, d::bookings_on(date)),
-        )?;
+        let total = async {
+            let cursor = self
+                .vehicles
+                .aggregate(d::available_count_pipeline(date))
+                .await
+                .map_err(classify("counting available vehicles"))?;
+            let counted = collect(cursor, "counting available vehicles").await?;
+            Ok::<_, StoreError>(match counted.first() {
+                Some(doc) => decoded(d::count_from(doc))?,
+                None => 0,
+            })
+        };
         let pipeline =
             d::available_vehicles_pipeline(date, page.after.as_deref(), page.size as i64 + 1);
-        self.vehicles_page(pipeline, page.size, vehicles.saturating_sub(booked))
+        let (total, page) = tokio::try_join!(total, self.vehicles_page(pipeline, page.size, 0))?;
+        Ok(Page {
+            total_size: total,
+            ..page
+        })
+    }
+
+    async fn list_vehicle_blocks(
+        &self,
+        vehicle_id: &str,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<VehicleBlock>> {
+        let vehicle = self
+            .vehicles
+            .find_one(d::by_id(vehicle_id))
             .await
+            .map_err(classify("reading a vehicle"))?;
+        if vehicle.is_none() {
+            return Err(DomainError::not_found(Resource::Vehicle, vehicle_id).into());
+        }
+        self.find_page(
+            &self.blocks,
+            d::blocks_filter(vehicle_id, page.after.as_deref()),
+            d::blocks_filter(vehicle_id, None),
+            d::id_sort(),
+            page.size,
+            d::block_from,
+            "listing blocks",
+        )
+        .await
+    }
+
+    async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
+        self.apply_fleet_batch(requests).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -689,6 +829,7 @@ impl Store for MongoStore {
             .store(false, std::sync::atomic::Ordering::Release);
         for collection in [
             &self.keys,
+            &self.blocks,
             &self.allocations,
             &self.vehicles,
             &self.drivers,
@@ -724,12 +865,22 @@ impl Store for MongoStore {
                 self.drivers.clone(),
                 vehicles
                     .iter()
-                    .map(|v| d::driver_document(&v.driver))
+                    .filter_map(|v| v.driver.as_ref().map(d::driver_document))
                     .collect(),
             ),
             (
                 self.vehicles.clone(),
-                vehicles.iter().map(d::vehicle_document).collect(),
+                vehicles
+                    .iter()
+                    .map(|v| {
+                        let since_ever = v.driver.iter().map(|driver| crate::domain::Assignment {
+                            driver_id: driver.id.clone(),
+                            start: crate::domain::fleet::timeline_start(),
+                            end: None,
+                        });
+                        d::vehicle_document(v, &since_ever.collect::<Vec<_>>())
+                    })
+                    .collect(),
             ),
         ];
         let mut session = self

@@ -4,6 +4,7 @@
 //! database server. One writer thread commits in groups (see [`writer`]);
 //! a pool of read-only connections serves reads beside it (see [`reader`]).
 
+mod fleet;
 mod queries;
 mod reader;
 mod schema;
@@ -17,8 +18,9 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
-    HistoryFilter, NewAllocation, Page, PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle,
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, FleetOutcome,
+    FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
+    Resource, UpdatedAllocation, Vehicle, VehicleBlock,
 };
 use crate::storage::{Store, StoreError, StoreResult};
 
@@ -318,31 +320,56 @@ impl Store for SqliteStore {
     async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
         let id = id.to_owned();
         self.readers
-            .read(move |conn| found(Resource::Employee, &id, queries::find_employee(conn, &id)?))
+            .read(move |conn| found(Resource::Employee, &id, fleet::find_employee(conn, &id)?))
             .await
     }
 
     async fn list_employees(
         &self,
         department: Option<&str>,
+        show_deactivated: bool,
         page: PageRequest<String>,
     ) -> StoreResult<Page<Employee>> {
         let department = department.map(str::to_owned);
         self.readers
-            .read(move |conn| queries::list_employees(conn, department.as_deref(), &page))
+            .read(move |conn| {
+                fleet::list_employees(conn, department.as_deref(), show_deactivated, &page)
+            })
             .await
     }
 
-    async fn get_vehicle(&self, id: &str) -> StoreResult<Vehicle> {
+    async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
         let id = id.to_owned();
         self.readers
-            .read(move |conn| found(Resource::Vehicle, &id, queries::find_vehicle(conn, &id)?))
+            .read(move |conn| found(Resource::Driver, &id, fleet::find_driver(conn, &id)?))
             .await
     }
 
-    async fn list_vehicles(&self, page: PageRequest<String>) -> StoreResult<Page<Vehicle>> {
+    async fn list_drivers(
+        &self,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Driver>> {
         self.readers
-            .read(move |conn| queries::list_vehicles(conn, None, &page))
+            .read(move |conn| fleet::list_drivers(conn, show_deactivated, &page))
+            .await
+    }
+
+    async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle> {
+        let id = id.to_owned();
+        self.readers
+            .read(move |conn| found(Resource::Vehicle, &id, fleet::find_vehicle(conn, &id, on)?))
+            .await
+    }
+
+    async fn list_vehicles(
+        &self,
+        show_retired: bool,
+        on: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        self.readers
+            .read(move |conn| fleet::list_vehicles(conn, on, false, show_retired, &page))
             .await
     }
 
@@ -352,7 +379,31 @@ impl Store for SqliteStore {
         page: PageRequest<String>,
     ) -> StoreResult<Page<Vehicle>> {
         self.readers
-            .read(move |conn| queries::list_vehicles(conn, Some(date), &page))
+            .read(move |conn| fleet::list_vehicles(conn, date, true, false, &page))
+            .await
+    }
+
+    async fn list_vehicle_blocks(
+        &self,
+        vehicle_id: &str,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<VehicleBlock>> {
+        let vehicle_id = vehicle_id.to_owned();
+        self.readers
+            .read(move |conn| {
+                if fleet::find_vehicle(conn, &vehicle_id, crate::domain::fleet::timeline_start())?
+                    .is_none()
+                {
+                    return Err(DomainError::not_found(Resource::Vehicle, &vehicle_id).into());
+                }
+                fleet::list_blocks(conn, &vehicle_id, &page)
+            })
+            .await
+    }
+
+    async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
+        self.writer
+            .write(move |conn| fleet::apply_fleet(conn, &requests))
             .await
     }
 

@@ -6,16 +6,13 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
 
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, HistoryCursor,
-    HistoryFilter, IdempotencyKey, NewAllocation, Page, PageKey, PageRequest, Resource,
-    UpdatedAllocation, Vehicle,
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
+    HistoryFilter, IdempotencyKey, NewAllocation, Page, PageKey, PageRequest, UpdatedAllocation,
+    Vehicle,
 };
 use crate::storage::{StoreError, StoreResult};
 
-const ALLOCATION_COLUMNS: &str = "id, employee_id, vehicle_id, driver_id, allocation_date, purpose, create_time, update_time, version";
-
-const VEHICLE_COLUMNS: &str = "v.id, v.registration, v.make, v.model, v.seats, \
-     d.id, d.name, d.phone, d.license_number";
+pub const ALLOCATION_COLUMNS: &str = "id, employee_id, vehicle_id, driver_id, allocation_date, purpose, create_time, update_time, version";
 
 /// Turns a SQLite error into a storage error: failures of the environment
 /// (busy, I/O, full disk) are worth retrying, anything else is a bug.
@@ -47,20 +44,20 @@ impl From<rusqlite::Error> for StoreError {
 
 // ---------------------------------------------------------------- encoding
 
-fn days(date: NaiveDate) -> i32 {
+pub(super) fn days(date: NaiveDate) -> i32 {
     date.to_epoch_days()
 }
 
-fn millis(at: DateTime<Utc>) -> i64 {
+pub(super) fn millis(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-fn read_date(row: &Row<'_>, idx: usize) -> rusqlite::Result<NaiveDate> {
+pub(super) fn read_date(row: &Row<'_>, idx: usize) -> rusqlite::Result<NaiveDate> {
     let days: i32 = row.get(idx)?;
     NaiveDate::from_epoch_days(days).ok_or_else(|| out_of_range(idx, i64::from(days)))
 }
 
-fn read_instant(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
+pub(super) fn read_instant(row: &Row<'_>, idx: usize) -> rusqlite::Result<DateTime<Utc>> {
     let ms: i64 = row.get(idx)?;
     DateTime::from_timestamp_millis(ms).ok_or_else(|| out_of_range(idx, ms))
 }
@@ -69,7 +66,7 @@ fn out_of_range(idx: usize, value: i64) -> rusqlite::Error {
     rusqlite::Error::IntegralValueOutOfRange(idx, value)
 }
 
-fn allocation_from_row(row: &Row<'_>) -> rusqlite::Result<Allocation> {
+pub(super) fn allocation_from_row(row: &Row<'_>) -> rusqlite::Result<Allocation> {
     Ok(Allocation {
         id: row.get(0)?,
         employee_id: row.get(1)?,
@@ -83,31 +80,6 @@ fn allocation_from_row(row: &Row<'_>) -> rusqlite::Result<Allocation> {
     })
 }
 
-fn employee_from_row(row: &Row<'_>) -> rusqlite::Result<Employee> {
-    Ok(Employee {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        email: row.get(2)?,
-        department: row.get(3)?,
-    })
-}
-
-fn vehicle_from_row(row: &Row<'_>) -> rusqlite::Result<Vehicle> {
-    Ok(Vehicle {
-        id: row.get(0)?,
-        registration: row.get(1)?,
-        make: row.get(2)?,
-        model: row.get(3)?,
-        seats: row.get(4)?,
-        driver: Driver {
-            id: row.get(5)?,
-            name: row.get(6)?,
-            phone: row.get(7)?,
-            license_number: row.get(8)?,
-        },
-    })
-}
-
 // ------------------------------------------------------------------ writes
 
 /// Makes a booking; see [`crate::storage::Store::create_allocation`].
@@ -118,8 +90,7 @@ pub fn create_allocation(conn: &Connection, new: NewAllocation) -> StoreResult<A
         return Ok(earlier);
     }
     new.check_window()?;
-    require_employee(conn, &new.employee_id)?;
-    let driver_id = vehicle_driver(conn, &new.vehicle_id)?;
+    let driver_id = super::fleet::bookable(conn, &new.employee_id, &new.vehicle_id, new.date)?;
     let key = new.idempotency_key.clone();
     let now = new.now;
     let allocation = new.into_allocation(driver_id);
@@ -171,24 +142,6 @@ fn find_idempotent_result(
     }
 }
 
-fn require_employee(conn: &Connection, id: &str) -> StoreResult<()> {
-    let exists = conn
-        .prepare_cached("SELECT 1 FROM employees WHERE id = ?1")?
-        .exists([id])?;
-    if exists {
-        Ok(())
-    } else {
-        Err(DomainError::not_found(Resource::Employee, id).into())
-    }
-}
-
-fn vehicle_driver(conn: &Connection, vehicle_id: &str) -> StoreResult<String> {
-    conn.prepare_cached("SELECT driver_id FROM vehicles WHERE id = ?1")?
-        .query_row([vehicle_id], |row| row.get(0))
-        .optional()?
-        .ok_or_else(|| DomainError::not_found(Resource::Vehicle, vehicle_id).into())
-}
-
 fn insert_allocation(conn: &Connection, a: &Allocation) -> StoreResult<()> {
     let inserted = conn
         .prepare_cached(
@@ -232,13 +185,20 @@ fn explain_conflict(conn: &Connection, error: rusqlite::Error, wanted: &Allocati
                 row.get(0)
             })?)
     };
-    let conflict = if message.contains("allocations.vehicle_id") {
-        holder("vehicle_id", &wanted.vehicle_id).map(|allocation_id| {
-            DomainError::VehicleAlreadyBooked {
-                vehicle_id: wanted.vehicle_id.clone(),
-                date: wanted.date,
-                allocation_id,
-            }
+    // A driver drives one vehicle a day, so the (driver, date) index fires
+    // for a vehicle booked twice as well, and may fire first.
+    let conflict = if message.contains("allocations.vehicle_id")
+        || message.contains("allocations.driver_id")
+    {
+        let (column, value) = if message.contains("allocations.vehicle_id") {
+            ("vehicle_id", &wanted.vehicle_id)
+        } else {
+            ("driver_id", &wanted.driver_id)
+        };
+        holder(column, value).map(|allocation_id| DomainError::VehicleAlreadyBooked {
+            vehicle_id: wanted.vehicle_id.clone(),
+            date: wanted.date,
+            allocation_id,
         })
     } else if message.contains("allocations.employee_id") {
         holder("employee_id", &wanted.employee_id).map(|allocation_id| {
@@ -265,9 +225,14 @@ pub fn update_allocation(
     let before = find_allocation(conn, &update.id)?
         .ok_or_else(|| crate::domain::allocation::allocation_not_found(&update.id))?;
     update.check(&before)?;
-    let driver = if update.changes_vehicle(&before) {
-        let vehicle_id = update.changes.vehicle_id.as_deref().unwrap_or_default();
-        Some(vehicle_driver(conn, vehicle_id)?)
+    let driver = if update.moves(&before) {
+        let (vehicle_id, date) = update.target(&before);
+        Some(super::fleet::bookable(
+            conn,
+            &before.employee_id,
+            vehicle_id,
+            date,
+        )?)
     } else {
         None
     };
@@ -317,36 +282,30 @@ pub fn delete_allocation(
     Ok(existing)
 }
 
-/// Adds employees, drivers and vehicles.
+/// Adds employees, and vehicles with drivers who have always driven them.
 pub fn insert_fleet(
     conn: &Connection,
     employees: &[Employee],
     vehicles: &[Vehicle],
 ) -> StoreResult<()> {
-    let mut insert_employee = conn.prepare_cached(
-        "INSERT INTO employees (id, name, email, department) VALUES (?1, ?2, ?3, ?4)",
-    )?;
     for e in employees {
-        insert_employee.execute(params![e.id, e.name, e.email, e.department])?;
+        super::fleet::put_employee(conn, e)?;
     }
-    let mut insert_driver = conn.prepare_cached(
-        "INSERT INTO drivers (id, name, phone, license_number) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    let mut insert_vehicle = conn.prepare_cached(
-        "INSERT INTO vehicles (id, registration, make, model, seats, driver_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
     for v in vehicles {
-        let d = &v.driver;
-        insert_driver.execute(params![d.id, d.name, d.phone, d.license_number])?;
-        insert_vehicle.execute(params![
-            v.id,
-            v.registration,
-            v.make,
-            v.model,
-            v.seats,
-            d.id
-        ])?;
+        let driver = v.driver.as_ref().ok_or_else(|| {
+            StoreError::internal(
+                "loading the fleet",
+                std::io::Error::other(format!("vehicle {} has no driver", v.id)),
+            )
+        })?;
+        super::fleet::put_driver(conn, driver)?;
+        super::fleet::put_vehicle(conn, v, Some(&driver.id))?;
+        let since_ever = crate::domain::Assignment {
+            driver_id: driver.id.clone(),
+            start: crate::domain::fleet::timeline_start(),
+            end: None,
+        };
+        super::fleet::replace_timeline(conn, &v.id, &[since_ever])?;
     }
     Ok(())
 }
@@ -366,7 +325,7 @@ pub fn insert_allocations(conn: &Connection, allocations: &[Allocation]) -> Stor
 /// Adds `change` to the bookings counted on `date`. Every write of
 /// `allocations` calls this in the same savepoint, so the totals are always
 /// those of the bookings.
-fn count_bookings(conn: &Connection, date: NaiveDate, change: i64) -> StoreResult<()> {
+pub(super) fn count_bookings(conn: &Connection, date: NaiveDate, change: i64) -> StoreResult<()> {
     // A decrease always finds its day's row; an upsert would first check
     // its negative insert value against `bookings >= 0`.
     let sql = if change < 0 {
@@ -386,6 +345,8 @@ pub fn reset(conn: &Connection) -> StoreResult<()> {
         "DELETE FROM idempotency_keys;
          DELETE FROM daily_bookings;
          DELETE FROM allocations;
+         DELETE FROM vehicle_blocks;
+         DELETE FROM driver_assignments;
          DELETE FROM vehicles;
          DELETE FROM drivers;
          DELETE FROM employees;",
@@ -510,112 +471,6 @@ pub fn count_history(conn: &Connection, filter: &HistoryFilter) -> StoreResult<u
         .query_row(params![start, end], |row| row.get(0))?
     };
     Ok(total as u64)
-}
-
-/// One employee, if it exists.
-pub fn find_employee(conn: &Connection, id: &str) -> StoreResult<Option<Employee>> {
-    Ok(conn
-        .prepare_cached("SELECT id, name, email, department FROM employees WHERE id = ?1")?
-        .query_row([id], employee_from_row)
-        .optional()?)
-}
-
-/// One page of employees, of one department when given.
-pub fn list_employees(
-    conn: &Connection,
-    department: Option<&str>,
-    page: &PageRequest<String>,
-) -> StoreResult<Page<Employee>> {
-    let after = page.after.as_deref().unwrap_or("");
-    let limit = (page.size + 1) as i64;
-    let (rows, total) = match department {
-        Some(department) => {
-            let rows = conn
-                .prepare_cached(
-                    "SELECT id, name, email, department FROM employees
-                      WHERE department = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-                )?
-                .query_map(params![department, after, limit], employee_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let total: i64 = conn
-                .prepare_cached("SELECT count(*) FROM employees WHERE department = ?1")?
-                .query_row([department], |row| row.get(0))?;
-            (rows, total)
-        }
-        None => {
-            let rows = conn
-                .prepare_cached(
-                    "SELECT id, name, email, department FROM employees
-                      WHERE id > ?1 ORDER BY id LIMIT ?2",
-                )?
-                .query_map(params![after, limit], employee_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let total: i64 = conn
-                .prepare_cached("SELECT count(*) FROM employees")?
-                .query_row([], |row| row.get(0))?;
-            (rows, total)
-        }
-    };
-    Ok(Page::from_rows(rows, page.size, total as u64))
-}
-
-/// One vehicle with its driver, if it exists.
-pub fn find_vehicle(conn: &Connection, id: &str) -> StoreResult<Option<Vehicle>> {
-    let sql = format!(
-        "SELECT {VEHICLE_COLUMNS} FROM vehicles v JOIN drivers d ON d.id = v.driver_id
-          WHERE v.id = ?1"
-    );
-    Ok(conn
-        .prepare_cached(&sql)?
-        .query_row([id], vehicle_from_row)
-        .optional()?)
-}
-
-/// One page of vehicles; with `free_on`, only those not booked that day.
-pub fn list_vehicles(
-    conn: &Connection,
-    free_on: Option<NaiveDate>,
-    page: &PageRequest<String>,
-) -> StoreResult<Page<Vehicle>> {
-    const NOT_BOOKED: &str = "NOT EXISTS (SELECT 1 FROM allocations a
-                                WHERE a.vehicle_id = v.id AND a.allocation_date = ?1)";
-    let after = page.after.clone().unwrap_or_default();
-    let limit = (page.size + 1) as i64;
-    let (rows, total) = match free_on {
-        Some(date) => {
-            let sql = format!(
-                "SELECT {VEHICLE_COLUMNS} FROM vehicles v JOIN drivers d ON d.id = v.driver_id
-                  WHERE v.id > ?2 AND {NOT_BOOKED} ORDER BY v.id LIMIT ?3"
-            );
-            let rows = conn
-                .prepare_cached(&sql)?
-                .query_map(params![days(date), after, limit], vehicle_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            // Each booking that day takes one vehicle.
-            let total: i64 = conn
-                .prepare_cached(
-                    "SELECT (SELECT count(*) FROM vehicles)
-                          - coalesce((SELECT bookings FROM daily_bookings WHERE allocation_date = ?1), 0)",
-                )?
-                .query_row([days(date)], |row| row.get(0))?;
-            (rows, total)
-        }
-        None => {
-            let sql = format!(
-                "SELECT {VEHICLE_COLUMNS} FROM vehicles v JOIN drivers d ON d.id = v.driver_id
-                  WHERE v.id > ?1 ORDER BY v.id LIMIT ?2"
-            );
-            let rows = conn
-                .prepare_cached(&sql)?
-                .query_map(params![after, limit], vehicle_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let total: i64 = conn
-                .prepare_cached("SELECT count(*) FROM vehicles")?
-                .query_row([], |row| row.get(0))?;
-            (rows, total)
-        }
-    };
-    Ok(Page::from_rows(rows, page.size, total as u64))
 }
 
 /// Whether nothing at all is stored.

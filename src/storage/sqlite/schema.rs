@@ -7,7 +7,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// Version 1. Every index here serves a query in `queries.rs`; the unique
 /// ones are also the booking rules, enforced by SQLite on every write.
@@ -103,6 +103,59 @@ CREATE TABLE settings (
 ) STRICT;
 ";
 
+/// Version 5: fleet administration. Employees and drivers can be
+/// deactivated and vehicles retired; each has timestamps and a version (its
+/// etag). A vehicle's drivers form a timeline of periods (vehicles already
+/// stored keep their driver since ever); `vehicles.driver_id` stays, as the
+/// driver of the timeline's last period. Vehicles can be out of service over
+/// blocks of dates. A driver drives one vehicle per date: the unique index
+/// on bookings' (driver, date) holds that for every booking.
+const SCHEMA_V5: &str = "
+ALTER TABLE employees ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE employees ADD COLUMN create_time INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE employees ADD COLUMN update_time INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE employees ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX employees_active ON employees (active, id);
+
+ALTER TABLE drivers ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE drivers ADD COLUMN create_time INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE drivers ADD COLUMN update_time INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE drivers ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX drivers_active ON drivers (active, id);
+
+ALTER TABLE vehicles ADD COLUMN retired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE vehicles ADD COLUMN create_time INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE vehicles ADD COLUMN update_time INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE vehicles ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+CREATE INDEX vehicles_retired ON vehicles (retired, id);
+
+CREATE TABLE driver_assignments (
+    vehicle_id TEXT NOT NULL REFERENCES vehicles (id),
+    driver_id  TEXT NOT NULL REFERENCES drivers (id),
+    start_date INTEGER NOT NULL,
+    end_date   INTEGER CHECK (end_date IS NULL OR end_date > start_date),
+    PRIMARY KEY (vehicle_id, start_date)
+) STRICT, WITHOUT ROWID;
+CREATE UNIQUE INDEX driver_assignments_driver_start ON driver_assignments (driver_id, start_date);
+INSERT INTO driver_assignments (vehicle_id, driver_id, start_date, end_date)
+    SELECT id, driver_id, 0, NULL FROM vehicles;
+
+CREATE TABLE vehicle_blocks (
+    id          TEXT PRIMARY KEY,
+    vehicle_id  TEXT NOT NULL REFERENCES vehicles (id),
+    start_date  INTEGER NOT NULL,
+    end_date    INTEGER NOT NULL CHECK (end_date >= start_date),
+    reason      TEXT NOT NULL,
+    create_time INTEGER NOT NULL,
+    update_time INTEGER NOT NULL,
+    version     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX vehicle_blocks_by_vehicle ON vehicle_blocks (vehicle_id, end_date);
+
+DROP INDEX allocations_driver_date;
+CREATE UNIQUE INDEX allocations_driver_date ON allocations (driver_id, allocation_date);
+";
+
 /// Settings for the one connection that writes.
 ///
 /// WAL lets readers run beside the writer; `synchronous = FULL` makes every
@@ -151,7 +204,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
             supported: SCHEMA_VERSION,
         });
     }
-    let migrations = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+    let migrations = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
     for (target, migration) in (1..).zip(migrations) {
         if version < target {
             let tx = conn.transaction()?;
