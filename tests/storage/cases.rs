@@ -13,6 +13,7 @@ use vehicle_allocation::domain::{
 use vehicle_allocation::storage::Store;
 
 use crate::fixture::{Fixture, refused};
+pub use crate::fleet_cases::*;
 
 /// Calls `$callback!($open; case, case, ...)` with every case below.
 macro_rules! for_each_case {
@@ -43,6 +44,14 @@ macro_rules! for_each_case {
             seed_batches_breaking_a_rule_are_refused_whole,
             reset_empties_the_store,
             the_page_token_key_is_stored_once_and_kept,
+            fleet_entities_are_created_and_changed_with_etags_and_unique_values,
+            a_batch_of_fleet_commands_is_all_or_nothing_and_upserts_are_idempotent,
+            deactivating_an_employee_refuses_or_cancels_their_future_bookings,
+            a_driver_reassignment_changes_bookings_from_its_effective_date_only,
+            one_driver_drives_one_vehicle_a_day,
+            deactivating_a_driver_leaves_their_vehicle_without_one,
+            retiring_a_vehicle_hides_it_and_frees_its_driver,
+            blocks_take_a_vehicle_out_of_service,
         );
     };
 }

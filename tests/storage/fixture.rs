@@ -4,7 +4,8 @@
 use chrono::{DateTime, Days, Duration, NaiveDate, SubsecRound, Utc};
 use vehicle_allocation::domain::{
     Allocation, AllocationChanges, AllocationDeletion, AllocationUpdate, BookingPolicy,
-    BookingWindow, DomainError, Employee, Etag, IdempotencyKey, NewAllocation, Vehicle,
+    BookingWindow, DomainError, Driver, Employee, Etag, FleetCommand, FleetOutcome, FleetRequest,
+    IdempotencyKey, NewAllocation, Vehicle,
 };
 use vehicle_allocation::seed::{self, SeedPlan};
 use vehicle_allocation::storage::{Store, StoreError, StoreResult};
@@ -124,6 +125,71 @@ impl Fixture {
             id: id.to_owned(),
             expected_etag: etag,
             window: self.window(),
+        }
+    }
+}
+
+impl Fixture {
+    /// `command` as made now.
+    pub fn admin(&self, command: FleetCommand) -> FleetRequest {
+        FleetRequest {
+            command,
+            now: self.now + Duration::minutes(1),
+            window: self.window(),
+        }
+    }
+
+    /// Applies one fleet command.
+    pub async fn apply(
+        &self,
+        store: &dyn Store,
+        command: FleetCommand,
+    ) -> StoreResult<FleetOutcome> {
+        let mut outcomes = store.apply_fleet(vec![self.admin(command)]).await?;
+        Ok(outcomes.pop().expect("one outcome per command"))
+    }
+
+    /// A new employee.
+    pub fn new_employee(&self, id: &str, email: &str) -> Employee {
+        Employee {
+            id: id.into(),
+            name: format!("Employee {id}"),
+            email: email.into(),
+            department: "Fleet".into(),
+            active: true,
+            create_time: self.now,
+            update_time: self.now,
+            version: 1,
+        }
+    }
+
+    /// A new driver.
+    pub fn new_driver(&self, id: &str, licence: &str) -> Driver {
+        Driver {
+            id: id.into(),
+            name: format!("Driver {id}"),
+            phone: "+44 20 7946 0000".into(),
+            license_number: licence.into(),
+            active: true,
+            create_time: self.now,
+            update_time: self.now,
+            version: 1,
+        }
+    }
+
+    /// A new vehicle (its driver is given apart).
+    pub fn new_vehicle(&self, id: &str, registration: &str) -> Vehicle {
+        Vehicle {
+            id: id.into(),
+            registration: registration.into(),
+            make: "Ford".into(),
+            model: "Transit".into(),
+            seats: 8,
+            retired: false,
+            create_time: self.now,
+            update_time: self.now,
+            version: 1,
+            driver: None,
         }
     }
 }

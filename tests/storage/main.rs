@@ -8,6 +8,7 @@
 mod cache;
 mod cases;
 mod fixture;
+mod fleet_cases;
 #[path = "../support/instrumented_store.rs"]
 mod instrumented_store;
 #[path = "../support/redis.rs"]

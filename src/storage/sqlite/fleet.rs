@@ -517,10 +517,11 @@ pub fn put_vehicle(conn: &Connection, v: &Vehicle, driver_id: Option<&str>) -> S
     conn.prepare_cached(
         "INSERT INTO vehicles (id, registration, make, model, seats, driver_id, retired,
                                create_time, update_time, version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         VALUES (?1, ?2, ?3, ?4, ?5, coalesce(?6, (SELECT driver_id FROM vehicles WHERE id = ?1)),
+                 ?7, ?8, ?9, ?10)
          ON CONFLICT (id) DO UPDATE SET registration = excluded.registration,
              make = excluded.make, model = excluded.model, seats = excluded.seats,
-             driver_id = coalesce(?6, driver_id), retired = excluded.retired,
+             driver_id = excluded.driver_id, retired = excluded.retired,
              update_time = excluded.update_time, version = excluded.version",
     )?
     .execute(params![
