@@ -598,7 +598,7 @@ pub fn decide(
             )?;
             write.insert_block = Some(block.clone());
             let mut done = outcome(FleetEntity::Block(block.clone()), &write);
-            done.dates_touched = bookable_days(&request.window, &block);
+            done.dates_touched = bookable_days(&request.window, block);
             Ok((write, done))
         }
         FleetCommand::DeleteBlock {

@@ -105,7 +105,7 @@ pub fn timeline_start() -> NaiveDate {
 }
 
 /// The driver of the timeline `periods` on `date`.
-pub fn driver_on<'a>(periods: &'a [Assignment], date: NaiveDate) -> Option<&'a str> {
+pub fn driver_on(periods: &[Assignment], date: NaiveDate) -> Option<&str> {
     periods
         .iter()
         .find(|p| p.covers(date))

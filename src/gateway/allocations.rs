@@ -22,12 +22,12 @@ use crate::reasons;
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// The `ETag` header for a booking's etag: the same value, quoted.
-fn etag_header(etag: &str) -> HeaderValue {
+pub(super) fn etag_header(etag: &str) -> HeaderValue {
     HeaderValue::from_str(&format!("\"{etag}\"")).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
 /// The etag named by `If-Match`, unquoted; empty when absent or `*`.
-fn if_match(headers: &HeaderMap) -> Result<String, ApiError> {
+pub(super) fn if_match(headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
         return Ok(String::new());
     };

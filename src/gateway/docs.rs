@@ -54,7 +54,8 @@ pub const EXAMPLE_DATE: &str = "2099-01-01";
     ),
     tags(
         (name = "allocations", description = "Bookings: make, read, change, cancel, and the history report."),
-        (name = "fleet", description = "Employees, and vehicles with their drivers."),
+        (name = "fleet", description = "Employees, drivers, vehicles with their drivers, and availability."),
+        (name = "fleet administration", description = "For `fleet_admin` callers: add and change employees, drivers and vehicles, assign drivers, take vehicles out of service. Changes that bookings from today on stand in the way of fail with HAS_FUTURE_BOOKINGS unless `cancel_conflicting_bookings=true`."),
         (name = "probes", description = "Liveness and readiness for load balancers."),
     ),
     components(schemas(ErrorResponse, ErrorBody, FieldViolationBody)),
@@ -112,6 +113,10 @@ pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
                 ALLOCATION_NOT_FOUND,
                 VEHICLE_ALREADY_BOOKED,
                 EMPLOYEE_ALREADY_BOOKED,
+                EMPLOYEE_DEACTIVATED,
+                VEHICLE_RETIRED,
+                VEHICLE_OUT_OF_SERVICE,
+                VEHICLE_HAS_NO_DRIVER,
                 NOT_OWNER,
                 ROLE_REQUIRED,
             ][..],
@@ -138,6 +143,10 @@ pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
                 VEHICLE_NOT_FOUND,
                 VEHICLE_ALREADY_BOOKED,
                 EMPLOYEE_ALREADY_BOOKED,
+                EMPLOYEE_DEACTIVATED,
+                VEHICLE_RETIRED,
+                VEHICLE_OUT_OF_SERVICE,
+                VEHICLE_HAS_NO_DRIVER,
                 ALLOCATION_IS_HISTORY,
                 ETAG_MISMATCH,
                 NOT_OWNER,
@@ -194,6 +203,118 @@ pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
             &query,
         ]
         .concat(),
+        "listDrivers" => [&[ROLE_REQUIRED][..], &pages, &query].concat(),
+        "getDriver" => vec![
+            FIELD_TOO_LONG,
+            INVALID_FIELD,
+            DRIVER_NOT_FOUND,
+            ROLE_REQUIRED,
+        ],
+        "listVehicleBlocks" => [
+            &[FIELD_TOO_LONG, VEHICLE_NOT_FOUND, ROLE_REQUIRED][..],
+            &pages,
+            &query,
+        ]
+        .concat(),
+        "createEmployee" | "createDriver" | "createVehicle" => [
+            &[
+                FIELD_REQUIRED,
+                FIELD_TOO_LONG,
+                INVALID_VALUE,
+                EMPLOYEE_ALREADY_EXISTS,
+                DRIVER_ALREADY_EXISTS,
+                VEHICLE_ALREADY_EXISTS,
+                EMAIL_TAKEN,
+                REGISTRATION_TAKEN,
+                LICENSE_NUMBER_TAKEN,
+                DRIVER_NOT_FOUND,
+                DRIVER_DEACTIVATED,
+                DRIVER_ALREADY_ASSIGNED,
+                ROLE_REQUIRED,
+            ][..],
+            &body,
+        ]
+        .concat(),
+        "updateEmployee" | "updateDriver" | "updateVehicle" => [
+            &[
+                FIELD_REQUIRED,
+                FIELD_TOO_LONG,
+                INVALID_VALUE,
+                NOTHING_TO_UPDATE,
+                INVALID_ETAG,
+                ETAG_MISMATCH,
+                EMPLOYEE_NOT_FOUND,
+                DRIVER_NOT_FOUND,
+                VEHICLE_NOT_FOUND,
+                EMAIL_TAKEN,
+                REGISTRATION_TAKEN,
+                LICENSE_NUMBER_TAKEN,
+                ROLE_REQUIRED,
+            ][..],
+            &body,
+        ]
+        .concat(),
+        "deactivateEmployee" | "deactivateDriver" | "retireVehicle" => [
+            &[
+                FIELD_TOO_LONG,
+                INVALID_FIELD,
+                EMPLOYEE_NOT_FOUND,
+                DRIVER_NOT_FOUND,
+                VEHICLE_NOT_FOUND,
+                HAS_FUTURE_BOOKINGS,
+                ROLE_REQUIRED,
+                NO_SUCH_PATH,
+            ][..],
+            &query,
+        ]
+        .concat(),
+        "reactivateEmployee" | "reactivateVehicle" => vec![
+            FIELD_TOO_LONG,
+            INVALID_FIELD,
+            EMPLOYEE_NOT_FOUND,
+            VEHICLE_NOT_FOUND,
+            ROLE_REQUIRED,
+            NO_SUCH_PATH,
+        ],
+        "assignDriver" => [
+            &[
+                FIELD_REQUIRED,
+                FIELD_TOO_LONG,
+                INVALID_DATE,
+                DATE_IN_PAST,
+                VEHICLE_NOT_FOUND,
+                DRIVER_NOT_FOUND,
+                VEHICLE_RETIRED,
+                DRIVER_DEACTIVATED,
+                DRIVER_ALREADY_ASSIGNED,
+                ROLE_REQUIRED,
+            ][..],
+            &body,
+        ]
+        .concat(),
+        "createVehicleBlock" => [
+            &[
+                FIELD_REQUIRED,
+                FIELD_TOO_LONG,
+                INVALID_DATE,
+                DATE_IN_PAST,
+                INVALID_DATE_RANGE,
+                VEHICLE_NOT_FOUND,
+                HAS_FUTURE_BOOKINGS,
+                ROLE_REQUIRED,
+            ][..],
+            &body,
+            &query,
+        ]
+        .concat(),
+        "deleteVehicleBlock" => vec![
+            FIELD_TOO_LONG,
+            INVALID_FIELD,
+            VEHICLE_NOT_FOUND,
+            VEHICLE_BLOCK_NOT_FOUND,
+            VEHICLE_BLOCK_IS_HISTORY,
+            ROLE_REQUIRED,
+        ],
         _ => Vec::new(),
     };
     list.extend(caller);
@@ -343,6 +464,7 @@ pub fn finish(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
         let operations = [
             &mut item.get,
             &mut item.put,
+            &mut item.patch,
             &mut item.post,
             &mut item.delete,
         ];

@@ -272,10 +272,13 @@ impl IntoResponse for ApiError {
 /// the REST bodies are flat, and some fields travel as headers.
 pub fn rest_field(grpc: &str) -> &str {
     match grpc {
-        "allocation.etag" | "etag" => "If-Match",
+        "allocation.etag" | "employee.etag" | "driver.etag" | "vehicle.etag" | "etag" => "If-Match",
         "request_id" => "Idempotency-Key",
         "update_mask" | "update_mask.paths" => "body",
-        other => other.strip_prefix("allocation.").unwrap_or(other),
+        other => ["allocation.", "employee.", "driver.", "vehicle.", "block."]
+            .iter()
+            .find_map(|prefix| other.strip_prefix(prefix))
+            .unwrap_or(other),
     }
 }
 

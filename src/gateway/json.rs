@@ -41,7 +41,7 @@ pub struct AllocationJson {
     pub etag: String,
 }
 
-fn rfc3339(timestamp: Option<prost_types::Timestamp>) -> String {
+pub(super) fn rfc3339(timestamp: Option<prost_types::Timestamp>) -> String {
     timestamp
         .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
@@ -119,7 +119,7 @@ pub struct AllocationChangesJson {
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one not sent (`None`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+pub(super) fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -198,12 +198,22 @@ impl From<HistoryQuery> for v1::ListAllocationHistoryRequest {
 /// A member of staff.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": "emp-00042", "name": "Joel Hodkiewicz",
-    "email": "joel.hodkiewicz@example.com", "department": "Sales"}))]
+    "email": "joel.hodkiewicz@example.com", "department": "Sales", "active": true,
+    "create_time": "2026-11-26T09:30:00.123Z", "update_time": "2026-11-26T09:30:00.123Z",
+    "etag": "1"}))]
 pub struct EmployeeJson {
     pub id: String,
     pub name: String,
     pub email: String,
     pub department: String,
+    /// False once deactivated: then they can't book.
+    pub active: bool,
+    #[schema(format = DateTime)]
+    pub create_time: String,
+    #[schema(format = DateTime)]
+    pub update_time: String,
+    /// Changes on every change; also sent as the `ETag` header.
+    pub etag: String,
 }
 
 impl From<v1::Employee> for EmployeeJson {
@@ -213,6 +223,10 @@ impl From<v1::Employee> for EmployeeJson {
             name: e.name,
             email: e.email,
             department: e.department,
+            active: e.active,
+            create_time: rfc3339(e.create_time),
+            update_time: rfc3339(e.update_time),
+            etag: e.etag,
         }
     }
 }
@@ -241,7 +255,7 @@ pub struct EmployeesQuery {
     pub page_token: Option<String>,
 }
 
-/// The driver of a vehicle.
+/// A driver.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DriverJson {
     pub id: String,
@@ -251,6 +265,28 @@ pub struct DriverJson {
     /// Shown only to `fleet_admin` and `auditor` callers; absent for others.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub license_number: Option<String>,
+    /// False once deactivated: then they drive no vehicle.
+    pub active: bool,
+    #[schema(format = DateTime)]
+    pub create_time: String,
+    #[schema(format = DateTime)]
+    pub update_time: String,
+    pub etag: String,
+}
+
+impl From<v1::Driver> for DriverJson {
+    fn from(d: v1::Driver) -> Self {
+        Self {
+            id: d.id,
+            name: d.name,
+            phone: d.phone,
+            license_number: (!d.license_number.is_empty()).then_some(d.license_number),
+            active: d.active,
+            create_time: rfc3339(d.create_time),
+            update_time: rfc3339(d.update_time),
+            etag: d.etag,
+        }
+    }
 }
 
 /// A company vehicle with its driver.
@@ -258,7 +294,11 @@ pub struct DriverJson {
 #[schema(example = json!({"id": "veh-0007", "registration": "KD19 XRT", "make": "Toyota",
     "model": "Corolla", "seats": 4, "driver_id": "drv-0007",
     "driver": {"id": "drv-0007", "name": "Corine Becker", "phone": "(129) 974-4431",
-               "license_number": "DL91214855"}}))]
+               "license_number": "DL91214855", "active": true,
+               "create_time": "2026-11-26T09:30:00.123Z",
+               "update_time": "2026-11-26T09:30:00.123Z", "etag": "1"},
+    "retired": false, "create_time": "2026-11-26T09:30:00.123Z",
+    "update_time": "2026-11-26T09:30:00.123Z", "etag": "1"}))]
 pub struct VehicleJson {
     pub id: String,
     pub registration: String,
@@ -266,8 +306,18 @@ pub struct VehicleJson {
     pub model: String,
     /// Passenger seats, driver excluded.
     pub seats: i32,
+    /// Who drives it on the day read for (today; on availability, the day
+    /// asked about); empty when nobody does.
     pub driver_id: String,
     pub driver: Option<DriverJson>,
+    /// True once retired: then it can't be booked.
+    pub retired: bool,
+    #[schema(format = DateTime)]
+    pub create_time: String,
+    #[schema(format = DateTime)]
+    pub update_time: String,
+    /// Changes on every change, driver assignments included.
+    pub etag: String,
 }
 
 impl From<v1::Vehicle> for VehicleJson {
@@ -279,12 +329,11 @@ impl From<v1::Vehicle> for VehicleJson {
             model: v.model,
             seats: v.seats,
             driver_id: v.driver_id,
-            driver: v.driver.map(|d| DriverJson {
-                id: d.id,
-                name: d.name,
-                phone: d.phone,
-                license_number: (!d.license_number.is_empty()).then_some(d.license_number),
-            }),
+            driver: v.driver.map(DriverJson::from),
+            retired: v.retired,
+            create_time: rfc3339(v.create_time),
+            update_time: rfc3339(v.update_time),
+            etag: v.etag,
         }
     }
 }

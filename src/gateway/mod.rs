@@ -8,6 +8,8 @@
 //! CORS, a body limit, a time limit, request ids, and the OpenAPI document
 //! with Swagger UI and ReDoc.
 
+mod admin;
+mod admin_json;
 mod allocations;
 mod docs;
 pub mod error;
@@ -23,6 +25,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::routing::post;
 use tower::util::option_layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa_axum::router::OpenApiRouter;
@@ -66,18 +69,37 @@ fn api_routes() -> OpenApiRouter<Upstream> {
             allocations::update_allocation,
             allocations::delete_allocation
         ))
-        .routes(routes!(fleet::list_employees))
-        .routes(routes!(fleet::get_employee))
-        .routes(routes!(fleet::list_vehicles))
+        .routes(routes!(fleet::list_employees, admin::create_employee))
+        .routes(routes!(fleet::get_employee, admin::update_employee))
+        .route("/api/employees/{id}", post(admin::employee_action))
+        .routes(routes!(admin::list_drivers, admin::create_driver))
+        .routes(routes!(admin::get_driver, admin::update_driver))
+        .route("/api/drivers/{id}", post(admin::driver_action))
+        .routes(routes!(fleet::list_vehicles, admin::create_vehicle))
         .routes(routes!(fleet::list_available_vehicles))
-        .routes(routes!(fleet::get_vehicle))
+        .routes(routes!(fleet::get_vehicle, admin::update_vehicle))
+        .route("/api/vehicles/{id}", post(admin::vehicle_action))
+        .routes(routes!(admin::assign_driver))
+        .routes(routes!(
+            admin::list_vehicle_blocks,
+            admin::create_vehicle_block
+        ))
+        .routes(routes!(admin::delete_vehicle_block))
         .routes(routes!(probes::healthz))
         .routes(routes!(probes::readyz))
 }
 
 /// The OpenAPI document, as served at [`OPENAPI_PATH`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    docs::finish(api_routes().into_openapi())
+    documented(api_routes().into_openapi())
+}
+
+/// The routes' document with the custom methods the router reaches through
+/// dispatchers, finished.
+fn documented(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    openapi.merge(admin::CustomMethods::openapi());
+    docs::finish(openapi)
 }
 
 /// The whole HTTP application onto `upstream`.
@@ -85,7 +107,7 @@ pub fn router(upstream: Upstream, config: &GatewayConfig, today: Today) -> Route
     let (api, openapi) = api_routes().split_for_parts();
     Router::new()
         .merge(api.with_state(upstream))
-        .merge(docs::routes(docs::finish(openapi), today))
+        .merge(docs::routes(documented(openapi), today))
         .fallback(error::no_such_path)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -108,7 +130,13 @@ fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(allow)
-            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_methods([
+                Method::GET,
+                Method::POST,
+                Method::PUT,
+                Method::PATCH,
+                Method::DELETE,
+            ])
             .allow_headers([
                 header::CONTENT_TYPE,
                 header::IF_MATCH,

@@ -405,6 +405,18 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Sends `request`; its status, headers and JSON body (`null` when none).
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> (
+        reqwest::StatusCode,
+        reqwest::header::HeaderMap,
+        serde_json::Value,
+    ) {
+        json_of(request.send().await.unwrap()).await
+    }
+
     /// Writes bookings directly to the store (history included).
     pub async fn insert(&self, bookings: Vec<Allocation>) {
         self.store.insert_allocations(bookings).await.unwrap();
@@ -413,6 +425,23 @@ impl TestApp {
 
 /// Settings of a plain service on loopback port 0 over the embedded store
 /// in `data_dir`, for tests that build an `Application` themselves.
+/// A response's status, headers and JSON body (`null` when none).
+pub async fn json_of(
+    response: reqwest::Response,
+) -> (
+    reqwest::StatusCode,
+    reqwest::header::HeaderMap,
+    serde_json::Value,
+) {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .json::<serde_json::Value>()
+        .await
+        .unwrap_or(serde_json::Value::Null);
+    (status, headers, body)
+}
+
 pub fn plain_settings(data_dir: &std::path::Path) -> Settings {
     Settings {
         grpc_addr: "127.0.0.1:0".parse().unwrap(),

@@ -9,6 +9,7 @@ mod instrumented_store;
 #[path = "../support/redis.rs"]
 mod redis_support;
 
+mod admin;
 mod allocations;
 mod auth;
 mod cache;

@@ -8,7 +8,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, json_of, spawn_app};
 
 /// Checks the error shape and returns the error object.
 #[track_caller]
@@ -41,13 +41,6 @@ pub fn fields(error: &Value) -> Vec<String> {
         .iter()
         .map(|v| v["field"].as_str().unwrap().to_owned())
         .collect()
-}
-
-async fn json_of(response: reqwest::Response) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let status = response.status();
-    let headers = response.headers().clone();
-    let body = response.json::<Value>().await.unwrap_or(Value::Null);
-    (status, headers, body)
 }
 
 async fn post_booking(

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::helpers::spawn_app;
 
 /// The REST API the gateway is meant to serve, method and path.
-const API: [(&str, &str); 12] = [
+const API: [(&str, &str); 29] = [
     ("post", "/api/allocations"),
     ("get", "/api/allocations/{id}"),
     ("put", "/api/allocations/{id}"),
@@ -22,6 +22,23 @@ const API: [(&str, &str); 12] = [
     ("get", "/api/vehicles/available"),
     ("get", "/healthz"),
     ("get", "/readyz"),
+    ("post", "/api/employees"),
+    ("patch", "/api/employees/{id}"),
+    ("post", "/api/employees/{id}:deactivate"),
+    ("post", "/api/employees/{id}:reactivate"),
+    ("get", "/api/drivers"),
+    ("post", "/api/drivers"),
+    ("get", "/api/drivers/{id}"),
+    ("patch", "/api/drivers/{id}"),
+    ("post", "/api/drivers/{id}:deactivate"),
+    ("post", "/api/vehicles"),
+    ("patch", "/api/vehicles/{id}"),
+    ("post", "/api/vehicles/{id}:retire"),
+    ("post", "/api/vehicles/{id}:reactivate"),
+    ("put", "/api/vehicles/{id}/driver"),
+    ("get", "/api/vehicles/{id}/blocks"),
+    ("post", "/api/vehicles/{id}/blocks"),
+    ("delete", "/api/vehicles/{id}/blocks/{block_id}"),
 ];
 
 fn operations(document: &Value) -> BTreeSet<(String, String)> {

@@ -164,7 +164,7 @@ impl EmployeeInput {
             &self.department,
             ID_MAX_CHARS,
         ));
-        (violations.len() == before).then(|| Employee {
+        (violations.len() == before).then_some(Employee {
             id: self.id,
             name: self.name,
             email: self.email,
@@ -206,7 +206,7 @@ impl DriverInput {
             &self.license_number,
             CODE_MAX_CHARS,
         ));
-        (violations.len() == before).then(|| Driver {
+        (violations.len() == before).then_some(Driver {
             id: self.id,
             name: self.name,
             phone: self.phone,
@@ -258,7 +258,7 @@ impl VehicleInput {
         let seats = violations.check(seats(&field(prefix, "seats"), self.seats));
         violations.check(validate_id(&field(prefix, "driver_id"), &self.driver_id));
         let seats = seats?;
-        (violations.len() == before).then(|| {
+        (violations.len() == before).then_some({
             (
                 Vehicle {
                     id: self.id,
