@@ -294,14 +294,30 @@ pub async fn no_such_path(method: Method, uri: Uri) -> ApiError {
 }
 
 /// The answer for a method a path does not take.
-pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::new(
+///
+/// A custom method (`/api/vehicles/{id}:retire`) takes POST alone, though
+/// the router reaches it through `/api/vehicles/{id}`, whose methods the
+/// router would list in `Allow`.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let error = ApiError::new(
         reasons::METHOD_NOT_ALLOWED,
         format!(
             "{} does not take {method}; see /docs for the API",
             Echo(uri.path())
         ),
-    )
+    );
+    let custom_method = uri.path().starts_with("/api/")
+        && uri
+            .path()
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'));
+    if custom_method {
+        ([(axum::http::header::ALLOW, "POST")], error).into_response()
+    } else {
+        error.into_response()
+    }
 }
 
 #[cfg(test)]

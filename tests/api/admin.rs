@@ -685,6 +685,13 @@ async fn rest_manages_the_fleet_with_etags_and_custom_methods() {
         (StatusCode::OK, &Value::Bool(false))
     );
 
+    // A custom method takes POST alone.
+    let (status, headers, _) = app
+        .send(http.delete(app.url("/api/vehicles/veh-77:retire")))
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
+
     // The document describes every call.
     let openapi = app.openapi().await;
     for (path, method) in [
