@@ -295,9 +295,9 @@ pub async fn no_such_path(method: Method, uri: Uri) -> ApiError {
 
 /// The answer for a method a path does not take.
 ///
-/// A custom method (`/api/vehicles/{id}:retire`) takes POST alone, though
-/// the router reaches it through `/api/vehicles/{id}`, whose methods the
-/// router would list in `Allow`.
+/// A custom method (`/api/vehicles/{id}:retire`) takes POST alone, and its
+/// resource (`/api/vehicles/{id}`) GET and PATCH, though the router reaches
+/// both through one route whose methods it would list in `Allow`.
 pub async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Response {
     use axum::response::IntoResponse;
     let error = ApiError::new(
@@ -307,16 +307,17 @@ pub async fn method_not_allowed(method: Method, uri: Uri) -> axum::response::Res
             Echo(uri.path())
         ),
     );
-    let custom_method = uri.path().starts_with("/api/")
-        && uri
-            .path()
-            .rsplit('/')
-            .next()
-            .is_some_and(|last| last.contains(':'));
-    if custom_method {
-        ([(axum::http::header::ALLOW, "POST")], error).into_response()
-    } else {
-        error.into_response()
+    // The dispatchers' POST is not the resource's own method either.
+    let segments: Vec<&str> = uri.path().split('/').collect();
+    let allow = match segments[..] {
+        ["", "api", "employees" | "drivers" | "vehicles", id] if id.contains(':') => Some("POST"),
+        ["", "api", "vehicles", "available"] => None,
+        ["", "api", "employees" | "drivers" | "vehicles", _] => Some("GET,HEAD,PATCH"),
+        _ => None,
+    };
+    match allow {
+        Some(allow) => ([(axum::http::header::ALLOW, allow)], error).into_response(),
+        None => error.into_response(),
     }
 }
 

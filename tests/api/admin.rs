@@ -691,6 +691,9 @@ async fn rest_manages_the_fleet_with_etags_and_custom_methods() {
         .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "POST");
+    let (status, headers, _) = app.send(http.delete(app.url("/api/vehicles/veh-77"))).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "GET,HEAD,PATCH");
 
     // The document describes every call.
     let openapi = app.openapi().await;
