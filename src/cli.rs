@@ -1,16 +1,19 @@
 //! The command line: read configuration, start logging, run a command.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 
 use crate::app::Application;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
-    Cli, Command, CommonArgs, HealthCheckArgs, LogFormat, SeedArgs, ServeArgs, Settings, TokenArgs,
+    Cli, Command, CommonArgs, HealthCheckArgs, ImportArgs, LogFormat, SeedArgs, ServeArgs,
+    Settings, TokenArgs,
 };
+use crate::import::{self, ImportError, ImportFiles};
 use crate::seed::{self, SeedPlan};
-use crate::storage::{self, StoreConfig};
+use crate::storage::{self, Store, StoreConfig};
 use crate::telemetry;
 
 /// Runs the command named on the command line.
@@ -51,6 +54,7 @@ pub fn run() -> ExitCode {
     let outcome = runtime.block_on(async {
         match cli.command {
             Some(Command::Seed(args)) => run_seed(&args, &cli.common).await,
+            Some(Command::Import(args)) => run_import(&args, &cli.common).await,
             Some(Command::HealthCheck(args)) => run_health_check(&args).await,
             Some(Command::Serve(args)) => run_serve(&args, &cli.common).await,
             Some(Command::Token(_)) => unreachable!("handled before the runtime starts"),
@@ -83,20 +87,24 @@ async fn run_serve(args: &ServeArgs, common: &CommonArgs) -> Result<(), String> 
         .map_err(|e| e.to_string())
 }
 
-async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
-    let config = common.store();
-    let store = storage::open_for_loading(&config)
+/// The store for a bulk load: through Redis when there is one, so that
+/// running services see the new data at once instead of after CACHE_TTL.
+async fn open_for_loading(common: &CommonArgs) -> Result<Arc<dyn Store>, String> {
+    let store = storage::open_for_loading(&common.store())
         .await
         .map_err(|e| e.to_string())?;
-    // Through Redis when there is one, so that running services see the
-    // new data at once instead of after CACHE_TTL.
-    let store = if common.redis_url.is_some() {
-        storage::with_cache(store, &common.cache())
+    if common.redis_url.is_some() {
+        Ok(storage::with_cache(store, &common.cache())
             .map_err(|e| e.to_string())?
-            .store
+            .store)
     } else {
-        store
-    };
+        Ok(store)
+    }
+}
+
+async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
+    let config = common.store();
+    let store = open_for_loading(common).await?;
     let plan = SeedPlan {
         employees: args.employees,
         vehicles: args.vehicles,
@@ -122,6 +130,46 @@ async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String> {
+    let files = ImportFiles {
+        employees: args.employees.clone(),
+        drivers: args.drivers.clone(),
+        vehicles: args.vehicles.clone(),
+    };
+    if files == ImportFiles::default() {
+        return Err(ImportError::NoFiles.to_string());
+    }
+    let store = open_for_loading(common).await?;
+    let started = std::time::Instant::now();
+    let now = SystemClock.now();
+    let window = common.policy().window(now);
+    match import::import(store.as_ref(), &files, now, window, args.dry_run).await {
+        Ok(report) => {
+            if args.dry_run {
+                print!("{}", report.plan());
+                println!("dry run: nothing was written");
+            } else if report.written {
+                println!(
+                    "imported into {} in {:.1}s",
+                    describe(&common.store()),
+                    started.elapsed().as_secs_f64()
+                );
+            } else {
+                println!("nothing to change: the store already holds these rows");
+            }
+            print!("{}", report.summary(args.dry_run));
+            Ok(())
+        }
+        Err(ImportError::Rejected(problems)) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            Err(ImportError::Rejected(problems).to_string())
+        }
+        Err(other) => Err(other.to_string()),
+    }
 }
 
 /// An HS256 token signed with the configured secret.

@@ -53,6 +53,9 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Fill the store with realistic fake employees, vehicles and bookings.
     Seed(SeedArgs),
+    /// Create or update employees, drivers and vehicles from CSV or JSON
+    /// Lines files: all rows or none.
+    Import(ImportArgs),
     /// Ask a running server's gRPC health service whether it is SERVING;
     /// exits 0 if so (for container health checks).
     HealthCheck(HealthCheckArgs),
@@ -517,6 +520,24 @@ pub struct SeedArgs {
     /// Delete everything in the store first.
     #[arg(long)]
     pub reset: bool,
+}
+
+/// Options of `import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// Employees: CSV with a header row, or JSON Lines (.jsonl, .ndjson).
+    #[arg(long, value_name = "FILE")]
+    pub employees: Option<PathBuf>,
+    /// Drivers, in the same formats.
+    #[arg(long, value_name = "FILE")]
+    pub drivers: Option<PathBuf>,
+    /// Vehicles with their drivers, in the same formats.
+    #[arg(long, value_name = "FILE")]
+    pub vehicles: Option<PathBuf>,
+    /// Check everything and print what would be created, updated and left
+    /// unchanged, writing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// How log lines are written.

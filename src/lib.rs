@@ -17,6 +17,8 @@ pub mod domain;
 pub mod gateway;
 pub mod grpc;
 pub mod health;
+pub mod import;
+pub mod progress;
 pub mod proto;
 pub mod reasons;
 pub mod seed;

@@ -205,6 +205,47 @@ pub enum FleetEntity {
     Block(VehicleBlock),
 }
 
+impl FleetEntity {
+    /// The names of the fields in which `self` differs from `before`
+    /// (timestamps and version aside); none for entities of two kinds.
+    pub fn changed_fields(&self, before: &FleetEntity) -> Vec<&'static str> {
+        fn diff(pairs: &[(&'static str, bool)]) -> Vec<&'static str> {
+            pairs
+                .iter()
+                .filter(|(_, differs)| *differs)
+                .map(|(name, _)| *name)
+                .collect()
+        }
+        match (self, before) {
+            (Self::Employee(a), Self::Employee(b)) => diff(&[
+                ("name", a.name != b.name),
+                ("email", a.email != b.email),
+                ("department", a.department != b.department),
+                ("active", a.active != b.active),
+            ]),
+            (Self::Driver(a), Self::Driver(b)) => diff(&[
+                ("name", a.name != b.name),
+                ("phone", a.phone != b.phone),
+                ("license_number", a.license_number != b.license_number),
+                ("active", a.active != b.active),
+            ]),
+            (Self::Vehicle(a), Self::Vehicle(b)) => diff(&[
+                ("registration", a.registration != b.registration),
+                ("make", a.make != b.make),
+                ("model", a.model != b.model),
+                ("seats", a.seats != b.seats),
+                ("retired", a.retired != b.retired),
+            ]),
+            (Self::Block(a), Self::Block(b)) => diff(&[
+                ("start_date", a.start_date != b.start_date),
+                ("end_date", a.end_date != b.end_date),
+                ("reason", a.reason != b.reason),
+            ]),
+            _ => Vec::new(),
+        }
+    }
+}
+
 /// What a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FleetOutcome {
@@ -223,6 +264,17 @@ pub struct FleetOutcome {
     /// The bookable dates whose availability a block changed (bookings
     /// cancelled and vehicles changed are told apart).
     pub dates_touched: Vec<NaiveDate>,
+    /// The entity as it was before; `None` when the command created it.
+    pub before: Option<FleetEntity>,
+    /// Vehicles whose driver timeline the command rewrote.
+    pub timelines_changed: Vec<String>,
+}
+
+impl FleetOutcome {
+    /// Whether the command created its entity.
+    pub fn created(&self) -> bool {
+        self.changed && self.before.is_none()
+    }
 }
 
 impl FleetCommand {
@@ -346,6 +398,35 @@ pub fn decide(
     request: &FleetRequest,
     facts: Facts,
 ) -> Result<(FleetWrite, FleetOutcome), DomainError> {
+    use FleetCommand as C;
+    let before = match &request.command {
+        C::PutEmployee { .. } | C::UpdateEmployee { .. } | C::SetEmployeeActive { .. } => {
+            facts.employee.clone().map(FleetEntity::Employee)
+        }
+        C::PutDriver { .. } | C::UpdateDriver { .. } | C::DeactivateDriver { .. } => {
+            facts.driver.clone().map(FleetEntity::Driver)
+        }
+        C::PutVehicle { .. }
+        | C::UpdateVehicle { .. }
+        | C::SetVehicleRetired { .. }
+        | C::AssignDriver { .. } => facts
+            .vehicle
+            .as_ref()
+            .map(|(v, _)| FleetEntity::Vehicle(v.clone())),
+        C::CreateBlock { .. } | C::DeleteBlock { .. } => {
+            facts.block.clone().map(FleetEntity::Block)
+        }
+    };
+    let (write, mut outcome) = decide_fields(request, facts)?;
+    outcome.before = before;
+    outcome.timelines_changed = write.timelines.iter().map(|(id, _)| id.clone()).collect();
+    Ok((write, outcome))
+}
+
+fn decide_fields(
+    request: &FleetRequest,
+    facts: Facts,
+) -> Result<(FleetWrite, FleetOutcome), DomainError> {
     let now = request.now;
     let today = request.window.today;
     let mut write = FleetWrite::default();
@@ -356,6 +437,8 @@ pub fn decide(
         redriven: write.redrive.clone(),
         vehicles_touched: Vec::new(),
         dates_touched: Vec::new(),
+        before: None,
+        timelines_changed: Vec::new(),
     };
     check_taken(&facts.taken, self_ids(&request.command))?;
     match &request.command {

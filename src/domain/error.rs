@@ -413,6 +413,11 @@ impl Violations {
         self.0.is_empty()
     }
 
+    /// The violations recorded, in order.
+    pub fn into_vec(self) -> Vec<Violation> {
+        self.0
+    }
+
     /// Records `violation`.
     pub fn push(&mut self, violation: Violation) {
         self.0.push(violation);

@@ -8,14 +8,12 @@
 mod bookings;
 pub mod fleet;
 
-use std::time::{Duration, Instant};
-
 use chrono::{DateTime, Utc};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 
 use crate::domain::{Allocation, BookingPolicy, Employee, Vehicle};
+use crate::progress::DelayedProgress;
 use crate::storage::{Store, StoreError};
 
 pub use bookings::BookingGenerator;
@@ -23,9 +21,6 @@ pub use bookings::BookingGenerator;
 /// Bookings written per store call: large enough to amortise a commit,
 /// small enough to keep memory flat and the progress bar moving.
 const BATCH: usize = 10_000;
-
-/// A progress bar appears only when seeding takes longer than this.
-const PROGRESS_DELAY: Duration = Duration::from_millis(500);
 
 /// How much data to make, and from which seed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +117,7 @@ pub async fn seed(
     };
     store.insert_fleet(employees, vehicles).await?;
 
-    let progress = DelayedProgress::new(report.allocations as u64);
+    let progress = DelayedProgress::new("seeding bookings", report.allocations as u64);
     // Generate the next batch while the store writes the last one.
     let mut next = bookings.next_batch(BATCH);
     while let Some(batch) = next {
@@ -136,38 +131,6 @@ pub async fn seed(
     }
     progress.finish();
     Ok(report)
-}
-
-/// A progress bar that stays hidden for the first moment, so quick runs print
-/// nothing; `indicatif` itself stays silent when stderr is not a terminal.
-struct DelayedProgress {
-    bar: ProgressBar,
-    started: Instant,
-}
-
-impl DelayedProgress {
-    fn new(total: u64) -> Self {
-        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
-        bar.set_style(
-            ProgressStyle::with_template("seeding bookings {bar:40} {pos}/{len} ({eta} left)")
-                .expect("valid template"),
-        );
-        Self {
-            bar,
-            started: Instant::now(),
-        }
-    }
-
-    fn advance(&self, by: u64) {
-        if self.bar.is_hidden() && self.started.elapsed() > PROGRESS_DELAY {
-            self.bar.set_draw_target(ProgressDrawTarget::stderr());
-        }
-        self.bar.inc(by);
-    }
-
-    fn finish(&self) {
-        self.bar.finish_and_clear();
-    }
 }
 
 /// Every booking of `plan`, in memory; for tests and comparisons between

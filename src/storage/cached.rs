@@ -80,11 +80,11 @@ use serde::de::DeserializeOwned;
 
 use crate::cache::{CacheBackend, Fill, Payload, SingleFlight};
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, Driver, Employee, FleetEntity, FleetOutcome,
-    FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
-    UpdatedAllocation, Vehicle, VehicleBlock,
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, FleetEntity,
+    FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey,
+    PageRequest, UpdatedAllocation, Vehicle, VehicleBlock,
 };
-use crate::storage::{Store, StoreError, StoreResult};
+use crate::storage::{Progress, Store, StoreError, StoreResult};
 
 /// The generation every entry depends on.
 const EPOCH: &str = "epoch";
@@ -563,6 +563,15 @@ impl Store for CachedStore {
         self.after_write(&result, |outcomes| fleet_touched(outcomes))
             .await;
         result
+    }
+
+    async fn check_fleet(
+        &self,
+        requests: Vec<FleetRequest>,
+        progress: Progress,
+    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
+        // Writes nothing, so invalidates nothing.
+        self.inner.check_fleet(requests, progress).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -106,6 +106,9 @@ pub enum OpenError {
     Mongo(#[from] mongo::MongoOpenError),
 }
 
+/// Told how many items of a long batch are done, as they are.
+pub type Progress = Arc<dyn Fn(usize) + Send + Sync>;
+
 /// Opens the configured store for loading much data at once (seeding).
 pub async fn open_for_loading(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
     match config {
@@ -253,6 +256,17 @@ pub trait Store: Send + Sync + 'static {
     /// none. Each is decided by [`crate::domain::admin::decide`] from the
     /// facts as the commands before it left them.
     async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>>;
+
+    /// Decides fleet commands in order as [`Store::apply_fleet`] would, in
+    /// one transaction that is then rolled back: what each would do, or why
+    /// it is refused. A refused command counts as not made for the ones
+    /// after it. `progress` is told how many are decided, as they are.
+    /// Writes nothing (an import's validation and dry run).
+    async fn check_fleet(
+        &self,
+        requests: Vec<FleetRequest>,
+        progress: Progress,
+    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>>;
 
     /// Succeeds when the store can serve reads and writes; drives health.
     async fn ping(&self) -> StoreResult<()>;

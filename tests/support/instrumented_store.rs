@@ -163,6 +163,20 @@ impl Store for InstrumentedStore {
     ) -> StoreResult<Vec<vehicle_allocation::domain::FleetOutcome>> {
         self.inner.apply_fleet(requests).await
     }
+    async fn check_fleet(
+        &self,
+        requests: Vec<vehicle_allocation::domain::FleetRequest>,
+        progress: vehicle_allocation::storage::Progress,
+    ) -> StoreResult<
+        Vec<
+            Result<
+                vehicle_allocation::domain::FleetOutcome,
+                vehicle_allocation::domain::DomainError,
+            >,
+        >,
+    > {
+        self.inner.check_fleet(requests, progress).await
+    }
     async fn list_available_vehicles(
         &self,
         date: NaiveDate,

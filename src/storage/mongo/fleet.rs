@@ -16,8 +16,8 @@ use mongodb::options::{ReadConcern, WriteConcern};
 
 use super::{MongoStore, classify, collect_in, documents as d, raised_in_transaction};
 use crate::domain::admin::{self, FactQuery, Facts, FleetWrite};
-use crate::domain::{Allocation, FleetOutcome, FleetRequest};
-use crate::storage::{StoreError, StoreResult};
+use crate::domain::{Allocation, DomainError, FleetOutcome, FleetRequest};
+use crate::storage::{Progress, StoreError, StoreResult};
 
 /// Refusals and decoding failures travel through the transaction as the
 /// driver's custom errors, which abort it.
@@ -67,6 +67,58 @@ impl MongoStore {
             raised_in_transaction(&error)
                 .unwrap_or_else(|| super::errors::classify("changing the fleet", error))
         })
+    }
+
+    /// Decides each request inside a transaction that is aborted at the
+    /// end. A refused request has written nothing (the domain refuses
+    /// before the write), so the ones after it are decided without it.
+    pub(super) async fn check_fleet_batch(
+        &self,
+        requests: Vec<FleetRequest>,
+        progress: Progress,
+    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
+        self.writable()?;
+        let mut session = self
+            .client
+            .start_session()
+            .await
+            .map_err(classify("starting a session"))?;
+        session
+            .start_transaction()
+            .read_concern(ReadConcern::snapshot())
+            .await
+            .map_err(classify("starting a transaction"))?;
+        let mut outcomes = Vec::with_capacity(requests.len());
+        let mut checked = Ok(());
+        for (done, request) in requests.iter().enumerate() {
+            let query = request.command.needs(request.window.today);
+            let decided = match self.read_facts(&mut session, &query).await {
+                Ok(facts) => admin::decide(request, facts),
+                Err(error) => {
+                    checked = Err(error);
+                    break;
+                }
+            };
+            match decided {
+                Ok((write, outcome)) => {
+                    if let Err(error) = self.apply_write(&mut session, &write).await {
+                        checked = Err(error);
+                        break;
+                    }
+                    outcomes.push(Ok(outcome));
+                }
+                Err(refusal) => outcomes.push(Err(refusal)),
+            }
+            progress(done + 1);
+        }
+        // Nothing of a check is kept; an abort that fails leaves the
+        // transaction to time out on the server, writing nothing either.
+        let _ = session.abort_transaction().await;
+        checked.map_err(|error| {
+            raised_in_transaction(&error)
+                .unwrap_or_else(|| super::errors::classify("checking fleet changes", error))
+        })?;
+        Ok(outcomes)
     }
 
     async fn read_facts(

@@ -36,7 +36,7 @@ use crate::domain::{
     FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
     Resource, UpdatedAllocation, Vehicle, VehicleBlock,
 };
-use crate::storage::{Store, StoreError, StoreResult, error_chain};
+use crate::storage::{Progress, Store, StoreError, StoreResult, error_chain};
 
 use documents as d;
 pub use errors::{duplicate_key_message, index_name};
@@ -761,6 +761,14 @@ impl Store for MongoStore {
 
     async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
         self.apply_fleet_batch(requests).await
+    }
+
+    async fn check_fleet(
+        &self,
+        requests: Vec<FleetRequest>,
+        progress: Progress,
+    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
+        self.check_fleet_batch(requests, progress).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -10,7 +10,9 @@ use super::queries::{
 use crate::domain::admin::{
     self, BookingOwner, FactQuery, Facts, FleetOutcome, FleetRequest, FleetWrite, Unique,
 };
-use crate::domain::{Assignment, Driver, Employee, Page, PageRequest, Vehicle, VehicleBlock};
+use crate::domain::{
+    Assignment, DomainError, Driver, Employee, Page, PageRequest, Vehicle, VehicleBlock,
+};
 use crate::storage::{StoreError, StoreResult};
 
 pub const EMPLOYEE_COLUMNS: &str =
@@ -379,14 +381,49 @@ pub fn read_facts(conn: &Connection, query: &FactQuery) -> StoreResult<Facts> {
 
 /// Decides and writes each request in turn.
 pub fn apply_fleet(conn: &Connection, requests: &[FleetRequest]) -> StoreResult<Vec<FleetOutcome>> {
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for request in requests {
-        let facts = read_facts(conn, &request.command.needs(request.window.today))?;
-        let (write, outcome) = admin::decide(request, facts)?;
-        apply_write(conn, &write)?;
-        outcomes.push(outcome);
-    }
-    Ok(outcomes)
+    requests
+        .iter()
+        .map(|request| apply_one(conn, request))
+        .collect()
+}
+
+fn apply_one(conn: &Connection, request: &FleetRequest) -> StoreResult<FleetOutcome> {
+    let facts = read_facts(conn, &request.command.needs(request.window.today))?;
+    let (write, outcome) = admin::decide(request, facts)?;
+    apply_write(conn, &write)?;
+    Ok(outcome)
+}
+
+/// Decides and writes each request in turn inside a savepoint that is then
+/// rolled back; a refused request is rolled back on its own, so the ones
+/// after it are decided without it.
+pub fn check_fleet(
+    conn: &Connection,
+    requests: &[FleetRequest],
+    progress: &dyn Fn(usize),
+) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
+    conn.execute_batch("SAVEPOINT fleet_check")?;
+    let checked = (|| {
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for (done, request) in requests.iter().enumerate() {
+            conn.execute_batch("SAVEPOINT fleet_check_one")?;
+            match apply_one(conn, request) {
+                Ok(outcome) => {
+                    conn.execute_batch("RELEASE fleet_check_one")?;
+                    outcomes.push(Ok(outcome));
+                }
+                Err(StoreError::Rejected(refusal)) => {
+                    conn.execute_batch("ROLLBACK TO fleet_check_one; RELEASE fleet_check_one")?;
+                    outcomes.push(Err(refusal));
+                }
+                Err(other) => return Err(other),
+            }
+            progress(done + 1);
+        }
+        Ok(outcomes)
+    })();
+    conn.execute_batch("ROLLBACK TO fleet_check; RELEASE fleet_check")?;
+    checked
 }
 
 /// Writes what a command decided.

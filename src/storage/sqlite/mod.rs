@@ -22,7 +22,7 @@ use crate::domain::{
     FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
     Resource, UpdatedAllocation, Vehicle, VehicleBlock,
 };
-use crate::storage::{Store, StoreError, StoreResult};
+use crate::storage::{Progress, Store, StoreError, StoreResult};
 
 pub use schema::MigrationError;
 
@@ -404,6 +404,16 @@ impl Store for SqliteStore {
     async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
         self.writer
             .write(move |conn| fleet::apply_fleet(conn, &requests))
+            .await
+    }
+
+    async fn check_fleet(
+        &self,
+        requests: Vec<FleetRequest>,
+        progress: Progress,
+    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
+        self.writer
+            .write(move |conn| fleet::check_fleet(conn, &requests, progress.as_ref()))
             .await
     }
 

@@ -1,0 +1,429 @@
+use std::path::{Path, PathBuf};
+
+use chrono::TimeZone;
+
+use super::*;
+use crate::domain::{BookingPolicy, PageRequest};
+use crate::storage::sqlite::SqliteStore;
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap()
+}
+
+fn window() -> BookingWindow {
+    BookingPolicy {
+        time_zone: chrono_tz::UTC,
+        max_days_ahead: 30,
+    }
+    .window(now())
+}
+
+/// A store holding one employee and one driver who drives one vehicle.
+async fn store(dir: &Path) -> SqliteStore {
+    let store = SqliteStore::open(dir).unwrap();
+    let files = files(
+        dir,
+        &[
+            (
+                "held-drivers.csv",
+                "id,name,license_number\nd-held,Held Driver,L-HELD\n",
+            ),
+            (
+                "held-vehicles.csv",
+                "id,registration,seats,driver_id\nv-held,HELD 1,4,d-held\n",
+            ),
+            (
+                "held-employees.csv",
+                "id,name,email\ne-held,Held Employee,held@example.com\n",
+            ),
+        ],
+    );
+    import(&store, &files, now(), window(), false)
+        .await
+        .unwrap();
+    store
+}
+
+/// Writes each (name, text) into `dir`; the files by kind, from the name.
+fn files(dir: &Path, contents: &[(&str, &str)]) -> ImportFiles {
+    let mut files = ImportFiles::default();
+    for (name, text) in contents {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let slot = if name.contains("employees") {
+            &mut files.employees
+        } else if name.contains("drivers") {
+            &mut files.drivers
+        } else {
+            &mut files.vehicles
+        };
+        *slot = Some(path);
+    }
+    files
+}
+
+fn path_of(files: &ImportFiles, kind: Kind) -> String {
+    let path: &PathBuf = match kind {
+        Kind::Drivers => files.drivers.as_ref(),
+        Kind::Vehicles => files.vehicles.as_ref(),
+        Kind::Employees => files.employees.as_ref(),
+    }
+    .unwrap();
+    path.display().to_string()
+}
+
+/// Every id of each kind in the store, deactivated and retired ones too.
+async fn everything(store: &dyn Store) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let page = || PageRequest {
+        size: 1000,
+        after: None,
+    };
+    let drivers = store.list_drivers(true, page()).await.unwrap();
+    let vehicles = store
+        .list_vehicles(true, window().today, page())
+        .await
+        .unwrap();
+    let employees = store.list_employees(None, true, page()).await.unwrap();
+    (
+        drivers.items.into_iter().map(|d| d.id).collect(),
+        vehicles.items.into_iter().map(|v| v.id).collect(),
+        employees.items.into_iter().map(|e| e.id).collect(),
+    )
+}
+
+#[tokio::test]
+async fn every_bad_row_is_reported_with_file_line_column_and_reason_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let before = everything(&store).await;
+    let files = files(
+        dir.path(),
+        &[
+            (
+                "drivers.csv",
+                "id,name,phone,license_number\n\
+                 d1,Dana Driver,+44 20 7946 0000,L-1\n\
+                 d2,,12ab,L-2\n\
+                 d3,Dee Driver,,L-1\n\
+                 d4,Dot Driver,,L-HELD\n",
+            ),
+            (
+                "vehicles.csv",
+                "id,registration,make,model,seats,driver_id\n\
+                 v1,AB12 CDE,Ford,Transit,8,d1\n\
+                 v2,AB12 CDE,Ford,Focus,four,d9\n\
+                 v3,XY99 ZZZ,,,4,d2\n\
+                 v4,KL11 MNO,,,4,d-missing\n\
+                 v5,HELD 1,,,4,\n\
+                 v6,PQ22 RST,,,4,d1\n\
+                 v7,UV33 WXY,,,4,d-held\n",
+            ),
+            (
+                "employees.jsonl",
+                r#"{"id":"e1","name":"Ann","email":"ann@example.com","department":"Sales"}
+{"id":"e2","name":"Bob","email":"bob@","department":"Sales"}
+{"id":"e1","name":"Ann Again","email":"ann2@example.com"}
+{"id":"e3","name":"Cy","email":"cy@example.com","dept":"x"}
+not json
+
+{"id":"e4","name":"Di","email":"held@example.com","department":["a"]}
+{"id":"e5","name":"Ed","email":"held@example.com"}
+{"id":"bad id","name":"Flo","email":"flo@example.com"}
+"#,
+            ),
+        ],
+    );
+    let drivers = path_of(&files, Kind::Drivers);
+    let vehicles = path_of(&files, Kind::Vehicles);
+    let employees = path_of(&files, Kind::Employees);
+
+    let Err(ImportError::Rejected(problems)) = import(&store, &files, now(), window(), false).await
+    else {
+        panic!("the import should be refused");
+    };
+    let report: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        report,
+        [
+            format!("{drivers}:3: name: FIELD_REQUIRED: name is required"),
+            format!(
+                "{drivers}:3: phone: INVALID_VALUE: phone \"12ab\" is not a phone number (digits, spaces, + ( ) - .)"
+            ),
+            format!(
+                "{drivers}:4: license_number: LICENSE_NUMBER_TAKEN: license_number \"L-1\" is also on line 2 (driver \"d1\")"
+            ),
+            format!(
+                "{drivers}:5: license_number: LICENSE_NUMBER_TAKEN: driver license_number \"L-HELD\" is already taken by driver \"d-held\""
+            ),
+            format!("{vehicles}:3: seats: INVALID_VALUE: seats \"four\" is not a whole number"),
+            format!(
+                "{vehicles}:3: registration: REGISTRATION_TAKEN: registration \"AB12 CDE\" is also on line 2 (vehicle \"v1\")"
+            ),
+            format!(
+                "{vehicles}:4: driver_id: DRIVER_ROW_INVALID: driver \"d2\" is on line 3 of the drivers file, which has problems"
+            ),
+            format!(
+                "{vehicles}:5: driver_id: DRIVER_NOT_FOUND: driver \"d-missing\" does not exist"
+            ),
+            format!("{vehicles}:6: driver_id: FIELD_REQUIRED: driver_id is required"),
+            format!(
+                "{vehicles}:7: driver_id: DRIVER_ALREADY_ASSIGNED: driver \"d1\" also drives vehicle \"v1\" on line 2; a driver drives one vehicle"
+            ),
+            format!(
+                "{vehicles}:8: driver_id: DRIVER_ALREADY_ASSIGNED: driver \"d-held\" is already assigned to vehicle \"v-held\" on dates from 2026-03-02 on; assign that vehicle another driver first"
+            ),
+            format!("{employees}:2: email: INVALID_VALUE: email \"bob@\" is not an e-mail address"),
+            format!(
+                "{employees}:3: id: DUPLICATE_ID: id \"e1\" is also on line 1; each id may appear once per file"
+            ),
+            format!(
+                "{employees}:4: dept: UNKNOWN_COLUMN: \"dept\" is not a column of employees files; they have id, name, email (optional: department)"
+            ),
+            format!(
+                "{employees}:5: MALFORMED_ROW: the line is not valid JSON: expected ident at line 1 column 2"
+            ),
+            format!(
+                "{employees}:7: department: MALFORMED_ROW: department must be a string or a number"
+            ),
+            format!(
+                "{employees}:8: email: EMAIL_TAKEN: employee email \"held@example.com\" is already taken by employee \"e-held\""
+            ),
+            format!(
+                "{employees}:9: id: INVALID_VALUE: id \"bad id\" is not a valid id: use letters, digits, '-', '_' and '.'"
+            ),
+        ]
+    );
+    assert_eq!(everything(&store).await, before, "nothing is written");
+
+    // A dry run reports the same.
+    let dry = import(&store, &files, now(), window(), true).await;
+    assert!(
+        matches!(&dry, Err(ImportError::Rejected(p)) if *p == problems),
+        "{dry:?}"
+    );
+}
+
+#[test]
+fn a_header_without_a_required_column_is_reported_once_not_per_row() {
+    let checked = check_file(
+        Kind::Employees,
+        "e.csv",
+        Format::Csv,
+        "id,name,emial\ne1,Ann,ann@example.com\ne2,Bob,bob@example.com\n",
+        now(),
+        &HashMap::new(),
+    );
+    let report: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        report,
+        [
+            "e.csv:1: email: MISSING_COLUMN: the header has no \"email\" column; employees files need id, name, email (optional: department)",
+            "e.csv:1: emial: UNKNOWN_COLUMN: \"emial\" is not a column of employees files; they have id, name, email (optional: department)",
+        ]
+    );
+    assert!(checked.entries.is_empty());
+}
+
+#[test]
+fn csv_rows_may_quote_commas_and_start_with_a_byte_order_mark_and_are_trimmed() {
+    let checked = check_file(
+        Kind::Vehicles,
+        "v.csv",
+        Format::Csv,
+        "\u{feff}id,registration,make,model,seats,driver_id\r\n\
+         v1, AB12 CDE ,\"Ford, Inc.\",Transit,8,d1\r\n\
+         \r\n\
+         v3,EF56 GHI,\"Multi\r\nline\",X,2,d3\r\n\
+         v2,CD34 EFG,Ford\r\n",
+        now(),
+        &HashMap::new(),
+    );
+    let report: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        report,
+        ["v.csv:6: MALFORMED_ROW: the row has 3 values but the header names 6 columns"]
+    );
+    let [entry, multi] = &checked.entries[..] else {
+        panic!("two good rows: {:?}", checked.entries.len());
+    };
+    assert_eq!(multi.line, 4, "a row starts on the line of its first value");
+    let FleetCommand::PutVehicle {
+        vehicle, driver_id, ..
+    } = &entry.command
+    else {
+        panic!("a vehicle");
+    };
+    assert_eq!(
+        (
+            vehicle.registration.as_str(),
+            vehicle.make.as_str(),
+            driver_id.as_str()
+        ),
+        ("AB12 CDE", "Ford, Inc.", "d1")
+    );
+    assert_eq!(entry.line, 2);
+}
+
+const DRIVERS: &str = "id,name,phone,license_number\n\
+                       d1,Dana Driver,+44 20 7946 0000,L-1\n\
+                       d2,Dave Driver,,L-2\n";
+const VEHICLES: &str = "id,registration,make,model,seats,driver_id\n\
+                        v1,AB12 CDE,Ford,Transit,8,d1\n";
+const EMPLOYEES: &str = "id,name,email,department\n\
+                         e1,Ann,ann@example.com,Sales\n\
+                         e2,Bob,bob@example.com,\n";
+
+#[tokio::test]
+async fn a_good_file_imported_twice_changes_nothing_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let given = files(
+        dir.path(),
+        &[
+            ("drivers.csv", DRIVERS),
+            ("vehicles.csv", VEHICLES),
+            ("employees.csv", EMPLOYEES),
+        ],
+    );
+    let first = import(&store, &given, now(), window(), false)
+        .await
+        .unwrap();
+    assert!(first.written);
+    assert_eq!(
+        first.summary(false),
+        "drivers: 2 created, 0 updated, 0 unchanged\n\
+         vehicles: 1 created, 0 updated, 0 unchanged\n\
+         employees: 2 created, 0 updated, 0 unchanged\n"
+    );
+    let after_first = everything(&store).await;
+    let ann = store.get_employee("e1").await.unwrap();
+    assert_eq!(
+        (
+            ann.name.as_str(),
+            ann.email.as_str(),
+            ann.department.as_str()
+        ),
+        ("Ann", "ann@example.com", "Sales")
+    );
+    let v1 = store.get_vehicle("v1", window().today).await.unwrap();
+    assert_eq!(v1.driver.map(|d| d.id), Some("d1".to_owned()));
+
+    let second = import(&store, &given, now(), window(), false)
+        .await
+        .unwrap();
+    assert!(!second.written);
+    assert_eq!(
+        second.summary(false),
+        "drivers: 0 created, 0 updated, 2 unchanged\n\
+         vehicles: 0 created, 0 updated, 1 unchanged\n\
+         employees: 0 created, 0 updated, 2 unchanged\n"
+    );
+    assert_eq!(everything(&store).await, after_first);
+    assert_eq!(store.get_employee("e1").await.unwrap(), ann, "same version");
+}
+
+#[tokio::test]
+async fn a_changed_row_updates_its_entity_and_a_dry_run_says_so_writing_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    let given = files(
+        dir.path(),
+        &[("drivers.csv", DRIVERS), ("vehicles.csv", VEHICLES)],
+    );
+    import(&store, &given, now(), window(), false)
+        .await
+        .unwrap();
+    let changed = files(
+        dir.path(),
+        &[
+            (
+                "drivers.csv",
+                "id,name,phone,license_number\n\
+                 d1,Dana Driver,+44 20 0000 0000,L-1\n\
+                 d2,Dave Driver,,L-2\n\
+                 d3,Dee Driver,,L-3\n",
+            ),
+            (
+                "vehicles.csv",
+                "id,registration,make,model,seats,driver_id\n\
+                 v1,AB12 CDE,Ford,Transit,9,d2\n",
+            ),
+        ],
+    );
+    let drivers = path_of(&changed, Kind::Drivers);
+    let vehicles = path_of(&changed, Kind::Vehicles);
+
+    let dry = import(&store, &changed, now(), window(), true)
+        .await
+        .unwrap();
+    assert!(!dry.written);
+    assert_eq!(
+        dry.plan(),
+        format!(
+            "update driver \"d1\" ({drivers}:2): phone\n\
+             unchanged driver \"d2\" ({drivers}:3)\n\
+             create driver \"d3\" ({drivers}:4)\n\
+             update vehicle \"v1\" ({vehicles}:2): seats, driver_id\n"
+        )
+    );
+    assert_eq!(
+        dry.summary(true),
+        "drivers: 1 to create, 1 to update, 1 unchanged\n\
+         vehicles: 0 to create, 1 to update, 0 unchanged\n"
+    );
+    assert_eq!(
+        store.get_driver("d1").await.unwrap().phone,
+        "+44 20 7946 0000"
+    );
+    assert!(
+        store.get_driver("d3").await.is_err(),
+        "a dry run writes nothing"
+    );
+
+    let done = import(&store, &changed, now(), window(), false)
+        .await
+        .unwrap();
+    assert!(done.written);
+    assert_eq!(done.rows, dry.rows, "the write does what the dry run said");
+    let d1 = store.get_driver("d1").await.unwrap();
+    assert_eq!((d1.phone.as_str(), d1.version), ("+44 20 0000 0000", 2));
+    let v1 = store.get_vehicle("v1", window().today).await.unwrap();
+    assert_eq!(
+        (v1.seats, v1.driver.map(|d| d.id)),
+        (9, Some("d2".to_owned()))
+    );
+}
+
+#[tokio::test]
+async fn files_of_unknown_type_or_missing_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let xlsx = ImportFiles {
+        employees: Some(dir.path().join("staff.xlsx")),
+        ..ImportFiles::default()
+    };
+    let error = import(&store, &xlsx, now(), window(), false)
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("staff.xlsx: can't tell its format"),
+        "{error}"
+    );
+    let missing = ImportFiles {
+        drivers: Some(dir.path().join("gone.csv")),
+        ..ImportFiles::default()
+    };
+    let error = import(&store, &missing, now(), window(), false)
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().starts_with("cannot read ") && error.to_string().contains("gone.csv"),
+        "{error}"
+    );
+    let error = import(&store, &ImportFiles::default(), now(), window(), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ImportError::NoFiles));
+}
