@@ -7,6 +7,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use vehicle_allocation::cache::CacheConfig;
+use vehicle_allocation::clock::Clock;
 use vehicle_allocation::grpc::REQUEST_ID_HEADER;
 use vehicle_allocation::proto::v1::{
     self, CreateAllocationRequest, DeleteAllocationRequest, GetAllocationRequest,
@@ -302,4 +303,65 @@ async fn the_in_process_cache_answers_repeat_reads() {
         assert_eq!(get(&app, &booked.id).await.unwrap(), booked);
     }
     assert_eq!(app.faults.reads() - before, 1, "one store read, two hits");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_is_read_at_once_by_a_running_replica() {
+    let Some(url) = redis_support::shared_url() else {
+        return redis_support::skip("no Redis at REDIS_URL or redis://127.0.0.1:6379");
+    };
+    let config = redis_support::cache_config(&url);
+    let replica = spawn_app_with(AppOptions {
+        cache: config.clone(),
+        ..AppOptions::default()
+    })
+    .await;
+    let employee = replica.employees[0].clone();
+    let read = || async {
+        replica
+            .fleet
+            .clone()
+            .get_employee(v1::GetEmployeeRequest {
+                id: employee.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .name
+    };
+    // The replica caches the employee as it is.
+    assert_eq!(read().await, employee.name);
+    assert_eq!(read().await, employee.name);
+
+    // `import` in another process, in all but name: on the same store and
+    // the same Redis.
+    let importer = vehicle_allocation::storage::with_cache(Arc::clone(&replica.store), &config)
+        .unwrap()
+        .store;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("employees.csv");
+    std::fs::write(
+        &file,
+        format!(
+            "id,name,email,department\n{},Renamed By Import,{},{}\n",
+            employee.id, employee.email, employee.department
+        ),
+    )
+    .unwrap();
+    let now = replica.clock.now();
+    let report = vehicle_allocation::import::import(
+        importer.as_ref(),
+        &vehicle_allocation::import::ImportFiles {
+            employees: Some(file),
+            ..Default::default()
+        },
+        now,
+        replica.policy.window(now),
+        false,
+    )
+    .await
+    .unwrap();
+    assert!(report.written);
+
+    assert_eq!(read().await, "Renamed By Import");
 }

@@ -659,3 +659,142 @@ async fn a_second_process_on_a_data_directory_is_refused_naming_the_first() {
         );
     }
 }
+
+/// The example files of the README, from the repository.
+fn example(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/import")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[tokio::test]
+async fn import_loads_the_example_files_once_refuses_bad_rows_whole_and_serves_what_it_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let (drivers, vehicles, employees) = (
+        example("drivers.csv"),
+        example("vehicles.csv"),
+        example("employees.csv"),
+    );
+    let import_args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["import", "--data-dir", data_dir]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let run_import = |extra: &[&str]| {
+        let args = import_args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, &[])
+    };
+    let all = [
+        "--drivers",
+        drivers.as_str(),
+        "--vehicles",
+        vehicles.as_str(),
+        "--employees",
+        employees.as_str(),
+    ];
+
+    let dry = run_import(&[&all[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "{}", text(&dry.stderr));
+    let plan = text(&dry.stdout);
+    assert!(
+        plan.starts_with(&format!("create driver \"drv-ada\" ({drivers}:2)\n")),
+        "{plan}"
+    );
+    assert!(
+        plan.ends_with(
+            "dry run: nothing was written\n\
+             drivers: 3 to create, 0 to update, 0 unchanged\n\
+             vehicles: 3 to create, 0 to update, 0 unchanged\n\
+             employees: 3 to create, 0 to update, 0 unchanged\n"
+        ),
+        "{plan}"
+    );
+
+    let first = run_import(&all);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let said = text(&first.stdout);
+    assert!(said.starts_with("imported into "), "{said}");
+    assert!(
+        said.ends_with(
+            "drivers: 3 created, 0 updated, 0 unchanged\n\
+             vehicles: 3 created, 0 updated, 0 unchanged\n\
+             employees: 3 created, 0 updated, 0 unchanged\n"
+        ),
+        "{said}"
+    );
+
+    // The same rows again, the employees as JSON Lines this time.
+    let jsonl = example("employees.jsonl");
+    let again = run_import(&[&all[..4], &["--employees", jsonl.as_str()]].concat());
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(
+        text(&again.stdout),
+        "nothing to change: the store already holds these rows\n\
+         drivers: 0 created, 0 updated, 3 unchanged\n\
+         vehicles: 0 created, 0 updated, 3 unchanged\n\
+         employees: 0 created, 0 updated, 3 unchanged\n"
+    );
+
+    // One good row and two bad ones: nothing is written.
+    let bad = dir.path().join("more-employees.csv");
+    std::fs::write(
+        &bad,
+        "id,name,email,department\n\
+         emp-0004,Good Row,good.row@example.org,Sales\n\
+         emp-0005,,not-an-address,Sales\n\
+         emp-0006,Taken Address,priya.shah@example.org,\n",
+    )
+    .unwrap();
+    let bad = bad.display().to_string();
+    let refused = run_import(&["--employees", bad.as_str()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(text(&refused.stdout), "");
+    assert_eq!(
+        text(&refused.stderr),
+        format!(
+            "{bad}:3: name: FIELD_REQUIRED: name is required\n\
+             {bad}:3: email: INVALID_VALUE: email \"not-an-address\" is not an e-mail address\n\
+             {bad}:4: email: EMAIL_TAKEN: employee email \"priya.shah@example.org\" is already taken by employee \"emp-0001\"\n\
+             error: 3 problem(s) in the files; nothing was written\n"
+        )
+    );
+
+    // What was imported serves at once: an imported employee books an
+    // imported vehicle, which carries its imported driver.
+    let server = ServerProcess::start(dir.path());
+    let booked = server
+        .client()
+        .await
+        .create_allocation(CreateAllocationRequest {
+            allocation: Some(v1::Allocation {
+                employee_id: "emp-0001".into(),
+                vehicle_id: "veh-van-1".into(),
+                allocation_date: tomorrow(),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(booked.driver_id, "drv-ada");
+    let mut fleet = vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient::connect(
+        format!("http://{}", server.addr),
+    )
+    .await
+    .unwrap();
+    let employees = fleet
+        .list_employees(ListEmployeesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = employees.employees.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["emp-0001", "emp-0002", "emp-0003"], "no row of the refused file");
+}

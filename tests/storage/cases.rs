@@ -46,6 +46,7 @@ macro_rules! for_each_case {
             the_page_token_key_is_stored_once_and_kept,
             fleet_entities_are_created_and_changed_with_etags_and_unique_values,
             a_batch_of_fleet_commands_is_all_or_nothing_and_upserts_are_idempotent,
+            checking_a_batch_decides_each_command_and_writes_nothing,
             deactivating_an_employee_refuses_or_cancels_their_future_bookings,
             a_driver_reassignment_changes_bookings_from_its_effective_date_only,
             one_driver_drives_one_vehicle_a_day,

@@ -206,6 +206,91 @@ pub async fn a_batch_of_fleet_commands_is_all_or_nothing_and_upserts_are_idempot
     );
 }
 
+pub async fn checking_a_batch_decides_each_command_and_writes_nothing(
+    store: &Shared,
+    fx: &Fixture,
+) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let progress = {
+        let seen = Arc::clone(&seen);
+        Arc::new(move |done: usize| seen.lock().unwrap().push(done))
+    };
+    let batch = vec![
+        fx.admin(FleetCommand::PutDriver {
+            driver: fx.new_driver("chk-d", "LIC-CHK"),
+            upsert: true,
+        }),
+        // Refused: the licence is another driver's.
+        fx.admin(FleetCommand::PutDriver {
+            driver: fx.new_driver("chk-d2", "LIC-CHK"),
+            upsert: true,
+        }),
+        // Decided with the first command made: its driver exists.
+        fx.admin(FleetCommand::PutVehicle {
+            vehicle: fx.new_vehicle("chk-v", "CHK 001"),
+            driver_id: "chk-d".into(),
+            upsert: true,
+        }),
+        // Decided without the refused one: its driver does not.
+        fx.admin(FleetCommand::PutVehicle {
+            vehicle: fx.new_vehicle("chk-v2", "CHK 002"),
+            driver_id: "chk-d2".into(),
+            upsert: true,
+        }),
+        // An update of what is stored.
+        fx.admin(FleetCommand::PutEmployee {
+            employee: {
+                let mut e = store.get_employee(fx.employee(0)).await.unwrap();
+                e.name = "Renamed".into();
+                e
+            },
+            upsert: true,
+        }),
+    ];
+    let checked = store.check_fleet(batch.clone(), progress).await.unwrap();
+    let verdicts: Vec<Result<(bool, bool), &str>> = checked
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .map(|o| (o.changed, o.created()))
+                .map_err(DomainError::reason)
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            Ok((true, true)),
+            Err("LICENSE_NUMBER_TAKEN"),
+            Ok((true, true)),
+            Err("DRIVER_NOT_FOUND"),
+            Ok((true, false)),
+        ]
+    );
+    let Ok(renamed) = &checked[4] else {
+        unreachable!()
+    };
+    let before = renamed.before.as_ref().expect("it was stored");
+    assert_eq!(renamed.entity.changed_fields(before), ["name"]);
+    assert_eq!(*seen.lock().unwrap(), [1, 2, 3, 4, 5]);
+
+    assert_eq!(
+        refused(store.get_driver("chk-d").await).reason(),
+        "DRIVER_NOT_FOUND",
+        "a check writes nothing"
+    );
+    assert_eq!(
+        refused(store.get_vehicle("chk-v", fx.day(0)).await).reason(),
+        "VEHICLE_NOT_FOUND"
+    );
+    assert_ne!(
+        store.get_employee(fx.employee(0)).await.unwrap().name,
+        "Renamed"
+    );
+    // And it leaves the store as writable as before.
+    let made = store.apply_fleet(batch[..1].to_vec()).await.unwrap();
+    assert!(made[0].created());
+}
+
 pub async fn deactivating_an_employee_refuses_or_cancels_their_future_bookings(
     store: &Shared,
     fx: &Fixture,
