@@ -12,6 +12,7 @@
 mod dataset;
 mod driver;
 mod echo;
+mod import;
 mod report;
 mod server;
 mod tokens;
@@ -41,6 +42,9 @@ struct Args {
     allocations: usize,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Employees in the file of the import run.
+    #[arg(long, default_value_t = 100_000)]
+    import_employees: usize,
     /// Requests in flight for the throughput runs.
     #[arg(long, default_value_t = 128)]
     in_flight: usize,
@@ -153,6 +157,21 @@ async fn run(args: &Args) -> Report {
             .is_none_or(|only| only.split(',').any(|part| name.contains(part)))
     };
 
+    if wanted("import") {
+        let (first, again) = import::measure(&binary, &args.data_root, args.import_employees);
+        report.import(
+            &format!("import {} new employees", args.import_employees),
+            first,
+        );
+        report.import(
+            &format!(
+                "import the same {} again (unchanged)",
+                args.import_employees
+            ),
+            again,
+        );
+    }
+
     // The ceiling.
     let (mut echo_process, echo_addr) = start_echo();
     if wanted("echo") {
@@ -179,6 +198,11 @@ async fn run(args: &Args) -> Report {
                 vec![("AUTH_JWT_JWKS_FILE", jwks.jwks_file.display().to_string())],
             ),
             ("no cache", vec![("CACHE_TTL", "0".into())]),
+            // Last: its blocks stay in the data directory.
+            (
+                "no cache, 1 in 10 vehicles blocked",
+                vec![("CACHE_TTL", "0".into())],
+            ),
         ];
         match &redis {
             Some(url) => servers.insert(
@@ -193,6 +217,13 @@ async fn run(args: &Args) -> Report {
         servers
     };
     for (cache, env) in servers {
+        // A server none of whose runs is wanted is not started.
+        if !workload::scenarios(cache)
+            .iter()
+            .any(|s| wanted(&format!("{} [{cache}]", s.name)))
+        {
+            continue;
+        }
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let server = ServerProcess::start(&binary, &scratch, &env);
         report.server(cache, server.startup);
@@ -203,6 +234,9 @@ async fn run(args: &Args) -> Report {
         } else {
             None
         };
+        if cache.contains("blocked") {
+            workload::block_vehicles(&server, size, 10).await;
+        }
         let setup = workload::Setup::new(&server, args.connections, size, token).await;
         for scenario in workload::scenarios(cache) {
             let name = format!("{} [{cache}]", scenario.name);

@@ -49,6 +49,8 @@ pub struct Report {
     /// When the data set was seeded in this run.
     pub seeding_s: Option<f64>,
     pub servers: Vec<ServerFigures>,
+    /// Whole `import` processes: what, and seconds.
+    pub imports: Vec<(String, f64)>,
     pub rows: Vec<Row>,
 }
 
@@ -58,6 +60,7 @@ impl Report {
             size,
             seeding_s: seeding.map(|d| d.as_secs_f64()),
             servers: Vec::new(),
+            imports: Vec::new(),
             rows: Vec::new(),
         }
     }
@@ -68,6 +71,11 @@ impl Report {
             startup_ms: startup.as_secs_f64() * 1000.0,
             peak_rss_mb: None,
         });
+    }
+
+    pub fn import(&mut self, what: &str, took: Duration) {
+        eprintln!("{what}: {:.2} s", took.as_secs_f64());
+        self.imports.push((what.to_owned(), took.as_secs_f64()));
     }
 
     pub fn peak_rss(&mut self, cache: &str, bytes: u64) {
@@ -126,6 +134,9 @@ impl Report {
                 .map(|t| format!("; seeded in {t:.1} s"))
                 .unwrap_or_default()
         );
+        for (what, seconds) in &self.imports {
+            let _ = writeln!(out, "{what}: {seconds:.2} s (whole process)");
+        }
         for server in &self.servers {
             let _ = writeln!(
                 out,

@@ -93,6 +93,9 @@ pub fn scenarios(cache: &str) -> Vec<Scenario> {
             rest("ListAvailableVehicles", Call::Available),
             rest("CreateAllocation", Call::Create),
         ],
+        // Availability read from the store, with vehicles out of service
+        // (compare with "ListAvailableVehicles [no cache]").
+        c if c.contains("blocked") => vec![grpc("ListAvailableVehicles", Call::Available)],
         // The same cached read as "in-process cache", with a bearer token
         // verified on every call.
         c if c.contains("token") => vec![
@@ -115,6 +118,32 @@ pub fn scenarios(cache: &str) -> Vec<Scenario> {
             grpc("ListAvailableVehicles", Call::Available),
         ],
     }
+}
+
+/// Takes one vehicle in `every` out of service over the days availability
+/// is asked for (today and the 59 after it), cancelling their bookings then.
+pub async fn block_vehicles(server: &ServerProcess, size: Size, every: usize) -> usize {
+    let channel = connect(server.grpc, 1).await.remove(0);
+    let mut fleet = FleetServiceClient::new(channel);
+    let today = Utc::now().date_naive();
+    let mut blocked = 0;
+    for n in (1..=size.vehicles).step_by(every) {
+        fleet
+            .create_vehicle_block(v1::CreateVehicleBlockRequest {
+                vehicle_id: vehicle_id(n),
+                block: Some(v1::VehicleBlock {
+                    start_date: today.to_string(),
+                    end_date: (today + Days::new(59)).to_string(),
+                    reason: "Benchmark servicing".into(),
+                    ..Default::default()
+                }),
+                cancel_conflicting_bookings: true,
+            })
+            .await
+            .expect("block a vehicle");
+        blocked += 1;
+    }
+    blocked
 }
 
 /// Measures the echo server.

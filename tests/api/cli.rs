@@ -785,16 +785,22 @@ async fn import_loads_the_example_files_once_refuses_bad_rows_whole_and_serves_w
         .unwrap()
         .into_inner();
     assert_eq!(booked.driver_id, "drv-ada");
-    let mut fleet = vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient::connect(
-        format!("http://{}", server.addr),
-    )
-    .await
-    .unwrap();
+    let mut fleet =
+        vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient::connect(format!(
+            "http://{}",
+            server.addr
+        ))
+        .await
+        .unwrap();
     let employees = fleet
         .list_employees(ListEmployeesRequest::default())
         .await
         .unwrap()
         .into_inner();
     let ids: Vec<&str> = employees.employees.iter().map(|e| e.id.as_str()).collect();
-    assert_eq!(ids, ["emp-0001", "emp-0002", "emp-0003"], "no row of the refused file");
+    assert_eq!(
+        ids,
+        ["emp-0001", "emp-0002", "emp-0003"],
+        "no row of the refused file"
+    );
 }
