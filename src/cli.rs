@@ -13,7 +13,7 @@ use crate::config::{
 };
 use crate::import::{self, ImportError, ImportFiles};
 use crate::seed::{self, SeedPlan};
-use crate::storage::{self, Store, StoreConfig};
+use crate::storage::{self, CachedSetup, StoreConfig};
 use crate::telemetry;
 
 /// Runs the command named on the command line.
@@ -89,22 +89,34 @@ async fn run_serve(args: &ServeArgs, common: &CommonArgs) -> Result<(), String> 
 
 /// The store for a bulk load: through Redis when there is one, so that
 /// running services see the new data at once instead of after CACHE_TTL.
-async fn open_for_loading(common: &CommonArgs) -> Result<Arc<dyn Store>, String> {
+async fn open_for_loading(common: &CommonArgs) -> Result<CachedSetup, String> {
     let store = storage::open_for_loading(&common.store())
         .await
         .map_err(|e| e.to_string())?;
     if common.redis_url.is_some() {
-        Ok(storage::with_cache(store, &common.cache())
-            .map_err(|e| e.to_string())?
-            .store)
+        storage::with_cache(store, &common.cache()).map_err(|e| e.to_string())
     } else {
-        Ok(store)
+        Ok(CachedSetup { store, cache: None })
+    }
+}
+
+/// Fails when the data was written but Redis could not be told, so that
+/// whoever runs a load knows the replicas may serve old data.
+fn check_delivered(setup: &CachedSetup) -> Result<(), String> {
+    match &setup.cache {
+        Some(cache) if cache.undelivered() > 0 => Err(
+            "the data was written, but Redis could not be told: running services may serve \
+             the old data for up to CACHE_TTL"
+                .into(),
+        ),
+        _ => Ok(()),
     }
 }
 
 async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
     let config = common.store();
-    let store = open_for_loading(common).await?;
+    let setup = open_for_loading(common).await?;
+    let store = Arc::clone(&setup.store);
     let plan = SeedPlan {
         employees: args.employees,
         vehicles: args.vehicles,
@@ -129,7 +141,7 @@ async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
         describe(&config),
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    check_delivered(&setup)
 }
 
 async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String> {
@@ -141,11 +153,11 @@ async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String
     if files == ImportFiles::default() {
         return Err(ImportError::NoFiles.to_string());
     }
-    let store = open_for_loading(common).await?;
+    let setup = open_for_loading(common).await?;
     let started = std::time::Instant::now();
     let now = SystemClock.now();
     let window = common.policy().window(now);
-    match import::import(store.as_ref(), &files, now, window, args.dry_run).await {
+    match import::import(setup.store.as_ref(), &files, now, window, args.dry_run).await {
         Ok(report) => {
             if args.dry_run {
                 print!("{}", report.plan());
@@ -160,7 +172,7 @@ async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String
                 println!("nothing to change: the store already holds these rows");
             }
             print!("{}", report.summary(args.dry_run));
-            Ok(())
+            check_delivered(&setup)
         }
         Err(ImportError::Rejected(problems)) => {
             for problem in &problems {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::domain::admin::{DriverInput, EmployeeInput, VehicleInput};
-use crate::domain::error::{Resource, Violation, ViolationReason, Violations};
+use crate::domain::error::{Echo, Resource, Violation, ViolationReason, Violations};
 use crate::domain::{BookingWindow, DomainError, FleetCommand, FleetOutcome, FleetRequest};
 use crate::progress::DelayedProgress;
 use crate::storage::{Store, StoreError};
@@ -338,10 +338,25 @@ pub async fn import(
     for (kind, path) in &sources {
         let file = path.display().to_string();
         let format = Format::of(path).ok_or_else(|| ImportError::Format { path: file.clone() })?;
-        let text = std::fs::read_to_string(path).map_err(|source| ImportError::Read {
+        let bytes = std::fs::read(path).map_err(|source| ImportError::Read {
             path: file.clone(),
             source,
         })?;
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => {
+                let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+                let line = 1 + valid.iter().filter(|b| **b == b'\n').count();
+                problems.push(Problem::new(
+                    &file,
+                    line,
+                    "",
+                    reason::MALFORMED_ROW,
+                    "the file is not UTF-8 text (its first bad byte is on this line); save it as UTF-8",
+                ));
+                continue;
+            }
+        };
         let checked = check_file(*kind, &file, format, &text, now, &bad_drivers);
         if *kind == Kind::Drivers {
             bad_drivers = checked.bad_ids;
@@ -363,22 +378,35 @@ pub async fn import(
         let bar = bar.clone();
         Arc::new(move |done: usize| bar.set(done as u64))
     };
-    let checked = store
-        .check_fleet(requests.clone(), progress)
-        .await
-        .map_err(ImportError::Store)?;
+    let checked = store.check_fleet(requests.clone(), progress).await;
     bar.finish();
+    let checked = checked.map_err(ImportError::Store)?;
     let mut outcomes = Vec::with_capacity(checked.len());
+    // Drivers the store refused: their vehicles are not told "not found".
+    let mut refused_drivers = bad_drivers;
     for (entry, result) in entries.iter().zip(checked) {
         match result {
             Ok(outcome) => outcomes.push(outcome),
-            Err(refusal) => problems.push(Problem::new(
-                &entry.file,
-                entry.line,
-                &column_of(&refusal),
-                refusal.reason(),
-                &refusal,
-            )),
+            Err(refusal) => {
+                if let FleetCommand::PutDriver { driver, .. } = &entry.command {
+                    refused_drivers.insert(driver.id.clone(), entry.line);
+                }
+                problems.push(match &refusal {
+                    DomainError::NotFound {
+                        resource: Resource::Driver,
+                        id,
+                    } if refused_drivers.contains_key(id) => {
+                        driver_row_invalid(&entry.file, entry.line, id, refused_drivers[id])
+                    }
+                    _ => Problem::new(
+                        &entry.file,
+                        entry.line,
+                        &column_of(&refusal),
+                        refusal.reason(),
+                        &refusal,
+                    ),
+                });
+            }
         }
     }
     if !problems.is_empty() {
@@ -457,15 +485,11 @@ fn check_file(
         if kind == Kind::Vehicles
             && let Some(line) = bad_drivers.get(row.get("driver_id"))
         {
-            row_problems.push(Problem::new(
+            row_problems.push(driver_row_invalid(
                 file,
                 row.line,
-                "driver_id",
-                reason::DRIVER_ROW_INVALID,
-                format!(
-                    "driver {:?} is on line {line} of the drivers file, which has problems",
-                    row.get("driver_id")
-                ),
+                row.get("driver_id"),
+                *line,
             ));
         }
         if !row_problems.is_empty() {
@@ -554,10 +578,23 @@ fn whole_number(column: &str, value: &str, violations: &mut Violations) -> Optio
         violations.push(Violation::new(
             column,
             ViolationReason::InvalidValue,
-            format!("{column} {value:?} is not a whole number"),
+            format!("{column} {:?} is not a whole number", Echo(value)),
         ));
     }
     parsed
+}
+
+fn driver_row_invalid(file: &str, line: usize, driver_id: &str, driver_line: usize) -> Problem {
+    Problem::new(
+        file,
+        line,
+        "driver_id",
+        reason::DRIVER_ROW_INVALID,
+        format!(
+            "driver {:?} is on line {driver_line} of the drivers file, which has problems",
+            Echo(driver_id)
+        ),
+    )
 }
 
 fn duplicate(
@@ -572,12 +609,17 @@ fn duplicate(
     let (reason, message) = match column {
         "id" => (
             reason::DUPLICATE_ID,
-            format!("id {value:?} is also on line {first_line}; each id may appear once per file"),
+            format!(
+                "id {:?} is also on line {first_line}; each id may appear once per file",
+                Echo(value)
+            ),
         ),
         "driver_id" => (
             "DRIVER_ALREADY_ASSIGNED",
             format!(
-                "driver {value:?} also drives vehicle {holder:?} on line {first_line}; a driver drives one vehicle"
+                "driver {:?} also drives vehicle {:?} on line {first_line}; a driver drives one vehicle",
+                Echo(value),
+                Echo(holder)
             ),
         ),
         _ => {
@@ -589,8 +631,10 @@ fn duplicate(
             (
                 reason,
                 format!(
-                    "{column} {value:?} is also on line {first_line} ({} {holder:?})",
-                    kind.noun()
+                    "{column} {:?} is also on line {first_line} ({} {:?})",
+                    Echo(value),
+                    kind.noun(),
+                    Echo(holder)
                 ),
             )
         }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{Kind, Problem, reason};
+use crate::domain::error::Echo;
 
 /// One row of a file: its line and its values by column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +89,10 @@ fn csv_rows(kind: Kind, file: &str, text: &str) -> (Vec<Row>, Vec<Problem>) {
                             header.len()
                         ),
                     ));
+                    continue;
+                }
+                // Spreadsheets leave rows of empty cells (`,,,`) at the end.
+                if record.iter().all(str::is_empty) {
                     continue;
                 }
                 let values = header
@@ -188,7 +193,8 @@ fn unknown_column(kind: Kind, file: &str, line: usize, column: &str) -> Problem 
         column,
         reason::UNKNOWN_COLUMN,
         format!(
-            "{column:?} is not a column of {} files; they have {}",
+            "{:?} is not a column of {} files; they have {}",
+            Echo(column),
             kind.plural(),
             kind.describe_columns()
         ),
@@ -203,9 +209,9 @@ fn json_rows(kind: Kind, file: &str, text: &str) -> (Vec<Row>, Vec<Problem>) {
         if text.trim().is_empty() {
             continue;
         }
-        let object = match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(serde_json::Value::Object(object)) => object,
-            Ok(_) => {
+        let object = match serde_json::from_str::<JsonRow>(text) {
+            Ok(JsonRow::Object(object)) => object,
+            Ok(JsonRow::Other) => {
                 problems.push(Problem::new(
                     file,
                     line,
@@ -229,6 +235,17 @@ fn json_rows(kind: Kind, file: &str, text: &str) -> (Vec<Row>, Vec<Problem>) {
         let mut values = BTreeMap::new();
         let mut good = true;
         for (column, value) in object {
+            if values.contains_key(&column) {
+                problems.push(Problem::new(
+                    file,
+                    line,
+                    &column,
+                    reason::MALFORMED_ROW,
+                    format!("the line names {column:?} twice"),
+                ));
+                good = false;
+                continue;
+            }
             if !kind.knows(&column) {
                 // The row's other values are still checked.
                 problems.push(unknown_column(kind, file, line, &column));
@@ -257,4 +274,70 @@ fn json_rows(kind: Kind, file: &str, text: &str) -> (Vec<Row>, Vec<Problem>) {
         }
     }
     (rows, problems)
+}
+
+/// A line of JSON Lines: an object with its keys in order, repeats kept
+/// (a map would keep the last of two values silently), or anything else.
+enum JsonRow {
+    Object(Vec<(String, serde_json::Value)>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for JsonRow {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = JsonRow;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<JsonRow, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
+                }
+                Ok(JsonRow::Object(entries))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<JsonRow, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(JsonRow::Other)
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<JsonRow, E> {
+                Ok(JsonRow::Other)
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<JsonRow, E> {
+                Ok(JsonRow::Other)
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<JsonRow, E> {
+                Ok(JsonRow::Other)
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<JsonRow, E> {
+                Ok(JsonRow::Other)
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<JsonRow, E> {
+                Ok(JsonRow::Other)
+            }
+
+            fn visit_unit<E>(self) -> Result<JsonRow, E> {
+                Ok(JsonRow::Other)
+            }
+        }
+
+        deserializer.deserialize_any(Visitor)
+    }
 }

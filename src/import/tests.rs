@@ -116,7 +116,9 @@ async fn every_bad_row_is_reported_with_file_line_column_and_reason_and_nothing_
                  v4,KL11 MNO,,,4,d-missing\n\
                  v5,HELD 1,,,4,\n\
                  v6,PQ22 RST,,,4,d1\n\
-                 v7,UV33 WXY,,,4,d-held\n",
+                 v7,UV33 WXY,,,4,d-held\n\
+                 v8,ZZ11 AAA,,,4,d4\n\
+                 ,,,,,\n",
             ),
             (
                 "employees.jsonl",
@@ -129,6 +131,7 @@ not json
 {"id":"e4","name":"Di","email":"held@example.com","department":["a"]}
 {"id":"e5","name":"Ed","email":"held@example.com"}
 {"id":"bad id","name":"Flo","email":"flo@example.com"}
+{"id":"e6","name":"Gus","email":"gus@example.com","email":"gus@example.org"}
 "#,
             ),
         ],
@@ -172,6 +175,9 @@ not json
             format!(
                 "{vehicles}:8: driver_id: DRIVER_ALREADY_ASSIGNED: driver \"d-held\" is already assigned to vehicle \"v-held\" on dates from 2026-03-02 on; assign that vehicle another driver first"
             ),
+            format!(
+                "{vehicles}:9: driver_id: DRIVER_ROW_INVALID: driver \"d4\" is on line 5 of the drivers file, which has problems"
+            ),
             format!("{employees}:2: email: INVALID_VALUE: email \"bob@\" is not an e-mail address"),
             format!(
                 "{employees}:3: id: DUPLICATE_ID: id \"e1\" is also on line 1; each id may appear once per file"
@@ -191,6 +197,7 @@ not json
             format!(
                 "{employees}:9: id: INVALID_VALUE: id \"bad id\" is not a valid id: use letters, digits, '-', '_' and '.'"
             ),
+            format!("{employees}:10: email: MALFORMED_ROW: the line names \"email\" twice"),
         ]
     );
     assert_eq!(everything(&store).await, before, "nothing is written");
@@ -421,6 +428,28 @@ async fn files_of_unknown_type_or_missing_are_named() {
     assert!(
         error.to_string().starts_with("cannot read ") && error.to_string().contains("gone.csv"),
         "{error}"
+    );
+    let latin1 = dir.path().join("latin1.csv");
+    std::fs::write(
+        &latin1,
+        b"id,name,email\ne1,Ann,ann@example.com\ne2,Zo\xeb,zoe@example.com\n",
+    )
+    .unwrap();
+    let not_utf8 = ImportFiles {
+        employees: Some(latin1.clone()),
+        ..ImportFiles::default()
+    };
+    let Err(ImportError::Rejected(problems)) =
+        import(&store, &not_utf8, now(), window(), false).await
+    else {
+        panic!("a file that is not UTF-8 is refused");
+    };
+    assert_eq!(
+        problems.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [format!(
+            "{}:3: MALFORMED_ROW: the file is not UTF-8 text (its first bad byte is on this line); save it as UTF-8",
+            latin1.display()
+        )]
     );
     let error = import(&store, &ImportFiles::default(), now(), window(), false)
         .await

@@ -89,6 +89,10 @@ use crate::storage::{Progress, Store, StoreError, StoreResult};
 /// The generation every entry depends on.
 const EPOCH: &str = "epoch";
 
+/// The most generations a write bumps one by one; more, and it bumps the
+/// epoch.
+const MAX_BUMPED: usize = 1000;
+
 /// Hit, miss and error counts since start.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CacheStats {
@@ -171,6 +175,18 @@ fn fleet_touched(outcomes: &[FleetOutcome]) -> Vec<String> {
         }
     }
     generations.into_iter().collect()
+}
+
+/// What fleet outcomes invalidate: a bulk import would bump one key per
+/// row, more than one Redis round trip should carry, so past
+/// [`MAX_BUMPED`] it retires everything instead.
+fn fleet_invalidation(outcomes: &[FleetOutcome]) -> Vec<String> {
+    let touched = fleet_touched(outcomes);
+    if touched.len() > MAX_BUMPED {
+        vec![EPOCH.to_owned()]
+    } else {
+        touched
+    }
 }
 
 /// The one generation a history page depends on besides the epoch.
@@ -261,6 +277,12 @@ impl CachedStore {
             pending.remove(generation);
         }
         pending.is_empty()
+    }
+
+    /// How many invalidations could not be delivered yet (Redis was
+    /// unreachable); they go with the next write or read.
+    pub fn undelivered(&self) -> usize {
+        self.pending.lock().expect("pending lock poisoned").len()
     }
 
     /// Retires every entry that depends on `generations`, together with
@@ -560,7 +582,7 @@ impl Store for CachedStore {
 
     async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
         let result = self.inner.apply_fleet(requests).await;
-        self.after_write(&result, |outcomes| fleet_touched(outcomes))
+        self.after_write(&result, |outcomes| fleet_invalidation(outcomes))
             .await;
         result
     }
@@ -629,6 +651,40 @@ mod tests {
             update_time: chrono::DateTime::UNIX_EPOCH,
             version: 1,
         }
+    }
+
+    fn employee_outcome(n: usize) -> FleetOutcome {
+        FleetOutcome {
+            entity: FleetEntity::Employee(Employee {
+                id: format!("e{n}"),
+                name: String::new(),
+                email: String::new(),
+                department: String::new(),
+                active: true,
+                create_time: chrono::DateTime::UNIX_EPOCH,
+                update_time: chrono::DateTime::UNIX_EPOCH,
+                version: 1,
+            }),
+            changed: true,
+            cancelled: Vec::new(),
+            redriven: Vec::new(),
+            vehicles_touched: Vec::new(),
+            dates_touched: Vec::new(),
+            before: None,
+            timelines_changed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_bulk_fleet_write_retires_everything_instead_of_a_key_per_row() {
+        let few: Vec<FleetOutcome> = (0..MAX_BUMPED).map(employee_outcome).collect();
+        assert_eq!(fleet_invalidation(&few).len(), MAX_BUMPED);
+        assert_eq!(
+            fleet_invalidation(&few[..2]),
+            ["fleet:employee:e0", "fleet:employee:e1"]
+        );
+        let many: Vec<FleetOutcome> = (0..=MAX_BUMPED).map(employee_outcome).collect();
+        assert_eq!(fleet_invalidation(&many), [EPOCH]);
     }
 
     #[test]
