@@ -236,9 +236,9 @@ pub trait Store: Send + Sync + 'static {
         page: PageRequest<String>,
     ) -> StoreResult<Page<Vehicle>>;
 
-    /// Vehicles that can be booked on `date`, in id order, with their
-    /// drivers that day: not retired, not out of service, with a driver,
-    /// and not booked.
+    /// Vehicles that can be booked on `date` (today or later), in id order,
+    /// with their drivers that day: not retired, not out of service, with a
+    /// driver, and not booked.
     async fn list_available_vehicles(
         &self,
         date: NaiveDate,
