@@ -280,17 +280,20 @@ pub fn list_vehicles(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let total: i64 = if free {
         // Counting bookable vehicles one by one costs three lookups per
-        // vehicle on every call. From today on the fleet rules keep three
-        // facts true (retiring ends the timeline from today; blocks, retiring
-        // and deactivating refuse or cancel the bookings in their way), so the
-        // count is: vehicles driven that day, less those blocked, less the
-        // day's bookings. The conformance cases compare it with the rows.
+        // vehicle on every call. From today on the fleet rules keep the
+        // bookings off vehicles that are retired, blocked or without a driver
+        // (blocks, retiring and deactivating refuse or cancel the ones in
+        // their way), so the count is: active vehicles driven that day, less
+        // those blocked, less the day's bookings. The conformance cases
+        // compare it with the rows.
         conn.prepare_cached(
             "SELECT (SELECT count(*) FROM driver_assignments a
+                       JOIN vehicles v ON v.id = a.vehicle_id AND v.retired = 0
                       WHERE a.start_date <= ?1 AND (a.end_date IS NULL OR a.end_date > ?1))
                   - (SELECT count(DISTINCT b.vehicle_id) FROM vehicle_blocks b
                       JOIN driver_assignments a ON a.vehicle_id = b.vehicle_id
                        AND a.start_date <= ?1 AND (a.end_date IS NULL OR a.end_date > ?1)
+                      JOIN vehicles v ON v.id = b.vehicle_id AND v.retired = 0
                       WHERE b.start_date <= ?1 AND b.end_date >= ?1)
                   - coalesce((SELECT bookings FROM daily_bookings WHERE allocation_date = ?1), 0)",
         )?
@@ -300,7 +303,7 @@ pub fn list_vehicles(
         conn.prepare_cached(&count)?
             .query_row([days(on)], |row| row.get(0))?
     };
-    Ok(Page::from_rows(rows, page.size, total as u64))
+    Ok(Page::from_rows(rows, page.size, total.max(0) as u64))
 }
 
 pub fn list_blocks(
