@@ -648,6 +648,22 @@ pub async fn retiring_a_vehicle_hides_it_and_frees_its_driver(store: &Shared, fx
         refused(store.create_allocation(fx.booking(12, 10, fx.day(5))).await).reason(),
         "VEHICLE_HAS_NO_DRIVER"
     );
+
+    // Retired by a writer whose today is already tomorrow (midnight), the
+    // vehicle still has its driver today: a reader still on today neither
+    // lists nor counts it.
+    let mut at_midnight = fx.admin(FleetCommand::SetVehicleRetired {
+        id: fx.vehicle(13).into(),
+        retired: true,
+        cancel_conflicting: true,
+    });
+    at_midnight.window.today = fx.day(1);
+    store.apply_fleet(vec![at_midnight]).await.unwrap();
+    assert!(
+        !available(store, fx, 0)
+            .await
+            .contains(&fx.vehicle(13).to_owned())
+    );
 }
 
 pub async fn blocks_take_a_vehicle_out_of_service(store: &Shared, fx: &Fixture) {

@@ -283,13 +283,18 @@ pub fn list_vehicles(
         // vehicle on every call. From today on the fleet rules keep the
         // bookings off vehicles that are retired, blocked or without a driver
         // (blocks, retiring and deactivating refuse or cancel the ones in
-        // their way), so the count is: active vehicles driven that day, less
-        // those blocked, less the day's bookings. The conformance cases
-        // compare it with the rows.
+        // their way), so the count is: vehicles driven that day, less the
+        // retired ones among them (few, and from today on none, unless the
+        // reader's today is a moment behind the writer's), less those
+        // blocked, less the day's bookings. The conformance cases compare it
+        // with the rows.
         conn.prepare_cached(
             "SELECT (SELECT count(*) FROM driver_assignments a
-                       JOIN vehicles v ON v.id = a.vehicle_id AND v.retired = 0
                       WHERE a.start_date <= ?1 AND (a.end_date IS NULL OR a.end_date > ?1))
+                  - (SELECT count(*) FROM vehicles v
+                      JOIN driver_assignments a ON a.vehicle_id = v.id
+                       AND a.start_date <= ?1 AND (a.end_date IS NULL OR a.end_date > ?1)
+                      WHERE v.retired = 1)
                   - (SELECT count(DISTINCT b.vehicle_id) FROM vehicle_blocks b
                       JOIN driver_assignments a ON a.vehicle_id = b.vehicle_id
                        AND a.start_date <= ?1 AND (a.end_date IS NULL OR a.end_date > ?1)
