@@ -804,3 +804,38 @@ async fn import_loads_the_example_files_once_refuses_bad_rows_whole_and_serves_w
         "no row of the refused file"
     );
 }
+
+#[test]
+fn an_import_whose_cache_invalidation_cannot_reach_redis_says_so_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let drivers = example("drivers.csv");
+    // Nothing listens on the discard port: every Redis call fails.
+    let unreachable = [
+        ("REDIS_URL", "redis://127.0.0.1:9"),
+        ("REDIS_TIMEOUT_MS", "200"),
+    ];
+    let args = [
+        "import",
+        "--data-dir",
+        data_dir,
+        "--drivers",
+        drivers.as_str(),
+    ];
+    let output = run(&args, &unreachable);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains(
+            "the data was written, but Redis could not be told: running services may serve the old data for up to CACHE_TTL"
+        ),
+        "{}",
+        text(&output.stderr)
+    );
+    // Written all the same.
+    let again = run(&args, &[]);
+    assert!(
+        text(&again.stdout).contains("drivers: 0 created, 0 updated, 3 unchanged"),
+        "{}",
+        text(&again.stdout)
+    );
+}
