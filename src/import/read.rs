@@ -64,7 +64,7 @@ fn csv_rows(kind: Kind, file: &str, text: &str) -> (Vec<Row>, Vec<Problem>) {
         }
     };
     problems.extend(header_problems(kind, file, &header));
-    if header_lacks_required(kind, &header) {
+    if problems.iter().any(|p| p.reason == reason::MISSING_COLUMN) {
         // Every row would repeat it.
         return (Vec::new(), problems);
     }
@@ -180,12 +180,6 @@ fn header_problems(kind: Kind, file: &str, header: &[String]) -> Vec<Problem> {
     problems
 }
 
-fn header_lacks_required(kind: Kind, header: &[String]) -> bool {
-    kind.required()
-        .iter()
-        .any(|column| !header.iter().any(|c| c == column))
-}
-
 fn unknown_column(kind: Kind, file: &str, line: usize, column: &str) -> Problem {
     Problem::new(
         file,
@@ -209,26 +203,15 @@ fn json_rows(kind: Kind, file: &str, text: &str) -> (Vec<Row>, Vec<Problem>) {
         if text.trim().is_empty() {
             continue;
         }
-        let object = match serde_json::from_str::<JsonRow>(text) {
-            Ok(JsonRow::Object(object)) => object,
-            Ok(JsonRow::Other) => {
-                problems.push(Problem::new(
-                    file,
-                    line,
-                    "",
-                    reason::MALFORMED_ROW,
-                    "the line is not a JSON object",
-                ));
-                continue;
-            }
+        let object = match serde_json::from_str::<JsonObject>(text) {
+            Ok(JsonObject(object)) => object,
             Err(error) => {
-                problems.push(Problem::new(
-                    file,
-                    line,
-                    "",
-                    reason::MALFORMED_ROW,
-                    format!("the line is not valid JSON: {error}"),
-                ));
+                let message = if error.classify() == serde_json::error::Category::Data {
+                    "the line is not a JSON object".to_owned()
+                } else {
+                    format!("the line is not valid JSON: {error}")
+                };
+                problems.push(Problem::new(file, line, "", reason::MALFORMED_ROW, message));
                 continue;
             }
         };
@@ -276,68 +259,33 @@ fn json_rows(kind: Kind, file: &str, text: &str) -> (Vec<Row>, Vec<Problem>) {
     (rows, problems)
 }
 
-/// A line of JSON Lines: an object with its keys in order, repeats kept
-/// (a map would keep the last of two values silently), or anything else.
-enum JsonRow {
-    Object(Vec<(String, serde_json::Value)>),
-    Other,
-}
+/// A line of JSON Lines: an object's entries in order, repeated keys kept
+/// (a map would keep the last of two values silently).
+struct JsonObject(Vec<(String, serde_json::Value)>);
 
-impl<'de> serde::Deserialize<'de> for JsonRow {
+impl<'de> serde::Deserialize<'de> for JsonObject {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
+        struct Entries;
 
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = JsonRow;
+        impl<'de> serde::de::Visitor<'de> for Entries {
+            type Value = JsonObject;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON value")
+                f.write_str("a JSON object")
             }
 
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
-            ) -> Result<JsonRow, A::Error> {
+            ) -> Result<JsonObject, A::Error> {
                 let mut entries = Vec::new();
                 while let Some(entry) = map.next_entry()? {
                     entries.push(entry);
                 }
-                Ok(JsonRow::Object(entries))
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<JsonRow, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(JsonRow::Other)
-            }
-
-            fn visit_bool<E>(self, _: bool) -> Result<JsonRow, E> {
-                Ok(JsonRow::Other)
-            }
-
-            fn visit_i64<E>(self, _: i64) -> Result<JsonRow, E> {
-                Ok(JsonRow::Other)
-            }
-
-            fn visit_u64<E>(self, _: u64) -> Result<JsonRow, E> {
-                Ok(JsonRow::Other)
-            }
-
-            fn visit_f64<E>(self, _: f64) -> Result<JsonRow, E> {
-                Ok(JsonRow::Other)
-            }
-
-            fn visit_str<E>(self, _: &str) -> Result<JsonRow, E> {
-                Ok(JsonRow::Other)
-            }
-
-            fn visit_unit<E>(self) -> Result<JsonRow, E> {
-                Ok(JsonRow::Other)
+                Ok(JsonObject(entries))
             }
         }
 
-        deserializer.deserialize_any(Visitor)
+        deserializer.deserialize_map(Entries)
     }
 }

@@ -456,3 +456,25 @@ async fn files_of_unknown_type_or_missing_are_named() {
         .unwrap_err();
     assert!(matches!(error, ImportError::NoFiles));
 }
+
+#[test]
+fn a_json_line_that_is_not_an_object_is_reported_as_such() {
+    let checked = check_file(
+        Kind::Employees,
+        "e.jsonl",
+        Format::JsonLines,
+        "[1, 2]\n5\n{\"id\": \"e1\", \"name\": \"Ann\", \"email\": \"ann@example.com\"}\n{\"id\": \n",
+        now(),
+        &HashMap::new(),
+    );
+    let report: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        report,
+        [
+            "e.jsonl:1: MALFORMED_ROW: the line is not a JSON object",
+            "e.jsonl:2: MALFORMED_ROW: the line is not a JSON object",
+            "e.jsonl:4: MALFORMED_ROW: the line is not valid JSON: EOF while parsing a value at line 1 column 7",
+        ]
+    );
+    assert_eq!(checked.entries.len(), 1);
+}

@@ -38,11 +38,7 @@ impl MongoStore {
         requests: Vec<FleetRequest>,
     ) -> StoreResult<Vec<FleetOutcome>> {
         self.writable()?;
-        let mut session = self
-            .client
-            .start_session()
-            .await
-            .map_err(classify("starting a session"))?;
+        let mut session = self.session().await?;
         let result = session
             .start_transaction()
             .read_concern(ReadConcern::snapshot())
@@ -78,11 +74,7 @@ impl MongoStore {
         progress: Progress,
     ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
         self.writable()?;
-        let mut session = self
-            .client
-            .start_session()
-            .await
-            .map_err(classify("starting a session"))?;
+        let mut session = self.session().await?;
         session
             .start_transaction()
             .read_concern(ReadConcern::snapshot())

@@ -206,6 +206,14 @@ impl MongoStore {
 
     /// Refuses writes while the indexes, which enforce the booking rules,
     /// may be missing.
+    /// A session, for a transaction.
+    async fn session(&self) -> StoreResult<ClientSession> {
+        self.client
+            .start_session()
+            .await
+            .map_err(classify("starting a session"))
+    }
+
     fn writable(&self) -> StoreResult<()> {
         if self.indexes.ready() {
             Ok(())
@@ -519,11 +527,7 @@ fn raised_in_transaction(error: &MongoError) -> Option<StoreError> {
 impl Store for MongoStore {
     async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
         self.writable()?;
-        let mut session = self
-            .client
-            .start_session()
-            .await
-            .map_err(classify("starting a session"))?;
+        let mut session = self.session().await?;
         let result = session
             .start_transaction()
             .read_concern(ReadConcern::snapshot())
@@ -891,11 +895,7 @@ impl Store for MongoStore {
                     .collect(),
             ),
         ];
-        let mut session = self
-            .client
-            .start_session()
-            .await
-            .map_err(classify("starting a session"))?;
+        let mut session = self.session().await?;
         session
             .start_transaction()
             .write_concern(WriteConcern::majority())
@@ -927,11 +927,7 @@ impl Store for MongoStore {
             return Ok(());
         }
         let documents: Vec<Document> = allocations.iter().map(d::allocation_document).collect();
-        let mut session = self
-            .client
-            .start_session()
-            .await
-            .map_err(classify("starting a session"))?;
+        let mut session = self.session().await?;
         let result = session
             .start_transaction()
             .write_concern(WriteConcern::majority())
