@@ -15,6 +15,7 @@ pub use input::*;
 use super::allocation::{Allocation, Etag};
 use super::calendar::BookingWindow;
 use super::error::{DomainError, Resource};
+use super::event::{EventKind, NewEvent, Origin, Snapshot};
 use super::fleet::{
     Assignment, Driver, Employee, Vehicle, VehicleBlock, assign_from, driver_on, end_timeline,
 };
@@ -114,6 +115,8 @@ pub struct FleetRequest {
     pub command: FleetCommand,
     pub now: DateTime<Utc>,
     pub window: BookingWindow,
+    /// Who asks, for the events.
+    pub origin: Origin,
 }
 
 /// A value that must be unique among its kind.
@@ -187,6 +190,8 @@ pub struct FleetWrite {
     pub cancel: Vec<Allocation>,
     /// Bookings whose driver changes: before and after.
     pub redrive: Vec<(Allocation, Allocation)>,
+    /// One per entity changed: the command's own, then its bookings'.
+    pub events: Vec<NewEvent>,
 }
 
 impl FleetWrite {
@@ -417,10 +422,56 @@ pub fn decide(
             facts.block.clone().map(FleetEntity::Block)
         }
     };
-    let (write, mut outcome) = decide_fields(request, facts)?;
+    let (mut write, mut outcome) = decide_fields(request, facts)?;
     outcome.before = before;
     outcome.timelines_changed = write.timelines.iter().map(|(id, _)| id.clone()).collect();
+    if outcome.changed {
+        write.events = events(request, &write, &outcome);
+    }
     Ok((write, outcome))
+}
+
+/// The events of a decided command that changes something.
+fn events(request: &FleetRequest, write: &FleetWrite, outcome: &FleetOutcome) -> Vec<NewEvent> {
+    let snapshot = |entity: &FleetEntity| match entity {
+        FleetEntity::Employee(e) => Snapshot::Employee(e.clone()),
+        FleetEntity::Driver(d) => Snapshot::Driver(d.clone()),
+        FleetEntity::Vehicle(v) => Snapshot::Vehicle(v.clone()),
+        FleetEntity::Block(b) => Snapshot::VehicleBlock(b.clone()),
+    };
+    let created = outcome.before.is_none();
+    let kind = match &outcome.entity {
+        FleetEntity::Employee(_) if created => EventKind::EmployeeCreated,
+        FleetEntity::Employee(_) => EventKind::EmployeeUpdated,
+        FleetEntity::Driver(_) if created => EventKind::DriverCreated,
+        FleetEntity::Driver(_) => EventKind::DriverUpdated,
+        FleetEntity::Vehicle(_) if created => EventKind::VehicleCreated,
+        FleetEntity::Vehicle(_) => EventKind::VehicleUpdated,
+        FleetEntity::Block(_) if write.delete_block.is_some() => EventKind::VehicleBlockDeleted,
+        FleetEntity::Block(_) => EventKind::VehicleBlockCreated,
+    };
+    let (before, after) = match kind {
+        EventKind::VehicleBlockDeleted => (Some(snapshot(&outcome.entity)), None),
+        _ => (
+            outcome.before.as_ref().map(snapshot),
+            Some(snapshot(&outcome.entity)),
+        ),
+    };
+    let (at, origin) = (request.now, &request.origin);
+    let mut events = vec![NewEvent::new(kind, before, after, at, origin)];
+    events.extend(
+        write
+            .cancel
+            .iter()
+            .map(|booking| NewEvent::allocation(Some(booking), None, at, origin)),
+    );
+    events.extend(
+        write
+            .redrive
+            .iter()
+            .map(|(before, after)| NewEvent::allocation(Some(before), Some(after), at, origin)),
+    );
+    events
 }
 
 fn decide_fields(

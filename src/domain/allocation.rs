@@ -4,6 +4,7 @@ use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::calendar::BookingWindow;
 use super::error::{DomainError, Echo, Resource, Violation, ViolationReason};
+use super::event::Origin;
 
 /// The longest purpose accepted, in characters.
 pub const PURPOSE_MAX_CHARS: usize = 500;
@@ -87,6 +88,8 @@ pub struct NewAllocation {
     pub window: BookingWindow,
     /// Makes the request idempotent when set.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// Who asks, for the event.
+    pub origin: Origin,
 }
 
 impl NewAllocation {
@@ -187,6 +190,8 @@ pub struct AllocationUpdate {
     pub expected_etag: Option<Etag>,
     pub now: DateTime<Utc>,
     pub window: BookingWindow,
+    /// Who asks, for the event.
+    pub origin: Origin,
 }
 
 impl AllocationUpdate {
@@ -266,7 +271,11 @@ pub struct AllocationDeletion {
     pub id: String,
     /// When set, the delete only applies to this version.
     pub expected_etag: Option<Etag>,
+    /// When the request arrived: the event's time.
+    pub now: DateTime<Utc>,
     pub window: BookingWindow,
+    /// Who asks, for the event.
+    pub origin: Origin,
 }
 
 impl AllocationDeletion {
@@ -373,6 +382,7 @@ mod tests {
             expected_etag: etag.map(Etag),
             now: now(),
             window: window(),
+            origin: Origin::new(super::super::event::Actor::anonymous(), "req-1"),
         }
     }
 
@@ -405,7 +415,9 @@ mod tests {
         let deletion = AllocationDeletion {
             id: "a-1".into(),
             expected_etag: None,
+            now: now(),
             window: window(),
+            origin: Origin::new(super::super::event::Actor::anonymous(), "req-1"),
         };
         assert_eq!(
             deletion.check(&past).unwrap_err().reason(),

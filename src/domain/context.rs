@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::access::Principal;
+use super::event::{Actor, Origin};
 
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -14,4 +15,11 @@ pub struct RequestContext {
     /// When the call is cut off: the caller's `grpc-timeout`, or
     /// `GRPC_DEFAULT_TIMEOUT` when that is sooner or the caller set none.
     pub deadline: Instant,
+}
+
+impl RequestContext {
+    /// Who asks and in which request, as the events of its writes record.
+    pub fn origin(&self) -> Origin {
+        Origin::new(Actor::of(&self.principal), self.request_id.as_ref())
+    }
 }

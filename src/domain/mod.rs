@@ -7,9 +7,11 @@
 pub mod access;
 pub mod admin;
 pub mod allocation;
+pub mod booking;
 pub mod calendar;
 pub mod context;
 pub mod error;
+pub mod event;
 pub mod fleet;
 pub mod history;
 pub mod page;
@@ -21,6 +23,7 @@ pub use allocation::{
 };
 pub use calendar::{BookingPolicy, BookingWindow, format_date, parse_date};
 pub use error::{DomainError, Resource, Violation, ViolationReason};
+pub use event::{Actor, Event, EventFilter, EventKind, NewEvent, Origin, Snapshot};
 pub use fleet::{Assignment, Driver, Employee, Vehicle, VehicleBlock};
 pub use history::{HistoryCursor, HistoryFilter};
 pub use page::{Page, PageKey, PageRequest, PageSize, PageToken};

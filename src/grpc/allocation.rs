@@ -67,7 +67,7 @@ impl AllocationService for AllocationApi {
         request: Request<CreateAllocationRequest>,
     ) -> Result<Response<v1::Allocation>, Status> {
         let caller = context(&request)?;
-        let new = decode_create(&self.ctx, request.into_inner())?;
+        let new = decode_create(&self.ctx, &caller, request.into_inner())?;
         allow(
             &caller,
             Action::CreateBooking {
@@ -107,7 +107,7 @@ impl AllocationService for AllocationApi {
         request: Request<UpdateAllocationRequest>,
     ) -> Result<Response<v1::Allocation>, Status> {
         let caller = context(&request)?;
-        let update = decode_update(&self.ctx, request.into_inner())?;
+        let update = decode_update(&self.ctx, &caller, request.into_inner())?;
         self.check_owner(&caller, &update.id, |owner| Action::ChangeBooking { owner })
             .await?;
         let updated = self.ctx.store.update_allocation(update).await?;
@@ -129,10 +129,13 @@ impl AllocationService for AllocationApi {
             owner,
         })
         .await?;
+        let now = self.ctx.now();
         let deletion = AllocationDeletion {
             id: request.id,
             expected_etag,
-            window: self.ctx.window(self.ctx.now()),
+            now,
+            window: self.ctx.window(now),
+            origin: caller.origin(),
         };
         self.ctx.store.delete_allocation(deletion).await?;
         Ok(Response::new(()))
@@ -201,6 +204,7 @@ impl AllocationService for AllocationApi {
 
 fn decode_create(
     ctx: &ServiceContext,
+    caller: &RequestContext,
     request: CreateAllocationRequest,
 ) -> Result<NewAllocation, DomainError> {
     let a = request.allocation.unwrap_or_default();
@@ -232,6 +236,7 @@ fn decode_create(
         now,
         window: ctx.window(now),
         idempotency_key,
+        origin: caller.origin(),
     })
 }
 
@@ -248,6 +253,7 @@ pub(super) fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
 
 fn decode_update(
     ctx: &ServiceContext,
+    caller: &RequestContext,
     request: UpdateAllocationRequest,
 ) -> Result<AllocationUpdate, DomainError> {
     let a = request.allocation.unwrap_or_default();
@@ -296,5 +302,6 @@ fn decode_update(
         expected_etag,
         now,
         window: ctx.window(now),
+        origin: caller.origin(),
     })
 }

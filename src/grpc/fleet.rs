@@ -52,12 +52,17 @@ impl FleetApi {
     }
 
     /// Applies one fleet command.
-    async fn run(&self, command: FleetCommand) -> Result<FleetOutcome, Status> {
+    async fn run(
+        &self,
+        caller: &RequestContext,
+        command: FleetCommand,
+    ) -> Result<FleetOutcome, Status> {
         let now = self.ctx.now();
         let request = FleetRequest {
             command,
             now,
             window: self.ctx.window(now),
+            origin: caller.origin(),
         };
         let mut outcomes = self.ctx.store.apply_fleet(vec![request]).await?;
         outcomes.pop().ok_or_else(|| {
@@ -123,8 +128,10 @@ fn cancelled(outcome: &FleetOutcome) -> Vec<v1::Allocation> {
 }
 
 /// Lets only fleet administrators through.
-fn fleet_admin<T>(request: &Request<T>) -> Result<(), Status> {
-    allow(&context(request)?, Action::ChangeFleet)
+fn fleet_admin<T>(request: &Request<T>) -> Result<RequestContext, Status> {
+    let caller = context(request)?;
+    allow(&caller, Action::ChangeFleet)?;
+    Ok(caller)
 }
 
 /// A page request for a list in id order, bound to `filters`.
@@ -375,7 +382,7 @@ impl FleetService for FleetApi {
         &self,
         request: Request<CreateEmployeeRequest>,
     ) -> Result<Response<v1::Employee>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let e = request.into_inner().employee.unwrap_or_default();
         let input = EmployeeInput {
             id: given_or_new(e.id, &self.ctx),
@@ -387,10 +394,13 @@ impl FleetService for FleetApi {
         let employee = input.check("employee", self.ctx.now(), &mut violations);
         let employee = violations.finish(|| employee.expect("checked"))?;
         let outcome = self
-            .run(FleetCommand::PutEmployee {
-                employee,
-                upsert: false,
-            })
+            .run(
+                &caller,
+                FleetCommand::PutEmployee {
+                    employee,
+                    upsert: false,
+                },
+            )
             .await?;
         Ok(Response::new(employee_of(outcome)?))
     }
@@ -399,24 +409,29 @@ impl FleetService for FleetApi {
         &self,
         request: Request<UpdateEmployeeRequest>,
     ) -> Result<Response<v1::Employee>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let command = decode_employee_update(request.into_inner())?;
-        Ok(Response::new(employee_of(self.run(command).await?)?))
+        Ok(Response::new(employee_of(
+            self.run(&caller, command).await?,
+        )?))
     }
 
     async fn deactivate_employee(
         &self,
         request: Request<DeactivateEmployeeRequest>,
     ) -> Result<Response<DeactivateEmployeeResponse>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let request = request.into_inner();
         required_id("id", &request.id)?;
         let outcome = self
-            .run(FleetCommand::SetEmployeeActive {
-                id: request.id,
-                active: false,
-                cancel_conflicting: request.cancel_conflicting_bookings,
-            })
+            .run(
+                &caller,
+                FleetCommand::SetEmployeeActive {
+                    id: request.id,
+                    active: false,
+                    cancel_conflicting: request.cancel_conflicting_bookings,
+                },
+            )
             .await?;
         Ok(Response::new(DeactivateEmployeeResponse {
             cancelled_allocations: cancelled(&outcome),
@@ -428,15 +443,18 @@ impl FleetService for FleetApi {
         &self,
         request: Request<ReactivateEmployeeRequest>,
     ) -> Result<Response<v1::Employee>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let id = request.into_inner().id;
         required_id("id", &id)?;
         let outcome = self
-            .run(FleetCommand::SetEmployeeActive {
-                id,
-                active: true,
-                cancel_conflicting: false,
-            })
+            .run(
+                &caller,
+                FleetCommand::SetEmployeeActive {
+                    id,
+                    active: true,
+                    cancel_conflicting: false,
+                },
+            )
             .await?;
         Ok(Response::new(employee_of(outcome)?))
     }
@@ -489,7 +507,7 @@ impl FleetService for FleetApi {
         &self,
         request: Request<CreateDriverRequest>,
     ) -> Result<Response<v1::Driver>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let d = request.into_inner().driver.unwrap_or_default();
         let input = DriverInput {
             id: given_or_new(d.id, &self.ctx),
@@ -501,10 +519,13 @@ impl FleetService for FleetApi {
         let driver = input.check("driver", self.ctx.now(), &mut violations);
         let driver = violations.finish(|| driver.expect("checked"))?;
         let outcome = self
-            .run(FleetCommand::PutDriver {
-                driver,
-                upsert: false,
-            })
+            .run(
+                &caller,
+                FleetCommand::PutDriver {
+                    driver,
+                    upsert: false,
+                },
+            )
             .await?;
         Ok(Response::new(driver_of(outcome)?))
     }
@@ -513,23 +534,26 @@ impl FleetService for FleetApi {
         &self,
         request: Request<UpdateDriverRequest>,
     ) -> Result<Response<v1::Driver>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let command = decode_driver_update(request.into_inner())?;
-        Ok(Response::new(driver_of(self.run(command).await?)?))
+        Ok(Response::new(driver_of(self.run(&caller, command).await?)?))
     }
 
     async fn deactivate_driver(
         &self,
         request: Request<DeactivateDriverRequest>,
     ) -> Result<Response<DeactivateDriverResponse>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let request = request.into_inner();
         required_id("id", &request.id)?;
         let outcome = self
-            .run(FleetCommand::DeactivateDriver {
-                id: request.id,
-                cancel_conflicting: request.cancel_conflicting_bookings,
-            })
+            .run(
+                &caller,
+                FleetCommand::DeactivateDriver {
+                    id: request.id,
+                    cancel_conflicting: request.cancel_conflicting_bookings,
+                },
+            )
             .await?;
         Ok(Response::new(DeactivateDriverResponse {
             cancelled_allocations: cancelled(&outcome),
@@ -585,7 +609,7 @@ impl FleetService for FleetApi {
         &self,
         request: Request<CreateVehicleRequest>,
     ) -> Result<Response<v1::Vehicle>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let v = request.into_inner().vehicle.unwrap_or_default();
         let input = VehicleInput {
             id: given_or_new(v.id, &self.ctx),
@@ -599,11 +623,14 @@ impl FleetService for FleetApi {
         let checked = input.check("vehicle", self.ctx.now(), &mut violations);
         let (vehicle, driver_id) = violations.finish(|| checked.expect("checked"))?;
         let outcome = self
-            .run(FleetCommand::PutVehicle {
-                vehicle,
-                driver_id,
-                upsert: false,
-            })
+            .run(
+                &caller,
+                FleetCommand::PutVehicle {
+                    vehicle,
+                    driver_id,
+                    upsert: false,
+                },
+            )
             .await?;
         Ok(Response::new(self.vehicle_now(&outcome).await?))
     }
@@ -612,9 +639,9 @@ impl FleetService for FleetApi {
         &self,
         request: Request<UpdateVehicleRequest>,
     ) -> Result<Response<v1::Vehicle>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let command = decode_vehicle_update(request.into_inner())?;
-        let outcome = self.run(command).await?;
+        let outcome = self.run(&caller, command).await?;
         Ok(Response::new(self.vehicle_now(&outcome).await?))
     }
 
@@ -622,15 +649,18 @@ impl FleetService for FleetApi {
         &self,
         request: Request<RetireVehicleRequest>,
     ) -> Result<Response<RetireVehicleResponse>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let request = request.into_inner();
         required_id("id", &request.id)?;
         let outcome = self
-            .run(FleetCommand::SetVehicleRetired {
-                id: request.id,
-                retired: true,
-                cancel_conflicting: request.cancel_conflicting_bookings,
-            })
+            .run(
+                &caller,
+                FleetCommand::SetVehicleRetired {
+                    id: request.id,
+                    retired: true,
+                    cancel_conflicting: request.cancel_conflicting_bookings,
+                },
+            )
             .await?;
         Ok(Response::new(RetireVehicleResponse {
             vehicle: Some(self.vehicle_now(&outcome).await?),
@@ -642,15 +672,18 @@ impl FleetService for FleetApi {
         &self,
         request: Request<ReactivateVehicleRequest>,
     ) -> Result<Response<v1::Vehicle>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let id = request.into_inner().id;
         required_id("id", &id)?;
         let outcome = self
-            .run(FleetCommand::SetVehicleRetired {
-                id,
-                retired: false,
-                cancel_conflicting: false,
-            })
+            .run(
+                &caller,
+                FleetCommand::SetVehicleRetired {
+                    id,
+                    retired: false,
+                    cancel_conflicting: false,
+                },
+            )
             .await?;
         Ok(Response::new(self.vehicle_now(&outcome).await?))
     }
@@ -659,7 +692,7 @@ impl FleetService for FleetApi {
         &self,
         request: Request<AssignDriverRequest>,
     ) -> Result<Response<AssignDriverResponse>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         violations.check(validate_id("vehicle_id", &request.vehicle_id));
@@ -671,11 +704,14 @@ impl FleetService for FleetApi {
         };
         let effective_date = violations.finish(|| effective.expect("checked"))?;
         let outcome = self
-            .run(FleetCommand::AssignDriver {
-                vehicle_id: request.vehicle_id,
-                driver_id: request.driver_id,
-                effective_date,
-            })
+            .run(
+                &caller,
+                FleetCommand::AssignDriver {
+                    vehicle_id: request.vehicle_id,
+                    driver_id: request.driver_id,
+                    effective_date,
+                },
+            )
             .await?;
         Ok(Response::new(AssignDriverResponse {
             vehicle: Some(self.vehicle_now(&outcome).await?),
@@ -691,7 +727,7 @@ impl FleetService for FleetApi {
         &self,
         request: Request<CreateVehicleBlockRequest>,
     ) -> Result<Response<CreateVehicleBlockResponse>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let request = request.into_inner();
         let b = request.block.unwrap_or_default();
         let mut violations = Violations::new();
@@ -703,10 +739,13 @@ impl FleetService for FleetApi {
         let now = self.ctx.now();
         let block = admin::new_block(new_id(now), request.vehicle_id, dates, b.reason, now);
         let outcome = self
-            .run(FleetCommand::CreateBlock {
-                block,
-                cancel_conflicting: request.cancel_conflicting_bookings,
-            })
+            .run(
+                &caller,
+                FleetCommand::CreateBlock {
+                    block,
+                    cancel_conflicting: request.cancel_conflicting_bookings,
+                },
+            )
             .await?;
         Ok(Response::new(CreateVehicleBlockResponse {
             cancelled_allocations: cancelled(&outcome),
@@ -748,17 +787,20 @@ impl FleetService for FleetApi {
         &self,
         request: Request<DeleteVehicleBlockRequest>,
     ) -> Result<Response<v1::VehicleBlock>, Status> {
-        fleet_admin(&request)?;
+        let caller = fleet_admin(&request)?;
         let request = request.into_inner();
         let mut violations = Violations::new();
         violations.check(validate_id("vehicle_id", &request.vehicle_id));
         violations.check(validate_id("block_id", &request.block_id));
         violations.finish(|| ())?;
         let outcome = self
-            .run(FleetCommand::DeleteBlock {
-                vehicle_id: request.vehicle_id,
-                block_id: request.block_id,
-            })
+            .run(
+                &caller,
+                FleetCommand::DeleteBlock {
+                    vehicle_id: request.vehicle_id,
+                    block_id: request.block_id,
+                },
+            )
             .await?;
         Ok(Response::new(block_of(outcome)?))
     }

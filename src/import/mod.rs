@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::admin::{DriverInput, EmployeeInput, VehicleInput};
 use crate::domain::error::{Echo, Resource, Violation, ViolationReason, Violations};
-use crate::domain::{BookingWindow, DomainError, FleetCommand, FleetOutcome, FleetRequest};
+use crate::domain::{BookingWindow, DomainError, FleetCommand, FleetOutcome, FleetRequest, Origin};
 use crate::progress::DelayedProgress;
 use crate::storage::{Store, StoreError};
 
@@ -365,12 +365,14 @@ pub async fn import(
         problems.extend(checked.problems);
     }
 
+    let origin = Origin::system("import");
     let requests: Vec<FleetRequest> = entries
         .iter()
         .map(|entry| FleetRequest {
             command: entry.command.clone(),
             now,
             window,
+            origin: origin.clone(),
         })
         .collect();
     let bar = DelayedProgress::new("checking rows", requests.len() as u64);

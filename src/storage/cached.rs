@@ -608,6 +608,28 @@ impl Store for CachedStore {
         self.inner.page_token_key(candidate).await
     }
 
+    // Events are read from the store: a log read in order gains nothing
+    // from a cache.
+    async fn list_events(
+        &self,
+        filter: &crate::domain::EventFilter,
+        page: PageRequest<u64>,
+    ) -> StoreResult<Page<crate::domain::Event>> {
+        self.inner.list_events(filter, page).await
+    }
+
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.event_signal()
+    }
+
+    async fn prune_events(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<u64> {
+        self.inner.prune_events(before, limit).await
+    }
+
     async fn reset(&self) -> StoreResult<()> {
         let result = self.inner.reset().await;
         self.invalidate(vec![EPOCH.to_owned()]).await;

@@ -16,12 +16,13 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 
+use crate::domain::booking::BookingDecision;
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, FleetOutcome,
-    FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
-    UpdatedAllocation, Vehicle, VehicleBlock,
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, Event,
+    EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page,
+    PageKey, PageRequest, UpdatedAllocation, Vehicle, VehicleBlock,
 };
 
 /// The source of a storage failure, shareable so that one failed group commit
@@ -167,6 +168,49 @@ pub fn with_cache(
     })
 }
 
+/// What a decided booking command answers, for each kind of command.
+pub(crate) trait Decided {
+    fn created(self) -> StoreResult<Allocation>;
+    fn updated(self) -> StoreResult<UpdatedAllocation>;
+    fn cancelled(self) -> StoreResult<Allocation>;
+}
+
+impl Decided for BookingDecision {
+    fn created(self) -> StoreResult<Allocation> {
+        match self {
+            Self::Replay(made) => Ok(made),
+            Self::Write(write) => write.after.ok_or_else(|| unexpected("a create")),
+        }
+    }
+
+    fn updated(self) -> StoreResult<UpdatedAllocation> {
+        match self {
+            Self::Write(write) => match (write.before, write.after) {
+                (Some(before), Some(after)) => Ok(UpdatedAllocation { before, after }),
+                _ => Err(unexpected("an update")),
+            },
+            Self::Replay(_) => Err(unexpected("an update")),
+        }
+    }
+
+    fn cancelled(self) -> StoreResult<Allocation> {
+        match self {
+            Self::Write(write) => match (write.before, write.after) {
+                (Some(before), None) => Ok(before),
+                _ => Err(unexpected("a cancel")),
+            },
+            Self::Replay(_) => Err(unexpected("a cancel")),
+        }
+    }
+}
+
+fn unexpected(command: &str) -> StoreError {
+    StoreError::internal(
+        format!("deciding {command}"),
+        std::io::Error::other("the decision does not fit the command"),
+    )
+}
+
 /// Shorthand for storage results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -288,6 +332,22 @@ pub trait Store: Send + Sync + 'static {
     /// Adds bookings as they are, past ones included (for seeding). The
     /// uniqueness rules still hold: a batch that breaks one is refused whole.
     async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()>;
+
+    /// Events matching `filter` with a sequence above `page.after`, oldest
+    /// first. Events are not counted: `total_size` is 0.
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest<u64>,
+    ) -> StoreResult<Page<Event>>;
+
+    /// The sequence of the newest event committed, updated as writes commit
+    /// (on MongoDB, the writes of every replica): what wakes watchers.
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Deletes up to `limit` of the events older than `before`; returns how
+    /// many it deleted.
+    async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
 
     /// The key page tokens are signed with: the stored one, or `candidate`,
     /// stored now, when there is none yet (the first start). Replicas that

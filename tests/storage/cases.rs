@@ -12,6 +12,7 @@ use vehicle_allocation::domain::{
 };
 use vehicle_allocation::storage::Store;
 
+pub use crate::event_cases::*;
 use crate::fixture::{Fixture, refused};
 pub use crate::fleet_cases::*;
 
@@ -53,6 +54,10 @@ macro_rules! for_each_case {
             deactivating_a_driver_leaves_their_vehicle_without_one,
             retiring_a_vehicle_hides_it_and_frees_its_driver,
             blocks_take_a_vehicle_out_of_service,
+            every_booking_write_appends_one_event_and_a_refusal_none,
+            fleet_writes_append_their_events_and_their_bookings,
+            events_filter_by_each_field_and_page_in_sequence_order,
+            pruning_deletes_old_events_and_sequences_never_go_back,
         );
     };
 }

@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Days, Duration, NaiveDate, SubsecRound, Utc};
 use vehicle_allocation::domain::{
-    Allocation, AllocationChanges, AllocationDeletion, AllocationUpdate, BookingPolicy,
+    Actor, Allocation, AllocationChanges, AllocationDeletion, AllocationUpdate, BookingPolicy,
     BookingWindow, DomainError, Driver, Employee, Etag, FleetCommand, FleetOutcome, FleetRequest,
-    IdempotencyKey, NewAllocation, Vehicle,
+    IdempotencyKey, NewAllocation, Origin, Vehicle,
 };
 use vehicle_allocation::seed::{self, SeedPlan};
 use vehicle_allocation::storage::{Store, StoreError, StoreResult};
@@ -83,7 +83,19 @@ impl Fixture {
             now: self.now,
             window: self.window(),
             idempotency_key: None,
+            origin: self.origin(),
         }
+    }
+
+    /// Who the cases' writes come from, as their events record.
+    pub fn origin(&self) -> Origin {
+        Origin::new(
+            Actor {
+                id: "conformance".into(),
+                roles: vec!["fleet_admin".into()],
+            },
+            "case-request",
+        )
     }
 
     /// The same request made idempotent with `request_id`.
@@ -117,6 +129,7 @@ impl Fixture {
             expected_etag: etag,
             now: self.now + Duration::minutes(5),
             window: self.window(),
+            origin: self.origin(),
         }
     }
 
@@ -124,7 +137,9 @@ impl Fixture {
         AllocationDeletion {
             id: id.to_owned(),
             expected_etag: etag,
+            now: self.now + Duration::minutes(10),
             window: self.window(),
+            origin: self.origin(),
         }
     }
 }
@@ -136,6 +151,7 @@ impl Fixture {
             command,
             now: self.now + Duration::minutes(1),
             window: self.window(),
+            origin: self.origin(),
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod cache;
 mod cases;
+mod event_cases;
 mod fixture;
 mod fleet_cases;
 #[path = "../support/instrumented_store.rs"]

@@ -203,6 +203,23 @@ impl Store for InstrumentedStore {
     ) -> StoreResult<vehicle_allocation::domain::PageKey> {
         self.inner.page_token_key(candidate).await
     }
+    async fn list_events(
+        &self,
+        filter: &vehicle_allocation::domain::EventFilter,
+        page: PageRequest<u64>,
+    ) -> StoreResult<Page<vehicle_allocation::domain::Event>> {
+        self.inner.list_events(filter, page).await
+    }
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.event_signal()
+    }
+    async fn prune_events(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<u64> {
+        self.inner.prune_events(before, limit).await
+    }
     async fn reset(&self) -> StoreResult<()> {
         self.inner.reset().await
     }

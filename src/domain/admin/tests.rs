@@ -19,6 +19,7 @@ fn request(command: FleetCommand) -> FleetRequest {
         command,
         now: now(),
         window: BookingPolicy::default().window(now()),
+        origin: crate::domain::Origin::new(crate::domain::Actor::anonymous(), "req-1"),
     }
 }
 

@@ -17,7 +17,9 @@ use mongodb::options::IndexOptions;
 use crate::domain::allocation::IDEMPOTENCY_WINDOW;
 use crate::domain::{Allocation, HistoryCursor, HistoryFilter, IdempotencyKey};
 
+mod events;
 mod fleet;
+pub use events::*;
 pub use fleet::*;
 
 /// Collection names.
@@ -173,10 +175,25 @@ pub fn id_of(collection: &'static str, doc: &Document) -> Result<String, Malform
 /// The key still within its window: older ones are treated as gone even
 /// before the TTL monitor (which runs once a minute) deletes them.
 pub fn live_idempotency_key(request_id: &str, now: DateTime<Utc>) -> Document {
+    idempotency_key_since(request_id, IdempotencyKey::expired_before(now))
+}
+
+/// The key if it was stored at `since` or later.
+pub fn idempotency_key_since(request_id: &str, since: DateTime<Utc>) -> Document {
     doc! {
         "_id": request_id,
-        "created_at": { "$gte": instant(IdempotencyKey::expired_before(now)) },
+        "created_at": { "$gte": instant(since) },
     }
+}
+
+/// The booking holding `field` (`vehicle_id` or `employee_id`) = `value` on
+/// `day`, other than `except`.
+pub fn slot_taken(field: &str, value: &str, day: NaiveDate, except: Option<&str>) -> Document {
+    let mut filter = doc! { field: value, "allocation_date": date(day) };
+    if let Some(except) = except {
+        filter.insert("_id", doc! { "$ne": except });
+    }
+    filter
 }
 
 /// The upsert that stores `candidate` as the page-token key unless one is
@@ -407,6 +424,7 @@ pub fn indexes() -> Vec<(&'static str, Vec<IndexModel>)> {
                 false,
             )],
         ),
+        (EVENTS, event_indexes()),
         (
             IDEMPOTENCY_KEYS,
             vec![

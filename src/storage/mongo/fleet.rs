@@ -307,6 +307,6 @@ impl MongoStore {
                 return Err(gone("changing a booking's driver"));
             }
         }
-        Ok(())
+        self.append_events(session, &write.events).await
     }
 }

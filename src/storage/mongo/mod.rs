@@ -1,49 +1,45 @@
 //! The MongoDB backend, for production: several stateless replicas of the
 //! service share one MongoDB replica set (or sharded cluster).
 //!
-//! How the rules hold without a single writer:
-//! - the two booking rules are unique indexes; a duplicate-key error names
-//!   the index that fired, and the booking holding the slot is looked up;
-//! - a create runs in a transaction (snapshot reads, majority writes) with
-//!   its idempotency key, so a booking and its key exist together or not at
-//!   all, and concurrent retries of one key meet in a write conflict that
-//!   the driver retries;
-//! - updates and deletes are guarded by the booking's version in the write's
-//!   own filter (`find_one_and_update` / `find_one_and_delete`), so of two
-//!   concurrent writers only one matches; the other re-reads and is judged
-//!   against the new version (a stale etag then fails as it should).
+//! How the rules hold without a single writer: every change to a booking
+//! or to the fleet runs in one transaction (snapshot reads, majority
+//! writes) that reads the facts, lets the domain decide, and writes the
+//! decision with its events. Each such transaction writes the documents it
+//! decided from and the event sequence counter, so two concurrent writers
+//! meet in a write conflict, which the driver retries against the new facts
+//! (see [`booking`] and [`fleet`]). The unique indexes on bookings stay as a
+//! backstop, and name the rule a seeding batch breaks.
 //!
 //! Every document it sends is built in [`documents`], where each is unit
 //! tested; the storage conformance suite runs against a real server when
 //! `MONGODB_URL` is set.
 
+mod booking;
 pub mod documents;
 mod errors;
+mod events;
 mod fleet;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use mongodb::bson::{Document, doc};
 use mongodb::error::Error as MongoError;
-use mongodb::options::{ClientOptions, ReadConcern, ReturnDocument, WriteConcern};
+use mongodb::options::{ClientOptions, WriteConcern};
 use mongodb::{Client, ClientSession, Collection, Cursor, Database, SessionCursor};
 
 use crate::domain::allocation::allocation_not_found;
+use crate::domain::booking::BookingCommand;
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, FleetOutcome,
-    FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
-    Resource, UpdatedAllocation, Vehicle, VehicleBlock,
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, Event,
+    EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page,
+    PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle, VehicleBlock,
 };
-use crate::storage::{Progress, Store, StoreError, StoreResult, error_chain};
+use crate::storage::{Decided as _, Progress, Store, StoreError, StoreResult, error_chain};
 
 use documents as d;
 pub use errors::{duplicate_key_message, index_name};
-
-/// How often a guarded update or delete is retried when another writer got
-/// there first.
-const GUARDED_WRITE_ATTEMPTS: usize = 5;
 
 /// How to reach MongoDB.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,6 +109,11 @@ pub struct MongoStore {
     allocations: Collection<Document>,
     keys: Collection<Document>,
     blocks: Collection<Document>,
+    events: Collection<Document>,
+    settings: Collection<Document>,
+    /// The newest event's sequence, from the change stream; started by the
+    /// first watcher, ended with the last (see [`events`]).
+    event_signal: std::sync::Arc<std::sync::Mutex<Option<tokio::sync::watch::Sender<u64>>>>,
 }
 
 fn classify(context: &str) -> impl FnOnce(MongoError) -> StoreError + '_ {
@@ -238,6 +239,9 @@ impl MongoStore {
             allocations: db.collection(d::ALLOCATIONS),
             keys: db.collection(d::IDEMPOTENCY_KEYS),
             blocks: db.collection(d::VEHICLE_BLOCKS),
+            events: db.collection(d::EVENTS),
+            settings: db.collection(d::SETTINGS),
+            event_signal: Default::default(),
             client,
             db,
         }
@@ -272,42 +276,6 @@ impl MongoStore {
             Some(document) => decoded(d::allocation_from(&document)).map(Some),
             None => Ok(None),
         }
-    }
-
-    /// The driver a booking of `vehicle_id` on `date` for `employee_id`
-    /// carries, once the booking is found possible (outside a transaction:
-    /// see [`Self::update_allocation`]).
-    async fn bookable(
-        &self,
-        employee_id: &str,
-        vehicle_id: &str,
-        date: NaiveDate,
-    ) -> StoreResult<String> {
-        let employee = self
-            .employees
-            .find_one(d::by_id(employee_id))
-            .await
-            .map_err(classify("reading an employee"))?
-            .ok_or_else(|| DomainError::not_found(Resource::Employee, employee_id))?;
-        let vehicle = self
-            .vehicles
-            .find_one(d::by_id(vehicle_id))
-            .await
-            .map_err(classify("reading a vehicle"))?
-            .ok_or_else(|| DomainError::not_found(Resource::Vehicle, vehicle_id))?;
-        let block = self
-            .blocks
-            .find_one(d::block_on(vehicle_id, date))
-            .await
-            .map_err(classify("reading blocks"))?;
-        let block = block.map(|b| d::block_from(&b)).transpose();
-        Ok(crate::domain::admin::check_bookable(
-            &decoded(d::employee_from(&employee))?,
-            &decoded(d::vehicle_row_from(&vehicle))?,
-            &decoded(d::timeline_from(&vehicle))?,
-            decoded(block)?.as_ref(),
-            date,
-        )?)
     }
 
     /// Turns a duplicate-key error on `wanted` into the rule it stands for,
@@ -367,91 +335,6 @@ impl MongoStore {
             }
         };
         rule.into()
-    }
-
-    /// The body of the create transaction; domain refusals travel as the
-    /// driver's custom errors so that they abort the transaction.
-    async fn create_in(
-        &self,
-        session: &mut ClientSession,
-        new: &NewAllocation,
-    ) -> Result<Allocation, MongoError> {
-        let refuse = |rule: DomainError| MongoError::custom(rule);
-        let malformed = |m: d::Malformed| {
-            MongoError::custom(StoreError::internal("decoding a MongoDB document", m))
-        };
-        if let Some(key) = &new.idempotency_key {
-            let earlier = self
-                .keys
-                .find_one(d::live_idempotency_key(&key.request_id, new.now))
-                .session(&mut *session)
-                .await?;
-            if let Some(earlier) = earlier {
-                let (allocation_id, fingerprint) =
-                    d::idempotency_from(&earlier).map_err(malformed)?;
-                key.check_same_request(fingerprint).map_err(refuse)?;
-                let made = self
-                    .allocations
-                    .find_one(d::by_id(&allocation_id))
-                    .session(&mut *session)
-                    .await?;
-                return match made {
-                    Some(made) => d::allocation_from(&made).map_err(malformed),
-                    None => Err(refuse(DomainError::IdempotentAllocationDeleted {
-                        request_id: key.request_id.clone(),
-                        allocation_id,
-                    })),
-                };
-            }
-        }
-        new.check_window().map_err(refuse)?;
-        // Written, not only read: see `fleet` on why decisions claim the
-        // documents they read.
-        let employee = self
-            .employees
-            .find_one_and_update(d::by_id(&new.employee_id), d::claim())
-            .session(&mut *session)
-            .await?
-            .ok_or_else(|| refuse(DomainError::not_found(Resource::Employee, &new.employee_id)))?;
-        let vehicle = self
-            .vehicles
-            .find_one_and_update(d::by_id(&new.vehicle_id), d::claim())
-            .session(&mut *session)
-            .await?
-            .ok_or_else(|| refuse(DomainError::not_found(Resource::Vehicle, &new.vehicle_id)))?;
-        let block = self
-            .blocks
-            .find_one(d::block_on(&new.vehicle_id, new.date))
-            .session(&mut *session)
-            .await?
-            .map(|b| d::block_from(&b))
-            .transpose()
-            .map_err(malformed)?;
-        let driver_id = crate::domain::admin::check_bookable(
-            &d::employee_from(&employee).map_err(malformed)?,
-            &d::vehicle_row_from(&vehicle).map_err(malformed)?,
-            &d::timeline_from(&vehicle).map_err(malformed)?,
-            block.as_ref(),
-            new.date,
-        )
-        .map_err(refuse)?;
-        let allocation = new.clone().into_allocation(driver_id);
-        self.allocations
-            .insert_one(d::allocation_document(&allocation))
-            .session(&mut *session)
-            .await?;
-        if let Some(key) = &new.idempotency_key {
-            // Replaces an expired key that the TTL monitor has not removed yet.
-            self.keys
-                .replace_one(
-                    d::by_id(&key.request_id),
-                    d::idempotency_document(key, &allocation.id, new.now),
-                )
-                .upsert(true)
-                .session(&mut *session)
-                .await?;
-        }
-        Ok(allocation)
     }
 
     /// One page of `collection` matching `filter` in `sort` order (up to
@@ -526,29 +409,9 @@ fn raised_in_transaction(error: &MongoError) -> Option<StoreError> {
 #[async_trait]
 impl Store for MongoStore {
     async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
-        self.writable()?;
-        let mut session = self.session().await?;
-        let result = session
-            .start_transaction()
-            .read_concern(ReadConcern::snapshot())
-            .write_concern(WriteConcern::majority())
-            // `and_run` with owned context rather than `and_run2`: the
-            // latter trips a compiler bug (rust-lang/rust#96865) that makes
-            // the future not provably `Send`.
-            .and_run((self.clone(), new.clone()), |session, (store, new)| {
-                Box::pin(async move { store.create_in(session, new).await })
-            })
-            .await;
-        match result {
-            Ok(allocation) => Ok(allocation),
-            Err(error) => match raised_in_transaction(&error) {
-                Some(raised) => Err(raised),
-                None => {
-                    let wanted = new.into_allocation(String::new());
-                    Err(self.conflict(error, &wanted, &[]).await)
-                }
-            },
-        }
+        self.write_booking(BookingCommand::Create(new))
+            .await?
+            .created()
     }
 
     async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
@@ -558,59 +421,15 @@ impl Store for MongoStore {
     }
 
     async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
-        self.writable()?;
-        for _ in 0..GUARDED_WRITE_ATTEMPTS {
-            let before = self
-                .find_allocation(&update.id)
-                .await?
-                .ok_or_else(|| allocation_not_found(&update.id))?;
-            update.check(&before)?;
-            let driver = if update.moves(&before) {
-                let (vehicle_id, date) = update.target(&before);
-                Some(self.bookable(&before.employee_id, vehicle_id, date).await?)
-            } else {
-                None
-            };
-            let after = update.apply(&before, driver);
-            let written = self
-                .allocations
-                .find_one_and_update(
-                    d::version_guard(&before.id, before.version),
-                    d::allocation_update(&after),
-                )
-                .return_document(ReturnDocument::After)
-                .await;
-            match written {
-                Ok(Some(stored)) => {
-                    let after = decoded(d::allocation_from(&stored))?;
-                    return Ok(UpdatedAllocation { before, after });
-                }
-                // Another writer changed or deleted it since it was read.
-                Ok(None) => continue,
-                Err(error) => return Err(self.conflict(error, &after, &[]).await),
-            }
-        }
-        Err(contended(&update.id))
+        self.write_booking(BookingCommand::Update(update))
+            .await?
+            .updated()
     }
 
     async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
-        self.writable()?;
-        for _ in 0..GUARDED_WRITE_ATTEMPTS {
-            let existing = self
-                .find_allocation(&deletion.id)
-                .await?
-                .ok_or_else(|| allocation_not_found(&deletion.id))?;
-            deletion.check(&existing)?;
-            let deleted = self
-                .allocations
-                .find_one_and_delete(d::version_guard(&existing.id, existing.version))
-                .await
-                .map_err(classify("deleting an allocation"))?;
-            if deleted.is_some() {
-                return Ok(existing);
-            }
-        }
-        Err(contended(&deletion.id))
+        self.write_booking(BookingCommand::Cancel(deletion))
+            .await?
+            .cancelled()
     }
 
     async fn list_allocation_history(
@@ -784,8 +603,33 @@ impl Store for MongoStore {
             .map_err(classify("pinging MongoDB"))
     }
 
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest<u64>,
+    ) -> StoreResult<Page<Event>> {
+        let cursor = self
+            .events
+            .find(d::event_filter(filter, page.after))
+            .sort(d::sequence_sort())
+            .limit(page.size as i64 + 1)
+            .await
+            .map_err(classify("listing events"))?;
+        let rows = collect(cursor, "listing events").await?;
+        let rows = decoded(rows.iter().map(d::event_from).collect())?;
+        Ok(Page::from_rows(rows, page.size, 0))
+    }
+
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.subscribe_events()
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.prune_events_before(before, limit).await
+    }
+
     async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey> {
-        let settings = self.db.collection::<Document>(d::SETTINGS);
+        let settings = &self.settings;
         let filter = d::by_id(d::PAGE_TOKEN_KEY);
         let upsert = settings
             .update_one(filter.clone(), d::page_key_upsert(candidate.bytes()))
@@ -839,7 +683,10 @@ impl Store for MongoStore {
         self.indexes
             .ready
             .store(false, std::sync::atomic::Ordering::Release);
+        // The event sequence counter (in settings) stays: sequences never
+        // go back, so watchers' resume tokens stay valid.
         for collection in [
+            &self.events,
             &self.keys,
             &self.blocks,
             &self.allocations,
@@ -954,13 +801,6 @@ impl Store for MongoStore {
             },
         }
     }
-}
-
-fn contended(id: &str) -> StoreError {
-    StoreError::unavailable(
-        format!("allocation {id:?} kept changing under concurrent writes"),
-        std::io::Error::other("too many concurrent writers"),
-    )
 }
 
 #[cfg(test)]

@@ -518,7 +518,7 @@ pub fn apply_write(conn: &Connection, write: &FleetWrite) -> StoreResult<()> {
             ])?;
         expect_one(changed, "changing a booking's driver")?;
     }
-    Ok(())
+    super::events::append(conn, &write.events)
 }
 
 fn expect_one(rows: usize, context: &str) -> StoreResult<()> {
@@ -626,28 +626,4 @@ pub fn replace_timeline(
             .execute(params![vehicle_id, last.driver_id])?;
     }
     Ok(())
-}
-
-/// The facts a booking on `date` is checked against, checked: returns the
-/// driver the booking carries.
-pub fn bookable(
-    conn: &Connection,
-    employee_id: &str,
-    vehicle_id: &str,
-    date: NaiveDate,
-) -> StoreResult<String> {
-    use crate::domain::{DomainError, Resource};
-    let employee = find_employee(conn, employee_id)?
-        .ok_or_else(|| DomainError::not_found(Resource::Employee, employee_id))?;
-    let vehicle = find_vehicle(conn, vehicle_id, date)?
-        .ok_or_else(|| DomainError::not_found(Resource::Vehicle, vehicle_id))?;
-    let periods = timeline(conn, vehicle_id)?;
-    let block = block_on(conn, vehicle_id, date)?;
-    Ok(admin::check_bookable(
-        &employee,
-        &vehicle,
-        &periods,
-        block.as_ref(),
-        date,
-    )?)
 }

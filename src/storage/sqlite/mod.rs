@@ -4,6 +4,7 @@
 //! database server. One writer thread commits in groups (see [`writer`]);
 //! a pool of read-only connections serves reads beside it (see [`reader`]).
 
+mod events;
 mod fleet;
 mod queries;
 mod reader;
@@ -14,15 +15,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::domain::booking::BookingCommand;
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, FleetOutcome,
-    FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
-    Resource, UpdatedAllocation, Vehicle, VehicleBlock,
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, Event,
+    EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page,
+    PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle, VehicleBlock,
 };
-use crate::storage::{Progress, Store, StoreError, StoreResult};
+use crate::storage::{Decided as _, Progress, Store, StoreError, StoreResult};
 
 pub use schema::MigrationError;
 
@@ -51,6 +53,8 @@ pub struct SqliteStore {
     _lock: std::fs::File,
     /// A read connection for health checks alone.
     health: Arc<std::sync::Mutex<Connection>>,
+    /// The newest committed event's sequence, set by the writer.
+    events: tokio::sync::watch::Receiver<u64>,
 }
 
 /// The writer thread ends, and the database is closed, before the data
@@ -228,6 +232,14 @@ impl SqliteStore {
             source,
         })?;
         conn.set_prepared_statement_cache_capacity(64);
+        let latest: i64 = conn
+            .query_row(
+                "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(open_err)?;
+        let (signal, events) = tokio::sync::watch::channel(latest as u64);
 
         let readers = (0..READ_CONNECTIONS)
             .map(|_| {
@@ -250,7 +262,8 @@ impl SqliteStore {
         Ok(Self {
             path,
             health: Arc::new(std::sync::Mutex::new(health)),
-            writer: Writer::spawn(conn).map_err(OpenError::Spawn)?,
+            writer: Writer::spawn(conn, signal).map_err(OpenError::Spawn)?,
+            events,
             readers: ReadPool::new(readers),
             _lock: lock,
         })
@@ -276,9 +289,11 @@ fn found<T>(resource: Resource, id: &str, row: Option<T>) -> StoreResult<T> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
-        self.writer
-            .write(move |conn| queries::create_allocation(conn, new))
-            .await
+        let decision = self
+            .writer
+            .write(move |conn| queries::write_booking(conn, &BookingCommand::Create(new)))
+            .await?;
+        decision.created()
     }
 
     async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
@@ -295,15 +310,19 @@ impl Store for SqliteStore {
     }
 
     async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
-        self.writer
-            .write(move |conn| queries::update_allocation(conn, update))
-            .await
+        let decision = self
+            .writer
+            .write(move |conn| queries::write_booking(conn, &BookingCommand::Update(update)))
+            .await?;
+        decision.updated()
     }
 
     async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
-        self.writer
-            .write(move |conn| queries::delete_allocation(conn, deletion))
-            .await
+        let decision = self
+            .writer
+            .write(move |conn| queries::write_booking(conn, &BookingCommand::Cancel(deletion)))
+            .await?;
+        decision.cancelled()
     }
 
     async fn list_allocation_history(
@@ -447,6 +466,27 @@ impl Store for SqliteStore {
 
     async fn is_empty(&self) -> StoreResult<bool> {
         self.readers.read(queries::is_empty).await
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest<u64>,
+    ) -> StoreResult<Page<Event>> {
+        let filter = filter.clone();
+        self.readers
+            .read(move |conn| events::list(conn, &filter, &page))
+            .await
+    }
+
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.events.clone()
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.writer
+            .write(move |conn| events::prune(conn, before, limit))
+            .await
     }
 
     async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey> {

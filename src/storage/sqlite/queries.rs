@@ -5,9 +5,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_from_iter};
 
+use crate::domain::booking::{
+    self, BookingCommand, BookingDecision, BookingFacts, BookingWrite, Slot, Subject,
+};
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Employee, HistoryCursor,
-    HistoryFilter, IdempotencyKey, NewAllocation, Page, PageKey, PageRequest, UpdatedAllocation,
+    Allocation, DomainError, Employee, HistoryCursor, HistoryFilter, Page, PageKey, PageRequest,
     Vehicle,
 };
 use crate::storage::{StoreError, StoreResult};
@@ -82,63 +84,135 @@ pub(super) fn allocation_from_row(row: &Row<'_>) -> rusqlite::Result<Allocation>
 
 // ------------------------------------------------------------------ writes
 
-/// Makes a booking; see [`crate::storage::Store::create_allocation`].
-pub fn create_allocation(conn: &Connection, new: NewAllocation) -> StoreResult<Allocation> {
-    if let Some(key) = &new.idempotency_key
-        && let Some(earlier) = find_idempotent_result(conn, key, new.now)?
-    {
-        return Ok(earlier);
+/// Decides and writes a change to a booking (see [`crate::domain::booking`]):
+/// reads the facts, lets the domain decide, writes the decision and its
+/// event.
+pub fn write_booking(conn: &Connection, command: &BookingCommand) -> StoreResult<BookingDecision> {
+    let mut facts = BookingFacts::default();
+    match command.subject() {
+        Subject::Booking(id) => facts.existing = find_allocation(conn, id)?,
+        Subject::Key {
+            request_id,
+            live_after,
+        } => {
+            // Expired keys are purged on the way, so the table only ever
+            // holds about one window's worth.
+            conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
+                .execute([millis(live_after)])?;
+            let earlier: Option<(String, i64)> = conn
+                .prepare_cached(
+                    "SELECT allocation_id, fingerprint FROM idempotency_keys WHERE request_id = ?1",
+                )?
+                .query_row([request_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            if let Some((allocation_id, fingerprint)) = earlier {
+                facts.existing = find_allocation(conn, &allocation_id)?;
+                facts.earlier_key = Some((allocation_id, fingerprint as u64));
+            }
+        }
+        Subject::Nothing => {}
     }
-    new.check_window()?;
-    let driver_id = super::fleet::bookable(conn, &new.employee_id, &new.vehicle_id, new.date)?;
-    let key = new.idempotency_key.clone();
-    let now = new.now;
-    let allocation = new.into_allocation(driver_id);
-    insert_allocation(conn, &allocation)?;
-    count_bookings(conn, allocation.date, 1)?;
-    if let Some(key) = key {
+    if let Some(slot) = command.slot(&facts) {
+        read_slot(conn, &slot, &mut facts)?;
+    }
+    let decision = booking::decide(command, facts)?;
+    if let BookingDecision::Write(write) = &decision {
+        apply_booking(conn, write)?;
+    }
+    Ok(decision)
+}
+
+/// Reads the facts of a slot a booking would take.
+fn read_slot(conn: &Connection, slot: &Slot, facts: &mut BookingFacts) -> StoreResult<()> {
+    facts.employee = super::fleet::find_employee(conn, &slot.employee_id)?;
+    if let Some(vehicle) = super::fleet::find_vehicle(conn, &slot.vehicle_id, slot.date)? {
+        let timeline = super::fleet::timeline(conn, &slot.vehicle_id)?;
+        facts.vehicle = Some((vehicle, timeline));
+    }
+    facts.block = super::fleet::block_on(conn, &slot.vehicle_id, slot.date)?;
+    let except = slot.except.as_deref().unwrap_or("");
+    let holder = |sql: &str, value: &str| -> StoreResult<Option<String>> {
+        Ok(conn
+            .prepare_cached(sql)?
+            .query_row(params![value, days(slot.date), except], |row| row.get(0))
+            .optional()?)
+    };
+    facts.vehicle_holder = holder(
+        "SELECT id FROM allocations WHERE vehicle_id = ?1 AND allocation_date = ?2 AND id <> ?3",
+        &slot.vehicle_id,
+    )?;
+    facts.employee_holder = holder(
+        "SELECT id FROM allocations WHERE employee_id = ?1 AND allocation_date = ?2 AND id <> ?3",
+        &slot.employee_id,
+    )?;
+    Ok(())
+}
+
+/// Writes a decided change: the booking, its day's total, its key and its
+/// event.
+fn apply_booking(conn: &Connection, write: &BookingWrite) -> StoreResult<()> {
+    match (&write.before, &write.after) {
+        (None, Some(after)) => {
+            insert_allocation(conn, after)?;
+            count_bookings(conn, after.date, 1)?;
+        }
+        (Some(before), Some(after)) => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE allocations
+                        SET vehicle_id = ?2, driver_id = ?3, allocation_date = ?4, purpose = ?5,
+                            update_time = ?6, version = ?7
+                      WHERE id = ?1 AND version = ?8",
+                )?
+                .execute(params![
+                    after.id,
+                    after.vehicle_id,
+                    after.driver_id,
+                    days(after.date),
+                    after.purpose,
+                    millis(after.update_time),
+                    after.version as i64,
+                    before.version as i64,
+                ])?;
+            expect_one(changed, "updating an allocation")?;
+            if after.date != before.date {
+                count_bookings(conn, before.date, -1)?;
+                count_bookings(conn, after.date, 1)?;
+            }
+        }
+        (Some(before), None) => {
+            let deleted = conn
+                .prepare_cached("DELETE FROM allocations WHERE id = ?1 AND version = ?2")?
+                .execute(params![before.id, before.version as i64])?;
+            expect_one(deleted, "cancelling an allocation")?;
+            count_bookings(conn, before.date, -1)?;
+        }
+        (None, None) => {}
+    }
+    if let (Some((key, at)), Some(after)) = (&write.key, &write.after) {
+        // Replaces an expired key not purged yet.
         conn.prepare_cached(
             "INSERT OR REPLACE INTO idempotency_keys (request_id, allocation_id, fingerprint, created_at)
              VALUES (?1, ?2, ?3, ?4)",
         )?
         .execute(params![
             key.request_id,
-            allocation.id,
+            after.id,
             key.fingerprint as i64,
-            millis(now)
+            millis(*at)
         ])?;
     }
-    Ok(allocation)
+    super::events::append(conn, std::slice::from_ref(&write.event))
 }
 
-/// The booking an earlier request with the same key made, if the key is
-/// still within its window. Expired keys are purged on the way, so the table
-/// only ever holds about one window's worth.
-fn find_idempotent_result(
-    conn: &Connection,
-    key: &IdempotencyKey,
-    now: DateTime<Utc>,
-) -> StoreResult<Option<Allocation>> {
-    let cutoff = millis(IdempotencyKey::expired_before(now));
-    conn.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")?
-        .execute([cutoff])?;
-    let earlier: Option<(String, i64)> = conn
-        .prepare_cached(
-            "SELECT allocation_id, fingerprint FROM idempotency_keys WHERE request_id = ?1",
-        )?
-        .query_row([&key.request_id], |row| Ok((row.get(0)?, row.get(1)?)))
-        .optional()?;
-    let Some((allocation_id, fingerprint)) = earlier else {
-        return Ok(None);
-    };
-    key.check_same_request(fingerprint as u64)?;
-    match find_allocation(conn, &allocation_id)? {
-        Some(allocation) => Ok(Some(allocation)),
-        None => Err(DomainError::IdempotentAllocationDeleted {
-            request_id: key.request_id.clone(),
-            allocation_id,
-        }
-        .into()),
+fn expect_one(rows: usize, context: &str) -> StoreResult<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::internal(
+            context.to_owned(),
+            std::io::Error::other(format!("{rows} rows changed, expected 1")),
+        ))
     }
 }
 
@@ -164,8 +238,9 @@ fn insert_allocation(conn: &Connection, a: &Allocation) -> StoreResult<()> {
 }
 
 /// Turns a unique-index violation into the booking rule it stands for, naming
-/// the booking already holding the slot. The index decided; this only finds
-/// out which booking won.
+/// the booking already holding the slot. Only seeding relies on it: the
+/// booking write path decides from the slot's facts, and the indexes there
+/// are a backstop.
 fn explain_conflict(conn: &Connection, error: rusqlite::Error, wanted: &Allocation) -> StoreError {
     let message = match &error {
         rusqlite::Error::SqliteFailure(e, Some(message))
@@ -215,71 +290,6 @@ fn explain_conflict(conn: &Connection, error: rusqlite::Error, wanted: &Allocati
         Ok(rule) => rule.into(),
         Err(lookup) => lookup,
     }
-}
-
-/// Changes a booking; see [`crate::storage::Store::update_allocation`].
-pub fn update_allocation(
-    conn: &Connection,
-    update: AllocationUpdate,
-) -> StoreResult<UpdatedAllocation> {
-    let before = find_allocation(conn, &update.id)?
-        .ok_or_else(|| crate::domain::allocation::allocation_not_found(&update.id))?;
-    update.check(&before)?;
-    let driver = if update.moves(&before) {
-        let (vehicle_id, date) = update.target(&before);
-        Some(super::fleet::bookable(
-            conn,
-            &before.employee_id,
-            vehicle_id,
-            date,
-        )?)
-    } else {
-        None
-    };
-    let after = update.apply(&before, driver);
-    let changed = conn
-        .prepare_cached(
-            "UPDATE allocations
-                SET vehicle_id = ?2, driver_id = ?3, allocation_date = ?4, purpose = ?5,
-                    update_time = ?6, version = ?7
-              WHERE id = ?1 AND version = ?8",
-        )?
-        .execute(params![
-            after.id,
-            after.vehicle_id,
-            after.driver_id,
-            days(after.date),
-            after.purpose,
-            millis(after.update_time),
-            after.version as i64,
-            before.version as i64,
-        ])
-        .map_err(|e| explain_conflict(conn, e, &after))?;
-    if changed != 1 {
-        return Err(StoreError::internal(
-            "updating an allocation",
-            std::io::Error::other(format!("{changed} rows changed, expected 1")),
-        ));
-    }
-    if after.date != before.date {
-        count_bookings(conn, before.date, -1)?;
-        count_bookings(conn, after.date, 1)?;
-    }
-    Ok(UpdatedAllocation { before, after })
-}
-
-/// Cancels a booking; see [`crate::storage::Store::delete_allocation`].
-pub fn delete_allocation(
-    conn: &Connection,
-    deletion: AllocationDeletion,
-) -> StoreResult<Allocation> {
-    let existing = find_allocation(conn, &deletion.id)?
-        .ok_or_else(|| crate::domain::allocation::allocation_not_found(&deletion.id))?;
-    deletion.check(&existing)?;
-    conn.prepare_cached("DELETE FROM allocations WHERE id = ?1")?
-        .execute([&existing.id])?;
-    count_bookings(conn, existing.date, -1)?;
-    Ok(existing)
 }
 
 /// Adds employees, and vehicles with drivers who have always driven them.
@@ -343,6 +353,7 @@ pub(super) fn count_bookings(conn: &Connection, date: NaiveDate, change: i64) ->
 pub fn reset(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(
         "DELETE FROM idempotency_keys;
+         DELETE FROM events;
          DELETE FROM daily_bookings;
          DELETE FROM allocations;
          DELETE FROM vehicle_blocks;

@@ -7,7 +7,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// Version 1. Every index here serves a query in `queries.rs`; the unique
 /// ones are also the booking rules, enforced by SQLite on every write.
@@ -101,6 +101,34 @@ CREATE TABLE settings (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL
 ) STRICT;
+";
+
+/// Version 6: the audit trail. One row per change, appended in the
+/// savepoint of the write it records. AUTOINCREMENT so that a sequence is
+/// never handed out twice, even after the newest events are pruned; a
+/// rolled-back savepoint takes its sequence back, so readers see no gaps.
+/// Snapshots are JSON; the filters read the columns beside them.
+const SCHEMA_V6: &str = "
+CREATE TABLE events (
+    sequence         INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_time       INTEGER NOT NULL,
+    kind             TEXT NOT NULL,
+    resource         TEXT NOT NULL,
+    actor_id         TEXT NOT NULL,
+    actor_roles      TEXT NOT NULL,
+    request_id       TEXT NOT NULL,
+    employee_id      TEXT,
+    vehicle_id       TEXT,
+    prior_vehicle_id TEXT,
+    before           TEXT,
+    after            TEXT
+) STRICT;
+CREATE INDEX events_by_time ON events (event_time);
+CREATE INDEX events_by_resource ON events (resource, sequence);
+CREATE INDEX events_by_employee ON events (employee_id, sequence) WHERE employee_id IS NOT NULL;
+CREATE INDEX events_by_vehicle ON events (vehicle_id, sequence) WHERE vehicle_id IS NOT NULL;
+CREATE INDEX events_by_prior_vehicle ON events (prior_vehicle_id, sequence)
+    WHERE prior_vehicle_id IS NOT NULL;
 ";
 
 /// Version 5: fleet administration. Employees and drivers can be
@@ -204,7 +232,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrationError> {
             supported: SCHEMA_VERSION,
         });
     }
-    let migrations = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+    let migrations = [
+        SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+    ];
     for (target, migration) in (1..).zip(migrations) {
         if version < target {
             let tx = conn.transaction()?;

@@ -341,3 +341,71 @@ mod health {
         }
     }
 }
+
+mod events {
+    use chrono::{SubsecRound, Utc};
+
+    use super::super::SqliteStore;
+    use crate::domain::{Actor, BookingPolicy, EventFilter, NewAllocation, Origin, PageRequest};
+    use crate::seed::{SeedPlan, generate_fleet};
+    use crate::storage::{Store as _, StoreError};
+
+    #[tokio::test]
+    async fn a_write_whose_commit_fails_leaves_neither_change_nor_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let (employees, vehicles) = generate_fleet(&SeedPlan {
+            employees: 3,
+            vehicles: 2,
+            ..SeedPlan::default()
+        });
+        store
+            .insert_fleet(employees.clone(), vehicles.clone())
+            .await
+            .unwrap();
+        let now = Utc::now().trunc_subsecs(3);
+        let window = BookingPolicy::default().window(now);
+        let booking = |id: &str, e: usize| NewAllocation {
+            id: id.into(),
+            employee_id: employees[e].id.clone(),
+            vehicle_id: vehicles[e].id.clone(),
+            date: window.today,
+            purpose: String::new(),
+            now,
+            window,
+            idempotency_key: None,
+            origin: Origin::new(Actor::anonymous(), "r"),
+        };
+        let signal = store.event_signal();
+        store.create_allocation(booking("a1", 0)).await.unwrap();
+        assert_eq!(*signal.borrow(), 1);
+
+        // The booking is written and its event appended, then the commit
+        // fails: neither stays.
+        store.inject_full_disk(true);
+        let error = store.create_allocation(booking("a2", 1)).await.unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable { .. }), "{error}");
+        store.inject_full_disk(false);
+        let all = PageRequest {
+            size: 10,
+            after: None,
+        };
+        let events = store
+            .list_events(&EventFilter::default(), all.clone())
+            .await
+            .unwrap();
+        assert_eq!(events.items.len(), 1);
+        assert!(store.get_allocation("a2").await.is_err());
+        assert_eq!(*signal.borrow(), 1);
+
+        // The sequence the failed write took is handed out again: no gap.
+        store.create_allocation(booking("a3", 1)).await.unwrap();
+        let events = store
+            .list_events(&EventFilter::default(), all)
+            .await
+            .unwrap();
+        let sequences: Vec<_> = events.items.iter().map(|e| e.sequence).collect();
+        assert_eq!(sequences, [1, 2]);
+        assert_eq!(*signal.borrow(), 2);
+    }
+}

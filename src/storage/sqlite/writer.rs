@@ -23,7 +23,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::storage::{StoreError, StoreResult};
 
@@ -49,15 +49,16 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`.
-    pub fn spawn(conn: Connection) -> std::io::Result<Self> {
+    /// Starts the writer thread on `conn`; `events` is told the newest
+    /// event's sequence after each commit.
+    pub fn spawn(conn: Connection, events: watch::Sender<u64>) -> std::io::Result<Self> {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
         let failure = Arc::new(Mutex::new(None));
         let full_disk = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (failed, full) = (Arc::clone(&failure), Arc::clone(&full_disk));
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, requests, &failed, &full))?;
+            .spawn(move || run(conn, requests, &failed, &full, &events))?;
         Ok(Self {
             queue,
             failure,
@@ -192,6 +193,7 @@ fn run(
     mut requests: mpsc::Receiver<Box<dyn Job>>,
     failure: &Mutex<Option<String>>,
     full_disk: &std::sync::atomic::AtomicBool,
+    events: &watch::Sender<u64>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = requests.blocking_recv() {
@@ -226,6 +228,18 @@ fn run(
             *state = failed;
         }
         drop(state);
+        // Before the answers: a writer that reads back its own event
+        // through a watch finds it signalled.
+        if wrote {
+            match super::events::latest_sequence(&conn) {
+                Ok(latest) => {
+                    events.send_if_modified(|seen| std::mem::replace(seen, latest) != latest);
+                }
+                Err(error) => {
+                    tracing::error!(error = %error, "reading the newest event's sequence")
+                }
+            }
+        }
         for job in batch.drain(..) {
             job.finish(commit.clone());
         }
@@ -240,12 +254,6 @@ fn run_batch(
     let mut kept_changes = 0;
     let result = (|| -> rusqlite::Result<()> {
         conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        if full_disk {
-            return Err(rusqlite::Error::SqliteFailure(
-                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
-                Some("database or disk is full (injected)".into()),
-            ));
-        }
         for job in batch.iter_mut() {
             conn.prepare_cached("SAVEPOINT request")?.execute([])?;
             let before = conn.total_changes();
@@ -255,6 +263,14 @@ fn run_batch(
                 conn.prepare_cached("ROLLBACK TO request")?.execute([])?;
             }
             conn.prepare_cached("RELEASE request")?.execute([])?;
+        }
+        // Injected where a real full disk fails: at the commit, after
+        // every request has written.
+        if full_disk {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some("database or disk is full (injected)".into()),
+            ));
         }
         conn.prepare_cached("COMMIT")?.execute([])?;
         Ok(())

@@ -602,6 +602,28 @@ fn indexes_are_the_booking_rules_one_per_history_filter_and_a_ttl() {
             None,
         ),
         (
+            "events",
+            "by_resource",
+            doc! { "resource": 1, "_id": 1 },
+            false,
+            None,
+        ),
+        (
+            "events",
+            "by_employee",
+            doc! { "employee_id": 1, "_id": 1 },
+            false,
+            None,
+        ),
+        (
+            "events",
+            "by_vehicle",
+            doc! { "vehicle_ids": 1, "_id": 1 },
+            false,
+            None,
+        ),
+        ("events", "by_time", doc! { "time": 1 }, false, None),
+        (
             "idempotency_keys",
             "expire_after_window",
             doc! { "created_at": 1 },

@@ -1,0 +1,119 @@
+//! Watching and pruning the events collection on MongoDB.
+//!
+//! One change stream per process follows the inserts into the events
+//! collection, whichever replica wrote them, and tells watchers the newest
+//! sequence; watchers then read the events themselves, in sequence order.
+//! The stream starts with the first watcher and ends with the last, and
+//! resumes from its resume token after an error.
+
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use tokio::sync::watch;
+use tokio_stream::StreamExt as _;
+
+use super::{MongoStore, classify, collect, documents as d};
+use crate::storage::StoreResult;
+
+/// The pause before a failed change stream is opened again.
+const REOPEN_PAUSE: Duration = Duration::from_secs(1);
+
+impl MongoStore {
+    /// A receiver of the newest event's sequence, starting the change
+    /// stream if no watcher has it running.
+    pub(super) fn subscribe_events(&self) -> watch::Receiver<u64> {
+        let mut signal = self.event_signal.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = signal.as_ref()
+            && !sender.is_closed()
+        {
+            return sender.subscribe();
+        }
+        let (sender, receiver) = watch::channel(0);
+        *signal = Some(sender.clone());
+        tokio::spawn(self.clone().follow_events(sender));
+        receiver
+    }
+
+    /// Follows the inserted events until every receiver is gone.
+    async fn follow_events(self, sender: watch::Sender<u64>) {
+        let mut resume = None;
+        loop {
+            let opened = self
+                .events
+                .watch()
+                .pipeline(d::inserted_events())
+                .resume_after(resume.clone())
+                .await;
+            match opened {
+                Ok(mut stream) => {
+                    // Whatever was written while no stream was open: every
+                    // watcher reads again.
+                    sender.send_modify(|_| ());
+                    loop {
+                        let next = tokio::select! {
+                            () = sender.closed() => return,
+                            next = stream.next() => next,
+                        };
+                        match next {
+                            Some(Ok(change)) => {
+                                resume = stream.resume_token();
+                                let sequence = change
+                                    .full_document
+                                    .and_then(|event| event.get_i64("_id").ok());
+                                if let Some(sequence) = sequence {
+                                    sender.send_if_modified(|newest| {
+                                        let newer = sequence as u64 > *newest;
+                                        *newest = (*newest).max(sequence as u64);
+                                        newer
+                                    });
+                                }
+                            }
+                            Some(Err(error)) => {
+                                tracing::warn!(error = %error, "the events change stream failed; reopening it");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(error = %error, "cannot open the events change stream; retrying");
+                }
+            }
+            tokio::select! {
+                () = sender.closed() => return,
+                () = tokio::time::sleep(REOPEN_PAUSE) => {}
+            }
+        }
+    }
+
+    /// Deletes up to `limit` of the oldest events before `before`.
+    pub(super) async fn prune_events_before(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: usize,
+    ) -> StoreResult<u64> {
+        let cursor = self
+            .events
+            .find(d::events_before(before))
+            .projection(doc! { "_id": 1 })
+            .sort(doc! { "time": 1 })
+            .limit(limit as i64)
+            .await
+            .map_err(classify("finding old events"))?;
+        let ids: Vec<_> = collect(cursor, "finding old events")
+            .await?
+            .iter()
+            .filter_map(|event: &Document| event.get("_id").cloned())
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = self
+            .events
+            .delete_many(doc! { "_id": { "$in": ids } })
+            .await
+            .map_err(classify("pruning events"))?;
+        Ok(deleted.deleted_count)
+    }
+}

@@ -1,0 +1,349 @@
+//! The audit trail: what every backend records for every write, and how it
+//! is read back.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::Duration;
+use vehicle_allocation::domain::{
+    AllocationChanges, Etag, Event, EventFilter, EventKind, FleetCommand, PageRequest, Snapshot,
+};
+use vehicle_allocation::storage::Store;
+
+use crate::fixture::{Fixture, refused};
+
+type Shared = Arc<dyn Store>;
+
+/// Every event after `after`, a page of `size` at a time.
+pub async fn events_after(
+    store: &Shared,
+    filter: &EventFilter,
+    after: u64,
+    size: usize,
+) -> Vec<Event> {
+    let mut all = Vec::new();
+    let mut after = Some(after);
+    loop {
+        let page = store
+            .list_events(filter, PageRequest { size, after })
+            .await
+            .unwrap();
+        assert!(page.items.len() <= size);
+        all.extend(page.items.iter().cloned());
+        if !page.has_more {
+            return all;
+        }
+        after = page.items.last().map(|e| e.sequence);
+    }
+}
+
+/// The newest sequence now stored (0 when none).
+async fn newest(store: &Shared) -> u64 {
+    events_after(store, &EventFilter::default(), 0, 500)
+        .await
+        .last()
+        .map_or(0, |e| e.sequence)
+}
+
+/// Waits until the store signals `sequence` (on MongoDB the signal comes
+/// through a change stream, a moment after the commit).
+async fn signalled(store: &Shared, sequence: u64) {
+    let mut signal = store.event_signal();
+    tokio::time::timeout(
+        StdDuration::from_secs(10),
+        signal.wait_for(|s| *s >= sequence),
+    )
+    .await
+    .expect("the event is signalled")
+    .unwrap();
+}
+
+fn allocation(snapshot: &Option<Snapshot>) -> &vehicle_allocation::domain::Allocation {
+    match snapshot {
+        Some(Snapshot::Allocation(a)) => a,
+        other => panic!("expected a booking snapshot, found {other:?}"),
+    }
+}
+
+pub async fn every_booking_write_appends_one_event_and_a_refusal_none(
+    store: &Shared,
+    fx: &Fixture,
+) {
+    let start = newest(store).await;
+    let new = fx.keyed(fx.booking(0, 0, fx.day(1)), "req-events");
+    let created = store.create_allocation(new.clone()).await.unwrap();
+    // Refused, and replayed: nothing is written, no event.
+    refused(store.create_allocation(fx.booking(1, 0, fx.day(1))).await);
+    assert_eq!(store.create_allocation(new).await.unwrap(), created);
+    refused(
+        store
+            .update_allocation(fx.update(&created.id, AllocationChanges::default(), Some(Etag(9))))
+            .await,
+    );
+    let moved = store
+        .update_allocation(fx.update(
+            &created.id,
+            AllocationChanges {
+                vehicle_id: Some(fx.vehicle(1).to_owned()),
+                ..Default::default()
+            },
+            Some(created.etag()),
+        ))
+        .await
+        .unwrap();
+    let cancelled = store
+        .delete_allocation(fx.deletion(&created.id, None))
+        .await
+        .unwrap();
+    refused(
+        store
+            .delete_allocation(fx.deletion(&created.id, None))
+            .await,
+    );
+
+    let events = events_after(store, &EventFilter::default(), start, 100).await;
+    let kinds: Vec<_> = events.iter().map(|e| e.event.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::AllocationCreated,
+            EventKind::AllocationUpdated,
+            EventKind::AllocationCancelled
+        ]
+    );
+    let sequences: Vec<_> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(sequences, [start + 1, start + 2, start + 3], "no gaps");
+    let [create, update, cancel] = [&events[0].event, &events[1].event, &events[2].event];
+    assert_eq!(create.before, None);
+    assert_eq!(allocation(&create.after), &created);
+    assert_eq!(allocation(&update.before), &created);
+    assert_eq!(allocation(&update.after), &moved.after);
+    assert_eq!(allocation(&cancel.before), &cancelled);
+    assert_eq!(cancel.after, None);
+    for event in [create, update, cancel] {
+        assert_eq!(event.resource, format!("allocations/{}", created.id));
+        assert_eq!(event.actor, fx.origin().actor);
+        assert_eq!(event.request_id, "case-request");
+    }
+    assert_eq!(create.time, fx.now);
+    assert_eq!(update.time, moved.after.update_time);
+    assert!(cancel.time > update.time);
+    signalled(store, start + 3).await;
+}
+
+pub async fn fleet_writes_append_their_events_and_their_bookings(store: &Shared, fx: &Fixture) {
+    let booked = store
+        .create_allocation(fx.booking(2, 4, fx.day(3)))
+        .await
+        .unwrap();
+    let start = newest(store).await;
+    // Refused (a booking stands in the way): no event.
+    refused(
+        store
+            .apply_fleet(vec![fx.admin(FleetCommand::SetVehicleRetired {
+                id: fx.vehicle(4).to_owned(),
+                retired: true,
+                cancel_conflicting: false,
+            })])
+            .await,
+    );
+    assert_eq!(newest(store).await, start);
+    store
+        .apply_fleet(vec![fx.admin(FleetCommand::SetVehicleRetired {
+            id: fx.vehicle(4).to_owned(),
+            retired: true,
+            cancel_conflicting: true,
+        })])
+        .await
+        .unwrap();
+    let events = events_after(store, &EventFilter::default(), start, 100).await;
+    let kinds: Vec<_> = events.iter().map(|e| e.event.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::VehicleUpdated, EventKind::AllocationCancelled]
+    );
+    let retired = &events[0].event;
+    assert_eq!(retired.resource, format!("vehicles/{}", fx.vehicle(4)));
+    match (&retired.before, &retired.after) {
+        (Some(Snapshot::Vehicle(before)), Some(Snapshot::Vehicle(after))) => {
+            assert!(!before.retired);
+            assert!(after.retired);
+        }
+        other => panic!("expected vehicle snapshots, found {other:?}"),
+    }
+    assert_eq!(allocation(&events[1].event.before), &booked);
+    assert_eq!(events[1].event.after, None);
+    assert_eq!(events[1].event.request_id, retired.request_id);
+    assert_eq!(events[1].sequence, events[0].sequence + 1);
+}
+
+pub async fn events_filter_by_each_field_and_page_in_sequence_order(store: &Shared, fx: &Fixture) {
+    let start = newest(store).await;
+    let mut made = Vec::new();
+    for (e, v) in [(0, 0), (1, 1), (0, 2), (2, 1)] {
+        made.push(
+            store
+                .create_allocation(fx.booking(e, v, fx.day(1 + made.len() as i64)))
+                .await
+                .unwrap(),
+        );
+    }
+    // Moves booking 0 from vehicle 0 to vehicle 3: it concerns both.
+    store
+        .update_allocation(fx.update(
+            &made[0].id,
+            AllocationChanges {
+                vehicle_id: Some(fx.vehicle(3).to_owned()),
+                ..Default::default()
+            },
+            None,
+        ))
+        .await
+        .unwrap();
+    let all = events_after(store, &EventFilter::default(), start, 100).await;
+    assert_eq!(all.len(), 5);
+    // Every page size gives the same events in the same order.
+    for size in [1, 2, 3, 5] {
+        assert_eq!(
+            events_after(store, &EventFilter::default(), start, size).await,
+            all
+        );
+    }
+    let sequences = |filter: EventFilter| {
+        let store = Arc::clone(store);
+        async move {
+            events_after(&store, &filter, start, 2)
+                .await
+                .iter()
+                .map(|e| e.sequence - start)
+                .collect::<Vec<_>>()
+        }
+    };
+    let employee = |i: usize| Some(fx.employee(i).to_owned());
+    let vehicle = |i: usize| Some(fx.vehicle(i).to_owned());
+    assert_eq!(
+        sequences(EventFilter {
+            employee_id: employee(0),
+            ..Default::default()
+        })
+        .await,
+        [1, 3, 5]
+    );
+    assert_eq!(
+        sequences(EventFilter {
+            vehicle_id: vehicle(0),
+            ..Default::default()
+        })
+        .await,
+        [1, 5]
+    );
+    assert_eq!(
+        sequences(EventFilter {
+            vehicle_id: vehicle(3),
+            ..Default::default()
+        })
+        .await,
+        [5]
+    );
+    assert_eq!(
+        sequences(EventFilter {
+            vehicle_id: vehicle(1),
+            ..Default::default()
+        })
+        .await,
+        [2, 4]
+    );
+    assert_eq!(
+        sequences(EventFilter {
+            resource: Some(format!("allocations/{}", made[0].id)),
+            ..Default::default()
+        })
+        .await,
+        [1, 5]
+    );
+    assert_eq!(
+        sequences(EventFilter {
+            kinds: vec![EventKind::AllocationUpdated],
+            ..Default::default()
+        })
+        .await,
+        [5]
+    );
+    assert_eq!(
+        sequences(EventFilter {
+            actor: Some("someone-else".into()),
+            ..Default::default()
+        })
+        .await,
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        sequences(EventFilter {
+            actor: Some(fx.origin().actor.id),
+            employee_id: employee(1),
+            ..Default::default()
+        })
+        .await,
+        [2]
+    );
+    // Creates at `now`, the update five minutes later; the end excluded.
+    assert_eq!(
+        sequences(EventFilter {
+            start_time: Some(fx.now + Duration::minutes(1)),
+            ..Default::default()
+        })
+        .await,
+        [5]
+    );
+    assert_eq!(
+        sequences(EventFilter {
+            end_time: Some(fx.now + Duration::minutes(5)),
+            ..Default::default()
+        })
+        .await,
+        [1, 2, 3, 4]
+    );
+}
+
+pub async fn pruning_deletes_old_events_and_sequences_never_go_back(store: &Shared, fx: &Fixture) {
+    let start = newest(store).await;
+    let created = store
+        .create_allocation(fx.booking(0, 0, fx.day(1)))
+        .await
+        .unwrap();
+    store
+        .create_allocation(fx.booking(1, 1, fx.day(1)))
+        .await
+        .unwrap();
+    store
+        .update_allocation(fx.update(&created.id, AllocationChanges::default(), None))
+        .await
+        .unwrap();
+    // The two creates are older than a minute after `now`; one at a time.
+    let cutoff = fx.now + Duration::minutes(1);
+    assert_eq!(store.prune_events(cutoff, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_events(cutoff, 10).await.unwrap(), 1);
+    assert_eq!(store.prune_events(cutoff, 10).await.unwrap(), 0);
+    let left = events_after(store, &EventFilter::default(), 0, 100).await;
+    assert_eq!(
+        left.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [start + 3]
+    );
+    // Everything pruned: the next event still follows the last one.
+    assert_eq!(
+        store
+            .prune_events(fx.now + Duration::days(1), 10)
+            .await
+            .unwrap(),
+        1
+    );
+    store
+        .delete_allocation(fx.deletion(&created.id, None))
+        .await
+        .unwrap();
+    let left = events_after(store, &EventFilter::default(), 0, 100).await;
+    assert_eq!(
+        left.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [start + 4]
+    );
+}
