@@ -15,6 +15,7 @@ use std::{env, fs};
 const PROTOS: &[&str] = &[
     "vehicle_allocation/v1/allocation.proto",
     "vehicle_allocation/v1/fleet.proto",
+    "vehicle_allocation/v1/events.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

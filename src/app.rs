@@ -20,10 +20,11 @@ use crate::cache::CacheError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::gateway::{self, Upstream, UpstreamSetupError};
-use crate::grpc::{AllocationApi, EdgeLayer, FleetApi, ServiceContext};
+use crate::grpc::{AllocationApi, EdgeLayer, EventApi, FleetApi, ServiceContext};
 use crate::health::{self, Health};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::allocation_service_server::AllocationServiceServer;
+use crate::proto::v1::event_service_server::EventServiceServer;
 use crate::proto::v1::fleet_service_server::FleetServiceServer;
 use crate::seed::{self, SeedError, SeedPlan};
 use crate::server::{Connections, grpc_incoming};
@@ -88,6 +89,9 @@ pub struct Application {
     http_listener: TcpListener,
     http_addr: SocketAddr,
     http_router: axum::Router,
+    /// Turned true when shutdown begins; handed to the servers, the
+    /// background tasks and the event streams.
+    stop: watch::Sender<bool>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
@@ -118,7 +122,9 @@ impl Application {
                 &settings.upstream_tls,
             )?;
             let tls = settings.tls.clone().map(TlsConfigs::load).transpose()?;
-            return Self::with_parts(settings, None, upstream, tls, Arc::new(SystemClock)).await;
+            let (stop, _) = watch::channel(false);
+            return Self::with_parts(settings, None, upstream, tls, Arc::new(SystemClock), stop)
+                .await;
         }
         // Before the store is opened: a bad key file or certificate is
         // reported without touching the data.
@@ -203,6 +209,7 @@ impl Application {
                 // Lets reflection clients decode the google.rpc error details.
                 .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
         };
+        let (stop, stopping) = watch::channel(false);
         let mut routes = Routes::new(health_service);
         if settings.reflection {
             routes = routes
@@ -213,7 +220,12 @@ impl Application {
             .add_service(AllocationServiceServer::new(AllocationApi::new(
                 ctx.clone(),
             )))
-            .add_service(FleetServiceServer::new(FleetApi::new(ctx.clone())));
+            .add_service(FleetServiceServer::new(FleetApi::new(ctx.clone())))
+            .add_service(EventServiceServer::new(EventApi::new(
+                ctx.clone(),
+                stopping,
+                settings.events,
+            )));
         // Health is known before anything is served, so no caller ever
         // sees a service as unknown.
         let health = Health::new(reporter);
@@ -240,7 +252,7 @@ impl Application {
         };
         let upstream = Upstream::in_process(routes, edge);
         let clock = Arc::clone(&grpc.ctx.clock);
-        let mut app = Self::with_parts(settings, Some(grpc), upstream, tls, clock).await?;
+        let mut app = Self::with_parts(settings, Some(grpc), upstream, tls, clock, stop).await?;
         app.auth = Some(auth);
         app.limiter = limiter;
         Ok(app)
@@ -252,6 +264,7 @@ impl Application {
         upstream: Upstream,
         tls: Option<Arc<TlsConfigs>>,
         clock: Arc<dyn Clock>,
+        stop: watch::Sender<bool>,
     ) -> Result<Self, AppError> {
         let (http_listener, http_addr) = bind(settings.http_addr).await?;
         let policy = settings.policy;
@@ -266,6 +279,7 @@ impl Application {
             http_listener,
             http_addr,
             http_router,
+            stop,
         })
     }
 
@@ -296,8 +310,9 @@ impl Application {
             http_listener,
             http_addr,
             http_router,
+            stop,
         } = self;
-        let (stop, stopping) = watch::channel(false);
+        let stopping = stop.subscribe();
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop.send(true);
@@ -307,6 +322,14 @@ impl Application {
         };
 
         background::spawn(auth.clone(), limiter, tls.clone(), stopping.clone());
+        if let Some(grpc) = &grpc {
+            background::prune_events(
+                Arc::clone(&grpc.ctx.store),
+                Arc::clone(&grpc.ctx.clock),
+                settings.events,
+                stopping.clone(),
+            );
+        }
 
         let interval = settings.health_check_interval;
         let limits = settings.limits;
@@ -478,6 +501,49 @@ mod background {
     use crate::auth::Authenticator;
     use crate::auth::rate::RateLimiter;
     use crate::tls::TlsConfigs;
+
+    /// Events deleted per pruning call: each holds the writer briefly.
+    const PRUNE_BATCH: usize = 1000;
+
+    /// Deletes the events older than the retention, at startup and then
+    /// every `prune_interval`, until shutdown.
+    pub fn prune_events(
+        store: Arc<dyn crate::storage::Store>,
+        clock: Arc<dyn crate::clock::Clock>,
+        events: crate::config::EventSettings,
+        mut stopping: watch::Receiver<bool>,
+    ) {
+        tokio::spawn(async move {
+            loop {
+                let cutoff = clock.now() - events.retention;
+                let mut pruned = 0;
+                loop {
+                    if *stopping.borrow() {
+                        return;
+                    }
+                    match store.prune_events(cutoff, PRUNE_BATCH).await {
+                        Ok(deleted) => {
+                            pruned += deleted;
+                            if deleted < PRUNE_BATCH as u64 {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            tracing::warn!(error = %crate::storage::error_chain(&error), "pruning old events failed; retrying later");
+                            break;
+                        }
+                    }
+                }
+                if pruned > 0 {
+                    tracing::info!(pruned, %cutoff, "pruned events older than the retention");
+                }
+                tokio::select! {
+                    _ = stopping.wait_for(|stop| *stop) => return,
+                    () = tokio::time::sleep(events.prune_interval) => {}
+                }
+            }
+        });
+    }
 
     pub fn spawn(
         auth: Option<Arc<Authenticator>>,

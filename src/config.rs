@@ -421,6 +421,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20", value_parser = parse_seconds)]
     pub shutdown_timeout: Duration,
 
+    /// Days the audit trail keeps an event; older ones are pruned in the
+    /// background.
+    #[arg(long, env = "EVENT_RETENTION_DAYS", default_value_t = 730,
+          value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub event_retention_days: u32,
+
     /// Start without SQLite's quick_check of the embedded store (it reads
     /// the whole database; see the README for how long that takes).
     #[arg(long, env = "SKIP_INTEGRITY_CHECK", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -579,6 +585,33 @@ pub struct Settings {
     pub integrity_check: bool,
     /// Sign page tokens with this secret instead of the key in the store.
     pub page_token_key: Option<String>,
+    /// The audit trail's retention and streams.
+    pub events: EventSettings,
+}
+
+/// How long events are kept, and how event streams behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSettings {
+    /// Events older than this are pruned.
+    pub retention: chrono::Duration,
+    /// How often pruning runs (and once at startup).
+    pub prune_interval: Duration,
+    /// How often an idle event stream sends a heartbeat.
+    pub heartbeat: Duration,
+    /// How many messages a live event stream holds for a subscriber that
+    /// reads slower than events are written, before it is ended.
+    pub watch_buffer: usize,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            retention: chrono::Duration::days(730),
+            prune_interval: Duration::from_secs(3600),
+            heartbeat: Duration::from_secs(15),
+            watch_buffer: 1024,
+        }
+    }
 }
 
 impl Settings {
@@ -598,6 +631,10 @@ impl Settings {
             demo: serve.demo,
             shutdown_timeout: serve.shutdown_timeout,
             health_check_interval: Duration::from_secs(5),
+            events: EventSettings {
+                retention: chrono::Duration::days(serve.event_retention_days.into()),
+                ..EventSettings::default()
+            },
             auth: serve.auth.settings(),
             tls: serve.tls.settings(),
             upstream_tls: serve.tls.upstream(),

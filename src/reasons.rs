@@ -101,6 +101,7 @@ catalogue! {
     VEHICLE_RETIRED: FailedPrecondition, "The vehicle is retired.";
     VEHICLE_HAS_NO_DRIVER: FailedPrecondition, "Nobody drives the vehicle that day; assign a driver first.";
     VEHICLE_BLOCK_IS_HISTORY: FailedPrecondition, "The block has ended: it is read-only.";
+    WATCH_TOO_SLOW: Aborted, "The event stream's subscriber fell a whole buffer behind and was ended; resume with metadata.resume_token.";
     // Who may call.
     CREDENTIALS_MISSING: Unauthenticated, "No bearer token, API key or client certificate.";
     TOKEN_EXPIRED: Unauthenticated, "The bearer token has expired.";

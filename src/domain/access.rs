@@ -8,6 +8,8 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use super::event::{EventFilter, EventKind};
+
 /// What a caller may be allowed to do, by role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -240,6 +242,44 @@ pub fn history_scope(
         None if !principal.any_of(READERS) => principal.employee_id().map(str::to_owned),
         requested => requested,
     })
+}
+
+const EVENT_READERS: &[Role] = &[Role::Auditor, Role::FleetAdmin];
+
+/// The filter an event query or watch runs with: `requested`, narrowed to
+/// what the caller may see. Auditors and fleet administrators see every
+/// event; booking agents the events of bookings; an employee the events of
+/// their own bookings. Asking for more than that is refused.
+pub fn event_scope(principal: &Principal, requested: EventFilter) -> Result<EventFilter, Denied> {
+    if principal.any_of(EVENT_READERS) {
+        return Ok(requested);
+    }
+    let agent = principal.has(Role::BookingAgent);
+    if !agent && !principal.is_employee() {
+        return Err(Denied::RoleRequired(&[
+            Role::Employee,
+            Role::BookingAgent,
+            Role::Auditor,
+            Role::FleetAdmin,
+        ]));
+    }
+    if requested.kinds.iter().any(|k| !k.is_booking()) {
+        return Err(Denied::RoleRequired(EVENT_READERS));
+    }
+    let mut scoped = requested;
+    if scoped.kinds.is_empty() {
+        scoped.kinds = EventKind::ALL
+            .into_iter()
+            .filter(|k| k.is_booking())
+            .collect();
+    }
+    if !agent {
+        match scoped.employee_id.as_deref() {
+            Some(id) if !principal.owns(id) => return Err(Denied::NotOwner),
+            _ => scoped.employee_id = principal.employee_id().map(str::to_owned),
+        }
+    }
+    Ok(scoped)
 }
 
 /// The roles that may act on a booking: those that may act on any, plus
@@ -514,5 +554,57 @@ mod tests {
         assert_eq!(denied.reason(), "ROLE_REQUIRED");
         assert_eq!(denied.roles_text(), "fleet_admin");
         assert_eq!(denied.to_string(), "this call needs the role fleet_admin");
+    }
+
+    #[test]
+    fn who_sees_which_events() {
+        use Role::*;
+        let booking_kinds = vec![
+            EventKind::AllocationCreated,
+            EventKind::AllocationUpdated,
+            EventKind::AllocationCancelled,
+        ];
+        let any = EventFilter::default();
+        let of = |id: &str| EventFilter {
+            employee_id: Some(id.into()),
+            ..EventFilter::default()
+        };
+        let fleet_kind = EventFilter {
+            kinds: vec![EventKind::VehicleUpdated],
+            ..EventFilter::default()
+        };
+        for role in [Auditor, FleetAdmin] {
+            assert_eq!(event_scope(&caller(&[role]), any.clone()), Ok(any.clone()));
+            assert_eq!(
+                event_scope(&caller(&[role]), fleet_kind.clone()),
+                Ok(fleet_kind.clone())
+            );
+        }
+        let agent = caller(&[BookingAgent]);
+        assert_eq!(
+            event_scope(&agent, of(OTHER)),
+            Ok(EventFilter {
+                kinds: booking_kinds.clone(),
+                ..of(OTHER)
+            })
+        );
+        let admins = Err(Denied::RoleRequired(&[Auditor, FleetAdmin]));
+        assert_eq!(event_scope(&agent, fleet_kind.clone()), admins);
+        // An employee sees their own bookings' events, whatever they ask.
+        let me = caller(&[Employee]);
+        let mine = Ok(EventFilter {
+            kinds: booking_kinds,
+            ..of(ME)
+        });
+        assert_eq!(event_scope(&me, any.clone()), mine);
+        assert_eq!(event_scope(&me, of(ME)), mine);
+        assert_eq!(event_scope(&me, of(OTHER)), Err(Denied::NotOwner));
+        assert_eq!(event_scope(&me, fleet_kind), admins);
+        // An API key given `employee` speaks for nobody.
+        let key = Principal::new("svc", PrincipalKind::ApiKey, [Employee]);
+        assert!(matches!(
+            event_scope(&key, any),
+            Err(Denied::RoleRequired(_))
+        ));
     }
 }

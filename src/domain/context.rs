@@ -20,6 +20,15 @@ pub struct RequestContext {
 impl RequestContext {
     /// Who asks and in which request, as the events of its writes record.
     pub fn origin(&self) -> Origin {
-        Origin::new(Actor::of(&self.principal), self.request_id.as_ref())
+        let actor = Actor {
+            id: self.principal.id.clone(),
+            roles: self
+                .principal
+                .roles
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
+        };
+        Origin::new(actor, self.request_id.as_ref())
     }
 }

@@ -7,7 +7,6 @@
 
 use chrono::{DateTime, Utc};
 
-use super::access::Principal;
 use super::allocation::Allocation;
 use super::fleet::{Driver, Employee, Vehicle, VehicleBlock};
 
@@ -20,21 +19,13 @@ pub struct Actor {
 }
 
 impl Actor {
-    /// The caller `principal`, as events record them.
-    pub fn of(principal: &Principal) -> Self {
-        Self {
-            id: principal.id.clone(),
-            roles: principal
-                .roles
-                .iter()
-                .map(|r| r.as_str().to_owned())
-                .collect(),
-        }
-    }
-
-    /// The unauthenticated loopback caller.
+    /// The unauthenticated loopback caller (see
+    /// [`super::access::Principal::anonymous`]).
     pub fn anonymous() -> Self {
-        Self::of(&Principal::anonymous())
+        Self {
+            id: "anonymous".to_owned(),
+            roles: vec!["fleet_admin".to_owned()],
+        }
     }
 
     /// A command of the service itself, such as `seed` or `import`.

@@ -134,6 +134,7 @@ pub enum ListKind {
     AvailableVehicles = 4,
     Drivers = 5,
     VehicleBlocks = 6,
+    Events = 7,
 }
 
 /// A sort key that can be carried in a page token.
@@ -150,6 +151,17 @@ impl CursorKey for String {
 
     fn read(bytes: &[u8]) -> Option<Self> {
         String::from_utf8(bytes.to_vec()).ok()
+    }
+}
+
+/// The event log continues after a sequence.
+impl CursorKey for u64 {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_be_bytes());
+    }
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        Some(u64::from_be_bytes(bytes.try_into().ok()?))
     }
 }
 

@@ -46,8 +46,8 @@ pub const EXAMPLE_DATE: &str = "2099-01-01";
     info(
         title = "vehicle-allocation",
         description = "Book a company vehicle, with its driver, for one calendar day.\n\n\
-            This REST API is a gateway onto the gRPC services `vehicle_allocation.v1.AllocationService` \
-            and `vehicle_allocation.v1.FleetService`: the same rules, the same errors.\n\n\
+            This REST API is a gateway onto the gRPC services `vehicle_allocation.v1.AllocationService`, \
+            `vehicle_allocation.v1.FleetService` and `vehicle_allocation.v1.EventService`: the same rules, the same errors.\n\n\
             Every error has the shape `{\"error\": {\"code\", \"status\", \"message\", \"reason\", \
             \"field_violations\", \"metadata\"}}`; `reason` is meant for code, e.g. `VEHICLE_ALREADY_BOOKED`. \
             Each operation lists the reasons it can answer with, under the status they come with.",
@@ -56,6 +56,7 @@ pub const EXAMPLE_DATE: &str = "2099-01-01";
         (name = "allocations", description = "Bookings: make, read, change, cancel, and the history report."),
         (name = "fleet", description = "Employees, drivers, vehicles with their drivers, and availability."),
         (name = "fleet administration", description = "For `fleet_admin` callers: add and change employees, drivers and vehicles, assign drivers, take vehicles out of service. Changes that bookings from today on stand in the way of fail with HAS_FUTURE_BOOKINGS unless `cancel_conflicting_bookings=true`."),
+        (name = "events", description = "The audit trail: every change, who made it and in which request, with the resource before and after; as a list and as a live, resumable Server-Sent Events stream."),
         (name = "probes", description = "Liveness and readiness for load balancers."),
     ),
     components(schemas(ErrorResponse, ErrorBody, FieldViolationBody)),
@@ -315,6 +316,23 @@ pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
             VEHICLE_BLOCK_IS_HISTORY,
             ROLE_REQUIRED,
         ],
+        "listEvents" => [
+            &[FIELD_TOO_LONG, INVALID_VALUE, NOT_OWNER, ROLE_REQUIRED][..],
+            &pages,
+            &query,
+        ]
+        .concat(),
+        "streamEvents" => [
+            &[
+                FIELD_TOO_LONG,
+                INVALID_VALUE,
+                NOT_OWNER,
+                ROLE_REQUIRED,
+                WATCH_TOO_SLOW,
+            ][..],
+            &query,
+        ]
+        .concat(),
         _ => Vec::new(),
     };
     list.extend(caller);

@@ -241,9 +241,10 @@ impl From<tonic::Status> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorResponse {
+impl ApiError {
+    /// The error's JSON body (also sent as an SSE `error` event).
+    pub fn body(self) -> ErrorResponse {
+        ErrorResponse {
             error: ErrorBody {
                 code: self.http.as_u16(),
                 status: code_name(self.code).to_owned(),
@@ -252,16 +253,22 @@ impl IntoResponse for ApiError {
                 field_violations: self.field_violations,
                 metadata: self.metadata,
             },
-        };
-        let mut response = (self.http, Json(body)).into_response();
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (http, code, retry_after) = (self.http, self.code, self.retry_after);
+        let mut response = (http, Json(self.body())).into_response();
         let headers = response.headers_mut();
-        if self.code == Code::Unauthenticated {
+        if code == Code::Unauthenticated {
             headers.insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
-        if let Some(seconds) = self.retry_after {
+        if let Some(seconds) = retry_after {
             headers.insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response

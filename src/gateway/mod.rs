@@ -13,6 +13,7 @@ mod admin_json;
 mod allocations;
 mod docs;
 pub mod error;
+mod events;
 mod extract;
 mod fleet;
 mod json;
@@ -85,6 +86,8 @@ fn api_routes() -> OpenApiRouter<Upstream> {
             admin::create_vehicle_block
         ))
         .routes(routes!(admin::delete_vehicle_block))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::stream_events))
         .routes(routes!(probes::healthz))
         .routes(routes!(probes::readyz))
 }

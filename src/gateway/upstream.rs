@@ -15,6 +15,7 @@ use tower::{BoxError, Layer, ServiceExt};
 
 use crate::grpc::EdgeLayer;
 use crate::proto::v1::allocation_service_client::AllocationServiceClient;
+use crate::proto::v1::event_service_client::EventServiceClient;
 use crate::proto::v1::fleet_service_client::FleetServiceClient;
 
 /// A gRPC connection, whichever kind it is.
@@ -50,6 +51,7 @@ pub struct Upstream(Arc<Clients>);
 pub struct Clients {
     pub allocations: AllocationServiceClient<GrpcService>,
     pub fleet: FleetServiceClient<GrpcService>,
+    pub events: EventServiceClient<GrpcService>,
     pub health: HealthClient<GrpcService>,
 }
 
@@ -133,6 +135,7 @@ impl Upstream {
         Self(Arc::new(Clients {
             allocations: AllocationServiceClient::new(service.clone()),
             fleet: FleetServiceClient::new(service.clone()),
+            events: EventServiceClient::new(service.clone()),
             health: HealthClient::new(service),
         }))
     }

@@ -5,6 +5,7 @@
 mod allocation;
 mod convert;
 pub mod edge;
+pub mod events;
 mod fleet;
 mod mask;
 pub mod status;
@@ -21,6 +22,7 @@ use crate::storage::Store;
 
 pub use allocation::AllocationApi;
 pub use edge::{EdgeLayer, REQUEST_ID_HEADER, is_usable_request_id, new_request_id};
+pub use events::EventApi;
 pub use fleet::FleetApi;
 
 /// What every handler needs: the store, the clock, the booking policy and

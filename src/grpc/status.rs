@@ -240,6 +240,19 @@ pub fn with_reason(reason: Reason, message: &str) -> Status {
     )
 }
 
+/// A status for `reason` with `metadata` in its `ErrorInfo`.
+pub fn with_reason_metadata(reason: Reason, message: &str, metadata: &[(&str, &str)]) -> Status {
+    let metadata: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Status::with_error_details(
+        reason.code,
+        message,
+        ErrorDetails::with_error_info(reason.name, ERROR_DOMAIN, metadata),
+    )
+}
+
 pub use crate::storage::error_chain;
 
 #[cfg(test)]

@@ -14,11 +14,12 @@ use vehicle_allocation::app::{AppError, Application};
 use vehicle_allocation::auth::AuthSettings;
 use vehicle_allocation::cache::CacheConfig;
 use vehicle_allocation::clock::ManualClock;
-use vehicle_allocation::config::Settings;
+use vehicle_allocation::config::{EventSettings, Settings};
 use vehicle_allocation::domain::access::Role;
 use vehicle_allocation::domain::{Allocation, BookingPolicy, Employee, Vehicle};
 use vehicle_allocation::gateway::{CorsOrigins, GatewayConfig};
 use vehicle_allocation::proto::v1::allocation_service_client::AllocationServiceClient;
+use vehicle_allocation::proto::v1::event_service_client::EventServiceClient;
 use vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient;
 use vehicle_allocation::proto::v1::{self, CreateAllocationRequest};
 use vehicle_allocation::seed::{self, SeedPlan};
@@ -73,6 +74,8 @@ pub struct AppOptions {
     pub shared_store: Option<Arc<dyn Store>>,
     /// `PAGE_TOKEN_KEY`.
     pub page_token_key: Option<String>,
+    /// Event retention and stream heartbeats.
+    pub events: EventSettings,
 }
 
 impl Default for AppOptions {
@@ -96,6 +99,7 @@ impl Default for AppOptions {
             limits: ServerLimits::default(),
             shared_store: None,
             page_token_key: None,
+            events: EventSettings::default(),
         }
     }
 }
@@ -147,6 +151,7 @@ pub struct TestApp {
     pub channel: Channel,
     pub allocations: AllocationServiceClient<Channel>,
     pub fleet: FleetServiceClient<Channel>,
+    pub events: EventServiceClient<Channel>,
     pub clock: Arc<ManualClock>,
     pub faults: Arc<Instruments>,
     /// The cache in front of the store, when there is one.
@@ -216,6 +221,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         limits: options.limits,
         integrity_check: true,
         page_token_key: options.page_token_key.clone(),
+        events: options.events,
     };
     let app = Application::build_with(settings, store, clock.clone())
         .await
@@ -264,6 +270,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         http_base,
         allocations: AllocationServiceClient::new(channel.clone()),
         fleet: FleetServiceClient::new(channel.clone()),
+        events: EventServiceClient::new(channel.clone()),
         channel,
         clock,
         faults,
@@ -393,6 +400,52 @@ impl TestApp {
             .map(tonic::Response::into_inner)
     }
 
+    /// Every event after `after` that `cred` may see, through `ListEvents`
+    /// a page of 100 at a time.
+    pub async fn events_after(&self, cred: &Cred, after: i64) -> Result<Vec<v1::Event>, Status> {
+        let mut events = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .events
+                .clone()
+                .list_events(cred.grpc(v1::ListEventsRequest {
+                    page_size: 100,
+                    page_token,
+                    ..Default::default()
+                }))
+                .await?
+                .into_inner();
+            events.extend(page.events.into_iter().filter(|e| e.sequence > after));
+            if page.next_page_token.is_empty() {
+                return Ok(events);
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// The newest event's sequence (0 when there is none).
+    pub async fn newest_event(&self) -> i64 {
+        self.events_after(&self.admin, 0)
+            .await
+            .unwrap()
+            .last()
+            .map_or(0, |e| e.sequence)
+    }
+
+    /// `WatchEvents` as `cred`.
+    pub async fn watch(
+        &self,
+        cred: &Cred,
+        request: v1::WatchEventsRequest,
+    ) -> Result<tonic::Streaming<v1::WatchEventsResponse>, Status> {
+        self.events
+            .clone()
+            .watch_events(cred.grpc(request))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
     /// `GET path` on the gateway, without credentials.
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(self.url(path)).send().await.unwrap()
@@ -466,6 +519,7 @@ pub fn plain_settings(data_dir: &std::path::Path) -> Settings {
         limits: ServerLimits::default(),
         integrity_check: true,
         page_token_key: None,
+        events: Default::default(),
     }
 }
 

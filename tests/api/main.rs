@@ -15,6 +15,7 @@ mod auth;
 mod cache;
 mod cli;
 mod concurrency;
+mod events;
 mod fleet;
 mod health;
 mod history;

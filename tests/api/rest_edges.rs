@@ -267,6 +267,7 @@ async fn gateway_only_mode_serves_a_remote_grpc_server() {
         limits: Default::default(),
         integrity_check: true,
         page_token_key: None,
+        events: Default::default(),
     };
     let gateway = Application::build(settings).await.unwrap();
     assert!(gateway.grpc_addr().is_none(), "no gRPC server of its own");

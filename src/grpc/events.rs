@@ -1,0 +1,433 @@
+//! `EventService`: the audit trail as a list, and as a live, resumable
+//! stream.
+//!
+//! A watch reads the events itself, in sequence order, from the store: it
+//! replays the stored ones a page at a time, then waits for the store's
+//! signal that newer ones committed and reads those. So replay and live
+//! delivery are one loop over one position, and nothing can fall between
+//! them or come twice. The signal only says "read again"; it holds no
+//! events, so a watcher costs no memory but its stream's buffer.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, non_empty};
+use super::{ServiceContext, context};
+use crate::config::EventSettings;
+use crate::domain::access::event_scope;
+use crate::domain::allocation::validate_id;
+use crate::domain::error::{Violation, ViolationReason, Violations};
+use crate::domain::page::ListKind;
+use crate::domain::{
+    DomainError, Event, EventFilter, EventKind, PageRequest, PageSize, PageToken, Snapshot,
+};
+use crate::proto::v1::{
+    self, ListEventsRequest, ListEventsResponse, WatchEventsRequest, WatchEventsResponse,
+    event_service_server::EventService, watch_events_response,
+};
+use crate::reasons;
+use crate::storage::Store;
+
+/// Events read from the store at a time while catching up.
+const CATCH_UP_PAGE: usize = 256;
+
+/// The `EventService` implementation.
+pub struct EventApi {
+    ctx: ServiceContext,
+    /// Turns true when the server shuts down: streams end then.
+    stopping: watch::Receiver<bool>,
+    settings: EventSettings,
+}
+
+impl EventApi {
+    pub fn new(
+        ctx: ServiceContext,
+        stopping: watch::Receiver<bool>,
+        settings: EventSettings,
+    ) -> Self {
+        Self {
+            ctx,
+            stopping,
+            settings,
+        }
+    }
+}
+
+/// The filters of both calls, as received.
+struct FilterFields {
+    resource: String,
+    employee_id: String,
+    vehicle_id: String,
+    actor: String,
+    kind: String,
+    start_time: Option<prost_types::Timestamp>,
+    end_time: Option<prost_types::Timestamp>,
+}
+
+/// The filters, decoded and checked.
+fn decode_filter(violations: &mut Violations, fields: FilterFields) -> EventFilter {
+    let FilterFields {
+        resource,
+        employee_id,
+        vehicle_id,
+        actor,
+        kind,
+        start_time,
+        end_time,
+    } = fields;
+    let mut id = |field: &str, value: String| {
+        non_empty(value).and_then(|v| violations.check(validate_id(field, &v)).map(|()| v))
+    };
+    let filter = EventFilter {
+        resource: id("resource", resource),
+        employee_id: id("employee_id", employee_id),
+        vehicle_id: id("vehicle_id", vehicle_id),
+        actor: id("actor", actor),
+        kinds: Vec::new(),
+        start_time: None,
+        end_time: None,
+    };
+    let kinds = kind
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .filter_map(|name| {
+            let kind = EventKind::parse(name);
+            if kind.is_none() {
+                violations.push(Violation::new(
+                    "kind",
+                    ViolationReason::InvalidValue,
+                    format!(
+                        "kind {name:?} is not an event kind; use one of {}",
+                        EventKind::ALL.map(EventKind::as_str).join(", ")
+                    ),
+                ));
+            }
+            kind
+        })
+        .collect();
+    EventFilter {
+        kinds,
+        start_time: start_time.and_then(|t| violations.check(instant("start_time", t))),
+        end_time: end_time.and_then(|t| violations.check(instant("end_time", t))),
+        ..filter
+    }
+}
+
+fn instant(field: &str, t: prost_types::Timestamp) -> Result<DateTime<Utc>, Violation> {
+    u32::try_from(t.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos))
+        .ok_or_else(|| {
+            Violation::new(
+                field,
+                ViolationReason::InvalidValue,
+                format!("{field} is not a valid timestamp"),
+            )
+        })
+}
+
+/// A resume token: the sequence of the last event seen.
+pub fn resume_token(sequence: u64) -> String {
+    sequence.to_string()
+}
+
+fn parse_resume_token(token: &str) -> Result<u64, Violation> {
+    token
+        .parse::<u64>()
+        .ok()
+        .filter(|_| token.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| {
+            Violation::new(
+                "resume_token",
+                ViolationReason::InvalidValue,
+                format!(
+                    "resume_token {:?} was not issued by this service; pass an event's or heartbeat's resume_token as it was sent",
+                    crate::domain::error::Echo(token)
+                ),
+            )
+        })
+}
+
+fn snapshot(snapshot: Option<Snapshot>) -> Option<v1::Snapshot> {
+    use v1::snapshot::Resource;
+    snapshot.map(|s| v1::Snapshot {
+        resource: Some(match s {
+            Snapshot::Allocation(a) => Resource::Allocation(convert::allocation(a)),
+            Snapshot::Employee(e) => Resource::Employee(convert::employee(e)),
+            // Only auditors and fleet administrators see fleet events, and
+            // they may read licence numbers.
+            Snapshot::Driver(d) => Resource::Driver(convert::driver(d, true)),
+            Snapshot::Vehicle(v) => Resource::Vehicle(convert::vehicle(v, true)),
+            Snapshot::VehicleBlock(b) => Resource::VehicleBlock(convert::block(b)),
+        }),
+    })
+}
+
+/// An event as sent.
+pub fn event_message(e: Event) -> v1::Event {
+    let event = e.event;
+    v1::Event {
+        sequence: e.sequence as i64,
+        event_time: Some(convert::timestamp(event.time)),
+        actor: Some(v1::Actor {
+            id: event.actor.id,
+            roles: event.actor.roles,
+        }),
+        request_id: event.request_id,
+        kind: event.kind.as_str().to_owned(),
+        resource: event.resource,
+        before: snapshot(event.before),
+        after: snapshot(event.after),
+        resume_token: resume_token(e.sequence),
+    }
+}
+
+#[tonic::async_trait]
+impl EventService for EventApi {
+    async fn list_events(
+        &self,
+        request: Request<ListEventsRequest>,
+    ) -> Result<Response<ListEventsResponse>, Status> {
+        let caller = context(&request)?;
+        let r = request.into_inner();
+        let mut violations = Violations::new();
+        let filter = decode_filter(
+            &mut violations,
+            FilterFields {
+                resource: r.resource,
+                employee_id: r.employee_id,
+                vehicle_id: r.vehicle_id,
+                actor: r.actor,
+                kind: r.kind,
+                start_time: r.start_time,
+                end_time: r.end_time,
+            },
+        );
+        let size = violations.check(PageSize::from_request("page_size", r.page_size));
+        let (filter, size) = violations.finish(|| (filter, size))?;
+        let filter = event_scope(&caller.principal, filter).map_err(DomainError::from)?;
+        let size = size.map_or(0, PageSize::get);
+        let key = self.ctx.page_key().await?;
+        let tokens = PageToken::for_query(&key, ListKind::Events, &fingerprint_parts(&filter));
+        let after = tokens.decode::<u64>("page_token", &r.page_token)?;
+        let page = self
+            .ctx
+            .store
+            .list_events(&filter, PageRequest { size, after })
+            .await?;
+        let next_page_token = match page.items.last() {
+            Some(last) if page.has_more => tokens.encode(&last.sequence),
+            _ => String::new(),
+        };
+        Ok(Response::new(ListEventsResponse {
+            events: page.items.into_iter().map(event_message).collect(),
+            next_page_token,
+        }))
+    }
+
+    type WatchEventsStream = ReceiverStream<Result<WatchEventsResponse, Status>>;
+
+    async fn watch_events(
+        &self,
+        request: Request<WatchEventsRequest>,
+    ) -> Result<Response<Self::WatchEventsStream>, Status> {
+        let caller = context(&request)?;
+        let r = request.into_inner();
+        let mut violations = Violations::new();
+        let filter = decode_filter(
+            &mut violations,
+            FilterFields {
+                resource: r.resource,
+                employee_id: r.employee_id,
+                vehicle_id: r.vehicle_id,
+                actor: r.actor,
+                kind: r.kind,
+                start_time: r.start_time,
+                end_time: r.end_time,
+            },
+        );
+        let after = match (r.after_sequence, non_empty(r.resume_token)) {
+            (_, Some(token)) => violations.check(parse_resume_token(&token)),
+            (n, None) if n < 0 => {
+                violations.push(Violation::new(
+                    "after_sequence",
+                    ViolationReason::InvalidValue,
+                    format!("after_sequence must not be negative, got {n}"),
+                ));
+                None
+            }
+            (n, None) => Some(n as u64),
+        };
+        let (filter, after) = violations.finish(|| (filter, after.unwrap_or(0)))?;
+        let filter = event_scope(&caller.principal, filter).map_err(DomainError::from)?;
+        // The buffer is the bound on what a slow subscriber costs.
+        let (sender, receiver) = mpsc::channel(self.settings.watch_buffer.max(1));
+        let watch = Watch {
+            store: self.ctx.store.clone(),
+            filter,
+            position: after,
+            sender,
+            heartbeat: self.settings.heartbeat,
+        };
+        tokio::spawn(watch.run(self.stopping.clone()));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+}
+
+/// What page tokens of an event list are bound to.
+fn fingerprint_parts(filter: &EventFilter) -> Vec<String> {
+    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+    let time = |t: Option<DateTime<Utc>>| t.map_or(String::new(), |t| t.to_rfc3339());
+    vec![
+        opt(&filter.resource),
+        opt(&filter.employee_id),
+        opt(&filter.vehicle_id),
+        opt(&filter.actor),
+        filter
+            .kinds
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        time(filter.start_time),
+        time(filter.end_time),
+    ]
+}
+
+/// One subscriber's stream.
+struct Watch {
+    store: std::sync::Arc<dyn Store>,
+    filter: EventFilter,
+    /// The sequence of the last event read (sent or filtered out).
+    position: u64,
+    sender: mpsc::Sender<Result<WatchEventsResponse, Status>>,
+    heartbeat: Duration,
+}
+
+/// Why a watch stops.
+enum End {
+    /// The subscriber went away.
+    Gone,
+    /// The subscriber fell a whole buffer behind.
+    TooSlow,
+    /// The store failed.
+    Failed(Status),
+}
+
+impl Watch {
+    async fn run(mut self, mut stopping: watch::Receiver<bool>) {
+        let mut signal = self.store.event_signal();
+        // Replay first, with backpressure: a subscriber reading a long
+        // history slowly only slows its own reads.
+        let mut live = false;
+        let mut ticks = tokio::time::interval(self.heartbeat);
+        ticks.reset();
+        let end = loop {
+            // Marked seen before reading: a commit after this point
+            // signals again, and one before it is in what is read.
+            signal.borrow_and_update();
+            if let Err(end) = self.catch_up(live).await {
+                break end;
+            }
+            if !live {
+                live = true;
+                ticks.reset();
+            }
+            tokio::select! {
+                changed = signal.changed() => {
+                    if changed.is_err() {
+                        break End::Failed(Status::unavailable("the store stopped"));
+                    }
+                }
+                _ = ticks.tick() => {
+                    let latest = *signal.borrow();
+                    if let Err(end) = self.offer(self.heartbeat_message(latest)) {
+                        break end;
+                    }
+                }
+                _ = stopping.wait_for(|stop| *stop) => {
+                    // A last heartbeat with the resume token, then a clean end.
+                    let latest = *signal.borrow();
+                    let _ = self.sender.try_send(Ok(self.heartbeat_message(latest)));
+                    return;
+                }
+                () = self.sender.closed() => break End::Gone,
+            }
+        };
+        match end {
+            End::Gone => {}
+            End::TooSlow => {
+                let status = super::status::with_reason_metadata(
+                    reasons::WATCH_TOO_SLOW,
+                    &format!(
+                        "the subscriber fell a whole buffer of messages behind; resume with resume_token {}",
+                        resume_token(self.position)
+                    ),
+                    &[("resume_token", &resume_token(self.position))],
+                );
+                // Past the full buffer: the status waits for room, unless
+                // the subscriber goes away first.
+                let _ = self.sender.send(Err(status)).await;
+            }
+            End::Failed(status) => {
+                let _ = self.sender.send(Err(status)).await;
+            }
+        }
+    }
+
+    fn heartbeat_message(&self, latest: u64) -> WatchEventsResponse {
+        WatchEventsResponse {
+            message: Some(watch_events_response::Message::Heartbeat(v1::Heartbeat {
+                latest_sequence: latest.max(self.position) as i64,
+                resume_token: resume_token(self.position),
+            })),
+        }
+    }
+
+    /// Sends without waiting; a full buffer ends the stream.
+    fn offer(&self, message: WatchEventsResponse) -> Result<(), End> {
+        match self.sender.try_send(Ok(message)) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => Err(End::TooSlow),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Gone),
+        }
+    }
+
+    /// Reads and sends every event after the position. Live, a subscriber
+    /// whose buffer is full is ended; replaying, it is waited for.
+    async fn catch_up(&mut self, live: bool) -> Result<(), End> {
+        loop {
+            let page = self
+                .store
+                .list_events(
+                    &self.filter,
+                    PageRequest {
+                        size: CATCH_UP_PAGE,
+                        after: Some(self.position),
+                    },
+                )
+                .await
+                .map_err(|error| End::Failed(error.into()))?;
+            for event in page.items {
+                let sequence = event.sequence;
+                let message = WatchEventsResponse {
+                    message: Some(watch_events_response::Message::Event(event_message(event))),
+                };
+                if live {
+                    self.offer(message)?;
+                } else if self.sender.send(Ok(message)).await.is_err() {
+                    return Err(End::Gone);
+                }
+                self.position = sequence;
+            }
+            if !page.has_more {
+                return Ok(());
+            }
+        }
+    }
+}
