@@ -256,6 +256,50 @@ impl NewEvent {
     }
 }
 
+/// The events of a seeding batch of employees and vehicles (with their
+/// drivers): each one created, by `origin`, when it says it was.
+pub fn seeded_fleet(
+    employees: &[Employee],
+    vehicles: &[Vehicle],
+    origin: &Origin,
+) -> Vec<NewEvent> {
+    let created =
+        |kind, snapshot: Snapshot, at| NewEvent::new(kind, None, Some(snapshot), at, origin);
+    let mut events: Vec<NewEvent> = employees
+        .iter()
+        .map(|e| {
+            created(
+                EventKind::EmployeeCreated,
+                Snapshot::Employee(e.clone()),
+                e.create_time,
+            )
+        })
+        .collect();
+    for v in vehicles {
+        if let Some(d) = &v.driver {
+            events.push(created(
+                EventKind::DriverCreated,
+                Snapshot::Driver(d.clone()),
+                d.create_time,
+            ));
+        }
+        events.push(created(
+            EventKind::VehicleCreated,
+            Snapshot::Vehicle(v.clone()),
+            v.create_time,
+        ));
+    }
+    events
+}
+
+/// The events of a seeding batch of bookings.
+pub fn seeded_bookings(allocations: &[Allocation], origin: &Origin) -> Vec<NewEvent> {
+    allocations
+        .iter()
+        .map(|a| NewEvent::allocation(None, Some(a), a.create_time, origin))
+        .collect()
+}
+
 /// A stored event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

@@ -520,3 +520,55 @@ async fn book_each(app: &TestApp, n: usize) -> Vec<v1::Allocation> {
     }
     made
 }
+
+#[tokio::test]
+async fn events_older_than_the_retention_are_pruned_in_the_background() {
+    let app = spawn_app_with(AppOptions {
+        events: EventSettings {
+            retention: chrono::Duration::days(30),
+            prune_interval: Duration::from_millis(10),
+            ..EventSettings::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let visible = |app: &TestApp| {
+        let events = app.events.clone();
+        let admin = app.admin.clone();
+        async move {
+            events
+                .clone()
+                .list_events(admin.grpc(ListEventsRequest::default()))
+                .await
+                .unwrap()
+                .into_inner()
+                .events
+                .len()
+        }
+    };
+    // The seeded fleet's events date from 1970: pruned at startup.
+    let pruned = async {
+        while visible(&app).await > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), pruned)
+        .await
+        .expect("the seeded events are pruned");
+    app.book(0, 0, 1).await.unwrap();
+    app.clock.advance(chrono::Duration::days(29));
+    app.book(1, 1, 1).await.unwrap();
+    // A month on, the first booking's event is past the retention.
+    app.clock.advance(chrono::Duration::days(2));
+    let one_left = async {
+        while visible(&app).await > 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), one_left)
+        .await
+        .expect("the old event is pruned");
+    let left = app.events_after(&app.admin, 0).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(allocation(&left[0].after).employee_id, app.employee(1));
+}

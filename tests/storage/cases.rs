@@ -55,6 +55,7 @@ macro_rules! for_each_case {
             retiring_a_vehicle_hides_it_and_frees_its_driver,
             blocks_take_a_vehicle_out_of_service,
             every_booking_write_appends_one_event_and_a_refusal_none,
+            seeding_records_every_entity_by_system_seed,
             fleet_writes_append_their_events_and_their_bookings,
             events_filter_by_each_field_and_page_in_sequence_order,
             pruning_deletes_old_events_and_sequences_never_go_back,

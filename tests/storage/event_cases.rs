@@ -45,6 +45,12 @@ async fn newest(store: &Shared) -> u64 {
         .map_or(0, |e| e.sequence)
 }
 
+/// The newest sequence ever handed out: the signal's value (events may
+/// have been pruned since).
+async fn newest_ever(store: &Shared) -> u64 {
+    *store.event_signal().borrow()
+}
+
 /// Waits until the store signals `sequence` (on MongoDB the signal comes
 /// through a change stream, a moment after the commit).
 async fn signalled(store: &Shared, sequence: u64) {
@@ -129,6 +135,36 @@ pub async fn every_booking_write_appends_one_event_and_a_refusal_none(
     assert_eq!(update.time, moved.after.update_time);
     assert!(cancel.time > update.time);
     signalled(store, start + 3).await;
+}
+
+pub async fn seeding_records_every_entity_by_system_seed(store: &Shared, fx: &Fixture) {
+    let events = events_after(store, &EventFilter::default(), 0, 500).await;
+    let count = |kind: EventKind| events.iter().filter(|e| e.event.kind == kind).count();
+    assert_eq!(count(EventKind::EmployeeCreated), fx.employees.len());
+    assert_eq!(count(EventKind::VehicleCreated), fx.vehicles.len());
+    assert_eq!(count(EventKind::DriverCreated), fx.vehicles.len());
+    assert_eq!(events.len(), fx.employees.len() + 2 * fx.vehicles.len());
+    assert!(events.iter().all(|e| e.event.actor.id == "system:seed"));
+    assert!(events.iter().all(|e| e.event.before.is_none()));
+    let past = fx.stored(0, 0, fx.day(-2));
+    store.insert_allocations(vec![past.clone()]).await.unwrap();
+    let last = events_after(
+        store,
+        &EventFilter::default(),
+        events.last().unwrap().sequence,
+        10,
+    )
+    .await;
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].event.kind, EventKind::AllocationCreated);
+    assert_eq!(last[0].event.after, Some(Snapshot::Allocation(past)));
+    // A refused batch records nothing.
+    refused(
+        store
+            .insert_allocations(vec![fx.stored(1, 0, fx.day(-2))])
+            .await,
+    );
+    assert_eq!(newest(store).await, last[0].sequence);
 }
 
 pub async fn fleet_writes_append_their_events_and_their_bookings(store: &Shared, fx: &Fixture) {
@@ -306,7 +342,13 @@ pub async fn events_filter_by_each_field_and_page_in_sequence_order(store: &Shar
 }
 
 pub async fn pruning_deletes_old_events_and_sequences_never_go_back(store: &Shared, fx: &Fixture) {
-    let start = newest(store).await;
+    // The fleet's own events (seeded long before `now`) go first.
+    while store.prune_events(fx.now, 100).await.unwrap() > 0 {}
+    assert_eq!(
+        events_after(store, &EventFilter::default(), 0, 10).await,
+        []
+    );
+    let start = newest_ever(store).await;
     let created = store
         .create_allocation(fx.booking(0, 0, fx.day(1)))
         .await

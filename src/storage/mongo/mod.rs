@@ -31,10 +31,11 @@ use mongodb::{Client, ClientSession, Collection, Cursor, Database, SessionCursor
 
 use crate::domain::allocation::allocation_not_found;
 use crate::domain::booking::BookingCommand;
+use crate::domain::event::{seeded_bookings, seeded_fleet};
 use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, Event,
-    EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page,
-    PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle, VehicleBlock,
+    EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Origin,
+    Page, PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle, VehicleBlock,
 };
 use crate::storage::{Decided as _, Progress, Store, StoreError, StoreResult, error_chain};
 
@@ -742,25 +743,32 @@ impl Store for MongoStore {
                     .collect(),
             ),
         ];
+        let events = seeded_fleet(&employees, &vehicles, &Origin::system("seed"));
         let mut session = self.session().await?;
         session
             .start_transaction()
             .write_concern(WriteConcern::majority())
-            .and_run(batches, |session, batches| {
-                Box::pin(async move {
-                    for (collection, documents) in batches.iter() {
-                        if !documents.is_empty() {
-                            collection
-                                .insert_many(documents.iter())
-                                .session(&mut *session)
-                                .await?;
+            .and_run(
+                (self.clone(), batches, events),
+                |session, (store, batches, events)| {
+                    Box::pin(async move {
+                        for (collection, documents) in batches.iter() {
+                            if !documents.is_empty() {
+                                collection
+                                    .insert_many(documents.iter())
+                                    .session(&mut *session)
+                                    .await?;
+                            }
                         }
-                    }
-                    Ok(())
-                })
-            })
+                        store.append_events(session, events).await
+                    })
+                },
+            )
             .await
-            .map_err(classify("inserting the fleet"))
+            .map_err(|error| {
+                raised_in_transaction(&error)
+                    .unwrap_or_else(|| errors::classify("inserting the fleet", error))
+            })
     }
 
     /// One `insert_many` in a transaction: a batch that breaks a rule is
@@ -774,31 +782,37 @@ impl Store for MongoStore {
             return Ok(());
         }
         let documents: Vec<Document> = allocations.iter().map(d::allocation_document).collect();
+        let events = seeded_bookings(&allocations, &Origin::system("seed"));
         let mut session = self.session().await?;
         let result = session
             .start_transaction()
             .write_concern(WriteConcern::majority())
             .and_run(
-                (self.allocations.clone(), documents),
-                |session, (allocations, documents)| {
+                (self.clone(), documents, events),
+                |session, (store, documents, events)| {
                     Box::pin(async move {
-                        allocations
+                        store
+                            .allocations
                             .insert_many(documents.iter())
-                            .session(session)
-                            .await
-                            .map(drop)
+                            .session(&mut *session)
+                            .await?;
+                        store.append_events(session, events).await
                     })
                 },
             )
             .await;
-        match result {
-            Ok(()) => Ok(()),
-            Err(error) => match errors::duplicate_key_position(&error) {
-                Some(position) if position < allocations.len() => Err(self
-                    .conflict(error, &allocations[position], &allocations[..position])
-                    .await),
-                _ => Err(errors::classify("inserting allocations", error)),
-            },
+        let error = match result {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        if let Some(raised) = raised_in_transaction(&error) {
+            return Err(raised);
+        }
+        match errors::duplicate_key_position(&error) {
+            Some(position) if position < allocations.len() => Err(self
+                .conflict(error, &allocations[position], &allocations[..position])
+                .await),
+            _ => Err(errors::classify("inserting allocations", error)),
         }
     }
 }

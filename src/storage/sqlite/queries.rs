@@ -8,9 +8,10 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params, params_fro
 use crate::domain::booking::{
     self, BookingCommand, BookingDecision, BookingFacts, BookingWrite, Slot, Subject,
 };
+use crate::domain::event::{seeded_bookings, seeded_fleet};
 use crate::domain::{
-    Allocation, DomainError, Employee, HistoryCursor, HistoryFilter, Page, PageKey, PageRequest,
-    Vehicle,
+    Allocation, DomainError, Employee, HistoryCursor, HistoryFilter, Origin, Page, PageKey,
+    PageRequest, Vehicle,
 };
 use crate::storage::{StoreError, StoreResult};
 
@@ -292,7 +293,8 @@ fn explain_conflict(conn: &Connection, error: rusqlite::Error, wanted: &Allocati
     }
 }
 
-/// Adds employees, and vehicles with drivers who have always driven them.
+/// Adds employees, and vehicles with drivers who have always driven them,
+/// with their events (by `system:seed`).
 pub fn insert_fleet(
     conn: &Connection,
     employees: &[Employee],
@@ -317,10 +319,12 @@ pub fn insert_fleet(
         };
         super::fleet::replace_timeline(conn, &v.id, &[since_ever])?;
     }
-    Ok(())
+    let events = seeded_fleet(employees, vehicles, &Origin::system("seed"));
+    super::events::append(conn, &events)
 }
 
-/// Adds bookings as they are, counting them once per day.
+/// Adds bookings as they are, counting them once per day, with their events
+/// (by `system:seed`).
 pub fn insert_allocations(conn: &Connection, allocations: &[Allocation]) -> StoreResult<()> {
     let mut per_day = std::collections::BTreeMap::new();
     for a in allocations {
@@ -329,7 +333,9 @@ pub fn insert_allocations(conn: &Connection, allocations: &[Allocation]) -> Stor
     }
     per_day
         .into_iter()
-        .try_for_each(|(date, bookings)| count_bookings(conn, date, bookings))
+        .try_for_each(|(date, bookings)| count_bookings(conn, date, bookings))?;
+    let events = seeded_bookings(allocations, &Origin::system("seed"));
+    super::events::append(conn, &events)
 }
 
 /// Adds `change` to the bookings counted on `date`. Every write of
