@@ -244,7 +244,13 @@ async fn run(args: &Args) -> Report {
                 continue;
             }
             for load in loads {
-                let outcome = setup.run(&scenario, load).await;
+                let outcome = if scenario.name.ends_with("watched") {
+                    let (outcome, lag) = setup.run_watched(&scenario, load).await;
+                    report.watch(&name, load.in_flight, lag);
+                    outcome
+                } else {
+                    setup.run(&scenario, load).await
+                };
                 report.push(Row::new(&name, scenario.transport, load, outcome));
             }
         }

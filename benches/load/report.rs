@@ -52,6 +52,8 @@ pub struct Report {
     /// Whole `import` processes: what, and seconds.
     pub imports: Vec<(String, f64)>,
     pub rows: Vec<Row>,
+    /// Runs with a `WatchEvents` subscriber: the run, in flight, its lag.
+    pub watches: Vec<(String, usize, crate::workload::WatchLag)>,
 }
 
 impl Report {
@@ -62,6 +64,7 @@ impl Report {
             servers: Vec::new(),
             imports: Vec::new(),
             rows: Vec::new(),
+            watches: Vec::new(),
         }
     }
 
@@ -120,6 +123,14 @@ impl Report {
         self.rows.push(row);
     }
 
+    pub fn watch(&mut self, name: &str, in_flight: usize, lag: crate::workload::WatchLag) {
+        eprintln!(
+            "{name} {in_flight}: the subscriber received {} events, lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            lag.events, lag.p50_ms, lag.p99_ms, lag.max_ms
+        );
+        self.watches.push((name.to_owned(), in_flight, lag));
+    }
+
     pub fn table(&self) -> String {
         let mut out = String::new();
         let s = &self.size;
@@ -172,6 +183,13 @@ impl Report {
                 o.p99_ms,
                 o.errors,
                 ratio
+            );
+        }
+        for (name, in_flight, lag) in &self.watches {
+            let _ = writeln!(
+                out,
+                "\n{name} at {in_flight} in flight: one WatchEvents subscriber received {} events, lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                lag.events, lag.p50_ms, lag.p99_ms, lag.max_ms
             );
         }
         out

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use chrono::{Days, NaiveDate, Utc};
 use tonic::transport::Channel;
 use vehicle_allocation::proto::v1::allocation_service_client::AllocationServiceClient;
+use vehicle_allocation::proto::v1::event_service_client::EventServiceClient;
 use vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient;
 use vehicle_allocation::proto::v1::{
     self, CreateAllocationRequest, GetAllocationRequest, ListAllocationHistoryRequest,
@@ -88,6 +89,9 @@ pub fn scenarios(cache: &str) -> Vec<Scenario> {
             grpc("history by dates, deep page", history(Dates, true)),
             grpc("ListAvailableVehicles", Call::Available),
             grpc("CreateAllocation", Call::Create),
+            // The same creates, with one WatchEvents subscriber following
+            // them (its lag is reported beside the table).
+            grpc("CreateAllocation, watched", Call::Create),
             rest("GetAllocation", Call::Get),
             rest("history by employee, first page", history(Employee, false)),
             rest("ListAvailableVehicles", Call::Available),
@@ -117,6 +121,35 @@ pub fn scenarios(cache: &str) -> Vec<Scenario> {
             grpc("history by dates, deep page", history(Dates, true)),
             grpc("ListAvailableVehicles", Call::Available),
         ],
+    }
+}
+
+/// How far behind the writes one `WatchEvents` subscriber was.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WatchLag {
+    /// Events it received (the warmup's writes included).
+    pub events: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+impl From<Vec<i64>> for WatchLag {
+    fn from(mut lags_us: Vec<i64>) -> Self {
+        lags_us.sort_unstable();
+        let at = |q: f64| {
+            if lags_us.is_empty() {
+                return 0.0;
+            }
+            let i = ((lags_us.len() - 1) as f64 * q).round() as usize;
+            lags_us[i] as f64 / 1000.0
+        };
+        Self {
+            events: lags_us.len(),
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            max_ms: at(1.0),
+        }
     }
 }
 
@@ -344,6 +377,60 @@ impl Setup {
     }
 
     /// Measures `scenario` under `load`.
+    /// Runs `scenario` with one `WatchEvents` subscriber following the
+    /// events written meanwhile; returns the run's outcome and the
+    /// subscriber's lag.
+    pub async fn run_watched(&self, scenario: &Scenario, load: Load) -> (Outcome, WatchLag) {
+        let since = Utc::now();
+        let mut events = EventServiceClient::new(self.channels[0].clone());
+        let request = v1::WatchEventsRequest {
+            // Only what this run writes: no replay of the seeded history.
+            start_time: Some(prost_types::Timestamp {
+                seconds: since.timestamp(),
+                nanos: since.timestamp_subsec_nanos() as i32,
+            }),
+            ..Default::default()
+        };
+        let mut stream = events
+            .watch_events(authorized(self.authorization.as_deref(), request))
+            .await
+            .expect("watch events")
+            .into_inner();
+        let lags_us = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let watcher = {
+            let lags_us = Arc::clone(&lags_us);
+            tokio::spawn(async move {
+                while let Ok(Some(message)) = stream.message().await {
+                    if let Some(v1::watch_events_response::Message::Event(event)) = message.message
+                    {
+                        let at = event.event_time.expect("an event time");
+                        let made = chrono::DateTime::from_timestamp(at.seconds, at.nanos as u32)
+                            .expect("a valid time");
+                        // The server's clock is this machine's: the lag runs
+                        // from the write's time to the event's arrival here.
+                        let lag = (Utc::now() - made).num_microseconds().unwrap_or(0);
+                        lags_us.lock().unwrap().push(lag.max(0));
+                    }
+                }
+            })
+        };
+        let outcome = self.run(scenario, load).await;
+        // The subscriber catches up: until nothing arrives for 200 ms.
+        let mut seen = usize::MAX;
+        for _ in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let now = lags_us.lock().unwrap().len();
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        watcher.abort();
+        drop(events);
+        let lags_us = std::mem::take(&mut *lags_us.lock().unwrap());
+        (outcome, WatchLag::from(lags_us))
+    }
+
     pub async fn run(&self, scenario: &Scenario, load: Load) -> Outcome {
         let inputs = Arc::clone(&self.inputs);
         let call = scenario.call;

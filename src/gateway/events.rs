@@ -318,6 +318,8 @@ fn sse_events(
             Ok(v1::WatchEventsResponse {
                 message: Some(watch_events_response::Message::Heartbeat(beat)),
             }) => SseEvent::default()
+                // A reconnect resumes after what the heartbeat covered.
+                .id(beat.resume_token.clone())
                 .event("heartbeat")
                 .json_data(serde_json::json!({
                     "latest_sequence": beat.latest_sequence,

@@ -303,7 +303,8 @@ fn fingerprint_parts(filter: &EventFilter) -> Vec<String> {
 struct Watch {
     store: std::sync::Arc<dyn Store>,
     filter: EventFilter,
-    /// The sequence of the last event read (sent or filtered out).
+    /// The sequence after which events are still to be read: the last one
+    /// sent, or a later one the filter did not pass.
     position: u64,
     sender: mpsc::Sender<Result<WatchEventsResponse, Status>>,
     heartbeat: Duration,
@@ -317,6 +318,8 @@ enum End {
     TooSlow,
     /// The store failed.
     Failed(Status),
+    /// The server is shutting down.
+    Stopping,
 }
 
 impl Watch {
@@ -330,10 +333,14 @@ impl Watch {
         let end = loop {
             // Marked seen before reading: a commit after this point
             // signals again, and one before it is in what is read.
-            signal.borrow_and_update();
-            if let Err(end) = self.catch_up(live).await {
+            let committed = *signal.borrow_and_update();
+            if let Err(end) = self.catch_up(live, &mut stopping).await {
                 break end;
             }
+            // Every event up to `committed` has been read: the next read
+            // starts after it even when the filter passed none of them, so
+            // a narrow watch does not scan the same events at every commit.
+            self.position = self.position.max(committed);
             if !live {
                 live = true;
                 ticks.reset();
@@ -370,12 +377,15 @@ impl Watch {
                     ),
                     &[("resume_token", &resume_token(self.position))],
                 );
-                // Past the full buffer: the status waits for room, unless
-                // the subscriber goes away first.
-                let _ = self.sender.send(Err(status)).await;
+                // Into the slot kept for it: never waits.
+                let _ = self.sender.try_send(Err(status));
             }
             End::Failed(status) => {
-                let _ = self.sender.send(Err(status)).await;
+                let _ = self.sender.try_send(Err(status));
+            }
+            End::Stopping => {
+                let latest = *signal.borrow();
+                let _ = self.sender.try_send(Ok(self.heartbeat_message(latest)));
             }
         }
     }
@@ -391,6 +401,10 @@ impl Watch {
 
     /// Sends without waiting; a full buffer ends the stream.
     fn offer(&self, message: WatchEventsResponse) -> Result<(), End> {
+        // The last slot is kept for the status that ends the stream.
+        if self.sender.capacity() <= 1 && !self.sender.is_closed() {
+            return Err(End::TooSlow);
+        }
         match self.sender.try_send(Ok(message)) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(End::TooSlow),
@@ -400,7 +414,11 @@ impl Watch {
 
     /// Reads and sends every event after the position. Live, a subscriber
     /// whose buffer is full is ended; replaying, it is waited for.
-    async fn catch_up(&mut self, live: bool) -> Result<(), End> {
+    async fn catch_up(
+        &mut self,
+        live: bool,
+        stopping: &mut watch::Receiver<bool>,
+    ) -> Result<(), End> {
         loop {
             let page = self
                 .store
@@ -420,8 +438,12 @@ impl Watch {
                 };
                 if live {
                     self.offer(message)?;
-                } else if self.sender.send(Ok(message)).await.is_err() {
-                    return Err(End::Gone);
+                } else {
+                    // Replay waits for the subscriber, but not past shutdown.
+                    tokio::select! {
+                        sent = self.sender.send(Ok(message)) => sent.map_err(|_| End::Gone)?,
+                        _ = stopping.wait_for(|stop| *stop) => return Err(End::Stopping),
+                    }
                 }
                 self.position = sequence;
             }

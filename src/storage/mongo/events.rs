@@ -46,9 +46,19 @@ impl MongoStore {
                 .await;
             match opened {
                 Ok(mut stream) => {
-                    // Whatever was written while no stream was open: every
-                    // watcher reads again.
-                    sender.send_modify(|_| ());
+                    // Whatever was written while no stream was open: the
+                    // counter says how far, and every watcher reads again.
+                    match self.settings.find_one(d::by_id(d::EVENT_SEQUENCE)).await {
+                        Ok(counter) => {
+                            let newest =
+                                counter.and_then(|c| d::sequence_from(&c).ok()).unwrap_or(0);
+                            sender.send_modify(|seen| *seen = (*seen).max(newest));
+                        }
+                        Err(error) => {
+                            tracing::warn!(error = %error, "cannot read the event sequence counter");
+                            sender.send_modify(|_| ());
+                        }
+                    }
                     loop {
                         let next = tokio::select! {
                             () = sender.closed() => return,
@@ -68,16 +78,26 @@ impl MongoStore {
                                     });
                                 }
                             }
+                            // The end of a stream is an invalidate (the
+                            // collection dropped by a reset): nothing to
+                            // resume, a fresh stream follows, and the counter
+                            // read on opening covers the gap.
                             Some(Err(error)) => {
-                                tracing::warn!(error = %error, "the events change stream failed; reopening it");
+                                tracing::warn!(error = %error, "the events change stream failed; resuming it");
                                 break;
                             }
-                            None => break,
+                            None => {
+                                resume = None;
+                                break;
+                            }
                         }
                     }
                 }
                 Err(error) => {
+                    // The token may be past resuming (the oplog rolled
+                    // over): the next attempt opens a fresh stream.
                     tracing::warn!(error = %error, "cannot open the events change stream; retrying");
+                    resume = None;
                 }
             }
             tokio::select! {

@@ -53,6 +53,7 @@ impl MongoStore {
                             admin::decide(request, facts).map_err(MongoError::custom)?;
                         store.claim(session, &query).await?;
                         store.apply_write(session, &write).await?;
+                        store.append_events(session, &write.events).await?;
                         outcomes.push(outcome);
                     }
                     Ok(outcomes)
@@ -93,6 +94,8 @@ impl MongoStore {
             };
             match decided {
                 Ok((write, outcome)) => {
+                    // No events: a check must not take sequences (the
+                    // counter would hold up every writer until it ends).
                     if let Err(error) = self.apply_write(&mut session, &write).await {
                         checked = Err(error);
                         break;
@@ -307,6 +310,6 @@ impl MongoStore {
                 return Err(gone("changing a booking's driver"));
             }
         }
-        self.append_events(session, &write.events).await
+        Ok(())
     }
 }

@@ -240,7 +240,17 @@ impl MongoStore {
             allocations: db.collection(d::ALLOCATIONS),
             keys: db.collection(d::IDEMPOTENCY_KEYS),
             blocks: db.collection(d::VEHICLE_BLOCKS),
-            events: db.collection(d::EVENTS),
+            // Watchers read up to the sequence the change stream reported
+            // (majority-committed), so their reads must see at least that.
+            events: db.collection_with_options(
+                d::EVENTS,
+                mongodb::options::CollectionOptions::builder()
+                    .read_concern(mongodb::options::ReadConcern::majority())
+                    .selection_criteria(mongodb::options::SelectionCriteria::ReadPreference(
+                        mongodb::options::ReadPreference::Primary,
+                    ))
+                    .build(),
+            ),
             settings: db.collection(d::SETTINGS),
             event_signal: Default::default(),
             client,

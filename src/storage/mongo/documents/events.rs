@@ -251,6 +251,20 @@ mod tests {
     }
 
     #[test]
+    fn pruning_and_the_change_stream_name_their_documents() {
+        let at = DateTime::from_timestamp_millis(5_000).unwrap();
+        assert_eq!(
+            events_before(at),
+            doc! { "time": { "$lt": bson::DateTime::from_millis(5_000) } }
+        );
+        assert_eq!(
+            inserted_events(),
+            vec![doc! { "$match": { "operationType": "insert" } }]
+        );
+        assert_eq!(sequence_sort(), doc! { "_id": 1 });
+    }
+
+    #[test]
     fn sequences_are_taken_by_incrementing_the_counter() {
         assert_eq!(take_sequences(3), doc! { "$inc": { "value": 3_i64 } });
         assert_eq!(
