@@ -7,6 +7,9 @@
 #
 # Usage: tests/schemathesis/run.sh [extra schemathesis options]
 #
+# The SSE stream (streamEvents) is left out: it never ends, so every
+# generated request would time out; tests/api/events.rs covers it.
+#
 # One worker: with several, CPython 3.11's ast.parse, which hypothesis calls
 # from each worker thread, fails now and then with "AST constructor recursion
 # depth mismatch" (a CPython bug, fixed in later releases).
@@ -32,6 +35,7 @@ trap 'kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; rm
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method,allow_header_conformance,use_after_free,ensure_resource_availability \
   --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-100}" \
   --workers 1 \
+  --exclude-operation-id streamEvents \
   "$@"
 
 if grep -q '"level":"ERROR"' "$data/server.log"; then
