@@ -103,34 +103,6 @@ CREATE TABLE settings (
 ) STRICT;
 ";
 
-/// Version 6: the audit trail. One row per change, appended in the
-/// savepoint of the write it records. AUTOINCREMENT so that a sequence is
-/// never handed out twice, even after the newest events are pruned; a
-/// rolled-back savepoint takes its sequence back, so readers see no gaps.
-/// Snapshots are JSON; the filters read the columns beside them.
-const SCHEMA_V6: &str = "
-CREATE TABLE events (
-    sequence         INTEGER PRIMARY KEY AUTOINCREMENT,
-    event_time       INTEGER NOT NULL,
-    kind             TEXT NOT NULL,
-    resource         TEXT NOT NULL,
-    actor_id         TEXT NOT NULL,
-    actor_roles      TEXT NOT NULL,
-    request_id       TEXT NOT NULL,
-    employee_id      TEXT,
-    vehicle_id       TEXT,
-    prior_vehicle_id TEXT,
-    before           TEXT,
-    after            TEXT
-) STRICT;
-CREATE INDEX events_by_time ON events (event_time);
-CREATE INDEX events_by_resource ON events (resource, sequence);
-CREATE INDEX events_by_employee ON events (employee_id, sequence) WHERE employee_id IS NOT NULL;
-CREATE INDEX events_by_vehicle ON events (vehicle_id, sequence) WHERE vehicle_id IS NOT NULL;
-CREATE INDEX events_by_prior_vehicle ON events (prior_vehicle_id, sequence)
-    WHERE prior_vehicle_id IS NOT NULL;
-";
-
 /// Version 5: fleet administration. Employees and drivers can be
 /// deactivated and vehicles retired; each has timestamps and a version (its
 /// etag). A vehicle's drivers form a timeline of periods (vehicles already
@@ -182,6 +154,34 @@ CREATE INDEX vehicle_blocks_by_vehicle ON vehicle_blocks (vehicle_id, end_date);
 
 DROP INDEX allocations_driver_date;
 CREATE UNIQUE INDEX allocations_driver_date ON allocations (driver_id, allocation_date);
+";
+
+/// Version 6: the audit trail. One row per change, appended in the
+/// savepoint of the write it records. AUTOINCREMENT so that a sequence is
+/// never handed out twice, even after the newest events are pruned; a
+/// rolled-back savepoint takes its sequence back, so readers see no gaps.
+/// Snapshots are JSON; the filters read the columns beside them.
+const SCHEMA_V6: &str = "
+CREATE TABLE events (
+    sequence         INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_time       INTEGER NOT NULL,
+    kind             TEXT NOT NULL,
+    resource         TEXT NOT NULL,
+    actor_id         TEXT NOT NULL,
+    actor_roles      TEXT NOT NULL,
+    request_id       TEXT NOT NULL,
+    employee_id      TEXT,
+    vehicle_id       TEXT,
+    prior_vehicle_id TEXT,
+    before           TEXT,
+    after            TEXT
+) STRICT;
+CREATE INDEX events_by_time ON events (event_time);
+CREATE INDEX events_by_resource ON events (resource, sequence);
+CREATE INDEX events_by_employee ON events (employee_id, sequence) WHERE employee_id IS NOT NULL;
+CREATE INDEX events_by_vehicle ON events (vehicle_id, sequence) WHERE vehicle_id IS NOT NULL;
+CREATE INDEX events_by_prior_vehicle ON events (prior_vehicle_id, sequence)
+    WHERE prior_vehicle_id IS NOT NULL;
 ";
 
 /// Settings for the one connection that writes.
