@@ -14,23 +14,13 @@ use mongodb::bson::Document;
 use mongodb::error::Error as MongoError;
 use mongodb::options::{ReadConcern, ReturnDocument, WriteConcern};
 
+use super::fleet::{gone, malformed};
 use super::{MongoStore, documents as d, raised_in_transaction};
 use crate::domain::NewEvent;
 use crate::domain::booking::{
     self, BookingCommand, BookingDecision, BookingFacts, BookingWrite, Slot, Subject,
 };
-use crate::storage::{StoreError, StoreResult};
-
-fn malformed(m: d::Malformed) -> MongoError {
-    MongoError::custom(StoreError::internal("decoding a MongoDB document", m))
-}
-
-fn gone(context: &str) -> MongoError {
-    MongoError::custom(StoreError::internal(
-        context.to_owned(),
-        std::io::Error::other("the document changed inside the transaction"),
-    ))
-}
+use crate::storage::StoreResult;
 
 impl MongoStore {
     /// Decides and writes a change to a booking in one transaction.

@@ -21,11 +21,12 @@ use crate::storage::{Progress, StoreError, StoreResult};
 
 /// Refusals and decoding failures travel through the transaction as the
 /// driver's custom errors, which abort it.
-fn malformed(m: d::Malformed) -> MongoError {
+pub(super) fn malformed(m: d::Malformed) -> MongoError {
     MongoError::custom(StoreError::internal("decoding a MongoDB document", m))
 }
 
-fn gone(context: &str) -> MongoError {
+/// A document read in the transaction was not there to write.
+pub(super) fn gone(context: &str) -> MongoError {
     MongoError::custom(StoreError::internal(
         context.to_owned(),
         std::io::Error::other("the document changed inside the transaction"),

@@ -521,7 +521,8 @@ pub fn apply_write(conn: &Connection, write: &FleetWrite) -> StoreResult<()> {
     super::events::append(conn, &write.events)
 }
 
-fn expect_one(rows: usize, context: &str) -> StoreResult<()> {
+/// Fails unless a guarded write changed exactly one row.
+pub(super) fn expect_one(rows: usize, context: &str) -> StoreResult<()> {
     if rows == 1 {
         Ok(())
     } else {

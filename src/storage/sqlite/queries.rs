@@ -175,7 +175,7 @@ fn apply_booking(conn: &Connection, write: &BookingWrite) -> StoreResult<()> {
                     after.version as i64,
                     before.version as i64,
                 ])?;
-            expect_one(changed, "updating an allocation")?;
+            super::fleet::expect_one(changed, "updating an allocation")?;
             if after.date != before.date {
                 count_bookings(conn, before.date, -1)?;
                 count_bookings(conn, after.date, 1)?;
@@ -185,7 +185,7 @@ fn apply_booking(conn: &Connection, write: &BookingWrite) -> StoreResult<()> {
             let deleted = conn
                 .prepare_cached("DELETE FROM allocations WHERE id = ?1 AND version = ?2")?
                 .execute(params![before.id, before.version as i64])?;
-            expect_one(deleted, "cancelling an allocation")?;
+            super::fleet::expect_one(deleted, "cancelling an allocation")?;
             count_bookings(conn, before.date, -1)?;
         }
         (None, None) => {}
@@ -204,17 +204,6 @@ fn apply_booking(conn: &Connection, write: &BookingWrite) -> StoreResult<()> {
         ])?;
     }
     super::events::append(conn, std::slice::from_ref(&write.event))
-}
-
-fn expect_one(rows: usize, context: &str) -> StoreResult<()> {
-    if rows == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::internal(
-            context.to_owned(),
-            std::io::Error::other(format!("{rows} rows changed, expected 1")),
-        ))
-    }
 }
 
 fn insert_allocation(conn: &Connection, a: &Allocation) -> StoreResult<()> {
