@@ -8,6 +8,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
@@ -20,7 +21,7 @@ use crate::cache::CacheError;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::gateway::{self, Upstream, UpstreamSetupError};
-use crate::grpc::{AllocationApi, EdgeLayer, EventApi, FleetApi, ServiceContext};
+use crate::grpc::{AllocationApi, EdgeLayer, EventApi, FleetApi, GrpcMetricsLayer, ServiceContext};
 use crate::health::{self, Health};
 use crate::proto::FILE_DESCRIPTOR_SET;
 use crate::proto::v1::allocation_service_server::AllocationServiceServer;
@@ -71,6 +72,7 @@ struct GrpcPart {
     ctx: ServiceContext,
     routes: Routes,
     edge: EdgeLayer,
+    metrics: GrpcMetricsLayer,
     health: Health,
     /// Whether the store answered at startup, as health reports it.
     serving: bool,
@@ -89,6 +91,10 @@ pub struct Application {
     http_listener: TcpListener,
     http_addr: SocketAddr,
     http_router: axum::Router,
+    /// The metrics' renderer, when metrics are on.
+    metrics: Option<PrometheusHandle>,
+    /// The listener of `/metrics` alone (`METRICS_ADDR`).
+    metrics_listener: Option<(TcpListener, SocketAddr)>,
     /// Turned true when shutdown begins; handed to the servers, the
     /// background tasks and the event streams.
     stop: watch::Sender<bool>,
@@ -106,6 +112,10 @@ impl Application {
     /// with `grpc_upstream`, the gateway alone.
     pub async fn build(settings: Settings) -> Result<Self, AppError> {
         crate::tls::install_default_provider();
+        // Before the store opens, so that its writer and pool record too.
+        if settings.metrics.enabled {
+            crate::metrics::install();
+        }
         if let Some(url) = settings.grpc_upstream.clone() {
             // The gateway passes credentials on and decides nothing: whether
             // callers are checked is up to the upstream.
@@ -123,8 +133,25 @@ impl Application {
             )?;
             let tls = settings.tls.clone().map(TlsConfigs::load).transpose()?;
             let (stop, _) = watch::channel(false);
-            return Self::with_parts(settings, None, upstream, tls, Arc::new(SystemClock), stop)
-                .await;
+            // The gateway alone has no callers' credentials to check: its
+            // /metrics is public unless the gateway's own settings name
+            // some authentication.
+            let open = settings.auth.jwt.is_none()
+                && settings.auth.api_keys_file.is_none()
+                && settings
+                    .tls
+                    .as_ref()
+                    .is_none_or(|tls| tls.client_ca_file.is_none());
+            return Self::with_parts(
+                settings,
+                None,
+                upstream,
+                tls,
+                Arc::new(SystemClock),
+                stop,
+                open,
+            )
+            .await;
         }
         // Before the store is opened: a bad key file or certificate is
         // reported without touching the data.
@@ -154,6 +181,9 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
         crate::tls::install_default_provider();
+        if settings.metrics.enabled {
+            crate::metrics::install();
+        }
         let tls = settings.tls.clone().map(TlsConfigs::load).transpose()?;
         let client_certificates = tls
             .as_ref()
@@ -241,18 +271,27 @@ impl Application {
             })
             .await;
         let (listener, addr) = bind(settings.grpc_addr).await?;
+        let grpc_metrics = GrpcMetricsLayer::new(&[
+            FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ]);
         let grpc = GrpcPart {
             ctx,
             routes: routes.clone(),
             edge: edge.clone(),
+            metrics: grpc_metrics.clone(),
             health,
             serving: reachable.is_ok(),
             listener,
             addr,
         };
-        let upstream = Upstream::in_process(routes, edge);
+        let upstream = Upstream::in_process(routes, edge, grpc_metrics);
         let clock = Arc::clone(&grpc.ctx.clock);
-        let mut app = Self::with_parts(settings, Some(grpc), upstream, tls, clock, stop).await?;
+        let open = auth.is_open();
+        let mut app =
+            Self::with_parts(settings, Some(grpc), upstream, tls, clock, stop, open).await?;
         app.auth = Some(auth);
         app.limiter = limiter;
         Ok(app)
@@ -265,11 +304,20 @@ impl Application {
         tls: Option<Arc<TlsConfigs>>,
         clock: Arc<dyn Clock>,
         stop: watch::Sender<bool>,
+        open: bool,
     ) -> Result<Self, AppError> {
         let (http_listener, http_addr) = bind(settings.http_addr).await?;
         let policy = settings.policy;
         let today: gateway::Today = Arc::new(move || policy.today(clock.now()));
-        let http_router = gateway::router(upstream, &settings.gateway, today);
+        let metrics = crate::metrics::handle().filter(|_| settings.metrics.enabled);
+        // Anyone reaching the REST port may read /metrics only while no one
+        // is asked for credentials there.
+        let public_metrics = metrics.clone().filter(|_| open);
+        let http_router = gateway::router(upstream, &settings.gateway, today, public_metrics);
+        let metrics_listener = match (&metrics, settings.metrics.addr) {
+            (Some(_), Some(addr)) => Some(bind(addr).await?),
+            _ => None,
+        };
         Ok(Self {
             settings,
             grpc,
@@ -279,6 +327,8 @@ impl Application {
             http_listener,
             http_addr,
             http_router,
+            metrics,
+            metrics_listener,
             stop,
         })
     }
@@ -292,6 +342,11 @@ impl Application {
     /// The address the REST gateway is served on.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The address `/metrics` alone is served on (`METRICS_ADDR`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     /// Serves until `shutdown` completes. Then health turns NOT_SERVING,
@@ -310,6 +365,8 @@ impl Application {
             http_listener,
             http_addr,
             http_router,
+            metrics,
+            metrics_listener,
             stop,
         } = self;
         let stopping = stop.subscribe();
@@ -330,6 +387,28 @@ impl Application {
                 stopping.clone(),
             );
         }
+
+        if let Some(handle) = &metrics {
+            tokio::spawn(crate::metrics::upkeep(handle.clone(), stopping.clone()));
+        }
+        let metrics_server = {
+            let stopping = stopping.clone();
+            let limits = settings.limits;
+            async move {
+                if let (Some(handle), Some((listener, addr))) = (metrics, metrics_listener) {
+                    tracing::info!(metrics_addr = %addr, "serving /metrics");
+                    let connections = Connections::new(listener, limits.max_connections, "metrics");
+                    crate::server::serve_http(
+                        connections,
+                        None,
+                        gateway::metrics_router(handle),
+                        limits,
+                        stopping,
+                    )
+                    .await;
+                }
+            }
+        };
 
         let interval = settings.health_check_interval;
         let limits = settings.limits;
@@ -359,7 +438,7 @@ impl Application {
             tokio::time::sleep(timeout).await;
         };
         let result = tokio::select! {
-            results = async { tokio::join!(grpc_server, http_server) } => results.0,
+            results = async { tokio::join!(grpc_server, http_server, metrics_server) } => results.0,
             () = deadline => {
                 tracing::warn!(?timeout, "requests still running after the shutdown timeout; stopping");
                 Ok(())
@@ -386,6 +465,7 @@ async fn serve_grpc(
         serving,
         listener,
         addr,
+        metrics,
     } = grpc;
     let monitor = tokio::spawn(health::monitor(
         Arc::clone(&ctx.store),
@@ -407,6 +487,7 @@ async fn serve_grpc(
         .max_concurrent_streams(limits.max_concurrent_streams)
         .http2_keepalive_interval(Some(limits.keepalive_interval))
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .layer(metrics)
         .layer(edge)
         .add_routes(routes);
     let connections = Connections::new(listener, limits.max_connections, "gRPC");
@@ -503,7 +584,13 @@ mod background {
     use crate::tls::TlsConfigs;
 
     /// Events deleted per pruning call: each holds the writer briefly.
-    const PRUNE_BATCH: usize = 1000;
+    const PRUNE_BATCH: usize = 500;
+
+    /// After each pruning call, a pause this many times as long as the call
+    /// took: pruning a long backlog (the first start after loading years
+    /// of history) takes at most a tenth of the writer's time, and the
+    /// requests queued behind a call wait for one call only.
+    const PRUNE_PAUSE_FACTOR: u32 = 9;
 
     /// Deletes the events older than the retention, at startup and then
     /// every `prune_interval`, until shutdown.
@@ -521,11 +608,17 @@ mod background {
                     if *stopping.borrow() {
                         return;
                     }
+                    let started = std::time::Instant::now();
                     match store.prune_events(cutoff, PRUNE_BATCH).await {
                         Ok(deleted) => {
                             pruned += deleted;
                             if deleted < PRUNE_BATCH as u64 {
                                 break;
+                            }
+                            let pause = started.elapsed() * PRUNE_PAUSE_FACTOR;
+                            tokio::select! {
+                                _ = stopping.wait_for(|stop| *stop) => return,
+                                () = tokio::time::sleep(pause) => {}
                             }
                         }
                         Err(error) => {

@@ -38,7 +38,8 @@ pub fn run() -> ExitCode {
             }
         };
     }
-    telemetry::init(cli.common.log_format);
+    // Held to the end of `run`: dropping it writes out the queued lines.
+    let _log_writer = telemetry::init(cli.common.log_format);
     crate::tls::install_default_provider();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()

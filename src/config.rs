@@ -427,6 +427,16 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=36_500))]
     pub event_retention_days: u32,
 
+    /// Record Prometheus metrics and serve them at `/metrics`.
+    #[arg(long, env = "METRICS", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub metrics: bool,
+
+    /// Also serve `/metrics` on this address (e.g. 0.0.0.0:9464), off the
+    /// public port. With authentication configured, `/metrics` is served
+    /// only here.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
     /// Start without SQLite's quick_check of the embedded store (it reads
     /// the whole database; see the README for how long that takes).
     #[arg(long, env = "SKIP_INTEGRITY_CHECK", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -587,6 +597,24 @@ pub struct Settings {
     pub page_token_key: Option<String>,
     /// The audit trail's retention and streams.
     pub events: EventSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// Whether metrics are recorded, and where they are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsSettings {
+    pub enabled: bool,
+    /// A listener of its own for `/metrics`.
+    pub addr: Option<SocketAddr>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: None,
+        }
+    }
 }
 
 /// How long events are kept, and how event streams behave.
@@ -634,6 +662,10 @@ impl Settings {
             events: EventSettings {
                 retention: chrono::Duration::days(serve.event_retention_days.into()),
                 ..EventSettings::default()
+            },
+            metrics: MetricsSettings {
+                enabled: serve.metrics,
+                addr: serve.metrics_addr,
             },
             auth: serve.auth.settings(),
             tls: serve.tls.settings(),

@@ -41,6 +41,7 @@ impl Health {
     pub async fn set(&self, status: ServingStatus) {
         for service in SERVICES {
             self.reporter.set_service_status(service, status).await;
+            crate::metrics::health(service, status == ServingStatus::Serving);
         }
     }
 }

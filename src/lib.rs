@@ -4,8 +4,8 @@
 //! Layers, outside in: [`grpc`] (transport: decode, validate, map errors) →
 //! [`domain`] (types and rules, no I/O) → [`storage`] (one trait, one module
 //! per backend). [`gateway`] maps REST onto the gRPC calls. [`app`] wires
-//! them into servers; [`config`], [`telemetry`]
-//! and [`cli`] are the process around it.
+//! them into servers; [`config`], [`telemetry`],
+//! [`metrics`] and [`cli`] are the process around it.
 
 pub mod app;
 pub mod auth;
@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod grpc;
 pub mod health;
 pub mod import;
+pub mod metrics;
 pub mod progress;
 pub mod proto;
 pub mod reasons;

@@ -1,20 +1,35 @@
 //! Logging: `tracing` events to stderr, as text or JSON lines, filtered by
 //! `RUST_LOG` (default `info`).
+//!
+//! Lines are written by a background thread (`tracing-appender`): a request
+//! only formats its line into a queue and never waits for stderr. When the
+//! queue is full (stderr blocked, e.g. a stalled collector) lines are
+//! dropped rather than slowing requests down.
 
 use std::io::IsTerminal;
 
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. Call once, at startup.
-pub fn init(format: LogFormat) {
+/// Lines the queue holds before new ones are dropped.
+const QUEUED_LINES: usize = 128 * 1024;
+
+/// Installs the global subscriber. Call once, at startup, and keep the
+/// guard until the process ends: dropping it writes out the queued lines.
+pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = NonBlockingBuilder::default()
+        .buffered_lines_limit(QUEUED_LINES)
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
     // Colours only for a person at a terminal, not in files or collectors.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder
@@ -24,4 +39,5 @@ pub fn init(format: LogFormat) {
             .with_span_list(false)
             .init(),
     }
+    guard
 }

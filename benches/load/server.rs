@@ -38,6 +38,9 @@ impl ServerProcess {
             .args(["--max-days-ahead", "3000", "--data-dir"])
             .arg(data_dir)
             .env("LOG_FORMAT", "json")
+            // The seeded history's events stay: pruning years of them on
+            // the first start is a one-off, not what a request costs.
+            .env("EVENT_RETENTION_DAYS", "36500")
             // Per-request lines off: the load generator would measure the
             // terminal. The startup lines stay, to learn the ports.
             .env("RUST_LOG", "warn,vehicle_allocation::app=info")

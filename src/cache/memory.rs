@@ -85,6 +85,10 @@ impl CacheBackend for MemoryBackend {
         }
         Ok(())
     }
+
+    fn name(&self) -> &'static str {
+        "memory"
+    }
 }
 
 #[cfg(test)]

@@ -94,6 +94,9 @@ pub trait CacheBackend: Send + Sync + 'static {
     /// Gives each of `generations` the new token `token`: every entry made
     /// under an older one is stale from then on.
     async fn bump(&self, generations: &[String], token: &str) -> Result<(), CacheError>;
+
+    /// The `backend` label of its metrics.
+    fn name(&self) -> &'static str;
 }
 
 /// How long a generation token lives after it was last set. Any length is

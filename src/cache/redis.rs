@@ -92,6 +92,7 @@ impl Breaker {
 
     fn failed(&self, error: &dyn std::fmt::Display) {
         if !self.degraded.swap(true, Ordering::SeqCst) {
+            crate::metrics::cache_degraded(NAME, true);
             tracing::warn!(%error, "Redis unavailable; serving from the store until it is back");
         }
         *self.retry_at.lock().expect("breaker lock poisoned") = Some(Instant::now() + self.backoff);
@@ -99,10 +100,14 @@ impl Breaker {
 
     fn succeeded(&self) {
         if self.degraded.swap(false, Ordering::SeqCst) {
+            crate::metrics::cache_degraded(NAME, false);
             tracing::info!("Redis available again; caching resumed");
         }
     }
 }
+
+/// The `backend` label of this cache.
+const NAME: &str = "redis";
 
 /// The Redis cache backend.
 pub struct RedisBackend {
@@ -128,6 +133,7 @@ impl RedisBackend {
             // connections are flagged by `run` instead.
             .test_on_check_out(false)
             .build_unchecked(Manager(manager));
+        crate::metrics::cache_degraded(NAME, false);
         Ok(Self {
             pool,
             prefix: prefix.to_owned(),
@@ -151,8 +157,19 @@ impl RedisBackend {
     }
 
     /// Runs `op` on a pooled connection within the time limit, keeping the
-    /// breaker and the pool informed.
-    async fn run<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
+    /// breaker and the pool informed, and times it as `operation`.
+    async fn run<T, F, Fut>(&self, operation: &'static str, op: F) -> Result<T, CacheError>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let started = Instant::now();
+        let result = self.run_untimed(op).await;
+        crate::metrics::redis_call(operation, started.elapsed());
+        result
+    }
+
+    async fn run_untimed<T, F, Fut>(&self, op: F) -> Result<T, CacheError>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
@@ -230,7 +247,9 @@ impl CacheBackend for RedisBackend {
         }
         command.arg(self.entry_key(key));
         let mut values: Vec<Option<Vec<u8>>> = self
-            .run(|mut connection| async move { command.query_async(&mut connection).await })
+            .run("read", |mut connection| async move {
+                command.query_async(&mut connection).await
+            })
             .await?;
         let entry = values.pop().flatten().and_then(decode_entry);
         let tokens = values
@@ -254,7 +273,9 @@ impl CacheBackend for RedisBackend {
                 .arg(self.generation_ttl_secs);
         }
         let earlier: Vec<Option<String>> = self
-            .run(|mut connection| async move { pipe.query_async(&mut connection).await })
+            .run("adopt", |mut connection| async move {
+                pipe.query_async(&mut connection).await
+            })
             .await?;
         Ok(earlier
             .into_iter()
@@ -268,7 +289,7 @@ impl CacheBackend for RedisBackend {
         };
         let (key, ttl) = (self.entry_key(key), self.entry_ttl_secs);
         let value = encode_entry(stamp, &json);
-        self.run(|mut connection| async move {
+        self.run("fill", |mut connection| async move {
             redis::cmd("SET")
                 .arg(key)
                 .arg(value)
@@ -290,8 +311,14 @@ impl CacheBackend for RedisBackend {
                 .arg(self.generation_ttl_secs)
                 .ignore();
         }
-        self.run(|mut connection| async move { pipe.query_async::<()>(&mut connection).await })
-            .await
+        self.run("bump", |mut connection| async move {
+            pipe.query_async::<()>(&mut connection).await
+        })
+        .await
+    }
+
+    fn name(&self) -> &'static str {
+        NAME
     }
 }
 

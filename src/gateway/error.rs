@@ -110,6 +110,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error the gateway itself raises, with the status of `reason`.
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        crate::metrics::refusal(reason.name);
         Self {
             http: reason.http(),
             code: reason.code,

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
@@ -82,9 +82,17 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     };
     request.extensions_mut().insert(forwarded);
     let started = Instant::now();
+    let method = method_label(request.method());
+    // The template the router matched, never the raw path: a path holds ids.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| UNMATCHED.to_owned(), |path| path.as_str().to_owned());
     async move {
         let mut response = next.run(request).await;
-        let latency_us = started.elapsed().as_micros() as u64;
+        let took = started.elapsed();
+        let latency_us = took.as_micros() as u64;
+        crate::metrics::http_request(method, route, response.status(), took);
         tracing::info!(
             status = response.status().as_u16(),
             latency_us,
@@ -95,6 +103,23 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
     }
     .instrument(span)
     .await
+}
+
+/// The `route` of a request no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// The method as a label: the standard ones by name, any other as "other".
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Answers 504 when the request takes longer than the configured limit.

@@ -26,7 +26,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
-use axum::routing::post;
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tower::util::option_layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa_axum::router::OpenApiRouter;
@@ -105,12 +106,22 @@ fn documented(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
     docs::finish(openapi)
 }
 
-/// The whole HTTP application onto `upstream`.
-pub fn router(upstream: Upstream, config: &GatewayConfig, today: Today) -> Router {
+/// The whole HTTP application onto `upstream`, with `/metrics` when
+/// `metrics` is given.
+pub fn router(
+    upstream: Upstream,
+    config: &GatewayConfig,
+    today: Today,
+    metrics: Option<PrometheusHandle>,
+) -> Router {
     let (api, openapi) = api_routes().split_for_parts();
-    Router::new()
+    let mut router = Router::new()
         .merge(api.with_state(upstream))
-        .merge(docs::routes(documented(openapi), today))
+        .merge(docs::routes(documented(openapi), today));
+    if let Some(handle) = metrics {
+        router = router.merge(metrics_router(handle));
+    }
+    router
         .fallback(error::no_such_path)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
@@ -122,6 +133,26 @@ pub fn router(upstream: Upstream, config: &GatewayConfig, today: Today) -> Route
         .layer(option_layer(cors(&config.cors)))
         .layer(axum::middleware::from_fn(middleware::request_id))
 }
+
+/// `GET /metrics`: every metric in Prometheus's text format.
+pub fn metrics_router(handle: PrometheusHandle) -> Router {
+    let scrape = move || {
+        let text = handle.render();
+        async move {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                )],
+                text,
+            )
+        }
+    };
+    Router::new().route(METRICS_PATH, get(scrape))
+}
+
+/// Where Prometheus scrapes.
+pub const METRICS_PATH: &str = "/metrics";
 
 fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
     let allow = match origins {

@@ -13,7 +13,8 @@ use tonic_health::pb::health_client::HealthClient;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Layer, ServiceExt};
 
-use crate::grpc::EdgeLayer;
+use crate::grpc::metered::Observed;
+use crate::grpc::{EdgeLayer, GrpcMetricsLayer};
 use crate::proto::v1::allocation_service_client::AllocationServiceClient;
 use crate::proto::v1::event_service_client::EventServiceClient;
 use crate::proto::v1::fleet_service_client::FleetServiceClient;
@@ -96,9 +97,13 @@ impl Upstream {
     /// Calls `routes` directly; requests still pass the gRPC edge, so they
     /// are authenticated, limited and logged there with the gateway's
     /// request id and the caller's credentials.
-    pub fn in_process(routes: Routes, edge: EdgeLayer) -> Self {
+    pub fn in_process(routes: Routes, edge: EdgeLayer, metrics: GrpcMetricsLayer) -> Self {
+        let service = ServiceExt::<http::Request<Body>>::map_response(
+            metrics.layer(edge.layer(routes)),
+            |response: http::Response<Observed<Body>>| response.map(Body::new),
+        );
         let service = ServiceExt::<http::Request<Body>>::map_err(
-            edge.layer(routes),
+            service,
             |never: std::convert::Infallible| -> UpstreamError { match never {} },
         );
         Self::over(BoxCloneSyncService::new(service))

@@ -300,6 +300,7 @@ fn refusal<RB: Default>(error: &AuthError) -> Response<RB> {
 
 /// RESOURCE_EXHAUSTED with a `RetryInfo` saying when to come back.
 fn rate_limited<RB: Default>(wait: Duration) -> Response<RB> {
+    crate::metrics::refusal(reasons::RATE_LIMITED.name);
     let mut details = ErrorDetails::with_error_info(
         reasons::RATE_LIMITED.name,
         ERROR_DOMAIN,
@@ -319,6 +320,7 @@ fn rate_limited<RB: Default>(wait: Duration) -> Response<RB> {
 
 /// RESOURCE_EXHAUSTED (OVERLOADED): every in-flight slot is taken.
 fn overloaded<RB: Default>() -> Response<RB> {
+    crate::metrics::refusal(reasons::OVERLOADED.name);
     let mut details = ErrorDetails::with_error_info(
         reasons::OVERLOADED.name,
         ERROR_DOMAIN,

@@ -8,6 +8,7 @@ pub mod edge;
 pub mod events;
 mod fleet;
 mod mask;
+pub mod metered;
 pub mod status;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ pub use allocation::AllocationApi;
 pub use edge::{EdgeLayer, REQUEST_ID_HEADER, is_usable_request_id, new_request_id};
 pub use events::EventApi;
 pub use fleet::FleetApi;
+pub use metered::GrpcMetricsLayer;
 
 /// What every handler needs: the store, the clock, the booking policy and
 /// the key page tokens are signed with.

@@ -26,6 +26,7 @@ pub fn code_of(error: &DomainError) -> Code {
 
 impl From<DomainError> for Status {
     fn from(error: DomainError) -> Self {
+        crate::metrics::refusal(error.reason());
         let mut details = ErrorDetails::new();
         let metadata = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
             pairs
@@ -233,6 +234,7 @@ impl From<StoreError> for Status {
 
 /// A status with only an `ErrorInfo`, its code the reason's.
 pub fn with_reason(reason: Reason, message: &str) -> Status {
+    crate::metrics::refusal(reason.name);
     Status::with_error_details(
         reason.code,
         message,
@@ -242,6 +244,7 @@ pub fn with_reason(reason: Reason, message: &str) -> Status {
 
 /// A status for `reason` with `metadata` in its `ErrorInfo`.
 pub fn with_reason_metadata(reason: Reason, message: &str, metadata: &[(&str, &str)]) -> Status {
+    crate::metrics::refusal(reason.name);
     let metadata: HashMap<String, String> = metadata
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -84,6 +84,7 @@ use crate::domain::{
     FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey,
     PageRequest, UpdatedAllocation, Vehicle, VehicleBlock,
 };
+use crate::metrics::CacheResult;
 use crate::storage::{Progress, Store, StoreError, StoreResult};
 
 /// The generation every entry depends on.
@@ -314,6 +315,7 @@ impl CachedStore {
     /// many callers miss at the same time.
     async fn cached<T, F, Fut>(
         &self,
+        kind: &'static str,
         generations: Vec<String>,
         key: String,
         read: F,
@@ -323,7 +325,9 @@ impl CachedStore {
         F: FnOnce() -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
+        let backend = self.cache.name();
         if !self.flush_pending().await {
+            crate::metrics::cache_request(backend, kind, CacheResult::Bypass);
             return read().await;
         }
         let generations: Vec<String> = std::iter::once(EPOCH.to_owned())
@@ -331,6 +335,7 @@ impl CachedStore {
             .collect();
         let Ok(found) = self.cache.read(&generations, &key).await else {
             self.error();
+            crate::metrics::cache_request(backend, kind, CacheResult::Error);
             return read().await;
         };
         let tokens = if found.tokens.iter().all(Option::is_some) {
@@ -340,6 +345,7 @@ impl CachedStore {
                 Ok(tokens) => tokens,
                 Err(_) => {
                     self.error();
+                    crate::metrics::cache_request(backend, kind, CacheResult::Error);
                     return read().await;
                 }
             }
@@ -349,6 +355,7 @@ impl CachedStore {
             match decode::<T>(entry.payload) {
                 Some(value) => {
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
+                    crate::metrics::cache_request(backend, kind, CacheResult::Hit);
                     return Ok(value);
                 }
                 None => {
@@ -358,6 +365,7 @@ impl CachedStore {
             }
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::cache_request(backend, kind, CacheResult::Miss);
         let flight = format!("{key}@{stamp}");
         let shared = self
             .flights
@@ -462,6 +470,7 @@ impl Store for CachedStore {
 
     async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
         self.cached(
+            "allocation",
             vec![format!("alloc:{id}")],
             format!("allocation:{id}"),
             || self.inner.get_allocation(id),
@@ -495,7 +504,7 @@ impl Store for CachedStore {
                 page.size
             ))
         );
-        self.cached(vec![history_generation(filter)], base, || {
+        self.cached("history", vec![history_generation(filter)], base, || {
             self.inner.list_allocation_history(filter, page.clone())
         })
         .await
@@ -503,6 +512,7 @@ impl Store for CachedStore {
 
     async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
         self.cached(
+            "employee",
             vec![format!("fleet:employee:{id}")],
             format!("employee:{id}"),
             || self.inner.get_employee(id),
@@ -523,6 +533,7 @@ impl Store for CachedStore {
 
     async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
         self.cached(
+            "driver",
             vec![format!("fleet:driver:{id}")],
             format!("driver:{id}"),
             || self.inner.get_driver(id),
@@ -542,6 +553,7 @@ impl Store for CachedStore {
         // The driver depends on the day, so the day is in the key; a new
         // day starts a new entry.
         self.cached(
+            "vehicle",
             vec![format!("fleet:vehicle:{id}")],
             format!("vehicle:{}", key_text(&(id, on))),
             || self.inner.get_vehicle(id, on),
@@ -565,6 +577,7 @@ impl Store for CachedStore {
     ) -> StoreResult<Page<Vehicle>> {
         let base = format!("available:{}", key_text(&(date, &page.after, page.size)));
         self.cached(
+            "available_vehicles",
             vec![format!("date:{date}"), FLEET_VEHICLES.to_owned()],
             base,
             || self.inner.list_available_vehicles(date, page.clone()),

@@ -10,6 +10,7 @@
 //! before a write and outside it would race with concurrent writers.
 
 pub mod cached;
+pub mod metered;
 pub mod mongo;
 pub mod sqlite;
 
@@ -113,9 +114,10 @@ pub type Progress = Arc<dyn Fn(usize) + Send + Sync>;
 /// Opens the configured store for loading much data at once (seeding).
 pub async fn open_for_loading(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
     match config {
-        StoreConfig::Embedded { data_dir } => {
-            Ok(Arc::new(sqlite::SqliteStore::open_for_loading(data_dir)?))
-        }
+        StoreConfig::Embedded { data_dir } => Ok(metered(
+            Arc::new(sqlite::SqliteStore::open_for_loading(data_dir)?),
+            SQLITE,
+        )),
         StoreConfig::Mongo(_) => open(config).await,
     }
 }
@@ -127,9 +129,10 @@ pub async fn open_checked(
     integrity_check: bool,
 ) -> Result<Arc<dyn Store>, OpenError> {
     match config {
-        StoreConfig::Embedded { data_dir } if integrity_check => {
-            Ok(Arc::new(sqlite::SqliteStore::open_checked(data_dir)?))
-        }
+        StoreConfig::Embedded { data_dir } if integrity_check => Ok(metered(
+            Arc::new(sqlite::SqliteStore::open_checked(data_dir)?),
+            SQLITE,
+        )),
         StoreConfig::Embedded { .. } => open(config).await,
         StoreConfig::Mongo(_) => open(config).await,
     }
@@ -138,9 +141,22 @@ pub async fn open_checked(
 /// Opens the configured store.
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
     Ok(match config {
-        StoreConfig::Embedded { data_dir } => Arc::new(sqlite::SqliteStore::open(data_dir)?),
-        StoreConfig::Mongo(mongo) => Arc::new(mongo::MongoStore::connect(mongo).await?),
+        StoreConfig::Embedded { data_dir } => {
+            metered(Arc::new(sqlite::SqliteStore::open(data_dir)?), SQLITE)
+        }
+        StoreConfig::Mongo(mongo) => {
+            metered(Arc::new(mongo::MongoStore::connect(mongo).await?), MONGODB)
+        }
     })
+}
+
+/// The `backend` label of each store.
+pub const SQLITE: &str = "sqlite";
+pub const MONGODB: &str = "mongodb";
+
+/// `store` with its operations timed under `backend` (see [`metered`]).
+pub fn metered(store: Arc<dyn Store>, backend: &'static str) -> Arc<dyn Store> {
+    Arc::new(metered::MeteredStore::new(store, backend))
 }
 
 /// A store, and the cache in front of it when there is one.
@@ -175,18 +191,27 @@ pub(crate) trait Decided {
     fn cancelled(self) -> StoreResult<Allocation>;
 }
 
+/// The backends call these once the decided write is durable, so the
+/// booking counters are kept here, once for every backend.
 impl Decided for BookingDecision {
     fn created(self) -> StoreResult<Allocation> {
         match self {
             Self::Replay(made) => Ok(made),
-            Self::Write(write) => write.after.ok_or_else(|| unexpected("a create")),
+            Self::Write(write) => {
+                let made = write.after.ok_or_else(|| unexpected("a create"))?;
+                crate::metrics::booking_created();
+                Ok(made)
+            }
         }
     }
 
     fn updated(self) -> StoreResult<UpdatedAllocation> {
         match self {
             Self::Write(write) => match (write.before, write.after) {
-                (Some(before), Some(after)) => Ok(UpdatedAllocation { before, after }),
+                (Some(before), Some(after)) => {
+                    crate::metrics::booking_changed();
+                    Ok(UpdatedAllocation { before, after })
+                }
                 _ => Err(unexpected("an update")),
             },
             Self::Replay(_) => Err(unexpected("an update")),
@@ -196,7 +221,10 @@ impl Decided for BookingDecision {
     fn cancelled(self) -> StoreResult<Allocation> {
         match self {
             Self::Write(write) => match (write.before, write.after) {
-                (Some(before), None) => Ok(before),
+                (Some(before), None) => {
+                    crate::metrics::booking_cancelled();
+                    Ok(before)
+                }
                 _ => Err(unexpected("a cancel")),
             },
             Self::Replay(_) => Err(unexpected("a cancel")),

@@ -14,7 +14,7 @@ use vehicle_allocation::app::{AppError, Application};
 use vehicle_allocation::auth::AuthSettings;
 use vehicle_allocation::cache::CacheConfig;
 use vehicle_allocation::clock::ManualClock;
-use vehicle_allocation::config::{EventSettings, Settings};
+use vehicle_allocation::config::{EventSettings, MetricsSettings, Settings};
 use vehicle_allocation::domain::access::Role;
 use vehicle_allocation::domain::{Allocation, BookingPolicy, Employee, Vehicle};
 use vehicle_allocation::gateway::{CorsOrigins, GatewayConfig};
@@ -76,6 +76,8 @@ pub struct AppOptions {
     pub page_token_key: Option<String>,
     /// Event retention and stream heartbeats.
     pub events: EventSettings,
+    /// Metrics on, and `METRICS_ADDR`.
+    pub metrics: MetricsSettings,
 }
 
 impl Default for AppOptions {
@@ -100,6 +102,7 @@ impl Default for AppOptions {
             shared_store: None,
             page_token_key: None,
             events: EventSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -148,6 +151,10 @@ pub struct TestApp {
     /// A plain HTTP client, and the gateway's base URL.
     pub http: reqwest::Client,
     pub http_base: String,
+    /// Where `/metrics` alone is served, with `METRICS_ADDR` (read by the
+    /// telemetry tests).
+    #[allow(dead_code)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub channel: Channel,
     pub allocations: AllocationServiceClient<Channel>,
     pub fleet: FleetServiceClient<Channel>,
@@ -198,7 +205,9 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
     let instrumented = InstrumentedStore::new(Arc::clone(&sqlite));
     let faults = Arc::clone(&instrumented.instruments);
-    let setup = storage::with_cache(Arc::new(instrumented), &options.cache).expect("cache");
+    // Timed like a store opened by the service.
+    let metered = storage::metered(Arc::new(instrumented), storage::SQLITE);
+    let setup = storage::with_cache(metered, &options.cache).expect("cache");
     let store = setup.store;
     let clock = Arc::new(ManualClock::new(options.now));
     let settings = Settings {
@@ -222,6 +231,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         integrity_check: true,
         page_token_key: options.page_token_key.clone(),
         events: options.events,
+        metrics: options.metrics,
     };
     let app = Application::build_with(settings, store, clock.clone())
         .await
@@ -233,6 +243,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         "http"
     };
     let http_base = format!("{scheme}://{}", app.http_addr());
+    let metrics_addr = app.metrics_addr();
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async {
         let _ = stop.await;
@@ -268,6 +279,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         grpc_addr: addr,
         http: http.build().unwrap(),
         http_base,
+        metrics_addr,
         allocations: AllocationServiceClient::new(channel.clone()),
         fleet: FleetServiceClient::new(channel.clone()),
         events: EventServiceClient::new(channel.clone()),
@@ -518,6 +530,7 @@ pub fn plain_settings(data_dir: &std::path::Path) -> Settings {
         integrity_check: true,
         page_token_key: None,
         events: Default::default(),
+        metrics: Default::default(),
     }
 }
 

@@ -268,6 +268,7 @@ async fn gateway_only_mode_serves_a_remote_grpc_server() {
         integrity_check: true,
         page_token_key: None,
         events: Default::default(),
+        metrics: Default::default(),
     };
     let gateway = Application::build(settings).await.unwrap();
     assert!(gateway.grpc_addr().is_none(), "no gRPC server of its own");

@@ -437,6 +437,10 @@ impl CacheBackend for LosesBumps {
         }
         self.inner.bump(generations, token).await
     }
+
+    fn name(&self) -> &'static str {
+        "loses-bumps"
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use mongodb::bson::{Document, doc};
 use mongodb::error::Error as MongoError;
+use mongodb::event::EventHandler;
+use mongodb::event::cmap::{CmapEvent, ConnectionCheckoutFailedReason};
 use mongodb::options::{ClientOptions, WriteConcern};
 use mongodb::{Client, ClientSession, Collection, Cursor, Database, SessionCursor};
 
@@ -146,6 +148,26 @@ async fn collect_in(
     Ok(documents)
 }
 
+/// Counts the pool's checkouts and failed checkouts.
+fn record_pool_event(event: CmapEvent) {
+    match event {
+        CmapEvent::ConnectionCheckedOut(_) => crate::metrics::mongo_checkout(),
+        CmapEvent::ConnectionCheckoutFailed(failed) => {
+            crate::metrics::mongo_checkout_failed(checkout_failure(&failed.reason));
+        }
+        _ => {}
+    }
+}
+
+/// The `reason` label of a failed checkout.
+fn checkout_failure(reason: &ConnectionCheckoutFailedReason) -> &'static str {
+    match reason {
+        ConnectionCheckoutFailedReason::Timeout => "timeout",
+        ConnectionCheckoutFailedReason::ConnectionError => "connection_error",
+        _ => "other",
+    }
+}
+
 impl MongoStore {
     /// Connects, and creates the indexes (idempotently). The connection
     /// itself is made lazily and re-made by the driver after failures.
@@ -169,6 +191,8 @@ impl MongoStore {
         health_options.max_pool_size = Some(1);
         health_options.min_pool_size = None;
         let health = Client::with_options(health_options).map_err(MongoOpenError::Url)?;
+        // The serving pool's checkouts (not the health client's) as metrics.
+        options.cmap_event_handler = Some(EventHandler::callback(record_pool_event));
         let client = Client::with_options(options).map_err(MongoOpenError::Url)?;
         let mut store = Self::new(client, &config.database);
         store.health = health.database(&config.database);
@@ -852,5 +876,25 @@ mod index_retry_tests {
         assert_eq!(pauses[0], Duration::from_secs(4));
         assert_eq!(pauses[4], Duration::from_secs(60));
         assert_eq!(pauses[7], MAX_INDEX_RETRY);
+    }
+}
+
+#[cfg(test)]
+mod pool_metric_tests {
+    use super::*;
+    use mongodb::event::cmap::ConnectionCheckoutFailedEvent;
+
+    #[test]
+    fn failed_checkouts_are_labelled_by_their_reason() {
+        let failed = |reason: &str| -> ConnectionCheckoutFailedEvent {
+            serde_json::from_value(serde_json::json!({ "reason": reason })).unwrap()
+        };
+        assert_eq!(checkout_failure(&failed("timeout").reason), "timeout");
+        assert_eq!(
+            checkout_failure(&failed("connectionError").reason),
+            "connection_error"
+        );
+        // Any event passes through the handler without a panic.
+        record_pool_event(CmapEvent::from(failed("timeout")));
     }
 }

@@ -204,6 +204,7 @@ fn run(
                 Err(_) => break,
             }
         }
+        crate::metrics::writer_batch(batch.len(), requests.len());
         let (commit, kept_changes) = run_batch(
             &conn,
             &mut batch,

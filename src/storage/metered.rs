@@ -1,0 +1,237 @@
+//! A [`Store`] that times every operation of the store behind it, by
+//! backend and operation, and counts those that fail for a storage reason.
+//! It sits right on the backend, under the cache, so a cache hit is not a
+//! store operation.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::domain::{
+    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, Event,
+    EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page,
+    PageKey, PageRequest, UpdatedAllocation, Vehicle, VehicleBlock,
+};
+use crate::storage::{Progress, Store, StoreError, StoreResult};
+
+/// See the module documentation.
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    backend: &'static str,
+}
+
+impl MeteredStore {
+    /// `inner`, whose operations are recorded under `backend` ("sqlite",
+    /// "mongodb").
+    pub fn new(inner: Arc<dyn Store>, backend: &'static str) -> Self {
+        Self { inner, backend }
+    }
+
+    async fn timed<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let started = Instant::now();
+        let result = work.await;
+        let failed = matches!(
+            result,
+            Err(StoreError::Unavailable { .. } | StoreError::Internal { .. })
+        );
+        crate::metrics::store_operation(self.backend, operation, started.elapsed(), failed);
+        result
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
+        self.timed("create_allocation", self.inner.create_allocation(new))
+            .await
+    }
+
+    async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
+        self.timed("get_allocation", self.inner.get_allocation(id))
+            .await
+    }
+
+    async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
+        self.timed("update_allocation", self.inner.update_allocation(update))
+            .await
+    }
+
+    async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
+        self.timed("delete_allocation", self.inner.delete_allocation(deletion))
+            .await
+    }
+
+    async fn list_allocation_history(
+        &self,
+        filter: &HistoryFilter,
+        page: PageRequest<HistoryCursor>,
+    ) -> StoreResult<Page<Allocation>> {
+        self.timed(
+            "list_allocation_history",
+            self.inner.list_allocation_history(filter, page),
+        )
+        .await
+    }
+
+    async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
+        self.timed("get_employee", self.inner.get_employee(id))
+            .await
+    }
+
+    async fn list_employees(
+        &self,
+        department: Option<&str>,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Employee>> {
+        self.timed(
+            "list_employees",
+            self.inner
+                .list_employees(department, show_deactivated, page),
+        )
+        .await
+    }
+
+    async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
+        self.timed("get_driver", self.inner.get_driver(id)).await
+    }
+
+    async fn list_drivers(
+        &self,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Driver>> {
+        self.timed(
+            "list_drivers",
+            self.inner.list_drivers(show_deactivated, page),
+        )
+        .await
+    }
+
+    async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle> {
+        self.timed("get_vehicle", self.inner.get_vehicle(id, on))
+            .await
+    }
+
+    async fn list_vehicles(
+        &self,
+        show_retired: bool,
+        on: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        self.timed(
+            "list_vehicles",
+            self.inner.list_vehicles(show_retired, on, page),
+        )
+        .await
+    }
+
+    async fn list_available_vehicles(
+        &self,
+        date: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        self.timed(
+            "list_available_vehicles",
+            self.inner.list_available_vehicles(date, page),
+        )
+        .await
+    }
+
+    async fn list_vehicle_blocks(
+        &self,
+        vehicle_id: &str,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<VehicleBlock>> {
+        self.timed(
+            "list_vehicle_blocks",
+            self.inner.list_vehicle_blocks(vehicle_id, page),
+        )
+        .await
+    }
+
+    async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
+        let outcomes = self
+            .timed("apply_fleet", self.inner.apply_fleet(requests))
+            .await?;
+        // Bookings a fleet change cancelled or gave another driver count
+        // like those the booking calls change (see `storage::Decided`).
+        for outcome in &outcomes {
+            for _ in &outcome.cancelled {
+                crate::metrics::booking_cancelled();
+            }
+            for _ in &outcome.redriven {
+                crate::metrics::booking_changed();
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn check_fleet(
+        &self,
+        requests: Vec<FleetRequest>,
+        progress: Progress,
+    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
+        self.timed("check_fleet", self.inner.check_fleet(requests, progress))
+            .await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.timed("ping", self.inner.ping()).await
+    }
+
+    async fn is_empty(&self) -> StoreResult<bool> {
+        self.timed("is_empty", self.inner.is_empty()).await
+    }
+
+    async fn reset(&self) -> StoreResult<()> {
+        self.timed("reset", self.inner.reset()).await
+    }
+
+    async fn insert_fleet(
+        &self,
+        employees: Vec<Employee>,
+        vehicles: Vec<Vehicle>,
+    ) -> StoreResult<()> {
+        self.timed("insert_fleet", self.inner.insert_fleet(employees, vehicles))
+            .await
+    }
+
+    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
+        self.timed(
+            "insert_allocations",
+            self.inner.insert_allocations(allocations),
+        )
+        .await
+    }
+
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest<u64>,
+    ) -> StoreResult<Page<Event>> {
+        self.timed("list_events", self.inner.list_events(filter, page))
+            .await
+    }
+
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.event_signal()
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.timed("prune_events", self.inner.prune_events(before, limit))
+            .await
+    }
+
+    async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey> {
+        self.timed("page_token_key", self.inner.page_token_key(candidate))
+            .await
+    }
+}
