@@ -259,10 +259,16 @@ impl SqliteStore {
         )
         .and_then(|conn| schema::configure_reader(&conn).map(|()| conn))
         .map_err(open_err)?;
+        let checkpoints = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .and_then(|conn| schema::configure_checkpointer(&conn).map(|()| conn))
+        .map_err(open_err)?;
         Ok(Self {
             path,
             health: Arc::new(std::sync::Mutex::new(health)),
-            writer: Writer::spawn(conn, signal).map_err(OpenError::Spawn)?,
+            writer: Writer::spawn(conn, checkpoints, signal).map_err(OpenError::Spawn)?,
             events,
             readers: ReadPool::new(readers),
             _lock: lock,

@@ -184,6 +184,12 @@ CREATE INDEX events_by_prior_vehicle ON events (prior_vehicle_id, sequence)
     WHERE prior_vehicle_id IS NOT NULL;
 ";
 
+/// WAL pages after which the writer checkpoints itself. The background
+/// checkpointer has copied most of them by then, so the writer's checkpoint
+/// is short, and lets the WAL start over: the file stays near this size
+/// (4 KiB pages: 40 MiB).
+const WRITER_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
 /// Settings for the one connection that writes.
 ///
 /// WAL lets readers run beside the writer; `synchronous = FULL` makes every
@@ -206,9 +212,21 @@ pub fn configure_writer(conn: &Connection, cache_mib: u32) -> rusqlite::Result<(
          PRAGMA foreign_keys = ON;
          PRAGMA busy_timeout = 5000;
          PRAGMA temp_store = MEMORY;
+         PRAGMA wal_autocheckpoint = {};
          PRAGMA cache_size = -{};",
+        WRITER_AUTOCHECKPOINT_PAGES,
         u64::from(cache_mib) * 1024
     ))
+}
+
+/// Settings for the connection that checkpoints in the background (see
+/// `writer::checkpoint_while_woken`): it syncs the database file like the
+/// writer would.
+pub fn configure_checkpointer(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA busy_timeout = 5000;",
+    )
 }
 
 /// Settings for the connections that only read.

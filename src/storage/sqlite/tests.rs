@@ -167,6 +167,7 @@ fn the_writer_commits_durably_in_wal_mode() {
     assert_eq!(pragma("foreign_keys"), 1);
     assert_eq!(pragma("temp_store"), 2, "savepoints undo in memory");
     assert_eq!(pragma("cache_size"), -8192);
+    assert_eq!(pragma("wal_autocheckpoint"), 10_000);
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |row| row.get(0))
         .unwrap();
@@ -264,6 +265,39 @@ mod opening {
         let error = SqliteStore::open_checked(dir.path()).err().unwrap();
         assert!(matches!(error, OpenError::Corrupt { .. }), "{error}");
         assert!(error.to_string().contains("restore"), "{error}");
+    }
+
+    /// Committed pages reach the database file long before the writer's own
+    /// checkpoint would copy them (at 10,000 WAL pages, about 40 MiB).
+    #[tokio::test]
+    async fn the_background_checkpointer_copies_committed_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let empty = size();
+        let (employees, vehicles) = generate_fleet(&SeedPlan {
+            employees: 2000,
+            vehicles: 300,
+            ..SeedPlan::default()
+        });
+        store.insert_fleet(employees, vehicles).await.unwrap();
+        let wal = std::fs::metadata(dir.path().join(format!("{DATABASE_FILE}-wal")))
+            .unwrap()
+            .len();
+        assert!(
+            wal < 10_000 * 4096,
+            "below the writer's own threshold: {wal}"
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() < empty + 256 * 1024 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing was copied: {} bytes",
+                size()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 }
 

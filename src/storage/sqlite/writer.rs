@@ -49,16 +49,31 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn`; `events` is told the newest
-    /// event's sequence after each commit.
-    pub fn spawn(conn: Connection, events: watch::Sender<u64>) -> std::io::Result<Self> {
+    /// Starts the writer thread on `conn`, and the checkpointer on
+    /// `checkpoints` (another connection to the same database); `events` is
+    /// told the newest event's sequence after each commit.
+    pub fn spawn(
+        conn: Connection,
+        checkpoints: Connection,
+        events: watch::Sender<u64>,
+    ) -> std::io::Result<Self> {
         let (queue, requests) = mpsc::channel(QUEUE_DEPTH);
         let failure = Arc::new(Mutex::new(None));
         let full_disk = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (failed, full) = (Arc::clone(&failure), Arc::clone(&full_disk));
+        let (wake, woken) = std::sync::mpsc::sync_channel(1);
+        let checkpointer = std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_while_woken(&checkpoints, &woken))?;
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, requests, &failed, &full, &events))?;
+            .spawn(move || {
+                run(conn, requests, &failed, &full, &events, &wake);
+                // The checkpointer's connection closes before the writer's,
+                // whose close checkpoints what is left.
+                drop(wake);
+                let _ = checkpointer.join();
+            })?;
         Ok(Self {
             queue,
             failure,
@@ -194,6 +209,7 @@ fn run(
     failure: &Mutex<Option<String>>,
     full_disk: &std::sync::atomic::AtomicBool,
     events: &watch::Sender<u64>,
+    checkpoint: &std::sync::mpsc::SyncSender<()>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = requests.blocking_recv() {
@@ -232,6 +248,8 @@ fn run(
         // Before the answers: a writer that reads back its own event
         // through a watch finds it signalled.
         if wrote {
+            // Wakes the checkpointer unless it is awake already.
+            let _ = checkpoint.try_send(());
             match super::events::latest_sequence(&conn) {
                 Ok(latest) => {
                     events.send_if_modified(|seen| std::mem::replace(seen, latest) != latest);
@@ -244,6 +262,25 @@ fn run(
         for job in batch.drain(..) {
             job.finish(commit.clone());
         }
+    }
+}
+
+/// The least time between two background checkpoints: each syncs the
+/// database file, and a sync per commit would compete with the commits'.
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Copies committed pages from the WAL into the database file, off the
+/// writer's thread, each time the writer says it committed (at most every
+/// [`CHECKPOINT_PAUSE`]). The writer's own automatic checkpoint then finds
+/// little left to copy: it stays only to let the WAL start over from its
+/// beginning, which needs every page copied while no commit runs.
+fn checkpoint_while_woken(conn: &Connection, woken: &std::sync::mpsc::Receiver<()>) {
+    while woken.recv().is_ok() {
+        // A checkpoint that finds a reader in the way copies what it can.
+        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(%error, "background checkpoint failed; the writer's own will copy the pages");
+        }
+        std::thread::sleep(CHECKPOINT_PAUSE);
     }
 }
 
