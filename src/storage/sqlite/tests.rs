@@ -446,3 +446,126 @@ mod events {
         assert_eq!(*signal.borrow(), base + 2);
     }
 }
+
+mod subjects {
+    use chrono::{DateTime, Utc};
+
+    use super::super::events::SUBJECT_BATCH;
+    use super::super::{DATABASE_FILE, SqliteStore};
+    use crate::domain::{BookingPolicy, Event, EventFilter, PageRequest};
+    use crate::seed::{self, SeedPlan};
+    use crate::storage::Store as _;
+
+    /// Every event matching `filter`, page by page.
+    async fn pages(store: &SqliteStore, filter: &EventFilter, size: usize) -> Vec<u64> {
+        let mut sequences = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store
+                .list_events(filter, PageRequest { size, after })
+                .await
+                .unwrap();
+            assert!(page.items.len() <= size);
+            sequences.extend(page.items.iter().map(|e| e.sequence));
+            if !page.has_more {
+                return sequences;
+            }
+            after = sequences.last().copied();
+        }
+    }
+
+    /// Employee and vehicle filters read the subject index up to where it
+    /// ends and the events after it by column; the two parts meet with
+    /// nothing lost or repeated, whichever page the seam falls on.
+    #[tokio::test]
+    async fn subject_queries_meet_exactly_where_the_index_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let now: DateTime<Utc> = "2026-11-26T10:00:00Z".parse().unwrap();
+        let plan = SeedPlan {
+            employees: 30,
+            vehicles: 20,
+            allocations: SEEDED,
+            seed: 7,
+        };
+        const SEEDED: usize = 6000;
+        let (employees, vehicles) = seed::generate_fleet(&plan);
+        store.insert_fleet(employees, vehicles).await.unwrap();
+        let mut bookings = seed::all_bookings(&plan, &BookingPolicy::default(), now).unwrap();
+        // The first part is indexed; the rest stays below the batch.
+        let rest = bookings.split_off(SEEDED - 1000);
+        store.insert_allocations(bookings).await.unwrap();
+        store.insert_allocations(rest).await.unwrap();
+        // The writer indexes after answering a write, before it takes the
+        // next: once a later write is answered, the indexing is done.
+        store
+            .prune_events(now - chrono::Duration::days(10_000), 1)
+            .await
+            .unwrap();
+        let conn = rusqlite::Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        let upto: i64 = conn
+            .query_row("SELECT indexed_upto FROM event_index", [], |row| row.get(0))
+            .unwrap();
+        let upto = upto as u64;
+        let latest = 50 + SEEDED as u64;
+        assert!(
+            upto >= SUBJECT_BATCH && upto < latest,
+            "both parts are read: indexed up to {upto}"
+        );
+        let everything = store
+            .list_events(
+                &EventFilter::default(),
+                PageRequest {
+                    size: 100_000,
+                    after: None,
+                },
+            )
+            .await
+            .unwrap()
+            .items;
+        let expected = |filter: &EventFilter| -> Vec<u64> {
+            everything
+                .iter()
+                .filter(|e: &&Event| filter.matches(&e.event))
+                .map(|e| e.sequence)
+                .collect()
+        };
+        // The subjects of the events on both sides of the seam.
+        let at = |sequence: u64| {
+            &everything
+                .iter()
+                .find(|e| e.sequence == sequence)
+                .unwrap()
+                .event
+        };
+        let employee = at(upto).employee_id().map(str::to_owned);
+        let vehicle = at(upto + 1).vehicle_ids().last().map(|v| (*v).to_owned());
+        assert!(employee.is_some() && vehicle.is_some());
+        let filters = [
+            EventFilter {
+                employee_id: employee.clone(),
+                ..EventFilter::default()
+            },
+            EventFilter {
+                vehicle_id: vehicle.clone(),
+                ..EventFilter::default()
+            },
+            EventFilter {
+                employee_id: employee,
+                vehicle_id: vehicle,
+                ..EventFilter::default()
+            },
+        ];
+        for filter in &filters {
+            let want = expected(filter);
+            assert!(want.iter().any(|s| *s <= upto) && want.iter().any(|s| *s > upto));
+            for size in [1, 7, 50, 1000] {
+                assert_eq!(
+                    pages(&store, filter, size).await,
+                    want,
+                    "{filter:?} by {size}"
+                );
+            }
+        }
+    }
+}

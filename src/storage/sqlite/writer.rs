@@ -212,6 +212,7 @@ fn run(
     checkpoint: &std::sync::mpsc::SyncSender<()>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let mut indexed = super::events::indexed_upto(&conn).unwrap_or(0);
     while let Some(first) = requests.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -247,12 +248,14 @@ fn run(
         drop(state);
         // Before the answers: a writer that reads back its own event
         // through a watch finds it signalled.
+        let mut latest = None;
         if wrote {
             // Wakes the checkpointer unless it is awake already.
             let _ = checkpoint.try_send(());
             match super::events::latest_sequence(&conn) {
-                Ok(latest) => {
-                    events.send_if_modified(|seen| std::mem::replace(seen, latest) != latest);
+                Ok(newest) => {
+                    events.send_if_modified(|seen| std::mem::replace(seen, newest) != newest);
+                    latest = Some(newest);
                 }
                 Err(error) => {
                     tracing::error!(error = %error, "reading the newest event's sequence")
@@ -262,7 +265,31 @@ fn run(
         for job in batch.drain(..) {
             job.finish(commit.clone());
         }
+        // After the answers, which need not wait for it.
+        if latest.is_some_and(|latest| latest >= indexed + super::events::SUBJECT_BATCH) {
+            match index_subjects(&conn) {
+                Ok(upto) => indexed = upto,
+                Err(error) => {
+                    tracing::error!(error = %error, "indexing the events' subjects failed; retrying after the next write")
+                }
+            }
+        }
     }
+}
+
+/// Indexes the subjects of the events not indexed yet, in a transaction
+/// of its own.
+fn index_subjects(conn: &Connection) -> StoreResult<u64> {
+    let indexed = (|| -> StoreResult<u64> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let upto = super::events::index_subjects(conn)?;
+        conn.prepare_cached("COMMIT")?.execute([])?;
+        Ok(upto)
+    })();
+    if indexed.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    indexed
 }
 
 /// The least time between two background checkpoints: each syncs the
