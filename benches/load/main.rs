@@ -189,6 +189,19 @@ async fn run(args: &Args) -> Report {
     let servers: Vec<(&str, Vec<(&str, String)>)> = {
         let mut servers = vec![
             ("in-process cache", vec![]),
+            // What telemetry costs: the defaults (a text line per request,
+            // metrics on), and metrics off; both beside the quiet run above.
+            (
+                "in-process cache, default logs",
+                vec![
+                    ("RUST_LOG", "info".into()),
+                    ("LOG_FORMAT", "text".into()),
+                ],
+            ),
+            (
+                "in-process cache, metrics off",
+                vec![("METRICS", "false".into())],
+            ),
             (
                 "in-process cache, HS256 token",
                 vec![("AUTH_JWT_HS256_SECRET", tokens::HS256_SECRET.into())],

@@ -17,8 +17,12 @@ pub struct ServerProcess {
 }
 
 fn field(line: &str, name: &str) -> Option<SocketAddr> {
-    let rest = line.split(&format!("\"{name}\":\"")).nth(1)?;
-    rest.split('"').next()?.parse().ok()
+    if let Some(rest) = line.split(&format!("\"{name}\":\"")).nth(1) {
+        return rest.split('"').next()?.parse().ok();
+    }
+    // A text line: `... name=value ...`.
+    let rest = line.split(&format!(" {name}=")).nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
 }
 
 impl ServerProcess {
@@ -61,7 +65,7 @@ impl ServerProcess {
                 .expect("read the service's log");
             grpc = grpc.or_else(|| field(&line, "grpc_addr"));
             http = http.or_else(|| field(&line, "http_addr"));
-            if line.contains("\"level\":\"ERROR\"") {
+            if line.contains("\"level\":\"ERROR\"") || line.contains(" ERROR ") {
                 eprintln!("service: {line}");
             }
         }
@@ -69,7 +73,7 @@ impl ServerProcess {
         // Keep draining the log, or the service blocks once the pipe fills.
         std::thread::spawn(move || {
             for line in lines.map_while(Result::ok) {
-                if line.contains("\"level\":\"ERROR\"") {
+                if line.contains("\"level\":\"ERROR\"") || line.contains(" ERROR ") {
                     eprintln!("service: {line}");
                 }
             }
