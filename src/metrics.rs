@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
@@ -250,9 +250,60 @@ impl CacheResult {
     }
 }
 
-pub fn cache_request(backend: &'static str, kind: &'static str, result: CacheResult) {
-    counter!(CACHE_REQUESTS, "backend" => backend, "kind" => kind, "result" => result.as_str())
-        .increment(1);
+/// What a cached read was for: the `kind` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheKind {
+    Allocation,
+    History,
+    Employee,
+    Driver,
+    Vehicle,
+    AvailableVehicles,
+}
+
+impl CacheKind {
+    const ALL: usize = 6;
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Allocation => "allocation",
+            Self::History => "history",
+            Self::Employee => "employee",
+            Self::Driver => "driver",
+            Self::Vehicle => "vehicle",
+            Self::AvailableVehicles => "available_vehicles",
+        }
+    }
+}
+
+/// A cache's request counters, each registered on its first use (after
+/// the recorder is installed) and then only incremented: a cached read is
+/// the cheapest call there is, and a registry lookup per read showed.
+pub struct CacheCounters {
+    backend: &'static str,
+    counters: [[OnceLock<Counter>; 4]; CacheKind::ALL],
+}
+
+impl CacheCounters {
+    pub fn new(backend: &'static str) -> Self {
+        Self {
+            backend,
+            counters: Default::default(),
+        }
+    }
+
+    pub fn record(&self, kind: CacheKind, result: CacheResult) {
+        self.counters[kind as usize][result as usize]
+            .get_or_init(|| {
+                counter!(
+                    CACHE_REQUESTS,
+                    "backend" => self.backend,
+                    "kind" => kind.as_str(),
+                    "result" => result.as_str(),
+                )
+            })
+            .increment(1);
+    }
 }
 
 pub fn cache_degraded(backend: &'static str, degraded: bool) {

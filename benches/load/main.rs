@@ -193,10 +193,7 @@ async fn run(args: &Args) -> Report {
             // metrics on), and metrics off; both beside the quiet run above.
             (
                 "in-process cache, default logs",
-                vec![
-                    ("RUST_LOG", "info".into()),
-                    ("LOG_FORMAT", "text".into()),
-                ],
+                vec![("RUST_LOG", "info".into()), ("LOG_FORMAT", "text".into())],
             ),
             (
                 "in-process cache, metrics off",

@@ -84,7 +84,7 @@ use crate::domain::{
     FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey,
     PageRequest, UpdatedAllocation, Vehicle, VehicleBlock,
 };
-use crate::metrics::CacheResult;
+use crate::metrics::{CacheCounters, CacheKind, CacheResult};
 use crate::storage::{Progress, Store, StoreError, StoreResult};
 
 /// The generation every entry depends on.
@@ -120,6 +120,7 @@ pub struct CachedStore {
     /// Generations whose bump could not be delivered yet.
     pending: Mutex<BTreeSet<String>>,
     counters: Counters,
+    metrics: CacheCounters,
 }
 
 fn token() -> String {
@@ -213,6 +214,7 @@ impl CachedStore {
     pub fn new(inner: Arc<dyn Store>, cache: Arc<dyn CacheBackend>) -> Self {
         Self {
             inner,
+            metrics: CacheCounters::new(cache.name()),
             cache,
             flights: SingleFlight::default(),
             pending: Mutex::new(BTreeSet::new()),
@@ -315,7 +317,7 @@ impl CachedStore {
     /// many callers miss at the same time.
     async fn cached<T, F, Fut>(
         &self,
-        kind: &'static str,
+        kind: CacheKind,
         generations: Vec<String>,
         key: String,
         read: F,
@@ -325,9 +327,8 @@ impl CachedStore {
         F: FnOnce() -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
-        let backend = self.cache.name();
         if !self.flush_pending().await {
-            crate::metrics::cache_request(backend, kind, CacheResult::Bypass);
+            self.metrics.record(kind, CacheResult::Bypass);
             return read().await;
         }
         let generations: Vec<String> = std::iter::once(EPOCH.to_owned())
@@ -335,7 +336,7 @@ impl CachedStore {
             .collect();
         let Ok(found) = self.cache.read(&generations, &key).await else {
             self.error();
-            crate::metrics::cache_request(backend, kind, CacheResult::Error);
+            self.metrics.record(kind, CacheResult::Error);
             return read().await;
         };
         let tokens = if found.tokens.iter().all(Option::is_some) {
@@ -345,7 +346,7 @@ impl CachedStore {
                 Ok(tokens) => tokens,
                 Err(_) => {
                     self.error();
-                    crate::metrics::cache_request(backend, kind, CacheResult::Error);
+                    self.metrics.record(kind, CacheResult::Error);
                     return read().await;
                 }
             }
@@ -355,7 +356,7 @@ impl CachedStore {
             match decode::<T>(entry.payload) {
                 Some(value) => {
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
-                    crate::metrics::cache_request(backend, kind, CacheResult::Hit);
+                    self.metrics.record(kind, CacheResult::Hit);
                     return Ok(value);
                 }
                 None => {
@@ -365,7 +366,7 @@ impl CachedStore {
             }
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
-        crate::metrics::cache_request(backend, kind, CacheResult::Miss);
+        self.metrics.record(kind, CacheResult::Miss);
         let flight = format!("{key}@{stamp}");
         let shared = self
             .flights
@@ -470,7 +471,7 @@ impl Store for CachedStore {
 
     async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
         self.cached(
-            "allocation",
+            CacheKind::Allocation,
             vec![format!("alloc:{id}")],
             format!("allocation:{id}"),
             || self.inner.get_allocation(id),
@@ -504,15 +505,18 @@ impl Store for CachedStore {
                 page.size
             ))
         );
-        self.cached("history", vec![history_generation(filter)], base, || {
-            self.inner.list_allocation_history(filter, page.clone())
-        })
+        self.cached(
+            CacheKind::History,
+            vec![history_generation(filter)],
+            base,
+            || self.inner.list_allocation_history(filter, page.clone()),
+        )
         .await
     }
 
     async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
         self.cached(
-            "employee",
+            CacheKind::Employee,
             vec![format!("fleet:employee:{id}")],
             format!("employee:{id}"),
             || self.inner.get_employee(id),
@@ -533,7 +537,7 @@ impl Store for CachedStore {
 
     async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
         self.cached(
-            "driver",
+            CacheKind::Driver,
             vec![format!("fleet:driver:{id}")],
             format!("driver:{id}"),
             || self.inner.get_driver(id),
@@ -553,7 +557,7 @@ impl Store for CachedStore {
         // The driver depends on the day, so the day is in the key; a new
         // day starts a new entry.
         self.cached(
-            "vehicle",
+            CacheKind::Vehicle,
             vec![format!("fleet:vehicle:{id}")],
             format!("vehicle:{}", key_text(&(id, on))),
             || self.inner.get_vehicle(id, on),
@@ -577,7 +581,7 @@ impl Store for CachedStore {
     ) -> StoreResult<Page<Vehicle>> {
         let base = format!("available:{}", key_text(&(date, &page.after, page.size)));
         self.cached(
-            "available_vehicles",
+            CacheKind::AvailableVehicles,
             vec![format!("date:{date}"), FLEET_VEHICLES.to_owned()],
             base,
             || self.inner.list_available_vehicles(date, page.clone()),
