@@ -38,8 +38,6 @@ pub fn run() -> ExitCode {
             }
         };
     }
-    // Held to the end of `run`: dropping it writes out the queued lines.
-    let _log_writer = telemetry::init(cli.common.log_format);
     crate::tls::install_default_provider();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -52,6 +50,17 @@ pub fn run() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Within the runtime, where spans are exported; held to the end of
+    // `run`: dropping it writes out the queued lines and the last spans.
+    let traces = telemetry::TraceSettings::from_env();
+    let _telemetry =
+        match runtime.block_on(async { telemetry::init(cli.common.log_format, traces) }) {
+            Ok(telemetry) => telemetry,
+            Err(error) => {
+                eprintln!("error: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     let outcome = runtime.block_on(async {
         match cli.command {
             Some(Command::Seed(args)) => run_seed(&args, &cli.common).await,

@@ -1,18 +1,35 @@
-//! Logging: `tracing` events to stderr, as text or JSON lines, filtered by
-//! `RUST_LOG` (default `info`).
+//! Logging and tracing.
 //!
-//! Lines are written by a background thread (`tracing-appender`): a request
-//! only formats its line into a queue and never waits for stderr. The thread
-//! writes whatever has queued up through a buffer, flushed each time the
-//! queue is empty: one system call for a burst of lines rather than one per
-//! line, and no line waits once the queue is drained. When the queue is
-//! full (stderr blocked, e.g. a stalled collector) lines are dropped rather
-//! than slowing requests down.
+//! Logs: `tracing` events to stderr, as text or JSON lines, filtered by
+//! `RUST_LOG` (default `info`). Lines are written by a background thread
+//! (`tracing-appender`): a request only formats its line into a queue and
+//! never waits for stderr. The thread writes whatever has queued up through
+//! a buffer, flushed each time the queue is empty: one system call for a
+//! burst of lines rather than one per line, and no line waits once the
+//! queue is drained. When the queue is full (stderr blocked, e.g. a stalled
+//! collector) lines are dropped rather than slowing requests down.
+//!
+//! Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, the service's spans (the
+//! REST request, its gRPC call, the store operation, the cache call) go to
+//! that OTLP/gRPC collector, sampled as `OTEL_TRACES_SAMPLER` says. A W3C
+//! `traceparent` from the caller is continued, the gateway passes it on to
+//! its gRPC call, and the trace id is a field of the request's span, so the
+//! JSON log lines carry it. Without the variable nothing of this runs.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
-use tracing_subscriber::EnvFilter;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::LogFormat;
 
@@ -22,31 +39,204 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 /// Lines the queue holds before new ones are dropped.
 const QUEUED_LINES: usize = 128 * 1024;
 
-/// Installs the global subscriber. Call once, at startup, and keep the
-/// guard until the process ends: dropping it writes out the queued lines.
-pub fn init(format: LogFormat) -> WorkerGuard {
+/// Whether spans are exported; when not, no trace context is read or sent.
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// Where traces go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceSettings {
+    /// An OTLP/gRPC collector, e.g. `http://jaeger:4317`.
+    pub endpoint: String,
+    pub service_name: String,
+}
+
+impl TraceSettings {
+    /// From the OpenTelemetry SDK's standard variables: traces are on when
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`
+    /// is set; `OTEL_SERVICE_NAME` defaults to `vehicle-allocation`.
+    pub fn from_env() -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))?;
+        Some(Self {
+            endpoint,
+            service_name: var("OTEL_SERVICE_NAME").unwrap_or_else(|| "vehicle-allocation".into()),
+        })
+    }
+}
+
+/// Why tracing could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the OTLP trace exporter for {endpoint}: {source}")]
+pub struct TraceSetupError {
+    endpoint: String,
+    source: opentelemetry_otlp::ExporterBuildError,
+}
+
+/// Logging and tracing, running: keep it until the process ends. Dropping
+/// it writes out the queued lines and sends the spans still waiting.
+pub struct Telemetry {
+    _log_writer: WorkerGuard,
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans that wait for their batch now.
+    pub fn flush_traces(&self) {
+        if let Some(traces) = &self.traces {
+            let _ = traces.force_flush();
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(traces) = self.traces.take() {
+            let _ = traces.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber. Call once, at startup; with `traces`,
+/// from within the Tokio runtime, where spans are exported.
+pub fn init(
+    format: LogFormat,
+    traces: Option<TraceSettings>,
+) -> Result<Telemetry, TraceSetupError> {
+    let ansi = std::io::stderr().is_terminal();
+    init_writing_to(format, traces, std::io::stderr(), ansi)
+}
+
+/// [`init`], with the log lines written to `out` (tests read them).
+pub fn init_writing_to<W: std::io::Write + Send + 'static>(
+    format: LogFormat,
+    traces: Option<TraceSettings>,
+    out: W,
+    ansi: bool,
+) -> Result<Telemetry, TraceSetupError> {
+    let provider = traces.map(tracer_provider).transpose()?;
+    // The service's own spans, the store's and the cache's (debug) included.
+    let otel = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("vehicle-allocation"))
+            .with_filter(Targets::new().with_target("vehicle_allocation", Level::DEBUG))
+    });
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = NonBlockingBuilder::default()
         .buffered_lines_limit(QUEUED_LINES)
         .lossy(true)
         .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(
-            WRITE_BUFFER_BYTES,
-            std::io::stderr(),
-        ));
+        .finish(std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, out));
     // Colours only for a person at a terminal, not in files or collectors.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
         .with_writer(writer);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
+    let lines = match format {
+        LogFormat::Text => lines.with_filter(filter).boxed(),
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
+            .with_filter(filter)
+            .boxed(),
+    };
+    tracing_subscriber::registry().with(otel).with(lines).init();
+    if provider.is_some() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        TRACING.store(true, Ordering::Relaxed);
     }
-    guard
+    Ok(Telemetry {
+        _log_writer: guard,
+        traces: provider,
+    })
+}
+
+fn tracer_provider(settings: TraceSettings) -> Result<SdkTracerProvider, TraceSetupError> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(settings.endpoint.clone())
+        .build()
+        .map_err(|source| TraceSetupError {
+            endpoint: settings.endpoint.clone(),
+            source,
+        })?;
+    // Exported in batches from a task of the runtime; the sampler is the
+    // SDK's, read from OTEL_TRACES_SAMPLER (parent-based, always on, by
+    // default).
+    let batches =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(settings.service_name)
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(batches)
+        .with_resource(resource)
+        .build())
+}
+
+/// Whether spans are exported.
+pub fn tracing() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
+
+/// Makes `span` continue the caller's trace (a W3C `traceparent` in
+/// `headers`), and records the trace id in its `trace_id` field, so the
+/// request's log lines carry it. Nothing when traces are off.
+pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
+    if !tracing() || span.is_disabled() {
+        return;
+    }
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(headers))
+    });
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
+}
+
+/// Puts the current span's trace context into `metadata` of an outgoing
+/// call. Nothing when traces are off.
+pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {
+    if !tracing() {
+        return;
+    }
+    let context = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.inject_context(&context, &mut MetadataInjector(metadata));
+    });
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+struct MetadataInjector<'a>(&'a mut tonic::metadata::MetadataMap);
+
+impl Injector for MetadataInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(key), Ok(value)) = (
+            tonic::metadata::MetadataKey::from_bytes(key.as_bytes()),
+            value.parse(),
+        ) {
+            self.0.insert(key, value);
+        }
+    }
 }

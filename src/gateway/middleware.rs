@@ -49,6 +49,8 @@ impl RequestId {
         );
         pass("authorization", self.authorization.as_ref());
         pass(API_KEY_HEADER, self.api_key.as_ref());
+        // The caller's trace goes on into the gRPC call.
+        crate::telemetry::inject_current(request.metadata_mut());
         // In process only: a remote upstream sees the gateway's own
         // certificate, not the REST caller's.
         if let Some(certificate) = &self.certificate {
@@ -73,7 +75,9 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path(),
         request_id = %id.to_str().unwrap_or_default(),
+        trace_id = tracing::field::Empty,
     );
+    crate::telemetry::continue_trace(&span, request.headers());
     let forwarded = RequestId {
         id: id.clone(),
         authorization: request.headers().get(header::AUTHORIZATION).cloned(),

@@ -134,10 +134,12 @@ where
                 request_id = %request_id,
                 principal = tracing::field::Empty,
                 roles = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
             )
         } else {
             tracing::Span::none()
         };
+        crate::telemetry::continue_trace(&span, request.headers());
         let started = Instant::now();
         let handle = async move {
             // The caller's deadline when it is the shorter.

@@ -78,6 +78,8 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use tracing::Instrument as _;
+
 use crate::cache::{CacheBackend, Fill, Payload, SingleFlight};
 use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, FleetEntity,
@@ -334,7 +336,8 @@ impl CachedStore {
         let generations: Vec<String> = std::iter::once(EPOCH.to_owned())
             .chain(generations)
             .collect();
-        let Ok(found) = self.cache.read(&generations, &key).await else {
+        let span = tracing::debug_span!("cache", backend = self.cache.name(), operation = "read");
+        let Ok(found) = self.cache.read(&generations, &key).instrument(span).await else {
             self.error();
             self.metrics.record(kind, CacheResult::Error);
             return read().await;

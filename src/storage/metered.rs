@@ -1,7 +1,7 @@
 //! A [`Store`] that times every operation of the store behind it, by
 //! backend and operation, and counts those that fail for a storage reason.
 //! It sits right on the backend, under the cache, so a cache hit is not a
-//! store operation.
+//! store operation. Each operation is a (debug) span, which traces carry.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use tracing::Instrument as _;
 
 use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, Event,
@@ -36,7 +37,8 @@ impl MeteredStore {
         work: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
         let started = Instant::now();
-        let result = work.await;
+        let span = tracing::debug_span!("store", backend = self.backend, operation);
+        let result = work.instrument(span).await;
         let failed = matches!(
             result,
             Err(StoreError::Unavailable { .. } | StoreError::Internal { .. })

@@ -602,10 +602,11 @@ fn init_test_logging() {
         } else {
             "info"
         };
-        tracing_subscriber::fmt()
+        let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_ansi(false)
             .with_writer(|| LogWriter)
-            .init();
+            // The telemetry tests install the service's own subscriber.
+            .try_init();
     });
 }

@@ -1,6 +1,7 @@
-//! Metrics (and traces) as an operator's tools read them. A binary of its
-//! own: the metrics recorder is one per process, so no other test's calls
-//! may move the counters these tests count; the tests here take turns.
+//! Metrics and traces as an operator's tools read them. A binary of its
+//! own: the metrics recorder and the tracing subscriber are one per
+//! process, so no other test's calls may move the counters these tests
+//! count; the tests here take turns.
 
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
@@ -12,6 +13,140 @@ mod identity;
 mod instrumented_store;
 
 mod metrics;
+mod traces;
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use vehicle_allocation::config::LogFormat;
+use vehicle_allocation::telemetry::{self, Telemetry, TraceSettings};
 
 /// One test at a time: they all read the same process-wide counters.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// An OTLP/gRPC receiver in this process, the service's subscriber
+/// exporting to it, and the log lines it wrote.
+pub struct Collector {
+    spans: Arc<Mutex<Vec<Span>>>,
+    logs: Logs,
+    telemetry: Telemetry,
+}
+
+/// The log lines, as the service wrote them.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Receiver(Arc<Mutex<Vec<Span>>>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans = request
+            .into_inner()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans);
+        self.0.lock().unwrap().extend(spans);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+impl Collector {
+    /// Sends the spans waiting for their batch, and returns every span
+    /// received of the trace `trace_id` (hex).
+    pub async fn trace(&self, trace_id: &str) -> Vec<Span> {
+        let id = hex(trace_id);
+        let telemetry = &self.telemetry;
+        // The flush blocks until the batch is exported.
+        tokio::task::block_in_place(|| telemetry.flush_traces());
+        self.spans
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|span| span.trace_id == id)
+            .cloned()
+            .collect()
+    }
+
+    /// The log lines written so far.
+    pub fn logs(&self) -> String {
+        String::from_utf8_lossy(&self.logs.0.lock().unwrap()).into_owned()
+    }
+}
+
+pub fn hex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The process's collector, started on a runtime of its own that outlives
+/// each test's, before any test builds an app.
+pub fn collector() -> &'static Collector {
+    static COLLECTOR: OnceLock<Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(|| {
+        let (ready, started) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let spans = Arc::new(Mutex::new(Vec::new()));
+                tokio::spawn(
+                    tonic::transport::Server::builder()
+                        .add_service(TraceServiceServer::new(Receiver(Arc::clone(&spans))))
+                        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+                            listener,
+                        )),
+                );
+                let logs = Logs::default();
+                let telemetry = telemetry::init_writing_to(
+                    LogFormat::Json,
+                    Some(TraceSettings {
+                        endpoint: format!("http://{addr}"),
+                        service_name: "vehicle-allocation-test".into(),
+                    }),
+                    logs.clone(),
+                    false,
+                )
+                .unwrap();
+                ready
+                    .send(Collector {
+                        spans,
+                        logs,
+                        telemetry,
+                    })
+                    .ok()
+                    .unwrap();
+                std::future::pending::<()>().await;
+            });
+        });
+        started.recv().unwrap()
+    })
+}

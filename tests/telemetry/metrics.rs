@@ -11,8 +11,8 @@ use reqwest::header::IF_MATCH;
 use vehicle_allocation::config::MetricsSettings;
 use vehicle_allocation::proto::v1::{self, GetAllocationRequest, UpdateAllocationRequest};
 
-use crate::SERIAL;
 use crate::helpers::{AppOptions, TestApp, spawn_app_with};
+use crate::{SERIAL, collector};
 
 type Exposition = MetricsExposition<PrometheusType, PrometheusValue>;
 
@@ -118,6 +118,7 @@ async fn get_allocation(app: &TestApp, id: &str) -> Result<v1::Allocation, tonic
 #[tokio::test]
 async fn every_counter_moves_by_exactly_what_the_calls_did() {
     let _turn = SERIAL.lock().await;
+    collector();
     let app = metered_app(AppOptions::default()).await;
     let before = parse(&scrape(&app).await);
 
@@ -293,6 +294,7 @@ async fn every_counter_moves_by_exactly_what_the_calls_did() {
 #[tokio::test]
 async fn metrics_stay_off_the_public_port_once_callers_authenticate() {
     let _turn = SERIAL.lock().await;
+    collector();
     let open = metered_app(AppOptions::default()).await;
     let public = open.get("/metrics").await;
     assert_eq!(public.status(), StatusCode::OK);

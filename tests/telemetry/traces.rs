@@ -1,0 +1,114 @@
+//! One trace per REST request: the gateway's span, its gRPC call's and the
+//! store's and cache's under it, continuing the caller's `traceparent`, and
+//! the trace id in the JSON log lines.
+
+use std::collections::HashMap;
+
+use reqwest::StatusCode;
+
+use crate::helpers::spawn_app;
+use crate::{SERIAL, collector, hex};
+
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rest_request_is_one_trace_from_the_gateway_through_grpc_to_the_store() {
+    let _turn = SERIAL.lock().await;
+    let collector = collector();
+    let app = spawn_app().await;
+    let booked = app.book(0, 1, 1).await.unwrap();
+
+    // A first read of the booking: the cache misses and the store answers.
+    let response = app
+        .http
+        .get(app.url(&format!("/api/allocations/{}", booked.id)))
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let mut spans = Vec::new();
+    for _ in 0..100 {
+        spans = collector.trace(TRACE_ID).await;
+        if spans.iter().any(|s| s.name == "http") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let by_name: HashMap<&str, Vec<_>> = spans.iter().fold(HashMap::new(), |mut map, span| {
+        map.entry(span.name.as_str()).or_default().push(span);
+        map
+    });
+    let one = |name: &str| {
+        let found = by_name.get(name).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(found.len(), 1, "one {name} span in {by_name:?}");
+        found[0]
+    };
+    let (http, grpc, store, cache) = (one("http"), one("grpc"), one("store"), one("cache"));
+    // The caller's span is the gateway's parent; each layer's span is the
+    // parent of the next.
+    assert_eq!(http.parent_span_id, hex(CALLER_SPAN));
+    assert_eq!(grpc.parent_span_id, http.span_id, "the gateway's call");
+    assert_eq!(store.parent_span_id, grpc.span_id);
+    assert_eq!(cache.parent_span_id, grpc.span_id);
+
+    // The request's log lines carry the trace id.
+    let logs = collector.logs();
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("\"message\":\"grpc request\"")
+                && line.contains(&format!("\"trace_id\":\"{TRACE_ID}\""))),
+        "no request log line with the trace id"
+    );
+    app.stop().await;
+}
+
+/// A gateway of its own in front of a remote gRPC server: the trace goes on
+/// over the wire, in the `traceparent` the gateway sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_alone_passes_the_trace_on_to_its_upstream() {
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+    let _turn = SERIAL.lock().await;
+    let collector = collector();
+    let backend = spawn_app().await;
+    let booked = backend.book(0, 1, 1).await.unwrap();
+    let mut settings =
+        crate::helpers::plain_settings(std::path::Path::new("/nonexistent/never-opened"));
+    settings.grpc_upstream = Some(format!("http://{}", backend.channel_addr()));
+    let gateway = vehicle_allocation::app::Application::build(settings)
+        .await
+        .unwrap();
+    let base = format!("http://{}", gateway.http_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway.run_until(async {
+        let _ = stopped.await;
+    }));
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/allocations/{}", booked.id))
+        .header("traceparent", format!("00-{TRACE}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut spans = Vec::new();
+    for _ in 0..100 {
+        spans = collector.trace(TRACE).await;
+        if spans.iter().any(|s| s.name == "grpc") && spans.iter().any(|s| s.name == "http") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let named = |name: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} span in {spans:?}"))
+    };
+    assert_eq!(named("http").parent_span_id, hex(CALLER_SPAN));
+    assert_eq!(named("grpc").parent_span_id, named("http").span_id);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+    backend.stop().await;
+}
