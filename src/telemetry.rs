@@ -127,21 +127,16 @@ pub fn init_writing_to<W: std::io::Write + Send + 'static>(
         .lossy(true)
         .thread_name("log-writer")
         .finish(std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, out));
-    // Colours only for a person at a terminal, not in files or collectors.
-    let lines = tracing_subscriber::fmt::layer()
-        .with_ansi(ansi)
-        .with_writer(writer);
-    let lines = match format {
-        LogFormat::Text => lines.with_filter(filter).boxed(),
-        LogFormat::Json => lines
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .with_filter(filter)
-            .boxed(),
-    };
-    tracing_subscriber::registry().with(otel).with(lines).init();
+    // Two stacks rather than an optional layer: an absent layer would make
+    // every disabled span and event look wanted, and cost at each call.
+    let registry = tracing_subscriber::registry();
+    match otel {
+        Some(otel) => registry
+            .with(otel)
+            .with(lines(format, filter, writer, ansi))
+            .init(),
+        None => registry.with(lines(format, filter, writer, ansi)).init(),
+    }
     if provider.is_some() {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         TRACING.store(true, Ordering::Relaxed);
@@ -150,6 +145,32 @@ pub fn init_writing_to<W: std::io::Write + Send + 'static>(
         _log_writer: guard,
         traces: provider,
     })
+}
+
+/// The log lines' layer.
+fn lines<S>(
+    format: LogFormat,
+    filter: EnvFilter,
+    writer: tracing_appender::non_blocking::NonBlocking,
+    ansi: bool,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    // Colours only for a person at a terminal, not in files or collectors.
+    let lines = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => lines.with_filter(filter).boxed(),
+        LogFormat::Json => lines
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_filter(filter)
+            .boxed(),
+    }
 }
 
 fn tracer_provider(settings: TraceSettings) -> Result<SdkTracerProvider, TraceSetupError> {

@@ -227,10 +227,17 @@ impl SqliteStore {
                 "the database passed SQLite's quick_check"
             );
         }
+        // A migration may sort a whole table (version 7 sorts every
+        // event's subjects): its sorter spills to a temporary file rather
+        // than holding it all in memory.
+        conn.pragma_update(None, "temp_store", "FILE")
+            .map_err(open_err)?;
         schema::migrate(&mut conn).map_err(|source| OpenError::Migrate {
             path: path.clone(),
             source,
         })?;
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(open_err)?;
         conn.set_prepared_statement_cache_capacity(64);
         let latest: i64 = conn
             .query_row(

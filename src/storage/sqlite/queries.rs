@@ -349,6 +349,7 @@ pub fn reset(conn: &Connection) -> StoreResult<()> {
     conn.execute_batch(
         "DELETE FROM idempotency_keys;
          DELETE FROM events;
+         DELETE FROM event_subjects;
          DELETE FROM daily_bookings;
          DELETE FROM allocations;
          DELETE FROM vehicle_blocks;

@@ -201,7 +201,6 @@ CREATE TABLE event_subjects (
     sequence INTEGER NOT NULL,
     PRIMARY KEY (subject, sequence)
 ) STRICT, WITHOUT ROWID;
-CREATE INDEX event_subjects_by_sequence ON event_subjects (sequence);
 CREATE TABLE event_index (
     id           INTEGER PRIMARY KEY CHECK (id = 1),
     indexed_upto INTEGER NOT NULL
@@ -213,6 +212,8 @@ INSERT OR IGNORE INTO event_subjects (subject, sequence)
     UNION ALL
     SELECT 'v:' || prior_vehicle_id, sequence FROM events WHERE prior_vehicle_id IS NOT NULL
     ORDER BY 1, 2;
+-- After the rows: built from them in one sorted pass.
+CREATE INDEX event_subjects_by_sequence ON event_subjects (sequence);
 INSERT INTO event_index (id, indexed_upto)
     VALUES (1, coalesce((SELECT max(sequence) FROM events), 0));
 ";

@@ -68,11 +68,11 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                run(conn, requests, &failed, &full, &events, &wake);
-                // The checkpointer's connection closes before the writer's,
-                // whose close checkpoints what is left.
+                run(&conn, requests, &failed, &full, &events, &wake);
+                // The checkpointer's connection closes before the writer's.
                 drop(wake);
                 let _ = checkpointer.join();
+                drop(conn);
             })?;
         Ok(Self {
             queue,
@@ -204,7 +204,7 @@ where
 }
 
 fn run(
-    conn: Connection,
+    conn: &Connection,
     mut requests: mpsc::Receiver<Box<dyn Job>>,
     failure: &Mutex<Option<String>>,
     full_disk: &std::sync::atomic::AtomicBool,
