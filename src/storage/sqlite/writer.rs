@@ -212,7 +212,7 @@ fn run(
     checkpoint: &std::sync::mpsc::SyncSender<()>,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
-    let mut indexed = super::events::indexed_upto(&conn).unwrap_or(0);
+    let mut indexed = super::events::indexed_upto(conn).unwrap_or(0);
     while let Some(first) = requests.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
@@ -223,7 +223,7 @@ fn run(
         }
         crate::metrics::writer_batch(batch.len(), requests.len());
         let (commit, kept_changes) = run_batch(
-            &conn,
+            conn,
             &mut batch,
             full_disk.load(std::sync::atomic::Ordering::SeqCst),
         );
@@ -252,7 +252,7 @@ fn run(
         if wrote {
             // Wakes the checkpointer unless it is awake already.
             let _ = checkpoint.try_send(());
-            match super::events::latest_sequence(&conn) {
+            match super::events::latest_sequence(conn) {
                 Ok(newest) => {
                     events.send_if_modified(|seen| std::mem::replace(seen, newest) != newest);
                     latest = Some(newest);
@@ -267,7 +267,7 @@ fn run(
         }
         // After the answers, which need not wait for it.
         if latest.is_some_and(|latest| latest >= indexed + super::events::SUBJECT_BATCH) {
-            match index_subjects(&conn) {
+            match index_subjects(conn) {
                 Ok(upto) => indexed = upto,
                 Err(error) => {
                     tracing::error!(error = %error, "indexing the events' subjects failed; retrying after the next write")
