@@ -33,6 +33,8 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// An OTLP/gRPC receiver in this process, the service's subscriber
 /// exporting to it, and the log lines it wrote.
 pub struct Collector {
+    /// Where it listens, for a service process of its own.
+    pub addr: std::net::SocketAddr,
     spans: Arc<Mutex<Vec<Span>>>,
     logs: Logs,
     telemetry: Telemetry,
@@ -76,10 +78,16 @@ impl Collector {
     /// Sends the spans waiting for their batch, and returns every span
     /// received of the trace `trace_id` (hex).
     pub async fn trace(&self, trace_id: &str) -> Vec<Span> {
-        let id = hex(trace_id);
         let telemetry = &self.telemetry;
         // The flush blocks until the batch is exported.
         tokio::task::block_in_place(|| telemetry.flush_traces());
+        self.received(trace_id)
+    }
+
+    /// The spans of the trace `trace_id` (hex) received so far, from any
+    /// process.
+    pub fn received(&self, trace_id: &str) -> Vec<Span> {
+        let id = hex(trace_id);
         self.spans
             .lock()
             .unwrap()
@@ -138,6 +146,7 @@ pub fn collector() -> &'static Collector {
                 .unwrap();
                 ready
                     .send(Collector {
+                        addr,
                         spans,
                         logs,
                         telemetry,

@@ -112,3 +112,80 @@ async fn the_gateway_alone_passes_the_trace_on_to_its_upstream() {
     server.await.unwrap().unwrap();
     backend.stop().await;
 }
+
+/// `OTEL_TRACES_SAMPLER` reaches the SDK. The service, as a process of its
+/// own, samples by trace id ratio: of two callers that both ask for their
+/// trace to be kept (which the default, parent-based sampler honours), it
+/// exports the one whose id falls in the ratio and drops the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampler_named_in_the_environment_decides_which_traces_are_kept() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    // The ratio sampler keeps a trace when the low 63 bits of its id,
+    // shifted down, are below ratio × 2^63.
+    const KEPT: &str = "5bf92f3577b34da60000000000000001";
+    const DROPPED: &str = "5bf92f3577b34da6ffffffffffffffff";
+    let _turn = SERIAL.lock().await;
+    let collector = collector();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vehicle-allocation"))
+        .env_clear()
+        .args(["serve", "--grpc-addr", "127.0.0.1:0"])
+        .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .current_dir(dir.path())
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "warn,vehicle_allocation::app=info")
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://{}", collector.addr),
+        )
+        .env("OTEL_TRACES_SAMPLER", "traceidratio")
+        .env("OTEL_TRACES_SAMPLER_ARG", "0.5")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let http_addr = loop {
+        let line = lines.next().expect("the service stopped").unwrap();
+        if let Some(rest) = line.split("\"http_addr\":\"").nth(1) {
+            break rest.split('"').next().unwrap().to_owned();
+        }
+    };
+    // Drained, so that the service never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+
+    vehicle_allocation::tls::install_default_provider();
+    let client = reqwest::Client::new();
+    for trace in [DROPPED, KEPT] {
+        let response = client
+            .get(format!("http://{http_addr}/api/drivers"))
+            .header("traceparent", format!("00-{trace}-{CALLER_SPAN}-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    // A graceful stop exports every span still waiting.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "{status}");
+
+    let kept = collector.received(KEPT);
+    assert!(
+        kept.iter().any(|s| s.name == "http") && kept.iter().any(|s| s.name == "grpc"),
+        "the kept trace arrived whole: {kept:?}"
+    );
+    let dropped = collector.received(DROPPED);
+    assert!(
+        dropped.is_empty(),
+        "the dropped trace was exported: {dropped:?}"
+    );
+}
