@@ -15,6 +15,7 @@ mod echo;
 mod import;
 mod report;
 mod server;
+mod telemetry;
 mod tokens;
 mod workload;
 
@@ -60,6 +61,10 @@ struct Args {
     /// Seconds each run warms up first, unmeasured.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Rounds of the telemetry comparison (the echo and three
+    /// configurations of the service taking turns).
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
     /// Only runs whose name contains one of these (comma-separated).
     #[arg(long)]
     only: Option<String>,
@@ -180,6 +185,24 @@ async fn run(args: &Args) -> Report {
             report.push(Row::new("echo", "grpc", load, outcome));
         }
     }
+    // Side by side with the echo, in rounds.
+    if wanted("telemetry") {
+        let load = Load {
+            in_flight: args.in_flight,
+            ..loads[0]
+        };
+        let rounds = telemetry::compare(
+            &binary,
+            &scratch,
+            echo_addr,
+            args.connections,
+            size,
+            load,
+            args.rounds,
+        )
+        .await;
+        report.telemetry = Some(rounds);
+    }
     let _ = echo_process.kill();
     let _ = echo_process.wait();
 
@@ -189,16 +212,6 @@ async fn run(args: &Args) -> Report {
     let servers: Vec<(&str, Vec<(&str, String)>)> = {
         let mut servers = vec![
             ("in-process cache", vec![]),
-            // What telemetry costs: the defaults (a text line per request,
-            // metrics on), and metrics off; both beside the quiet run above.
-            (
-                "in-process cache, default logs",
-                vec![("RUST_LOG", "info".into()), ("LOG_FORMAT", "text".into())],
-            ),
-            (
-                "in-process cache, metrics off",
-                vec![("METRICS", "false".into())],
-            ),
             (
                 "in-process cache, HS256 token",
                 vec![("AUTH_JWT_HS256_SECRET", tokens::HS256_SECRET.into())],

@@ -54,6 +54,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// Runs with a `WatchEvents` subscriber: the run, in flight, its lag.
     pub watches: Vec<(String, usize, crate::workload::WatchLag)>,
+    /// What telemetry costs, when measured.
+    pub telemetry: Option<crate::telemetry::Rounds>,
 }
 
 impl Report {
@@ -65,6 +67,7 @@ impl Report {
             imports: Vec::new(),
             rows: Vec::new(),
             watches: Vec::new(),
+            telemetry: None,
         }
     }
 
@@ -191,6 +194,9 @@ impl Report {
                 "\n{name} at {in_flight} in flight: one WatchEvents subscriber received {} events, lag p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
                 lag.events, lag.p50_ms, lag.p99_ms, lag.max_ms
             );
+        }
+        if let Some(rounds) = &self.telemetry {
+            out.push_str(&rounds.table());
         }
         out
     }

@@ -97,11 +97,6 @@ pub fn scenarios(cache: &str) -> Vec<Scenario> {
             rest("ListAvailableVehicles", Call::Available),
             rest("CreateAllocation", Call::Create),
         ],
-        // The cached read of "in-process cache", with other telemetry.
-        c if c.contains("default logs") || c.contains("metrics off") => vec![
-            grpc("GetAllocation", Call::Get),
-            rest("GetAllocation", Call::Get),
-        ],
         // Availability read from the store, with vehicles out of service
         // (compare with "ListAvailableVehicles [no cache]").
         c if c.contains("blocked") => vec![grpc("ListAvailableVehicles", Call::Available)],
