@@ -129,7 +129,7 @@ async fn the_sampler_named_in_the_environment_decides_which_traces_are_kept() {
     let _turn = SERIAL.lock().await;
     let collector = collector();
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vehicle-allocation"))
+    let child = Command::new(env!("CARGO_BIN_EXE_vehicle-allocation"))
         .env_clear()
         .args(["serve", "--grpc-addr", "127.0.0.1:0"])
         .args(["--http-addr", "127.0.0.1:0", "--data-dir"])
@@ -147,7 +147,10 @@ async fn the_sampler_named_in_the_environment_decides_which_traces_are_kept() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Killed if the test fails before it stops the service.
+    let mut child = KillOnDrop(Some(child));
+    let service = child.0.as_mut().unwrap();
+    let mut lines = BufReader::new(service.stderr.take().unwrap()).lines();
     let http_addr = loop {
         let line = lines.next().expect("the service stopped").unwrap();
         if let Some(rest) = line.split("\"http_addr\":\"").nth(1) {
@@ -170,10 +173,11 @@ async fn the_sampler_named_in_the_environment_decides_which_traces_are_kept() {
     }
     // A graceful stop exports every span still waiting.
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &service.id().to_string()])
         .status()
         .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let mut service = child.0.take().unwrap();
+    let status = tokio::task::spawn_blocking(move || service.wait().unwrap())
         .await
         .unwrap();
     assert!(status.success(), "{status}");
@@ -188,4 +192,15 @@ async fn the_sampler_named_in_the_environment_decides_which_traces_are_kept() {
         dropped.is_empty(),
         "the dropped trace was exported: {dropped:?}"
     );
+}
+
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
