@@ -3,13 +3,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running `vehicle-allocation serve`.
 pub struct ServerProcess {
     child: Child,
+    log: PathBuf,
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     /// From spawning the process to both servers listening.
@@ -50,36 +51,33 @@ impl ServerProcess {
             .env("RUST_LOG", "warn,vehicle_allocation::app=info")
             .env_remove("REDIS_URL")
             .env_remove("MONGODB_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::null());
         for (key, value) in env {
             command.env(key, value);
         }
+        // The log goes to a file, as under an orchestrator: read by a
+        // thread of this process, it would take the load generator's CPU.
+        let log = data_dir.with_extension("log");
+        let file = std::fs::File::create(&log).expect("create the service's log");
+        command.stderr(file);
         let mut child = command.spawn().expect("start the service");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let (mut grpc, mut http) = (None, None);
         while grpc.is_none() || http.is_none() {
-            let line = lines
-                .next()
-                .expect("the service stopped before it listened")
-                .expect("read the service's log");
-            grpc = grpc.or_else(|| field(&line, "grpc_addr"));
-            http = http.or_else(|| field(&line, "http_addr"));
-            if line.contains("\"level\":\"ERROR\"") || line.contains(" ERROR ") {
-                eprintln!("service: {line}");
+            if let Some(status) = child.try_wait().expect("the service's status") {
+                report_errors(&log);
+                panic!("the service stopped before it listened: {status}");
             }
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            for line in text.lines() {
+                grpc = grpc.or_else(|| field(line, "grpc_addr"));
+                http = http.or_else(|| field(line, "http_addr"));
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
         let startup = started.elapsed();
-        // Keep draining the log, or the service blocks once the pipe fills.
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                if line.contains("\"level\":\"ERROR\"") || line.contains(" ERROR ") {
-                    eprintln!("service: {line}");
-                }
-            }
-        });
         Self {
             child,
+            log,
             grpc: grpc.expect("gRPC address"),
             http: http.expect("HTTP address"),
             startup,
@@ -103,5 +101,19 @@ impl ServerProcess {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+        report_errors(&self.log);
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Shows the error lines of the service's log.
+fn report_errors(log: &Path) {
+    let Ok(file) = std::fs::File::open(log) else {
+        return;
+    };
+    for line in BufReader::new(file).lines().map_while(Result::ok) {
+        if line.contains("\"level\":\"ERROR\"") || line.contains(" ERROR ") {
+            eprintln!("service: {line}");
+        }
     }
 }
