@@ -187,17 +187,13 @@ async fn run(args: &Args) -> Report {
     }
     // Side by side with the echo, in rounds.
     if wanted("telemetry") {
-        let load = Load {
-            in_flight: args.in_flight,
-            ..loads[0]
-        };
         let rounds = telemetry::compare(
             &binary,
             &scratch,
             echo_addr,
             args.connections,
             size,
-            load,
+            loads[0],
             args.rounds,
         )
         .await;

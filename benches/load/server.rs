@@ -46,8 +46,9 @@ impl ServerProcess {
             // The seeded history's events stay: pruning years of them on
             // the first start is a one-off, not what a request costs.
             .env("EVENT_RETENTION_DAYS", "36500")
-            // Per-request lines off: the load generator would measure the
-            // terminal. The startup lines stay, to learn the ports.
+            // Per-request lines off (their cost is measured on its own, in
+            // the telemetry rounds). The startup lines stay, to learn the
+            // ports.
             .env("RUST_LOG", "warn,vehicle_allocation::app=info")
             .env_remove("REDIS_URL")
             .env_remove("MONGODB_URL")

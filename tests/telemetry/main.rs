@@ -23,6 +23,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::any_value;
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use vehicle_allocation::config::LogFormat;
 use vehicle_allocation::telemetry::{self, Telemetry, TraceSettings};
@@ -35,7 +37,7 @@ pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub struct Collector {
     /// Where it listens, for a service process of its own.
     pub addr: std::net::SocketAddr,
-    spans: Arc<Mutex<Vec<Span>>>,
+    spans: Arc<Mutex<Vec<Received>>>,
     logs: Logs,
     telemetry: Telemetry,
 }
@@ -55,7 +57,26 @@ impl std::io::Write for Logs {
     }
 }
 
-struct Receiver(Arc<Mutex<Vec<Span>>>);
+/// A span, and the `service.name` of the process that sent it.
+struct Received {
+    service: String,
+    span: Span,
+}
+
+struct Receiver(Arc<Mutex<Vec<Received>>>);
+
+fn service_name(resource: Option<&Resource>) -> String {
+    resource
+        .into_iter()
+        .flat_map(|r| &r.attributes)
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+        .map(|value| match value {
+            any_value::Value::StringValue(name) => name.clone(),
+            other => format!("{other:?}"),
+        })
+        .unwrap_or_default()
+}
 
 #[tonic::async_trait]
 impl TraceService for Receiver {
@@ -63,13 +84,15 @@ impl TraceService for Receiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let spans = request
-            .into_inner()
-            .resource_spans
-            .into_iter()
-            .flat_map(|r| r.scope_spans)
-            .flat_map(|s| s.spans);
-        self.0.lock().unwrap().extend(spans);
+        let mut received = self.0.lock().unwrap();
+        for resource_spans in request.into_inner().resource_spans {
+            let service = service_name(resource_spans.resource.as_ref());
+            let spans = resource_spans.scope_spans.into_iter().flat_map(|s| s.spans);
+            received.extend(spans.map(|span| Received {
+                service: service.clone(),
+                span,
+            }));
+        }
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -84,16 +107,42 @@ impl Collector {
         self.received(trace_id)
     }
 
+    /// [`Collector::trace`] until it holds a span of each of `names`, for
+    /// a span that ends just after the caller has its response; at most
+    /// 2 s.
+    pub async fn trace_with(&self, trace_id: &str, names: &[&str]) -> Vec<Span> {
+        let mut spans = Vec::new();
+        for _ in 0..100 {
+            spans = self.trace(trace_id).await;
+            if names
+                .iter()
+                .all(|name| spans.iter().any(|s| s.name == *name))
+            {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        spans
+    }
+
     /// The spans of the trace `trace_id` (hex) received so far, from any
     /// process.
     pub fn received(&self, trace_id: &str) -> Vec<Span> {
+        self.received_from(trace_id)
+            .into_iter()
+            .map(|(_, span)| span)
+            .collect()
+    }
+
+    /// [`Collector::received`], each span with its sender's `service.name`.
+    pub fn received_from(&self, trace_id: &str) -> Vec<(String, Span)> {
         let id = hex(trace_id);
         self.spans
             .lock()
             .unwrap()
             .iter()
-            .filter(|span| span.trace_id == id)
-            .cloned()
+            .filter(|r| r.span.trace_id == id)
+            .map(|r| (r.service.clone(), r.span.clone()))
             .collect()
     }
 

@@ -29,14 +29,7 @@ async fn a_rest_request_is_one_trace_from_the_gateway_through_grpc_to_the_store(
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
-    let mut spans = Vec::new();
-    for _ in 0..100 {
-        spans = collector.trace(TRACE_ID).await;
-        if spans.iter().any(|s| s.name == "http") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let spans = collector.trace_with(TRACE_ID, &["http"]).await;
     let by_name: HashMap<&str, Vec<_>> = spans.iter().fold(HashMap::new(), |mut map, span| {
         map.entry(span.name.as_str()).or_default().push(span);
         map
@@ -92,14 +85,7 @@ async fn the_gateway_alone_passes_the_trace_on_to_its_upstream() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let mut spans = Vec::new();
-    for _ in 0..100 {
-        spans = collector.trace(TRACE).await;
-        if spans.iter().any(|s| s.name == "grpc") && spans.iter().any(|s| s.name == "http") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let spans = collector.trace_with(TRACE, &["grpc", "http"]).await;
     let named = |name: &str| {
         spans
             .iter()
@@ -182,10 +168,16 @@ async fn the_sampler_named_in_the_environment_decides_which_traces_are_kept() {
         .unwrap();
     assert!(status.success(), "{status}");
 
-    let kept = collector.received(KEPT);
+    let kept = collector.received_from(KEPT);
     assert!(
-        kept.iter().any(|s| s.name == "http") && kept.iter().any(|s| s.name == "grpc"),
+        kept.iter().any(|(_, s)| s.name == "http") && kept.iter().any(|(_, s)| s.name == "grpc"),
         "the kept trace arrived whole: {kept:?}"
+    );
+    // OTEL_SERVICE_NAME unset: the default name.
+    assert!(
+        kept.iter()
+            .all(|(service, _)| service == "vehicle-allocation"),
+        "{kept:?}"
     );
     let dropped = collector.received(DROPPED);
     assert!(
