@@ -1,13 +1,12 @@
 //! Logging and tracing.
 //!
 //! Logs: `tracing` events to stderr, as text or JSON lines, filtered by
-//! `RUST_LOG` (default `info`). Lines are written by a background thread
-//! (`tracing-appender`): a request only formats its line into a queue and
-//! never waits for stderr. The thread writes whatever has queued up through
-//! a buffer, flushed each time the queue is empty: one system call for a
-//! burst of lines rather than one per line, and no line waits once the
-//! queue is drained. When the queue is full (stderr blocked, e.g. a stalled
-//! collector) lines are dropped rather than slowing requests down.
+//! `RUST_LOG` (default `info`). A request only formats its line and appends
+//! it to a batch ([`batch`]); batches are written by a background thread
+//! (`tracing-appender`), so a request never waits for stderr. A line
+//! reaches stderr at most [`BATCH_INTERVAL`] after it was logged. When the
+//! appender's queue is full (stderr blocked, e.g. a stalled collector)
+//! batches are dropped rather than slowing requests down.
 //!
 //! Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, the service's spans (the
 //! REST request, its gRPC call, the store operation, the cache call) go to
@@ -33,11 +32,16 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 
 use crate::config::LogFormat;
 
-/// The most one write to stderr carries.
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+mod batch;
 
-/// Lines the queue holds before new ones are dropped.
-const QUEUED_LINES: usize = 128 * 1024;
+/// The most a batch of lines holds, and so one write to stderr.
+const BATCH_BYTES: usize = 32 * 1024;
+
+/// The longest a line waits for its batch to be written.
+pub const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Batches the appender's queue holds before new ones are dropped: 32 MiB.
+const QUEUED_BATCHES: usize = 1024;
 
 /// Whether spans are exported; when not, no trace context is read or sent.
 static TRACING: AtomicBool = AtomicBool::new(false);
@@ -76,6 +80,9 @@ pub struct TraceSetupError {
 /// Logging and tracing, running: keep it until the process ends. Dropping
 /// it writes out the queued lines and sends the spans still waiting.
 pub struct Telemetry {
+    // Dropped first: the last batch goes to the appender, which then
+    // writes out what it holds.
+    _log_batches: batch::BatchGuard,
     _log_writer: WorkerGuard,
     traces: Option<SdkTracerProvider>,
 }
@@ -122,11 +129,8 @@ pub fn init_writing_to<W: std::io::Write + Send + 'static>(
             .with_filter(Targets::new().with_target("vehicle_allocation", Level::DEBUG))
     });
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = NonBlockingBuilder::default()
-        .buffered_lines_limit(QUEUED_LINES)
-        .lossy(true)
-        .thread_name("log-writer")
-        .finish(std::io::BufWriter::with_capacity(WRITE_BUFFER_BYTES, out));
+    let (appender, guard) = appender(out, QUEUED_BATCHES);
+    let (writer, batches) = batch::Batches::new(appender, BATCH_BYTES, BATCH_INTERVAL);
     // Two stacks rather than an optional layer: an absent layer would make
     // every disabled span and event look wanted, and cost at each call.
     let registry = tracing_subscriber::registry();
@@ -142,16 +146,30 @@ pub fn init_writing_to<W: std::io::Write + Send + 'static>(
         TRACING.store(true, Ordering::Relaxed);
     }
     Ok(Telemetry {
+        _log_batches: batches,
         _log_writer: guard,
         traces: provider,
     })
+}
+
+/// The thread that writes the batches to `out`, holding at most `queued`
+/// of them; when they are that many, new ones are dropped.
+fn appender<W: std::io::Write + Send + 'static>(
+    out: W,
+    queued: usize,
+) -> (tracing_appender::non_blocking::NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default()
+        .buffered_lines_limit(queued)
+        .lossy(true)
+        .thread_name("log-writer")
+        .finish(out)
 }
 
 /// The log lines' layer.
 fn lines<S>(
     format: LogFormat,
     filter: EnvFilter,
-    writer: tracing_appender::non_blocking::NonBlocking,
+    writer: batch::Batches<tracing_appender::non_blocking::NonBlocking>,
     ansi: bool,
 ) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
 where

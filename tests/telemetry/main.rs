@@ -150,6 +150,18 @@ impl Collector {
     pub fn logs(&self) -> String {
         String::from_utf8_lossy(&self.logs.0.lock().unwrap()).into_owned()
     }
+
+    /// The first log line `wanted` says yes to, waiting for it as long as
+    /// a line may wait for its batch and then some; at most 2 s.
+    pub async fn log_line(&self, wanted: impl Fn(&str) -> bool) -> Option<String> {
+        for _ in 0..100 {
+            if let Some(line) = self.logs().lines().find(|line| wanted(line)) {
+                return Some(line.to_owned());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        None
+    }
 }
 
 pub fn hex(text: &str) -> Vec<u8> {

@@ -48,13 +48,13 @@ async fn a_rest_request_is_one_trace_from_the_gateway_through_grpc_to_the_store(
     assert_eq!(cache.parent_span_id, grpc.span_id);
 
     // The request's log lines carry the trace id.
-    let logs = collector.logs();
-    assert!(
-        logs.lines()
-            .any(|line| line.contains("\"message\":\"grpc request\"")
-                && line.contains(&format!("\"trace_id\":\"{TRACE_ID}\""))),
-        "no request log line with the trace id"
-    );
+    let line = collector
+        .log_line(|line| {
+            line.contains("\"message\":\"grpc request\"")
+                && line.contains(&format!("\"trace_id\":\"{TRACE_ID}\""))
+        })
+        .await;
+    assert!(line.is_some(), "no request log line with the trace id");
     app.stop().await;
 }
 
