@@ -243,6 +243,33 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
+tokio::task_local! {
+    /// The id of the request a task serves, for the lines it logs when
+    /// there is no request span to carry it.
+    static REQUEST_ID: Option<std::sync::Arc<str>>;
+}
+
+/// Runs `serve` as the request `id`, when there is no span to carry the
+/// id: see [`request_id`].
+pub fn with_request_id<F: std::future::Future>(
+    id: Option<std::sync::Arc<str>>,
+    serve: F,
+) -> impl std::future::Future<Output = F::Output> {
+    REQUEST_ID.scope(id, serve)
+}
+
+/// The id of the gRPC request being served when no span carries it, for
+/// the lines logged while serving it (a store failure, say), so they can
+/// be matched with the request's own line. Logged as
+/// `request_id = telemetry::request_id()`, which adds nothing outside one.
+pub fn request_id() -> Option<tracing::field::DisplayValue<std::sync::Arc<str>>> {
+    REQUEST_ID
+        .try_with(Option::clone)
+        .ok()
+        .flatten()
+        .map(tracing::field::display)
+}
+
 /// Puts the current span's trace context into `metadata` of an outgoing
 /// call. Nothing when traces are off.
 pub fn inject_current(metadata: &mut tonic::metadata::MetadataMap) {

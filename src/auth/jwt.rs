@@ -345,7 +345,11 @@ impl JwtVerifier {
                 let mut keys = self.current();
                 if keys.find(kid).is_none() && self.refetch_allowed().await {
                     if let Err(error) = self.fetch().await {
-                        tracing::warn!(%error, "JWKS refetch for an unknown key failed");
+                        tracing::warn!(
+                            %error,
+                            request_id = crate::telemetry::request_id(),
+                            "JWKS refetch for an unknown key failed"
+                        );
                     }
                     keys = self.current();
                 }

@@ -179,14 +179,21 @@ impl Authenticator {
                 .filter(|token| !token.is_empty())
                 .ok_or(AuthError::TokenInvalid)?;
             let Some(jwt) = &self.jwt else {
-                tracing::info!("refused a bearer token: no token verification is configured");
+                tracing::info!(
+                    request_id = crate::telemetry::request_id(),
+                    "refused a bearer token: no token verification is configured"
+                );
                 return Err(AuthError::TokenInvalid);
             };
             return match jwt.verify(token, now).await {
                 Ok(principal) => Ok(principal),
                 Err(TokenError::Expired) => Err(AuthError::TokenExpired),
                 Err(TokenError::Invalid(why)) => {
-                    tracing::info!(why, "refused a bearer token");
+                    tracing::info!(
+                        why,
+                        request_id = crate::telemetry::request_id(),
+                        "refused a bearer token"
+                    );
                     Err(AuthError::TokenInvalid)
                 }
             };

@@ -93,7 +93,7 @@ impl Breaker {
     fn failed(&self, error: &dyn std::fmt::Display) {
         if !self.degraded.swap(true, Ordering::SeqCst) {
             crate::metrics::cache_degraded(NAME, true);
-            tracing::warn!(%error, "Redis unavailable; serving from the store until it is back");
+            tracing::warn!(%error, request_id = crate::telemetry::request_id(), "Redis unavailable; serving from the store until it is back");
         }
         *self.retry_at.lock().expect("breaker lock poisoned") = Some(Instant::now() + self.backoff);
     }
@@ -101,7 +101,10 @@ impl Breaker {
     fn succeeded(&self) {
         if self.degraded.swap(false, Ordering::SeqCst) {
             crate::metrics::cache_degraded(NAME, false);
-            tracing::info!("Redis available again; caching resumed");
+            tracing::info!(
+                request_id = crate::telemetry::request_id(),
+                "Redis available again; caching resumed"
+            );
         }
     }
 }

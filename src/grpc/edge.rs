@@ -1,7 +1,7 @@
 //! The edge of the gRPC server, which every call passes, from the network
 //! and from the REST gateway alike: it authenticates the caller, applies the
 //! per-principal rate limit, builds the [`RequestContext`] the handlers read,
-//! and gives the request a span and one log line.
+//! and gives the request one log line, and a span when traces are on.
 //!
 //! The request id comes from the `x-request-id` header when the caller sends
 //! one (the REST gateway does), and is made up otherwise. Health and
@@ -125,9 +125,12 @@ where
             .filter(|v| is_usable_request_id(v))
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| new_request_id().into(), Into::into);
-        // With request lines filtered out there is no span to open.
+        // With request lines filtered out there is nothing to log. With
+        // traces off, the line carries the request's fields itself: a span
+        // for them would cost as much again as the line (the telemetry
+        // issue's closing note has the figures).
         let logging = tracing::enabled!(tracing::Level::INFO);
-        let span = if logging {
+        let span = if logging && crate::telemetry::tracing() {
             tracing::info_span!(
                 "grpc",
                 method = %request.uri().path(),
@@ -141,79 +144,106 @@ where
         };
         crate::telemetry::continue_trace(&span, request.headers());
         let started = Instant::now();
-        let handle = async move {
-            // The caller's deadline when it is the shorter.
-            let budget = grpc_timeout(request.headers())
-                .map_or(layer.default_deadline, |t| t.min(layer.default_deadline));
-            let deadline = started + budget;
-            let open = is_open(request.uri().path());
-            // Health and reflection are never shed: health must answer
-            // truthfully under load.
-            let _permit = if open {
-                None
-            } else {
-                match Arc::clone(&layer.in_flight).try_acquire_owned() {
-                    Ok(permit) => Some(permit),
-                    Err(_) => return Ok(overloaded()),
-                }
-            };
-            let principal = if open {
-                None
-            } else {
-                let certificate = peer_certificate(&request);
-                let now = layer.clock.now();
-                match layer
-                    .auth
-                    .authenticate(request.headers(), certificate.as_ref(), now)
-                    .await
-                {
-                    Ok(principal) => Some(principal),
-                    Err(error) => return Ok(refusal(&error)),
-                }
-            };
-            if let Some(principal) = principal {
-                if logging {
-                    let span = tracing::Span::current();
-                    span.record("principal", tracing::field::display(&principal.id));
-                    span.record("roles", tracing::field::display(principal.roles_text()));
-                }
-                // Keyed by kind too: a token's `sub` must not drain the
-                // bucket of an API key with the same name.
-                if let Some(limiter) = &layer.limiter
-                    && let Err(wait) =
-                        limiter.check(&format!("{}:{}", principal.kind.as_str(), principal.id))
-                {
-                    return Ok(rate_limited(wait));
-                }
-                request.extensions_mut().insert(RequestContext {
-                    principal,
-                    request_id,
-                    deadline,
-                });
-            }
-            // From when the call arrived, not from after authentication:
-            // tonic's own timer for `grpc-timeout` starts no earlier, so
-            // this one wins and the caller gets DEADLINE_EXCEEDED.
-            let until = tokio::time::Instant::from_std(deadline);
-            match tokio::time::timeout_at(until, inner.call(request)).await {
-                Ok(result) => result.map(codec_errors_as_callers),
-                Err(_) => Ok(deadline_exceeded(budget)),
-            }
-        };
+        let spanned = !span.is_disabled();
         Box::pin(
             async move {
-                let result = handle.await;
+                // Who called, for the line when there is no span to hold it.
+                let mut caller: Option<(String, String)> = None;
+                let path = request.uri().path().to_owned();
+                let handle = async {
+                    // The caller's deadline when it is the shorter.
+                    let budget = grpc_timeout(request.headers())
+                        .map_or(layer.default_deadline, |t| t.min(layer.default_deadline));
+                    let deadline = started + budget;
+                    let open = is_open(&path);
+                    // Health and reflection are never shed: health must
+                    // answer truthfully under load.
+                    let _permit = if open {
+                        None
+                    } else {
+                        match Arc::clone(&layer.in_flight).try_acquire_owned() {
+                            Ok(permit) => Some(permit),
+                            Err(_) => return Ok(overloaded()),
+                        }
+                    };
+                    let principal = if open {
+                        None
+                    } else {
+                        let certificate = peer_certificate(&request);
+                        let now = layer.clock.now();
+                        match layer
+                            .auth
+                            .authenticate(request.headers(), certificate.as_ref(), now)
+                            .await
+                        {
+                            Ok(principal) => Some(principal),
+                            Err(error) => return Ok(refusal(&error)),
+                        }
+                    };
+                    if let Some(principal) = principal {
+                        if spanned {
+                            let span = tracing::Span::current();
+                            span.record("principal", tracing::field::display(&principal.id));
+                            span.record("roles", tracing::field::display(principal.roles_text()));
+                        } else if logging {
+                            caller = Some((principal.id.clone(), principal.roles_text()));
+                        }
+                        // Keyed by kind too: a token's `sub` must not drain
+                        // the bucket of an API key with the same name.
+                        if let Some(limiter) = &layer.limiter
+                            && let Err(wait) = limiter.check(&format!(
+                                "{}:{}",
+                                principal.kind.as_str(),
+                                principal.id
+                            ))
+                        {
+                            return Ok(rate_limited(wait));
+                        }
+                        request.extensions_mut().insert(RequestContext {
+                            principal,
+                            request_id: Arc::clone(&request_id),
+                            deadline,
+                        });
+                    }
+                    // From when the call arrived, not from after
+                    // authentication: tonic's own timer for `grpc-timeout`
+                    // starts no earlier, so this one wins and the caller
+                    // gets DEADLINE_EXCEEDED.
+                    let until = tokio::time::Instant::from_std(deadline);
+                    match tokio::time::timeout_at(until, inner.call(request)).await {
+                        Ok(result) => result.map(codec_errors_as_callers),
+                        Err(_) => Ok(deadline_exceeded(budget)),
+                    }
+                };
+                // Lines logged on the way carry the id the span would.
+                let id = (!spanned).then(|| Arc::clone(&request_id));
+                let result = crate::telemetry::with_request_id(id, handle).await;
                 if logging && let Ok(response) = &result {
                     let latency_us = started.elapsed().as_micros() as u64;
-                    // Errors come back "trailers-only", with the status in the
-                    // headers; a missing status means the call succeeded.
+                    // Errors come back "trailers-only", with the status in
+                    // the headers; a missing status means the call succeeded.
                     let code = response
                         .headers()
                         .get("grpc-status")
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<i32>().ok())
                         .map_or(Code::Ok, Code::from_i32);
-                    tracing::info!(code = ?code, latency_us, "grpc request");
+                    if !spanned {
+                        let display = tracing::field::display;
+                        let principal = caller.as_ref().map(|(principal, _)| display(principal));
+                        let roles = caller.as_ref().map(|(_, roles)| display(roles));
+                        tracing::info!(
+                            method = %path,
+                            request_id = %request_id,
+                            principal,
+                            roles,
+                            code = ?code,
+                            latency_us,
+                            "grpc request"
+                        );
+                    } else {
+                        tracing::info!(code = ?code, latency_us, "grpc request");
+                    }
                 }
                 result
             }

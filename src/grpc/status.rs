@@ -218,14 +218,22 @@ impl From<StoreError> for Status {
         match error {
             StoreError::Rejected(rule) => rule.into(),
             StoreError::Unavailable { .. } => {
-                tracing::error!(error = %error_chain(&error), "storage unavailable");
+                tracing::error!(
+                    error = %error_chain(&error),
+                    request_id = crate::telemetry::request_id(),
+                    "storage unavailable"
+                );
                 with_reason(
                     reasons::STORE_UNAVAILABLE,
                     "the service cannot reach its store right now; retry later",
                 )
             }
             StoreError::Internal { .. } => {
-                tracing::error!(error = %error_chain(&error), "storage failure");
+                tracing::error!(
+                    error = %error_chain(&error),
+                    request_id = crate::telemetry::request_id(),
+                    "storage failure"
+                );
                 with_reason(reasons::INTERNAL, "internal error")
             }
         }

@@ -363,7 +363,11 @@ impl CachedStore {
                     return Ok(value);
                 }
                 None => {
-                    tracing::warn!(%key, "unreadable cache entry; reading the store");
+                    tracing::warn!(
+                        %key,
+                        request_id = crate::telemetry::request_id(),
+                        "unreadable cache entry; reading the store"
+                    );
                     self.error();
                 }
             }
@@ -378,7 +382,11 @@ impl CachedStore {
                 let serialize = || match serde_json::to_vec(value.as_ref()) {
                     Ok(bytes) => Some(bytes),
                     Err(error) => {
-                        tracing::error!(%error, "cannot serialize a cache entry");
+                        tracing::error!(
+                            %error,
+                            request_id = crate::telemetry::request_id(),
+                            "cannot serialize a cache entry"
+                        );
                         None
                     }
                 };

@@ -978,6 +978,28 @@ async fn log_lines_carry_the_principal_and_never_the_credential() {
         "a token was logged"
     );
 
+    // A line logged on the way, here the refusal of a bad token, carries
+    // the request's id, as the request's own line does.
+    let mut refused = Cred::Bearer("not-a-token".into()).grpc(ListVehiclesRequest::default());
+    refused
+        .metadata_mut()
+        .insert("x-request-id", "log-probe-refused-4417".parse().unwrap());
+    app.fleet.clone().list_vehicles(refused).await.unwrap_err();
+    let tagged: Vec<String> = logged_lines()
+        .into_iter()
+        .filter(|l| l.contains("request_id=log-probe-refused-4417"))
+        .collect();
+    assert!(
+        tagged.iter().any(|l| l.contains("refused a bearer token")),
+        "{tagged:#?}"
+    );
+    assert!(
+        tagged
+            .iter()
+            .any(|l| l.contains("grpc request") && l.contains("code=Unauthenticated")),
+        "{tagged:#?}"
+    );
+
     // An API key's caller is logged by the key's name, never the key.
     let key = "log-probe-key-5519";
     let (app, _dir) = app_with_api_keys(&key_entry("log-probe-service", key, &["auditor"])).await;

@@ -228,7 +228,7 @@ async fn the_request_id_is_returned_and_logged_on_both_sides() {
     );
     assert!(
         tagged.iter().any(|l| l.contains(
-            "grpc{method=/vehicle_allocation.v1.FleetService/GetEmployee request_id=trace-me-4711 principal=anonymous roles=fleet_admin}"
+            "grpc request method=/vehicle_allocation.v1.FleetService/GetEmployee request_id=trace-me-4711 principal=anonymous roles=fleet_admin code=Ok"
         )),
         "the gRPC side logs the same id: {tagged:#?}"
     );
