@@ -4,7 +4,7 @@
 //! `RUST_LOG` (default `info`). A request only formats its line and appends
 //! it to a batch ([`batch`]); batches are written by a background thread
 //! (`tracing-appender`), so a request never waits for stderr. A line
-//! reaches stderr at most [`BATCH_INTERVAL`] after it was logged. When the
+//! waits at most [`BATCH_INTERVAL`] for its batch to be handed on. When the
 //! appender's queue is full (stderr blocked, e.g. a stalled collector)
 //! batches are dropped rather than slowing requests down.
 //!
@@ -37,7 +37,7 @@ mod batch;
 /// The most a batch of lines holds, and so one write to stderr.
 const BATCH_BYTES: usize = 32 * 1024;
 
-/// The longest a line waits for its batch to be written.
+/// The longest a line waits for its batch to be handed to the writer.
 pub const BATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Batches the appender's queue holds before new ones are dropped: 32 MiB.
@@ -244,29 +244,26 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
 }
 
 tokio::task_local! {
-    /// The id of the request a task serves, for the lines it logs when
-    /// there is no request span to carry it.
-    static REQUEST_ID: Option<std::sync::Arc<str>>;
+    /// The id of the gRPC call a task serves.
+    static REQUEST_ID: std::sync::Arc<str>;
 }
 
-/// Runs `serve` as the request `id`, when there is no span to carry the
-/// id: see [`request_id`].
+/// Serves a gRPC call with the id `id`: see [`request_id`].
 pub fn with_request_id<F: std::future::Future>(
-    id: Option<std::sync::Arc<str>>,
+    id: std::sync::Arc<str>,
     serve: F,
 ) -> impl std::future::Future<Output = F::Output> {
     REQUEST_ID.scope(id, serve)
 }
 
-/// The id of the gRPC request being served when no span carries it, for
-/// the lines logged while serving it (a store failure, say), so they can
-/// be matched with the request's own line. Logged as
+/// The id of the gRPC call being served, for the lines logged while
+/// serving it (a refused token, a store failure), so they can be matched
+/// with the call's own line whatever `RUST_LOG` lets through. Logged as
 /// `request_id = telemetry::request_id()`, which adds nothing outside one.
 pub fn request_id() -> Option<tracing::field::DisplayValue<std::sync::Arc<str>>> {
     REQUEST_ID
-        .try_with(Option::clone)
+        .try_with(std::sync::Arc::clone)
         .ok()
-        .flatten()
         .map(tracing::field::display)
 }
 

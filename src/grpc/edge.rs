@@ -125,10 +125,10 @@ where
             .filter(|v| is_usable_request_id(v))
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| new_request_id().into(), Into::into);
-        // With request lines filtered out there is nothing to log. With
-        // traces off, the line carries the request's fields itself: a span
-        // for them would cost as much again as the line (the telemetry
-        // issue's closing note has the figures).
+        // With request lines filtered out there is nothing to log. The line
+        // carries the call's fields itself; a span for them is opened only
+        // for traces, as it would cost as much again as the line (the
+        // telemetry issue's closing note has the figures).
         let logging = tracing::enabled!(tracing::Level::INFO);
         let span = if logging && crate::telemetry::tracing() {
             tracing::info_span!(
@@ -147,15 +147,15 @@ where
         let spanned = !span.is_disabled();
         Box::pin(
             async move {
-                // Who called, for the line when there is no span to hold it.
+                // The call's fields, for its line.
+                let method = logging.then(|| request.uri().path().to_owned());
                 let mut caller: Option<(String, String)> = None;
-                let path = request.uri().path().to_owned();
                 let handle = async {
                     // The caller's deadline when it is the shorter.
                     let budget = grpc_timeout(request.headers())
                         .map_or(layer.default_deadline, |t| t.min(layer.default_deadline));
                     let deadline = started + budget;
-                    let open = is_open(&path);
+                    let open = is_open(request.uri().path());
                     // Health and reflection are never shed: health must
                     // answer truthfully under load.
                     let _permit = if open {
@@ -181,12 +181,14 @@ where
                         }
                     };
                     if let Some(principal) = principal {
-                        if spanned {
-                            let span = tracing::Span::current();
-                            span.record("principal", tracing::field::display(&principal.id));
-                            span.record("roles", tracing::field::display(principal.roles_text()));
-                        } else if logging {
-                            caller = Some((principal.id.clone(), principal.roles_text()));
+                        if logging {
+                            let roles = principal.roles_text();
+                            if spanned {
+                                let span = tracing::Span::current();
+                                span.record("principal", tracing::field::display(&principal.id));
+                                span.record("roles", tracing::field::display(&roles));
+                            }
+                            caller = Some((principal.id.clone(), roles));
                         }
                         // Keyed by kind too: a token's `sub` must not drain
                         // the bucket of an API key with the same name.
@@ -215,9 +217,10 @@ where
                         Err(_) => Ok(deadline_exceeded(budget)),
                     }
                 };
-                // Lines logged on the way carry the id the span would.
-                let id = (!spanned).then(|| Arc::clone(&request_id));
-                let result = crate::telemetry::with_request_id(id, handle).await;
+                // Lines logged on the way carry the call's id, whether or
+                // not its span (or line) is shown.
+                let result =
+                    crate::telemetry::with_request_id(Arc::clone(&request_id), handle).await;
                 if logging && let Ok(response) = &result {
                     let latency_us = started.elapsed().as_micros() as u64;
                     // Errors come back "trailers-only", with the status in
@@ -228,22 +231,20 @@ where
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<i32>().ok())
                         .map_or(Code::Ok, Code::from_i32);
-                    if !spanned {
-                        let display = tracing::field::display;
-                        let principal = caller.as_ref().map(|(principal, _)| display(principal));
-                        let roles = caller.as_ref().map(|(_, roles)| display(roles));
-                        tracing::info!(
-                            method = %path,
-                            request_id = %request_id,
-                            principal,
-                            roles,
-                            code = ?code,
-                            latency_us,
-                            "grpc request"
-                        );
-                    } else {
-                        tracing::info!(code = ?code, latency_us, "grpc request");
-                    }
+                    let display = tracing::field::display;
+                    let principal = caller.as_ref().map(|(principal, _)| display(principal));
+                    let roles = caller.as_ref().map(|(_, roles)| display(roles));
+                    // The same fields with traces on or off, so that log
+                    // queries do not depend on it.
+                    tracing::info!(
+                        method = method.as_deref().map(display),
+                        request_id = %request_id,
+                        principal,
+                        roles,
+                        code = ?code,
+                        latency_us,
+                        "grpc request"
+                    );
                 }
                 result
             }

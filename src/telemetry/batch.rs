@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::MakeWriter;
 
@@ -35,10 +35,15 @@ struct Shared<W> {
 impl<W: std::io::Write> Shared<W> {
     fn append(&self, line: &[u8]) {
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-        pending.lines.extend_from_slice(line);
-        if pending.lines.len() >= self.capacity {
+        if pending.lines.len() + line.len() > self.capacity {
             hand_on(&mut pending);
+            if line.len() >= self.capacity {
+                // Goes on by itself: the buffer never grows past a batch.
+                let _ = pending.out.write_all(line);
+                return;
+            }
         }
+        pending.lines.extend_from_slice(line);
     }
 
     fn hand_on(&self) {
@@ -83,9 +88,9 @@ impl Drop for BatchGuard {
 }
 
 impl<W: std::io::Write + Send + 'static> Batches<W> {
-    /// Batches of up to `capacity` bytes (a longer line makes a batch of
-    /// its own) handed on to `out` when full, or `interval` after the last
-    /// hand-on at the latest.
+    /// Batches of up to `capacity` bytes (a longer line goes on by itself)
+    /// handed on to `out` when the next line would not fit, or by the
+    /// ticker every `interval`.
     pub fn new(out: W, capacity: usize, interval: Duration) -> (Self, BatchGuard) {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
@@ -101,15 +106,21 @@ impl<W: std::io::Write + Send + 'static> Batches<W> {
             .name("log-batches".into())
             .spawn(move || {
                 let mut stop = ticking.stop.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut next = Instant::now() + interval;
                 while !*stop {
+                    let now = Instant::now();
+                    if now >= next {
+                        ticking.hand_on();
+                        next = now + interval;
+                    }
+                    // A spurious wake-up only goes round again.
                     stop = ticking
                         .stopped
-                        .wait_timeout(stop, interval)
+                        .wait_timeout(stop, next.saturating_duration_since(now))
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
-                    ticking.hand_on();
                 }
-                // Stopped before it first waited.
+                // What was logged since the last hand-on.
                 ticking.hand_on();
             })
             .expect("a thread for the log batches");
@@ -186,11 +197,17 @@ mod tests {
         write(&batches, "one\n");
         write(&batches, "two\n");
         assert!(rx.try_recv().is_err(), "handed on before the batch is full");
+        // It does not fit: the batch goes on without it.
         write(&batches, "three\n");
-        assert_eq!(rx.try_recv().unwrap(), b"one\ntwo\nthree\n");
-        // A line longer than a batch goes on at once, whole.
+        assert_eq!(rx.try_recv().unwrap(), b"one\ntwo\n");
+        assert!(rx.try_recv().is_err());
+        // A line longer than a batch goes on at once, whole, after the
+        // lines before it.
         write(&batches, "a line longer than a batch\n");
+        assert_eq!(rx.try_recv().unwrap(), b"three\n");
         assert_eq!(rx.try_recv().unwrap(), b"a line longer than a batch\n");
+        assert!(rx.try_recv().is_err());
+        write(&batches, "four\n");
         assert!(rx.try_recv().is_err());
     }
 

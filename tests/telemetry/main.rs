@@ -152,9 +152,9 @@ impl Collector {
     }
 
     /// The first log line `wanted` says yes to, waiting for it as long as
-    /// a line may wait for its batch and then some; at most 2 s.
+    /// a line may wait for its batch and then some; at most 10 s.
     pub async fn log_line(&self, wanted: impl Fn(&str) -> bool) -> Option<String> {
-        for _ in 0..100 {
+        for _ in 0..500 {
             if let Some(line) = self.logs().lines().find(|line| wanted(line)) {
                 return Some(line.to_owned());
             }
