@@ -53,14 +53,14 @@ pub fn run() -> ExitCode {
     // Within the runtime, where spans are exported; held to the end of
     // `run`: dropping it writes out the queued lines and the last spans.
     let traces = telemetry::TraceSettings::from_env();
-    let _telemetry =
-        match runtime.block_on(async { telemetry::init(cli.common.log_format, traces) }) {
-            Ok(telemetry) => telemetry,
-            Err(error) => {
-                eprintln!("error: {error}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let telemetry = match runtime.block_on(async { telemetry::init(cli.common.log_format, traces) })
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let outcome = runtime.block_on(async {
         match cli.command {
             Some(Command::Seed(args)) => run_seed(&args, &cli.common).await,
@@ -80,6 +80,8 @@ pub fn run() -> ExitCode {
             {
                 tracing::error!("{message}");
             } else {
+                // After the lines still waiting in their batch, not before.
+                drop(telemetry);
                 eprintln!("error: {message}");
             }
             ExitCode::FAILURE

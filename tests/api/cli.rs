@@ -660,6 +660,35 @@ async fn a_second_process_on_a_data_directory_is_refused_naming_the_first() {
     }
 }
 
+#[test]
+fn a_failed_start_ends_with_its_error_after_the_lines_logged_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let data_dir = dir.path().to_str().unwrap();
+    let output = run(
+        &[
+            "serve",
+            "--data-dir",
+            data_dir,
+            "--grpc-addr",
+            &addr,
+            "--http-addr",
+            "127.0.0.1:0",
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    // Log lines wait in a batch for up to 50 ms; the error comes after them.
+    assert!(
+        lines.len() >= 2,
+        "no line logged before the error: {stderr}"
+    );
+    assert!(lines.last().unwrap().starts_with("error: "), "{stderr}");
+}
+
 /// The example files of the README, from the repository.
 fn example(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
