@@ -6,8 +6,8 @@
 //! 2-core machine that cost more CPU than formatting the line (the
 //! telemetry issue's closing note has the figures). Here a line is only
 //! appended to a buffer; the buffer goes to the appender as one message
-//! when it is full, and at the latest after [`Batches::new`]'s interval,
-//! from a thread of its own. The appender still does the writing, off the
+//! when the next line would not fit, and at the latest after
+//! [`Batches::new`]'s interval, from a thread of its own. The appender still does the writing, off the
 //! request path, and still drops lines rather than wait when its queue is
 //! full.
 
