@@ -7,9 +7,9 @@
 //! telemetry issue's closing note has the figures). Here a line is only
 //! appended to a buffer; the buffer goes to the appender as one message
 //! when the next line would not fit, and at the latest after
-//! [`Batches::new`]'s interval, from a thread of its own. The appender still does the writing, off the
-//! request path, and still drops lines rather than wait when its queue is
-//! full.
+//! [`Batches::new`]'s interval, from a thread of its own. The appender
+//! still does the writing, off the request path, and still drops lines
+//! rather than wait when its queue is full.
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
@@ -27,9 +27,13 @@ struct Shared<W> {
     pending: Mutex<Pending<W>>,
     /// The most a batch holds before it is handed on.
     capacity: usize,
-    /// Set when the ticker must hand on what is left and stop.
-    stop: Mutex<bool>,
-    stopped: Condvar,
+}
+
+/// Set when the ticker must hand on what is left and stop.
+#[derive(Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    signal: Condvar,
 }
 
 impl<W: std::io::Write> Shared<W> {
@@ -64,23 +68,20 @@ pub struct Batches<W> {
     shared: Arc<Shared<W>>,
 }
 
-impl<W> Clone for Batches<W> {
-    fn clone(&self) -> Self {
-        Self {
-            shared: Arc::clone(&self.shared),
-        }
-    }
-}
-
 /// Hands the last batch on, and stops the ticker, when dropped.
 pub struct BatchGuard {
-    stop: Box<dyn Fn() + Send + Sync>,
+    stop: Arc<Stop>,
     ticker: Option<JoinHandle<()>>,
 }
 
 impl Drop for BatchGuard {
     fn drop(&mut self) {
-        (self.stop)();
+        *self
+            .stop
+            .stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        self.stop.signal.notify_all();
         if let Some(ticker) = self.ticker.take() {
             let _ = ticker.join();
         }
@@ -98,14 +99,13 @@ impl<W: std::io::Write + Send + 'static> Batches<W> {
                 out,
             }),
             capacity,
-            stop: Mutex::new(false),
-            stopped: Condvar::new(),
         });
-        let ticking = Arc::clone(&shared);
+        let stop = Arc::new(Stop::default());
+        let (ticking, told) = (Arc::clone(&shared), Arc::clone(&stop));
         let ticker = std::thread::Builder::new()
             .name("log-batches".into())
             .spawn(move || {
-                let mut stop = ticking.stop.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut stop = told.stopped.lock().unwrap_or_else(PoisonError::into_inner);
                 let mut next = Instant::now() + interval;
                 while !*stop {
                     let now = Instant::now();
@@ -114,8 +114,8 @@ impl<W: std::io::Write + Send + 'static> Batches<W> {
                         next = now + interval;
                     }
                     // A spurious wake-up only goes round again.
-                    stop = ticking
-                        .stopped
+                    stop = told
+                        .signal
                         .wait_timeout(stop, next.saturating_duration_since(now))
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
@@ -124,12 +124,8 @@ impl<W: std::io::Write + Send + 'static> Batches<W> {
                 ticking.hand_on();
             })
             .expect("a thread for the log batches");
-        let stopping = Arc::clone(&shared);
         let guard = BatchGuard {
-            stop: Box::new(move || {
-                *stopping.stop.lock().unwrap_or_else(PoisonError::into_inner) = true;
-                stopping.stopped.notify_all();
-            }),
+            stop,
             ticker: Some(ticker),
         };
         (Self { shared }, guard)

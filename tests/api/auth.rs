@@ -22,7 +22,9 @@ use vehicle_allocation::proto::v1::{
     UpdateAllocationRequest,
 };
 
-use crate::helpers::{AppOptions, Cred, TestApp, assert_status, logged_lines, spawn_app_with};
+use crate::helpers::{
+    AppOptions, Cred, TestApp, assert_status, logged_lines, logged_lines_with, spawn_app_with,
+};
 use crate::identity::{self, JwkPair, SECRET, claims, hs256_auth, jwks, key_entry, sign, token};
 
 /// The employee the matrix's `employee` caller is, and someone else.
@@ -985,10 +987,7 @@ async fn log_lines_carry_the_principal_and_never_the_credential() {
         .metadata_mut()
         .insert("x-request-id", "log-probe-refused-4417".parse().unwrap());
     app.fleet.clone().list_vehicles(refused).await.unwrap_err();
-    let tagged: Vec<String> = logged_lines()
-        .into_iter()
-        .filter(|l| l.contains("request_id=log-probe-refused-4417"))
-        .collect();
+    let tagged = logged_lines_with("request_id=log-probe-refused-4417");
     assert!(
         tagged.iter().any(|l| l.contains("refused a bearer token")),
         "{tagged:#?}"

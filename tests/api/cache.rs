@@ -14,7 +14,7 @@ use vehicle_allocation::proto::v1::{
     ListAllocationHistoryRequest, ListAvailableVehiclesRequest, UpdateAllocationRequest,
 };
 
-use crate::helpers::{AppOptions, TestApp, logged_lines, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, TestApp, logged_lines_with, spawn_app, spawn_app_with};
 use crate::redis_support::{self, PrivateRedis};
 
 /// The request id of the calls below to `app`: its gRPC port and its data
@@ -281,10 +281,7 @@ async fn losing_redis_costs_nothing_but_speed_and_caching_resumes_when_it_is_bac
     // Only this app's lines: every call above but the health check (which
     // does not touch Redis) carries its tag.
     let ours = format!("request_id={}", tag(&app));
-    let logs: Vec<String> = logged_lines()
-        .into_iter()
-        .filter(|l| l.contains(&ours))
-        .collect();
+    let logs = logged_lines_with(&ours);
     let count = |needle: &str| logs.iter().filter(|l| l.contains(needle)).count();
     assert_eq!(
         count("Redis unavailable"),

@@ -590,6 +590,14 @@ pub fn logged_lines() -> Vec<String> {
         .collect()
 }
 
+/// [`logged_lines`] that contain `needle`, e.g. a request id.
+pub fn logged_lines_with(needle: &str) -> Vec<String> {
+    logged_lines()
+        .into_iter()
+        .filter(|line| line.contains(needle))
+        .collect()
+}
+
 /// One global subscriber for the whole binary: a per-test one would miss
 /// events that tracing's per-callsite cache decided about in another test.
 fn init_test_logging() {

@@ -11,7 +11,7 @@ use vehicle_allocation::config::Settings;
 use vehicle_allocation::gateway::{CorsOrigins, GatewayConfig};
 use vehicle_allocation::storage::StoreConfig;
 
-use crate::helpers::{AppOptions, logged_lines, spawn_app, spawn_app_with};
+use crate::helpers::{AppOptions, logged_lines, logged_lines_with, spawn_app, spawn_app_with};
 use crate::rest::{assert_error, fields};
 
 async fn send(request: reqwest::RequestBuilder) -> (StatusCode, reqwest::header::HeaderMap, Value) {
@@ -218,10 +218,7 @@ async fn the_request_id_is_returned_and_logged_on_both_sides() {
     assert_eq!(id.len(), 36, "a UUID when the caller sends none: {id}");
 
     let lines = logged_lines();
-    let tagged: Vec<_> = lines
-        .iter()
-        .filter(|l| l.contains("trace-me-4711"))
-        .collect();
+    let tagged = logged_lines_with("trace-me-4711");
     assert!(
         tagged.iter().any(|l| l.contains("http request")),
         "{tagged:#?}"
