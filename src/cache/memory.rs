@@ -12,11 +12,15 @@ use super::{CacheBackend, CacheError, Fill, Found, Payload, Stored, generation_t
 /// caller choosing what is looked up must not grow the map without bound.
 const MAX_GENERATION_BYTES: u64 = 8 << 20;
 
+/// Keys are hashed with foldhash, seeded per process, rather than SipHash:
+/// a hit looks up three keys.
+type Hasher = foldhash::fast::RandomState;
+
 /// Entries and generation tokens in this process's memory.
 #[derive(Clone)]
 pub struct MemoryBackend {
-    entries: Cache<String, (Stored, u32)>,
-    generations: Cache<String, String>,
+    entries: Cache<String, (Stored, u32), Hasher>,
+    generations: Cache<String, String, Hasher>,
 }
 
 impl MemoryBackend {
@@ -29,7 +33,7 @@ impl MemoryBackend {
                     weight.saturating_add(u32::try_from(key.len()).unwrap_or(u32::MAX))
                 })
                 .time_to_live(ttl)
-                .build(),
+                .build_with_hasher(Hasher::default()),
             // Bounded too: a token evicted early costs a miss, never a
             // stale hit, since its replacement is a fresh random one.
             generations: Cache::builder()
@@ -38,7 +42,7 @@ impl MemoryBackend {
                     u32::try_from(name.len() + token.len()).unwrap_or(u32::MAX)
                 })
                 .time_to_live(generation_ttl(ttl))
-                .build(),
+                .build_with_hasher(Hasher::default()),
         }
     }
 }

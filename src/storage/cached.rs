@@ -354,8 +354,7 @@ impl CachedStore {
                 }
             }
         };
-        let stamp = tokens.join(".");
-        if let Some(entry) = found.entry.filter(|entry| entry.stamp == stamp) {
+        if let Some(entry) = found.entry.filter(|entry| stamped(&entry.stamp, &tokens)) {
             match decode::<T>(entry.payload) {
                 Some(value) => {
                     self.counters.hits.fetch_add(1, Ordering::Relaxed);
@@ -374,6 +373,7 @@ impl CachedStore {
         }
         self.counters.misses.fetch_add(1, Ordering::Relaxed);
         self.metrics.record(kind, CacheResult::Miss);
+        let stamp = tokens.join(".");
         let flight = format!("{key}@{stamp}");
         let shared = self
             .flights
@@ -409,6 +409,24 @@ impl CachedStore {
 }
 
 /// A cached payload as a value of `T`.
+/// Whether `stamp` is `tokens` joined by dots, as an entry made under them
+/// is stamped; without joining them, as every hit asks.
+fn stamped(stamp: &str, tokens: &[String]) -> bool {
+    let mut rest = stamp;
+    for (i, token) in tokens.iter().enumerate() {
+        let after_dot = if i == 0 {
+            Some(rest)
+        } else {
+            rest.strip_prefix('.')
+        };
+        match after_dot.and_then(|r| r.strip_prefix(token.as_str())) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
 fn decode<T: DeserializeOwned + Clone + 'static>(payload: Payload) -> Option<T> {
     match payload {
         Payload::Value(value) => value.downcast_ref::<T>().cloned(),
@@ -483,8 +501,9 @@ impl Store for CachedStore {
     async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
         self.cached(
             CacheKind::Allocation,
-            vec![format!("alloc:{id}")],
-            format!("allocation:{id}"),
+            // Joined rather than formatted: every read pays for its keys.
+            vec![["alloc:", id].concat()],
+            ["allocation:", id].concat(),
             || self.inner.get_allocation(id),
         )
         .await
@@ -528,8 +547,8 @@ impl Store for CachedStore {
     async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
         self.cached(
             CacheKind::Employee,
-            vec![format!("fleet:employee:{id}")],
-            format!("employee:{id}"),
+            vec![["fleet:employee:", id].concat()],
+            ["employee:", id].concat(),
             || self.inner.get_employee(id),
         )
         .await
@@ -549,8 +568,8 @@ impl Store for CachedStore {
     async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
         self.cached(
             CacheKind::Driver,
-            vec![format!("fleet:driver:{id}")],
-            format!("driver:{id}"),
+            vec![["fleet:driver:", id].concat()],
+            ["driver:", id].concat(),
             || self.inner.get_driver(id),
         )
         .await
@@ -569,7 +588,7 @@ impl Store for CachedStore {
         // day starts a new entry.
         self.cached(
             CacheKind::Vehicle,
-            vec![format!("fleet:vehicle:{id}")],
+            vec![["fleet:vehicle:", id].concat()],
             format!("vehicle:{}", key_text(&(id, on))),
             || self.inner.get_vehicle(id, on),
         )
@@ -688,6 +707,32 @@ mod tests {
     use super::*;
     use crate::cache::MemoryBackend;
     use crate::storage::sqlite::SqliteStore;
+
+    #[test]
+    fn an_entry_is_stamped_with_exactly_its_tokens_joined() {
+        let tokens = |t: &[&str]| t.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+        for (stamp, given) in [
+            ("a.b", &["a", "b"][..]),
+            ("a.b", &["a"][..]),
+            ("a.b", &["a", "b", "c"][..]),
+            ("a.bc", &["a", "b"][..]),
+            ("ab", &["a", "b"][..]),
+            ("a..b", &["a", "", "b"][..]),
+            ("a.b.c", &["a.b", "c"][..]),
+            ("a.b.c", &["a", "b.c"][..]),
+            ("", &[][..]),
+            ("", &[""][..]),
+            ("x", &[][..]),
+            (".", &["", ""][..]),
+        ] {
+            let given = tokens(given);
+            assert_eq!(
+                stamped(stamp, &given),
+                stamp == given.join("."),
+                "{stamp:?} {given:?}"
+            );
+        }
+    }
 
     fn booking(id: &str, employee: &str, vehicle: &str, day: &str) -> Allocation {
         Allocation {
