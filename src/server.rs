@@ -302,7 +302,6 @@ impl<IO> Guarded<IO> {
         }
     }
 
-    /// Notes how a write went.
     /// Notes how a write went; a response the client has not read for
     /// the idle timeout fails the write (the reader may never be polled
     /// again meanwhile).
@@ -312,6 +311,11 @@ impl<IO> Guarded<IO> {
         poll: Poll<io::Result<T>>,
         progress: bool,
     ) -> Poll<io::Result<T>> {
+        // Only REST connections watch their writes (`write_stalled_at`);
+        // gRPC ones need not read the clock on every write.
+        if !matches!(self.silence, Silence::Idle { .. }) {
+            return poll;
+        }
         match &poll {
             Poll::Pending => {
                 if !self.writing {
@@ -409,8 +413,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Guarded<IO> {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let poll = Pin::new(&mut self.io).poll_flush(cx);
         if let Poll::Ready(Ok(())) = poll {
-            self.writing = false;
-            self.last_write = Instant::now();
+            if self.writing {
+                self.writing = false;
+                self.last_write = Instant::now();
+            }
             return poll;
         }
         self.after_write(cx, poll, false)

@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::{HeaderName, Request, Response};
 use tonic::Code;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -30,6 +30,13 @@ use crate::reasons;
 
 /// The header that carries a request's id across services.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+// Names looked up on every call, as `HeaderName`s: a lookup by `&str`
+// parses the name first.
+const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+const RELAYED: HeaderName = HeaderName::from_static(RELAYED_HEADER);
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
 
 /// A new request id, in UUID form: a random per-process prefix and a
 /// counter. Unique without asking the kernel for randomness per request.
@@ -121,7 +128,7 @@ where
         let layer = self.layer.clone();
         let request_id: Arc<str> = request
             .headers()
-            .get(REQUEST_ID_HEADER)
+            .get(REQUEST_ID)
             .filter(|v| is_usable_request_id(v))
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| new_request_id().into(), Into::into);
@@ -225,12 +232,7 @@ where
                     let latency_us = started.elapsed().as_micros() as u64;
                     // Errors come back "trailers-only", with the status in
                     // the headers; a missing status means the call succeeded.
-                    let code = response
-                        .headers()
-                        .get("grpc-status")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<i32>().ok())
-                        .map_or(Code::Ok, Code::from_i32);
+                    let code = super::metered::status_in(response.headers()).unwrap_or(Code::Ok);
                     let display = tracing::field::display;
                     let principal = caller.as_ref().map(|(principal, _)| display(principal));
                     let roles = caller.as_ref().map(|(_, roles)| display(roles));
@@ -261,7 +263,7 @@ pub const RELAYED_HEADER: &str = "x-relayed-by";
 /// The verified client certificate: from a TLS connection (unless a gateway
 /// relays the call), or passed on by the REST gateway in process.
 fn peer_certificate<B>(request: &Request<B>) -> Option<rustls::pki_types::CertificateDer<'static>> {
-    if !request.headers().contains_key(RELAYED_HEADER)
+    if !request.headers().contains_key(RELAYED)
         && let Some(info) = request.extensions().get::<TlsConnectInfo<TcpConnectInfo>>()
     {
         return info.peer_certs().and_then(|certs| certs.first().cloned());
@@ -274,7 +276,7 @@ fn peer_certificate<B>(request: &Request<B>) -> Option<rustls::pki_types::Certif
 
 /// The caller's `grpc-timeout` ("100m", "5S"...), if any.
 pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get("grpc-timeout")?.to_str().ok()?;
+    let value = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
     let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
     let n: u64 = digits.parse().ok().filter(|_| digits.len() <= 8)?;
     Some(match unit {
@@ -296,7 +298,10 @@ pub fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 /// are left alone.
 fn codec_errors_as_callers<RB: Default>(response: Response<RB>) -> Response<RB> {
     let headers = response.headers();
-    if headers.contains_key("grpc-status-details-bin") {
+    // Most answers succeed, with no status until the trailers.
+    if super::metered::status_in(headers).is_none_or(|code| code == Code::Ok)
+        || headers.contains_key(GRPC_STATUS_DETAILS)
+    {
         return response;
     }
     let Some(status) = tonic::Status::from_header_map(headers) else {

@@ -123,7 +123,8 @@ pub fn methods_of(descriptor_sets: &[&[u8]]) -> Vec<(String, &'static str, Strin
 /// The layer; see the module documentation.
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
-    methods: Arc<HashMap<String, Arc<MethodMetrics>>>,
+    /// Looked up by every call; foldhash, as the paths are a fixed set.
+    methods: Arc<HashMap<String, Arc<MethodMetrics>, foldhash::fast::RandomState>>,
     unknown: Arc<MethodMetrics>,
 }
 
@@ -206,9 +207,10 @@ where
 }
 
 /// The `grpc-status` in `headers`, if any.
-fn status_in(headers: &http::HeaderMap) -> Option<Code> {
+pub(super) fn status_in(headers: &http::HeaderMap) -> Option<Code> {
+    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
     headers
-        .get("grpc-status")
+        .get(GRPC_STATUS)
         .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
         .and_then(|v| v.parse::<i32>().ok())
         .map(Code::from_i32)
