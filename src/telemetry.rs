@@ -33,6 +33,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 use crate::config::LogFormat;
 
 mod batch;
+mod line_time;
 
 /// The most a batch of lines holds, and so one write to stderr.
 const BATCH_BYTES: usize = 32 * 1024;
@@ -178,6 +179,7 @@ where
     // Colours only for a person at a terminal, not in files or collectors.
     let lines = tracing_subscriber::fmt::layer()
         .with_ansi(ansi)
+        .with_timer(line_time::LineTime)
         .with_writer(writer);
     match format {
         LogFormat::Text => lines.with_filter(filter).boxed(),

@@ -4,7 +4,7 @@
 //! instant, so "today" depends on `ORG_TIMEZONE`: at 23:30 UTC it is already
 //! tomorrow in Tokyo.
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use super::error::{Echo, Violation, ViolationReason};
@@ -37,9 +37,30 @@ pub fn parse_date(field: &str, value: &str) -> Result<NaiveDate, Violation> {
     })
 }
 
-/// Formats a date as `YYYY-MM-DD`.
+/// Formats a date as `YYYY-MM-DD`. Every booking a read returns passes
+/// here, so the four-digit years are written directly rather than through
+/// chrono's format-string interpreter; other years (signed) go through it.
 pub fn format_date(date: NaiveDate) -> String {
-    date.format("%Y-%m-%d").to_string()
+    let year = date.year();
+    if !(0..=9999).contains(&year) {
+        return date.format("%Y-%m-%d").to_string();
+    }
+    let digit = |n: u32| b'0' + (n % 10) as u8;
+    let year = year as u32;
+    let (month, day) = (date.month(), date.day());
+    let text = [
+        digit(year / 1000),
+        digit(year / 100),
+        digit(year / 10),
+        digit(year),
+        b'-',
+        digit(month / 10),
+        digit(month),
+        b'-',
+        digit(day / 10),
+        digit(day),
+    ];
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// The organisation's booking rules that depend on the calendar.
@@ -143,6 +164,23 @@ mod tests {
 
     fn at(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn dates_format_as_chrono_formats_them() {
+        let mut days = vec![NaiveDate::MIN, NaiveDate::MAX];
+        for year in [-1, 0, 1, 9, 10, 99, 100, 999, 1000, 1999, 2026, 9999, 10000] {
+            for (month, day) in [(1, 1), (2, 28), (9, 30), (10, 9), (12, 31)] {
+                days.push(NaiveDate::from_ymd_opt(year, month, day).unwrap());
+            }
+        }
+        for day in days {
+            assert_eq!(format_date(day), day.format("%Y-%m-%d").to_string());
+            if (0..=9999).contains(&day.year()) {
+                assert_eq!(parse_date("d", &format_date(day)), Ok(day));
+            }
+        }
+        assert_eq!(format_date(date("2026-02-08")), "2026-02-08");
     }
 
     #[test]
