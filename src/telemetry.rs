@@ -33,6 +33,7 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 use crate::config::LogFormat;
 
 mod batch;
+mod fields;
 mod line_time;
 
 /// The most a batch of lines holds, and so one write to stderr.
@@ -182,7 +183,11 @@ where
         .with_timer(line_time::LineTime)
         .with_writer(writer);
     match format {
-        LogFormat::Text => lines.with_filter(filter).boxed(),
+        LogFormat::Text if ansi => lines.with_filter(filter).boxed(),
+        LogFormat::Text => lines
+            .fmt_fields(fields::PlainFields)
+            .with_filter(filter)
+            .boxed(),
         LogFormat::Json => lines
             .json()
             .flatten_event(true)
