@@ -87,6 +87,22 @@ pub struct Principal {
     pub roles: BTreeSet<Role>,
 }
 
+/// A principal's roles, comma-separated.
+#[derive(Debug, Clone, Copy)]
+pub struct RoleList<'a>(&'a BTreeSet<Role>);
+
+impl fmt::Display for RoleList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, role) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            f.write_str(role.as_str())?;
+        }
+        Ok(())
+    }
+}
+
 impl Principal {
     /// The caller when no authentication is configured: may do everything.
     pub fn anonymous() -> Self {
@@ -119,13 +135,10 @@ impl Principal {
         (self.kind == PrincipalKind::Token).then_some(self.id.as_str())
     }
 
-    /// The roles, comma-separated, for logs.
-    pub fn roles_text(&self) -> String {
-        self.roles
-            .iter()
-            .map(|r| r.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
+    /// The roles, comma-separated, for logs: written where it is displayed,
+    /// with no string of its own, as the request line shows it on every call.
+    pub fn roles_list(&self) -> RoleList<'_> {
+        RoleList(&self.roles)
     }
 
     fn any_of(&self, roles: &[Role]) -> bool {
@@ -546,6 +559,17 @@ mod tests {
         }
         assert_eq!(Role::parse("Employee"), None);
         assert_eq!(Role::parse("admin"), None);
+    }
+
+    #[test]
+    fn roles_are_listed_comma_separated_in_a_fixed_order() {
+        let list = |roles: &[Role]| caller(roles).roles_list().to_string();
+        assert_eq!(list(&[]), "");
+        assert_eq!(list(&[Role::Auditor]), "auditor");
+        assert_eq!(
+            list(&[Role::FleetAdmin, Role::Employee, Role::Auditor]),
+            "employee,auditor,fleet_admin"
+        );
     }
 
     #[test]

@@ -44,7 +44,11 @@ pub fn new_request_id() -> String {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| uuid::Uuid::now_v7().as_u64_pair().1);
-    uuid::Uuid::from_u64_pair(prefix, NEXT.fetch_add(1, Ordering::Relaxed)).to_string()
+    let id = uuid::Uuid::from_u64_pair(prefix, NEXT.fetch_add(1, Ordering::Relaxed));
+    // Encoded rather than formatted: a call without an id gets one.
+    id.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }
 
 /// Whether a caller's request id is kept as sent: visible ASCII, at most
@@ -155,8 +159,9 @@ where
         Box::pin(
             async move {
                 // The call's fields, for its line.
-                let method = logging.then(|| request.uri().path().to_owned());
-                let mut caller: Option<(String, String)> = None;
+                // A `Uri` clone shares its bytes.
+                let method = logging.then(|| request.uri().clone());
+                let mut caller = None;
                 let handle = async {
                     // The caller's deadline when it is the shorter.
                     let budget = grpc_timeout(request.headers())
@@ -189,13 +194,15 @@ where
                     };
                     if let Some(principal) = principal {
                         if logging {
-                            let roles = principal.roles_text();
                             if spanned {
                                 let span = tracing::Span::current();
                                 span.record("principal", tracing::field::display(&principal.id));
-                                span.record("roles", tracing::field::display(&roles));
+                                span.record(
+                                    "roles",
+                                    tracing::field::display(principal.roles_list()),
+                                );
                             }
-                            caller = Some((principal.id.clone(), roles));
+                            caller = Some(Arc::clone(&principal));
                         }
                         // Keyed by kind too: a token's `sub` must not drain
                         // the bucket of an API key with the same name.
@@ -233,13 +240,13 @@ where
                     // Errors come back "trailers-only", with the status in
                     // the headers; a missing status means the call succeeded.
                     let code = super::metered::status_in(response.headers()).unwrap_or(Code::Ok);
-                    let display = tracing::field::display;
-                    let principal = caller.as_ref().map(|(principal, _)| display(principal));
-                    let roles = caller.as_ref().map(|(_, roles)| display(roles));
+                    use tracing::field::display;
+                    let principal = caller.as_ref().map(|caller| display(&caller.id));
+                    let roles = caller.as_ref().map(|caller| display(caller.roles_list()));
                     // The same fields with traces on or off, so that log
                     // queries do not depend on it.
                     tracing::info!(
-                        method = method.as_deref().map(display),
+                        method = method.as_ref().map(|uri| display(uri.path())),
                         request_id = %request_id,
                         principal,
                         roles,
