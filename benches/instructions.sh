@@ -18,6 +18,7 @@
 #
 #   benches/instructions.sh          (ROUNDS=3 CALLS=4000; VA_BIN to count another build)
 set -euo pipefail
+shopt -s inherit_errexit # a failure inside $(run ...) stops the script
 cd "$(dirname "$0")/.."
 root=$PWD
 CALLS=${CALLS:-4000}
@@ -67,7 +68,8 @@ PY
 }
 frame "$tmp/echo.bin" "$(printf '07%.0s' $(seq 200))"
 
-# h2load's calls of `path` on `port` with `body`; fails unless all answer.
+# h2load's calls of `path` on `port` with `body`; fails unless every one gets an
+# HTTP 200 (which gRPC errors get too: `run` checks one call's grpc-status).
 h2() { # port path body calls
   h2load -n "$4" -c 16 -m 8 -d "$3" -H 'content-type: application/grpc' -H 'te: trailers' \
     "http://127.0.0.1:$1$2" | grep -q "status codes: $4 2xx" \
@@ -84,6 +86,7 @@ counted() {
   for _ in $(seq 100); do [[ -s $2.1 ]] && break; sleep 0.1; done
   echo $(($(sed -n 's/^summary: //p' "$2.1") / CALLS))
   kill -9 "$1" 2>/dev/null || true
+  sed -i "/^$1\$/d" "$tmp/pids" # gone: cleanup must not signal a reused pid
 }
 
 # run CONFIG: instructions per call of CONFIG, started afresh.
@@ -119,6 +122,11 @@ run() {
   done
   id=$(curl -fsS "http://127.0.0.1:$hp/api/allocations/history?page_size=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocations"][0]["id"])')
   frame "$tmp/get.bin" "$(printf %s "$id" | od -An -tx1 | tr -d ' \n')"
+  # h2load counts any HTTP 200 as answered, gRPC errors included.
+  curl -s --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' \
+    --data-binary "@$tmp/get.bin" -D - -o /dev/null \
+    "http://127.0.0.1:$gp/vehicle_allocation.v1.AllocationService/GetAllocation" | grep -q '^grpc-status: 0' \
+    || { echo "instructions.sh: GetAllocation did not answer OK ($config)" >&2; exit 1; }
   counted "$pid" "$out" "$gp" /vehicle_allocation.v1.AllocationService/GetAllocation "$tmp/get.bin"
 }
 

@@ -13,7 +13,9 @@ use super::{CacheBackend, CacheError, Fill, Found, Payload, Stored, generation_t
 const MAX_GENERATION_BYTES: u64 = 8 << 20;
 
 /// Keys are hashed with foldhash, seeded per process, rather than SipHash:
-/// a hit looks up three keys.
+/// a hit looks up three keys. Callers choose ids in keys, and foldhash
+/// resists flooding less than SipHash; both caches are bounded, so a
+/// flood could cost evictions and misses, never memory.
 type Hasher = foldhash::fast::RandomState;
 
 /// Entries and generation tokens in this process's memory.

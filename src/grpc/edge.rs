@@ -159,7 +159,7 @@ where
         Box::pin(
             async move {
                 // The call's fields, for its line.
-                // A `Uri` clone shares its bytes.
+                // A `Uri` clone mostly shares its bytes rather than copying.
                 let method = logging.then(|| request.uri().clone());
                 let mut caller = None;
                 let handle = async {

@@ -408,7 +408,6 @@ impl CachedStore {
     }
 }
 
-/// A cached payload as a value of `T`.
 /// Whether `stamp` is `tokens` joined by dots, as an entry made under them
 /// is stamped; without joining them, as every hit asks.
 fn stamped(stamp: &str, tokens: &[String]) -> bool {
@@ -427,6 +426,7 @@ fn stamped(stamp: &str, tokens: &[String]) -> bool {
     rest.is_empty()
 }
 
+/// A cached payload as a value of `T`.
 fn decode<T: DeserializeOwned + Clone + 'static>(payload: Payload) -> Option<T> {
     match payload {
         Payload::Value(value) => value.downcast_ref::<T>().cloned(),
