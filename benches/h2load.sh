@@ -26,6 +26,7 @@ VA_BIN=${VA_BIN:-$root/target/release/vehicle-allocation}
 [[ -x $load && -x $VA_BIN ]] || { echo "h2load.sh: no release build" >&2; exit 1; }
 
 source tests/support/demo-server.sh
+source benches/support.sh
 tmp=$(mktemp -d)
 pids=()
 cleanup() {
@@ -38,22 +39,7 @@ trap cleanup EXIT
 
 "$VA_BIN" seed --data-dir "$tmp/seeded" --employees 1000 --vehicles 1000 --allocations 100000 >/dev/null 2>&1
 
-# A gRPC message frame around `bytes` (one protobuf field 1 of them).
-frame() { # file hex-of-field-1-value
-  python3 - "$1" "$2" <<'PY'
-import struct, sys
-value = bytes.fromhex(sys.argv[2])
-length, n = b"", len(value)
-while True:
-    byte, n = n & 0x7F, n >> 7
-    length += bytes([byte | (0x80 if n else 0)])
-    if not n:
-        break
-message = b"\x0a" + length + value
-open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
-PY
-}
-frame "$tmp/echo.bin" "$(printf '07%.0s' $(seq 200))"
+echo_frame "$tmp/echo.bin"
 
 # h2load's req/s for `path` on `port` with `body`.
 h2() { # port path body requests
@@ -64,21 +50,14 @@ h2() { # port path body requests
 # start CONFIG GRPC_PORT HTTP_PORT: the service on a copy of the seeded data.
 start() {
   local config=$1 gp=$2 hp=$3 env=()
-  case $config in
-    default) env=(RUST_LOG=info LOG_FORMAT=text) ;;
-    quiet) env=(RUST_LOG=warn) ;;
-    "metrics off") env=(RUST_LOG=warn METRICS=false) ;;
-  esac
+  read -ra env < <(config_env "$config")
   rm -rf "$tmp/data" && cp -r "$tmp/seeded" "$tmp/data"
   # Its lines go to a file, as a container's go to its log driver.
   env "${env[@]}" "$VA_BIN" serve --data-dir "$tmp/data" \
     --grpc-addr "127.0.0.1:$gp" --http-addr "127.0.0.1:$hp" >"$tmp/server.log" 2>&1 &
   service=$!
   pids+=("$service")
-  for _ in $(seq 300); do
-    curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
+  wait_ready "$hp" 300 && return 0
   echo "h2load.sh: the service ($config) never got ready" >&2
   cat "$tmp/server.log" >&2
   exit 1
@@ -97,11 +76,8 @@ for round in $(seq "$ROUNDS"); do
       path=/bench.v1.Echo/Echo body=$tmp/echo.bin
     else
       start "$config" "$gp" "$hp"
-      id=$(curl -fsS "http://127.0.0.1:$hp/api/allocations/history?page_size=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocations"][0]["id"])')
-      frame "$tmp/get.bin" "$(printf %s "$id" | od -An -tx1 | tr -d ' \n')"
       path=/vehicle_allocation.v1.AllocationService/GetAllocation body=$tmp/get.bin
-      curl -s --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' \
-        --data-binary "@$body" -D - -o /dev/null "http://127.0.0.1:$gp$path" | grep -q '^grpc-status: 0' \
+      get_frame "$body" "$hp" "$gp" \
         || { echo "h2load.sh: GetAllocation did not answer OK ($config)" >&2; exit 1; }
     fi
     h2 "$gp" "$path" "$body" 20000 >/dev/null # warm-up: connections, cache (the check above made one call)
@@ -121,7 +97,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo_median=$(median <<<"${results[echo]}")
 printf '| configuration | req/s (each round) | median | / echo |\n| --- | --- | ---: | ---: |\n'
 for config in "${configs[@]}"; do

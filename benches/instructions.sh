@@ -35,6 +35,7 @@ VA_BIN=${VA_BIN:-$root/target/release/vehicle-allocation}
 [[ -x $load && -x $VA_BIN ]] || { echo "instructions.sh: no release build" >&2; exit 1; }
 
 source tests/support/demo-server.sh
+source benches/support.sh
 tmp=$(mktemp -d)
 # Processes are started in subshells ($(run ...)), so their pids go to a file.
 cleanup() {
@@ -51,22 +52,7 @@ trap cleanup EXIT
 
 "$VA_BIN" seed --data-dir "$tmp/seeded" --employees 1000 --vehicles 1000 --allocations 100000 >/dev/null 2>&1
 
-# A gRPC message frame around `bytes` (one protobuf field 1 of them).
-frame() { # file hex-of-field-1-value
-  python3 - "$1" "$2" <<'PY'
-import struct, sys
-value = bytes.fromhex(sys.argv[2])
-length, n = b"", len(value)
-while True:
-    byte, n = n & 0x7F, n >> 7
-    length += bytes([byte | (0x80 if n else 0)])
-    if not n:
-        break
-message = b"\x0a" + length + value
-open(sys.argv[1], "wb").write(b"\x00" + struct.pack(">I", len(message)) + message)
-PY
-}
-frame "$tmp/echo.bin" "$(printf '07%.0s' $(seq 200))"
+echo_frame "$tmp/echo.bin"
 
 # h2load's calls of `path` on `port` with `body`; fails unless every one gets an
 # HTTP 200 (which gRPC errors get too: `run` checks one call's grpc-status).
@@ -91,7 +77,7 @@ counted() {
 
 # run CONFIG: instructions per call of CONFIG, started afresh.
 run() {
-  local config=$1 env=() gp hp out id
+  local config=$1 env=() gp hp out
   if [[ $config == echo ]]; then
     read -r gp < <(free_ports 1)
     out=$(mktemp -u "$tmp/callgrind.XXXXXX")
@@ -103,11 +89,7 @@ run() {
     counted "$pid" "$out" "$gp" /bench.v1.Echo/Echo "$tmp/echo.bin"
     return
   fi
-  case $config in
-    default) env=(RUST_LOG=info LOG_FORMAT=text) ;;
-    quiet) env=(RUST_LOG=warn) ;;
-    "metrics off") env=(RUST_LOG=warn METRICS=false) ;;
-  esac
+  read -ra env < <(config_env "$config")
   read -r gp hp < <(free_ports 2)
   rm -rf "$tmp/data" && cp -r "$tmp/seeded" "$tmp/data"
   out=$(mktemp -u "$tmp/callgrind.XXXXXX")
@@ -116,16 +98,8 @@ run() {
     --grpc-addr "127.0.0.1:$gp" --http-addr "127.0.0.1:$hp" >"$tmp/server.log" 2>&1 &
   local pid=$!
   started "$pid"
-  for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$hp/readyz" >/dev/null 2>&1 && break
-    sleep 0.2
-  done
-  id=$(curl -fsS "http://127.0.0.1:$hp/api/allocations/history?page_size=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["allocations"][0]["id"])')
-  frame "$tmp/get.bin" "$(printf %s "$id" | od -An -tx1 | tr -d ' \n')"
-  # h2load counts any HTTP 200 as answered, gRPC errors included.
-  curl -s --http2-prior-knowledge -H 'content-type: application/grpc' -H 'te: trailers' \
-    --data-binary "@$tmp/get.bin" -D - -o /dev/null \
-    "http://127.0.0.1:$gp/vehicle_allocation.v1.AllocationService/GetAllocation" | grep -q '^grpc-status: 0' \
+  wait_ready "$hp" 1200 || { echo "instructions.sh: the service ($config) never got ready" >&2; exit 1; }
+  get_frame "$tmp/get.bin" "$hp" "$gp" \
     || { echo "instructions.sh: GetAllocation did not answer OK ($config)" >&2; exit 1; }
   counted "$pid" "$out" "$gp" /vehicle_allocation.v1.AllocationService/GetAllocation "$tmp/get.bin"
 }
@@ -143,7 +117,6 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo_median=$(median <<<"${results[echo]}")
 printf '| configuration | instructions per call (each round) | median | / echo |\n| --- | --- | ---: | ---: |\n'
 for config in "${configs[@]}"; do

@@ -74,6 +74,9 @@ impl Visit for PlainVisitor<'_> {
         self.write(field.name(), |w| write!(w, "{value:?}"));
     }
 
+    // Numbers, booleans and the rest come through `record_debug`, as in the
+    // default visitor; a message given as a `&str` does not, being written
+    // unquoted.
     fn record_str(&mut self, field: &Field, value: &str) {
         if self.result.is_err() {
             return;
@@ -82,26 +85,6 @@ impl Visit for PlainVisitor<'_> {
             return self.by_default(|v| v.record_str(field, value));
         }
         self.write(field.name(), |w| write!(w, "{value:?}"));
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        if self.result.is_err() {
-            return;
-        }
-        if Self::special(field) {
-            return self.by_default(|v| v.record_u64(field, value));
-        }
-        self.write(field.name(), |w| write!(w, "{value}"));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        if self.result.is_err() {
-            return;
-        }
-        if Self::special(field) {
-            return self.by_default(|v| v.record_i64(field, value));
-        }
-        self.write(field.name(), |w| write!(w, "{value}"));
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
