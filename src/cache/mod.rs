@@ -76,7 +76,8 @@ pub struct Fill<'a> {
 }
 
 /// A cache of stamped entries and generation tokens. Entries live for the
-/// cache's TTL, tokens for twice that (see [`generation_ttl`]).
+/// cache's TTL; tokens for twice that in Redis (see [`generation_ttl`]),
+/// and in process until their map needs the room.
 #[async_trait]
 pub trait CacheBackend: Send + Sync + 'static {
     /// The current tokens of `generations` and the entry under `key`, in one
