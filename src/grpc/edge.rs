@@ -40,15 +40,17 @@ const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-det
 
 /// A new request id, in UUID form: a random per-process prefix and a
 /// counter. Unique without asking the kernel for randomness per request.
-pub fn new_request_id() -> String {
+pub fn new_request_id() -> Arc<str> {
     static PREFIX: OnceLock<u64> = OnceLock::new();
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| uuid::Uuid::now_v7().as_u64_pair().1);
     let id = uuid::Uuid::from_u64_pair(prefix, NEXT.fetch_add(1, Ordering::Relaxed));
-    // Encoded rather than formatted: a call without an id gets one.
-    id.hyphenated()
-        .encode_lower(&mut uuid::Uuid::encode_buffer())
-        .to_owned()
+    // Encoded rather than formatted, straight into the `Arc` the call
+    // keeps: a call without an id gets one.
+    Arc::from(
+        &*id.hyphenated()
+            .encode_lower(&mut uuid::Uuid::encode_buffer()),
+    )
 }
 
 /// Whether a caller's request id is kept as sent: visible ASCII, at most
@@ -135,7 +137,7 @@ where
             .get(REQUEST_ID)
             .filter(|v| is_usable_request_id(v))
             .and_then(|v| v.to_str().ok())
-            .map_or_else(|| new_request_id().into(), Into::into);
+            .map_or_else(new_request_id, Into::into);
         // With request lines filtered out there is nothing to log. The line
         // carries the call's fields itself; a span for them is opened only
         // for traces, as it would cost as much again as the line (the
@@ -431,7 +433,8 @@ mod tests {
 
     #[test]
     fn request_ids_are_unique_uuid_shaped_strings() {
-        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_request_id()).collect();
+        let ids: std::collections::HashSet<Arc<str>> =
+            (0..1000).map(|_| new_request_id()).collect();
         assert_eq!(ids.len(), 1000);
         assert!(ids.iter().all(|id| uuid::Uuid::parse_str(id).is_ok()));
     }
