@@ -33,8 +33,8 @@ use tracing_subscriber::{EnvFilter, Layer as _};
 use crate::config::LogFormat;
 
 mod batch;
-mod fields;
 mod line_time;
+mod plain;
 
 /// The most a batch of lines holds, and so one write to stderr.
 const BATCH_BYTES: usize = 32 * 1024;
@@ -185,7 +185,10 @@ where
     match format {
         LogFormat::Text if ansi => lines.with_filter(filter).boxed(),
         LogFormat::Text => lines
-            .fmt_fields(fields::PlainFields)
+            .fmt_fields(plain::PlainFields)
+            .event_format(plain::PlainLine {
+                timer: line_time::LineTime,
+            })
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => lines
