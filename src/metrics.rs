@@ -13,10 +13,14 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{
-    Counter, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
+
+mod local;
+
+pub use local::{LocalCounter, LocalHistogram};
 
 pub const GRPC_STARTED: &str = "grpc_server_started_total";
 pub const GRPC_HANDLED: &str = "grpc_server_handled_total";
@@ -78,18 +82,34 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
+/// Whether [`install`] ran: until then recording is a no-op.
+fn installed() -> bool {
+    HANDLE.get().is_some()
+}
+
+/// Every metric in Prometheus's text format, with every thread's buffered
+/// updates in it.
+pub fn render(handle: &PrometheusHandle) -> String {
+    local::flush();
+    handle.render()
+}
+
 /// The installed recorder's handle, if [`install`] ran.
 pub fn handle() -> Option<PrometheusHandle> {
     HANDLE.get().cloned()
 }
 
-/// Folds histogram samples into buckets every few seconds until `stopping`.
+/// Hands on the threads' buffered updates and folds histogram samples into
+/// buckets every few seconds until `stopping`.
 pub async fn upkeep(handle: PrometheusHandle, mut stopping: watch::Receiver<bool>) {
     let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticks.tick() => handle.run_upkeep(),
+            _ = ticks.tick() => {
+                local::flush();
+                handle.run_upkeep();
+            }
             _ = stopping.wait_for(|stop| *stop) => return,
         }
     }
@@ -276,33 +296,45 @@ impl CacheKind {
     }
 }
 
-/// A cache's request counters, each registered on its first use (after
-/// the recorder is installed) and then only incremented: a cached read is
-/// the cheapest call there is, and a registry lookup per read showed.
+/// A cache's request counters, one per kind and result.
 pub struct CacheCounters {
-    backend: &'static str,
-    counters: [[OnceLock<Counter>; 4]; CacheKind::ALL],
+    counters: [[LocalCounter; 4]; CacheKind::ALL],
 }
 
 impl CacheCounters {
     pub fn new(backend: &'static str) -> Self {
+        const KINDS: [CacheKind; CacheKind::ALL] = [
+            CacheKind::Allocation,
+            CacheKind::History,
+            CacheKind::Employee,
+            CacheKind::Driver,
+            CacheKind::Vehicle,
+            CacheKind::AvailableVehicles,
+        ];
+        const RESULTS: [CacheResult; 4] = [
+            CacheResult::Hit,
+            CacheResult::Miss,
+            CacheResult::Error,
+            CacheResult::Bypass,
+        ];
         Self {
-            backend,
-            counters: Default::default(),
+            counters: KINDS.map(|kind| {
+                RESULTS.map(|result| {
+                    LocalCounter::on_first_use(
+                        CACHE_REQUESTS,
+                        vec![
+                            metrics::Label::new("backend", backend),
+                            metrics::Label::new("kind", kind.as_str()),
+                            metrics::Label::new("result", result.as_str()),
+                        ],
+                    )
+                })
+            }),
         }
     }
 
     pub fn record(&self, kind: CacheKind, result: CacheResult) {
-        self.counters[kind as usize][result as usize]
-            .get_or_init(|| {
-                counter!(
-                    CACHE_REQUESTS,
-                    "backend" => self.backend,
-                    "kind" => kind.as_str(),
-                    "result" => result.as_str(),
-                )
-            })
-            .increment(1);
+        self.counters[kind as usize][result as usize].increment(1);
     }
 }
 

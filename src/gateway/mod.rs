@@ -137,7 +137,7 @@ pub fn router(
 /// `GET /metrics`: every metric in Prometheus's text format.
 pub fn metrics_router(handle: PrometheusHandle) -> Router {
     let scrape = move || {
-        let text = handle.render();
+        let text = crate::metrics::render(&handle);
         async move {
             (
                 [(

@@ -13,18 +13,20 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Request, Response};
 use http_body::{Body, Frame, SizeHint};
-use metrics::{Counter, Histogram, Label, counter, histogram};
+use metrics::Label;
 use prost::Message as _;
 use tonic::Code;
 use tower::{Layer, Service};
 
-use crate::metrics::{GRPC_HANDLED, GRPC_HANDLING_SECONDS, GRPC_STARTED};
+use crate::metrics::{
+    GRPC_HANDLED, GRPC_HANDLING_SECONDS, GRPC_STARTED, LocalCounter, LocalHistogram,
+};
 
 /// Code names as Go's `codes.Code.String()` spells them, which is what
 /// go-grpc-prometheus puts in `grpc_code`.
@@ -48,44 +50,38 @@ const CODE_NAMES: [&str; 17] = [
     "Unauthenticated",
 ];
 
-/// One method's series, registered once.
+/// One method's series, updated in per-thread buffers: a call only copies
+/// their ids.
+#[derive(Clone, Copy)]
 struct MethodMetrics {
-    grpc_type: &'static str,
-    service: String,
-    method: String,
-    started: Counter,
-    handling: Histogram,
-    handled: [OnceLock<Counter>; 17],
+    started: LocalCounter,
+    handling: LocalHistogram,
+    /// By code; a series shows once a call ends with its code.
+    handled: [LocalCounter; 17],
 }
 
 impl MethodMetrics {
-    fn new(grpc_type: &'static str, service: String, method: String) -> Self {
-        let labels = vec![
-            Label::new("grpc_type", grpc_type),
-            Label::new("grpc_service", service.clone()),
-            Label::new("grpc_method", method.clone()),
-        ];
+    fn new(grpc_type: &'static str, service: &str, method: &str) -> Self {
+        let labels = || {
+            vec![
+                Label::new("grpc_type", grpc_type),
+                Label::new("grpc_service", service.to_owned()),
+                Label::new("grpc_method", method.to_owned()),
+            ]
+        };
         Self {
-            started: counter!(GRPC_STARTED, labels.clone()),
-            handling: histogram!(GRPC_HANDLING_SECONDS, labels),
-            grpc_type,
-            service,
-            method,
-            handled: Default::default(),
+            started: LocalCounter::new(GRPC_STARTED, labels()),
+            handling: LocalHistogram::new(GRPC_HANDLING_SECONDS, labels()),
+            handled: CODE_NAMES.map(|code| {
+                let mut labels = labels();
+                labels.push(Label::new("grpc_code", code));
+                LocalCounter::on_first_use(GRPC_HANDLED, labels)
+            }),
         }
     }
 
-    fn handled(&self, code: Code) -> &Counter {
-        let index = (code as usize).min(CODE_NAMES.len() - 1);
-        self.handled[index].get_or_init(|| {
-            counter!(
-                GRPC_HANDLED,
-                "grpc_type" => self.grpc_type,
-                "grpc_service" => self.service.clone(),
-                "grpc_method" => self.method.clone(),
-                "grpc_code" => CODE_NAMES[index],
-            )
-        })
+    fn handled(&self, code: Code) -> LocalCounter {
+        self.handled[(code as usize).min(CODE_NAMES.len() - 1)]
     }
 }
 
@@ -124,8 +120,8 @@ pub fn methods_of(descriptor_sets: &[&[u8]]) -> Vec<(String, &'static str, Strin
 #[derive(Clone)]
 pub struct GrpcMetricsLayer {
     /// Looked up by every call; foldhash, as the paths are a fixed set.
-    methods: Arc<HashMap<String, Arc<MethodMetrics>, foldhash::fast::RandomState>>,
-    unknown: Arc<MethodMetrics>,
+    methods: Arc<HashMap<String, MethodMetrics, foldhash::fast::RandomState>>,
+    unknown: MethodMetrics,
 }
 
 impl GrpcMetricsLayer {
@@ -134,19 +130,12 @@ impl GrpcMetricsLayer {
         let methods = methods_of(descriptor_sets)
             .into_iter()
             .map(|(path, grpc_type, service, method)| {
-                (
-                    path,
-                    Arc::new(MethodMetrics::new(grpc_type, service, method)),
-                )
+                (path, MethodMetrics::new(grpc_type, &service, &method))
             })
             .collect();
         Self {
             methods: Arc::new(methods),
-            unknown: Arc::new(MethodMetrics::new(
-                "unary",
-                "unknown".into(),
-                "unknown".into(),
-            )),
+            unknown: MethodMetrics::new("unary", "unknown", "unknown"),
         }
     }
 }
@@ -182,12 +171,11 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let method = self
+        let method = *self
             .layer
             .methods
             .get(request.uri().path())
-            .unwrap_or(&self.layer.unknown)
-            .clone();
+            .unwrap_or(&self.layer.unknown);
         method.started.increment(1);
         let started = Instant::now();
         let response = self.inner.call(request);
@@ -218,7 +206,7 @@ pub(super) fn status_in(headers: &http::HeaderMap) -> Option<Code> {
 
 /// A call whose status is not counted yet.
 struct Call {
-    method: Arc<MethodMetrics>,
+    method: MethodMetrics,
     started: Instant,
     /// The status of a trailers-only answer.
     in_headers: Option<Code>,
