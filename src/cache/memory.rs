@@ -10,9 +10,11 @@ use moka::future::Cache;
 
 use super::{CacheBackend, CacheError, Fill, Found, Payload, Stored};
 
-/// The generation tokens kept at most, in bytes of names and tokens: a
-/// caller choosing what is looked up must not grow the map without bound.
+/// The generation tokens kept at most, in bytes of names and tokens, half
+/// in each segment: a caller choosing what is looked up must not grow the
+/// map without bound.
 const MAX_GENERATION_BYTES: u64 = 8 << 20;
+const SEGMENT_BYTES: u64 = MAX_GENERATION_BYTES / 2;
 
 /// Keys are hashed with foldhash, seeded per process, rather than SipHash:
 /// a hit looks up three keys. Callers choose ids in keys, and foldhash
@@ -27,40 +29,57 @@ pub struct MemoryBackend {
     generations: std::sync::Arc<RwLock<Tokens>>,
 }
 
-/// The generation tokens: a map under a lock rather than a second moka
+/// The generation tokens: maps under a lock rather than a second moka
 /// cache, whose lookups (recording reads for eviction, housekeeping, the
-/// clock) cost each hit more than its entry's own. Tokens need neither
-/// expiry nor eviction order: one dropped early costs misses, never a
-/// stale hit, since its replacement is a fresh random token that no entry
-/// carries. So past its byte budget the map is simply emptied.
+/// clock) cost each hit more than its entry's own. A token dropped early
+/// costs misses, never a stale hit, since its replacement is a fresh random
+/// token that no entry carries; but every entry depends on a few tokens
+/// (`epoch`, a date's, the fleet's), so those must stay. Two segments keep
+/// the ones in use: tokens are set in `current`, and when it is full it
+/// becomes `previous`, whose tokens still count and move back to `current`
+/// when used; the segment before is dropped, with the tokens not used since.
 #[derive(Default)]
 struct Tokens {
-    map: HashMap<String, String, Hasher>,
-    /// Bytes of the names and tokens in `map`.
+    current: HashMap<String, String, Hasher>,
+    previous: HashMap<String, String, Hasher>,
+    /// Bytes of the names and tokens in `current`.
     bytes: u64,
 }
 
+/// Tokens dropped to make room, freed once the lock is let go (declared
+/// before its guard, so dropped after it).
+type Dropped = HashMap<String, String, Hasher>;
+
 impl Tokens {
-    /// Makes room for `more` bytes, emptying the map if they would not fit.
-    fn reserve(&mut self, more: u64) {
-        if self.bytes + more > MAX_GENERATION_BYTES {
-            self.map.clear();
+    /// Makes room in `current` for `more` bytes, turning the segments if
+    /// they would not fit.
+    fn reserve(&mut self, more: u64, dropped: &mut Vec<Dropped>) {
+        if self.bytes + more > SEGMENT_BYTES {
+            let full = std::mem::take(&mut self.current);
+            dropped.push(std::mem::replace(&mut self.previous, full));
             self.bytes = 0;
         }
     }
 
-    fn set(&mut self, name: &str, token: &str) {
+    /// Sets `name`'s token in `current`.
+    fn set(&mut self, name: &str, token: &str, dropped: &mut Vec<Dropped>) {
         let size = (name.len() + token.len()) as u64;
-        match self.map.get_mut(name) {
-            Some(old) => {
-                self.bytes = self.bytes - old.len() as u64 + token.len() as u64;
-                token.clone_into(old);
-            }
-            None => {
-                self.map.insert(name.to_owned(), token.to_owned());
-                self.bytes += size;
-            }
+        if let Some(old) = self.current.remove(name) {
+            self.bytes -= (name.len() + old.len()) as u64;
         }
+        self.reserve(size, dropped);
+        self.current.insert(name.to_owned(), token.to_owned());
+        self.bytes += size;
+    }
+
+    /// `name`'s token, moved back to `current` if it was in `previous`.
+    fn used(&mut self, name: &str, dropped: &mut Vec<Dropped>) -> Option<String> {
+        if let Some(token) = self.current.get(name) {
+            return Some(token.clone());
+        }
+        let token = self.previous.remove(name)?;
+        self.set(name, &token, dropped);
+        Some(token)
     }
 }
 
@@ -97,30 +116,43 @@ impl MemoryBackend {
 #[async_trait]
 impl CacheBackend for MemoryBackend {
     async fn read(&self, generations: &[String], key: &str) -> Result<Found, CacheError> {
-        let tokens = {
-            let map = &self.tokens().map;
-            generations
+        let (tokens, in_previous) = {
+            let tokens = self.tokens();
+            let mut in_previous = false;
+            let found = generations
                 .iter()
-                .map(|name| map.get(name).cloned())
-                .collect()
+                .map(|name| match tokens.current.get(name) {
+                    Some(token) => Some(token.clone()),
+                    None => {
+                        let token = tokens.previous.get(name).cloned();
+                        in_previous |= token.is_some();
+                        token
+                    }
+                });
+            (found.collect::<Vec<_>>(), in_previous)
         };
+        if in_previous {
+            // Rare: once per turn of the segments for a token in use.
+            let mut dropped = Vec::new();
+            let mut tokens = self.tokens_mut();
+            for name in generations {
+                tokens.used(name, &mut dropped);
+            }
+        }
         let entry = self.entries.get(key).await.map(|(stored, _)| stored);
         Ok(Found { tokens, entry })
     }
 
     async fn adopt(&self, generations: &[String], fresh: &str) -> Result<Vec<String>, CacheError> {
+        let mut dropped = Vec::new();
         let mut tokens = self.tokens_mut();
-        // As if every one were missing: after emptying, every one is.
-        let size = generations.iter().map(|name| name.len() + fresh.len());
-        tokens.reserve(size.sum::<usize>() as u64);
         Ok(generations
             .iter()
-            .map(|name| match tokens.map.get(name) {
-                Some(token) => token.clone(),
-                None => {
-                    tokens.set(name, fresh);
+            .map(|name| {
+                tokens.used(name, &mut dropped).unwrap_or_else(|| {
+                    tokens.set(name, fresh, &mut dropped);
                     fresh.to_owned()
-                }
+                })
             })
             .collect())
     }
@@ -137,11 +169,10 @@ impl CacheBackend for MemoryBackend {
     }
 
     async fn bump(&self, generations: &[String], token: &str) -> Result<(), CacheError> {
+        let mut dropped = Vec::new();
         let mut tokens = self.tokens_mut();
-        let size = generations.iter().map(|name| name.len() + token.len());
-        tokens.reserve(size.sum::<usize>() as u64);
         for name in generations {
-            tokens.set(name, token);
+            tokens.set(name, token, &mut dropped);
         }
         Ok(())
     }
@@ -175,14 +206,24 @@ mod tests {
         assert_eq!(cache.entries.policy().max_capacity(), Some(1 << 20));
     }
 
-    /// The bytes the map holds, counted afresh, and as it keeps count.
-    fn token_bytes(cache: &MemoryBackend) -> (u64, u64) {
+    /// The bytes of `current`, counted afresh and as kept, and of both.
+    fn token_bytes(cache: &MemoryBackend) -> (u64, u64, u64) {
         let tokens = cache.tokens();
-        let counted = tokens
-            .map
-            .iter()
-            .map(|(name, token)| name.len() + token.len());
-        (counted.sum::<usize>() as u64, tokens.bytes)
+        let bytes = |map: &HashMap<String, String, Hasher>| {
+            map.iter()
+                .map(|(name, token)| (name.len() + token.len()) as u64)
+                .sum::<u64>()
+        };
+        let current = bytes(&tokens.current);
+        (current, tokens.bytes, current + bytes(&tokens.previous))
+    }
+
+    /// Enough tokens of other names to turn the segments once.
+    async fn flood(cache: &MemoryBackend, round: usize) {
+        let name = |i: usize| format!("g:employee:{round}:{i}:{}", "e".repeat(100_000));
+        for i in 0..(SEGMENT_BYTES as usize / 100_000 + 1) {
+            cache.bump(&[name(i)], "x").await.unwrap();
+        }
     }
 
     #[tokio::test]
@@ -195,9 +236,10 @@ mod tests {
             } else {
                 cache.adopt(&[name], "fresh").await.unwrap();
             }
-            let (bytes, kept) = token_bytes(&cache);
-            assert!(bytes <= MAX_GENERATION_BYTES, "{bytes} bytes kept");
-            assert_eq!(bytes, kept);
+            let (current, kept, both) = token_bytes(&cache);
+            assert!(current <= SEGMENT_BYTES, "{current} bytes in the segment");
+            assert!(both <= MAX_GENERATION_BYTES, "{both} bytes kept");
+            assert_eq!(current, kept);
         }
         // Tokens replaced by longer and shorter ones are counted as they are.
         let gens = vec!["g:vehicle:1".to_owned(), "g:vehicle:2".to_owned()];
@@ -205,25 +247,42 @@ mod tests {
         cache.bump(&gens[..1], "a-much-longer-token").await.unwrap();
         cache.adopt(&gens, "zz").await.unwrap();
         cache.bump(&gens, "b").await.unwrap();
-        let (bytes, kept) = token_bytes(&cache);
-        assert_eq!(bytes, kept);
+        let (current, kept, _) = token_bytes(&cache);
+        assert_eq!(current, kept);
     }
 
     #[tokio::test]
-    async fn tokens_dropped_for_room_come_back_fresh() {
+    async fn tokens_in_use_outlive_any_number_of_turns() {
+        let cache = MemoryBackend::new(1 << 20, Duration::from_secs(60));
+        let epoch = vec!["g:epoch".to_owned()];
+        let changed = vec!["g:date:2026-12-07".to_owned()];
+        assert_eq!(cache.adopt(&epoch, "e1").await.unwrap(), ["e1"]);
+        cache.bump(&changed, "d1").await.unwrap();
+        for round in 0..5 {
+            flood(&cache, round).await;
+            // Read once per turn: that keeps it.
+            let found = cache.read(&epoch, "page").await.unwrap();
+            assert_eq!(found.tokens, vec![Some("e1".to_owned())], "turn {round}");
+            // Adopted or bumped once per turn: that keeps it too.
+            assert_eq!(cache.adopt(&changed, "fresh").await.unwrap(), ["d1"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn tokens_not_used_for_two_turns_come_back_fresh() {
         let cache = MemoryBackend::new(1 << 20, Duration::from_secs(60));
         let gens = vec!["g:vehicle:1".to_owned()];
         assert_eq!(cache.adopt(&gens, "t1").await.unwrap(), ["t1"]);
-        let big = "e".repeat(MAX_GENERATION_BYTES as usize / 2);
-        cache.bump(&[format!("{big}1")], "x").await.unwrap();
-        cache.bump(&[format!("{big}2")], "x").await.unwrap();
+        cache.fill("page", "t1", fill(7)).await.unwrap();
+        flood(&cache, 0).await;
+        flood(&cache, 1).await;
         let found = cache.read(&gens, "page").await.unwrap();
-        assert_eq!(found.tokens, vec![None], "emptied to make room");
-        assert_eq!(
-            cache.adopt(&gens, "t2").await.unwrap(),
-            ["t2"],
-            "a fresh token, which no entry carries"
-        );
+        assert_eq!(found.tokens, vec![None], "dropped to make room");
+        // The entry is still there, made under a token that no longer is:
+        // the token adopted now is the caller's fresh one, so the entry's
+        // stamp no longer matches and it is not served.
+        assert_eq!(found.entry.unwrap().stamp, "t1");
+        assert_eq!(cache.adopt(&gens, "t2").await.unwrap(), ["t2"]);
     }
 
     #[tokio::test]
