@@ -260,6 +260,9 @@ pub enum CacheResult {
 }
 
 impl CacheResult {
+    /// Every result, in the order `as usize` gives.
+    const EVERY: [Self; 4] = [Self::Hit, Self::Miss, Self::Error, Self::Bypass];
+
     fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "hit",
@@ -283,6 +286,15 @@ pub enum CacheKind {
 
 impl CacheKind {
     const ALL: usize = 6;
+    /// Every kind, in the order `as usize` gives.
+    const EVERY: [Self; Self::ALL] = [
+        Self::Allocation,
+        Self::History,
+        Self::Employee,
+        Self::Driver,
+        Self::Vehicle,
+        Self::AvailableVehicles,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -303,23 +315,9 @@ pub struct CacheCounters {
 
 impl CacheCounters {
     pub fn new(backend: &'static str) -> Self {
-        const KINDS: [CacheKind; CacheKind::ALL] = [
-            CacheKind::Allocation,
-            CacheKind::History,
-            CacheKind::Employee,
-            CacheKind::Driver,
-            CacheKind::Vehicle,
-            CacheKind::AvailableVehicles,
-        ];
-        const RESULTS: [CacheResult; 4] = [
-            CacheResult::Hit,
-            CacheResult::Miss,
-            CacheResult::Error,
-            CacheResult::Bypass,
-        ];
         Self {
-            counters: KINDS.map(|kind| {
-                RESULTS.map(|result| {
+            counters: CacheKind::EVERY.map(|kind| {
+                CacheResult::EVERY.map(|result| {
                     LocalCounter::on_first_use(
                         CACHE_REQUESTS,
                         vec![
@@ -352,4 +350,29 @@ pub fn mongo_checkout() {
 
 pub fn mongo_checkout_failed(reason: &'static str) {
     counter!(MONGO_CHECKOUT_FAILURES, "reason" => reason).increment(1);
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    use super::*;
+
+    /// A scrape hands on every thread's buffered updates: unit tests that
+    /// scrape take turns, so that one's scrape does not hand on what
+    /// another counts as still buffered.
+    pub(crate) fn scrape_turn() -> MutexGuard<'static, ()> {
+        static TURN: Mutex<()> = Mutex::new(());
+        TURN.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[test]
+    fn cache_counters_are_indexed_as_the_lists_are_ordered() {
+        for (i, kind) in CacheKind::EVERY.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?}");
+        }
+        for (i, result) in CacheResult::EVERY.into_iter().enumerate() {
+            assert_eq!(result as usize, i, "{result:?}");
+        }
+    }
 }

@@ -45,8 +45,8 @@ pub fn new_request_id() -> Arc<str> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let prefix = *PREFIX.get_or_init(|| uuid::Uuid::now_v7().as_u64_pair().1);
     let id = uuid::Uuid::from_u64_pair(prefix, NEXT.fetch_add(1, Ordering::Relaxed));
-    // Encoded rather than formatted, straight into the `Arc` the call
-    // keeps: a call without an id gets one.
+    // Encoded rather than formatted, on the stack, then copied into the
+    // `Arc` the call keeps: one allocation for a call without an id.
     Arc::from(
         &*id.hyphenated()
             .encode_lower(&mut uuid::Uuid::encode_buffer()),

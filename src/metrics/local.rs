@@ -2,15 +2,14 @@
 //!
 //! The exporter keeps a counter in one atomic shared by every thread, and a
 //! histogram's samples in one shared queue, and each update also bumps a
-//! shared generation number. With calls served on both cores, every update
-//! moved cache lines from one core to the other: on the 2-core benchmark
-//! machine metrics cost 4–5 % of a cached read's CPU time while their
-//! instructions were under 1 %. Here a thread adds to a buffer of its own,
-//! behind a lock that another thread takes only to flush it. [`flush`]
-//! hands every buffer's counts and samples to the exporter before
-//! `/metrics` is rendered and at each upkeep, so a scrape sees every update
-//! made before it; a thread also hands a series' samples on by itself once
-//! it holds [`BURST`] of them, in one go.
+//! shared generation number. With calls served on every core, each update
+//! moves those cache lines from core to core, a cost that grows with the
+//! cores and that instruction counts do not show. Here a thread adds to a
+//! buffer of its own, behind a lock that another thread takes only to
+//! flush it. [`flush`] hands every buffer's counts and samples to the
+//! exporter before `/metrics` is rendered and at each upkeep, so a scrape
+//! sees every update made before it; a thread also hands a series' samples
+//! on by itself once it holds [`BURST`] of them, in one go.
 //!
 //! A series is registered here by name and labels, once per process
 //! whoever asks for it. It is shown from then on (at zero), as the
@@ -225,20 +224,13 @@ mod tests {
             .map(|value| value.parse().unwrap())
     }
 
-    /// Scrapes hand on every thread's buffers: these tests take turns, so
-    /// that one's scrape does not hand on what another counts as left.
-    fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-        static TURN: Mutex<()> = Mutex::new(());
-        TURN.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     fn label(value: &'static str) -> Vec<Label> {
         vec![Label::new("case", value)]
     }
 
     #[test]
     fn every_thread_s_updates_reach_the_next_scrape() {
-        let _turn = one_at_a_time();
+        let _turn = crate::metrics::tests::scrape_turn();
         let handle = crate::metrics::install();
         let counter = LocalCounter::new("local_test_calls_total", label("threads"));
         let histogram = LocalHistogram::new("local_test_calls_seconds", label("threads"));
@@ -280,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_thread_hands_a_burst_of_samples_on_by_itself() {
-        let _turn = one_at_a_time();
+        let _turn = crate::metrics::tests::scrape_turn();
         let handle = crate::metrics::install();
         let histogram = LocalHistogram::new("local_test_burst_seconds", label("burst"));
         std::thread::spawn(move || {
@@ -301,7 +293,7 @@ mod tests {
 
     #[test]
     fn a_series_is_one_whoever_asks_for_it_and_shown_when_asked() {
-        let _turn = one_at_a_time();
+        let _turn = crate::metrics::tests::scrape_turn();
         let handle = crate::metrics::install();
         let one = LocalCounter::on_first_use("local_test_shared_total", label("shared"));
         let other = LocalCounter::on_first_use("local_test_shared_total", label("shared"));
