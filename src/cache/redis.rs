@@ -166,6 +166,12 @@ impl RedisBackend {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
+        // Calls the breaker turns away never reach Redis: not timed.
+        if !self.breaker.allows() {
+            return Err(CacheError::Unavailable(
+                "backing off after a failure".into(),
+            ));
+        }
         let started = Instant::now();
         let result = self.run_untimed(op).await;
         crate::metrics::redis_call(operation, started.elapsed());
@@ -177,11 +183,6 @@ impl RedisBackend {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        if !self.breaker.allows() {
-            return Err(CacheError::Unavailable(
-                "backing off after a failure".into(),
-            ));
-        }
         let started = Instant::now();
         // A multiplexed connection carries many calls at once: take a clone
         // and hand the pooled one straight back, so that concurrent calls
@@ -340,5 +341,41 @@ mod tests {
         };
         assert_eq!(json, br#"{"id":"a\nb"}"#);
         assert!(decode_entry(b"no newline".to_vec()).is_none());
+    }
+
+    /// The count of Redis reads timed so far.
+    fn reads_timed(handle: &metrics_exporter_prometheus::PrometheusHandle) -> u64 {
+        let text = crate::metrics::render(handle);
+        let series =
+            "vehicle_allocation_cache_redis_call_duration_seconds_count{operation=\"read\"} ";
+        text.lines()
+            .find_map(|line| line.strip_prefix(series))
+            .map_or(0, |count| count.parse().unwrap())
+    }
+
+    // The turn is held for the whole test, on the test's own runtime.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test]
+    async fn only_calls_that_reach_redis_are_timed() {
+        let _turn = crate::metrics::tests::scrape_turn();
+        let handle = crate::metrics::install();
+        // A "server" that accepts connections and never answers.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = RedisConfig {
+            url: format!("redis://{}", silent.local_addr().unwrap()),
+            timeout: Duration::from_millis(50),
+            retry_backoff: Duration::from_secs(3600),
+            ..RedisConfig::default()
+        };
+        let cache = RedisBackend::new(&config, "test", Duration::from_secs(60)).unwrap();
+        let before = reads_timed(&handle);
+        let gens = ["g:epoch".to_owned()];
+        assert!(cache.read(&gens, "k").await.is_err(), "no answer in time");
+        // The breaker turns the next ones away without asking Redis.
+        for _ in 0..3 {
+            let error = cache.read(&gens, "k").await.unwrap_err().to_string();
+            assert!(error.contains("backing off"), "{error}");
+        }
+        assert_eq!(reads_timed(&handle) - before, 1);
     }
 }
