@@ -52,7 +52,13 @@ pub fn run() -> ExitCode {
     };
     // Within the runtime, where spans are exported; held to the end of
     // `run`: dropping it writes out the queued lines and the last spans.
-    let traces = telemetry::TraceSettings::from_env();
+    let traces = match telemetry::TraceSettings::from_env() {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let telemetry = match runtime.block_on(async { telemetry::init(cli.common.log_format, traces) })
     {
         Ok(telemetry) => telemetry,

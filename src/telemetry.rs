@@ -10,7 +10,8 @@
 //!
 //! Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, the service's spans (the
 //! REST request, its gRPC call, the store operation, the cache call) go to
-//! that OTLP/gRPC collector, sampled as `OTEL_TRACES_SAMPLER` says. A W3C
+//! that OTLP collector (over gRPC, or HTTP as `OTEL_EXPORTER_OTLP_PROTOCOL`
+//! says), sampled as `OTEL_TRACES_SAMPLER` says. A W3C
 //! `traceparent` from the caller is continued, the gateway passes it on to
 //! its gRPC call, and the trace id is a field of the request's span, so the
 //! JSON log lines carry it. Without the variable nothing of this runs.
@@ -51,32 +52,88 @@ static TRACING: AtomicBool = AtomicBool::new(false);
 /// Where traces go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceSettings {
-    /// An OTLP/gRPC collector, e.g. `http://jaeger:4317`.
+    /// The collector: `http://jaeger:4317` over gRPC, the full URL
+    /// (`http://collector:4318/v1/traces`) over HTTP.
     pub endpoint: String,
+    pub protocol: OtlpProtocol,
     pub service_name: String,
+}
+
+/// How spans reach the collector, as `OTEL_EXPORTER_OTLP_PROTOCOL` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// `grpc`, usually on port 4317: this service's default.
+    Grpc,
+    /// `http/protobuf`, usually on port 4318.
+    HttpProtobuf,
 }
 
 impl TraceSettings {
     /// From the OpenTelemetry SDK's standard variables: traces are on when
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`
-    /// is set; `OTEL_SERVICE_NAME` defaults to `vehicle-allocation`.
-    pub fn from_env() -> Option<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))?;
-        Some(Self {
+    /// is set; `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` or
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` chooses `grpc` (the default) or
+    /// `http/protobuf`; `OTEL_SERVICE_NAME` defaults to `vehicle-allocation`.
+    pub fn from_env() -> Result<Option<Self>, TraceSetupError> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// [`Self::from_env`], reading the variables through `var`.
+    pub fn from_vars(
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Self>, TraceSetupError> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let protocol = match [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ]
+        .into_iter()
+        .find_map(|name| var(name).map(|value| (name, value)))
+        {
+            None => OtlpProtocol::Grpc,
+            Some((_, value)) if value.trim() == "grpc" => OtlpProtocol::Grpc,
+            Some((_, value)) if value.trim() == "http/protobuf" => OtlpProtocol::HttpProtobuf,
+            Some((variable, value)) => return Err(TraceSetupError::Protocol { variable, value }),
+        };
+        // The signal's own endpoint is used as it is; over HTTP the
+        // general one is a base that the signal's path is added to.
+        let endpoint = match var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            Some(endpoint) => endpoint,
+            None => {
+                let Some(base) = var("OTEL_EXPORTER_OTLP_ENDPOINT") else {
+                    return Ok(None);
+                };
+                match protocol {
+                    OtlpProtocol::Grpc => base,
+                    OtlpProtocol::HttpProtobuf => {
+                        format!("{}/v1/traces", base.trim_end_matches('/'))
+                    }
+                }
+            }
+        };
+        Ok(Some(Self {
             endpoint,
+            protocol,
             service_name: var("OTEL_SERVICE_NAME").unwrap_or_else(|| "vehicle-allocation".into()),
-        })
+        }))
     }
 }
 
 /// Why tracing could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the OTLP trace exporter for {endpoint}: {source}")]
-pub struct TraceSetupError {
-    endpoint: String,
-    source: opentelemetry_otlp::ExporterBuildError,
+pub enum TraceSetupError {
+    #[error("cannot set up the OTLP trace exporter for {endpoint}: {source}")]
+    Exporter {
+        endpoint: String,
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+    #[error(
+        "{variable}={value:?}: the OTLP protocols supported are \"grpc\" and \"http/protobuf\""
+    )]
+    Protocol {
+        variable: &'static str,
+        value: String,
+    },
 }
 
 /// Logging and tracing, running: keep it until the process ends. Dropping
@@ -203,14 +260,26 @@ where
 
 fn tracer_provider(settings: TraceSettings) -> Result<SdkTracerProvider, TraceSetupError> {
     use opentelemetry_otlp::WithExportConfig as _;
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(settings.endpoint.clone())
-        .build()
-        .map_err(|source| TraceSetupError {
-            endpoint: settings.endpoint.clone(),
-            source,
-        })?;
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let exporter = match settings.protocol {
+        OtlpProtocol::Grpc => builder
+            .with_tonic()
+            .with_endpoint(settings.endpoint.clone())
+            .build(),
+        OtlpProtocol::HttpProtobuf => {
+            // Its HTTP client takes the process's default TLS provider.
+            crate::tls::install_default_provider();
+            builder
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                .with_endpoint(settings.endpoint.clone())
+                .build()
+        }
+    }
+    .map_err(|source| TraceSetupError::Exporter {
+        endpoint: settings.endpoint.clone(),
+        source,
+    })?;
     // Exported in batches from a task of the runtime; the sampler is the
     // SDK's, read from OTEL_TRACES_SAMPLER (parent-based, always on, by
     // default).
@@ -311,5 +380,160 @@ impl Injector for MetadataInjector<'_> {
         ) {
             self.0.insert(key, value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Option<TraceSettings>, TraceSetupError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        TraceSettings::from_vars(|name| vars.get(name).cloned())
+    }
+
+    fn on(vars: &[(&str, &str)]) -> (String, OtlpProtocol) {
+        let settings = settings(vars).unwrap().expect("traces on");
+        (settings.endpoint, settings.protocol)
+    }
+
+    #[test]
+    fn traces_are_off_without_an_endpoint() {
+        assert_eq!(settings(&[]).unwrap(), None);
+        assert_eq!(settings(&[(ENDPOINT, " ")]).unwrap(), None);
+        assert_eq!(settings(&[(PROTOCOL, "http/protobuf")]).unwrap(), None);
+    }
+
+    #[test]
+    fn endpoint_and_protocol_follow_the_sdk_s_variables() {
+        let grpc = settings(&[(ENDPOINT, "http://collector:4317")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            grpc,
+            TraceSettings {
+                endpoint: "http://collector:4317".into(),
+                protocol: OtlpProtocol::Grpc,
+                service_name: "vehicle-allocation".into(),
+            }
+        );
+        // Over HTTP the general endpoint is a base for the signal's path.
+        assert_eq!(
+            on(&[
+                (ENDPOINT, "http://collector:4318/"),
+                (PROTOCOL, "http/protobuf")
+            ]),
+            (
+                "http://collector:4318/v1/traces".into(),
+                OtlpProtocol::HttpProtobuf
+            )
+        );
+        // The signal's own endpoint and protocol come first, used as they are.
+        assert_eq!(
+            on(&[
+                (ENDPOINT, "http://collector:4318"),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "http://traces:4318/custom"
+                ),
+                (PROTOCOL, "grpc"),
+                ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
+            ]),
+            (
+                "http://traces:4318/custom".into(),
+                OtlpProtocol::HttpProtobuf
+            )
+        );
+        let named = settings(&[(ENDPOINT, "http://c:4317"), ("OTEL_SERVICE_NAME", "fleet")]);
+        assert_eq!(named.unwrap().unwrap().service_name, "fleet");
+    }
+
+    #[test]
+    fn an_unknown_protocol_is_refused_naming_its_variable() {
+        let error = settings(&[(ENDPOINT, "http://c:4318"), (PROTOCOL, "http/json")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\""),
+            "{error}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spans_reach_a_collector_over_http() {
+        use opentelemetry::trace::Tracer as _;
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        use prost::Message as _;
+
+        // An OTLP/HTTP receiver, passing on what it is sent.
+        let (sent, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let receiver = axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(
+                move |headers: http::HeaderMap, body: axum::body::Bytes| async move {
+                    let _ = sent.send((headers, body));
+                    http::StatusCode::OK
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, receiver).await });
+
+        let settings = settings(&[
+            (ENDPOINT, &base),
+            (PROTOCOL, "http/protobuf"),
+            ("OTEL_SERVICE_NAME", "over-http"),
+        ])
+        .unwrap()
+        .unwrap();
+        let provider = tracer_provider(settings).unwrap();
+        provider.tracer("test").in_span("probe", |_| {});
+        // Flushing waits for the exporting task on this runtime: from
+        // another thread, with a worker free to run the task.
+        let flushing = provider.clone();
+        tokio::task::spawn_blocking(move || flushing.force_flush())
+            .await
+            .unwrap()
+            .unwrap();
+
+        // The flush has sent it: the wait only keeps a failure from hanging.
+        let wait = tokio::time::timeout(std::time::Duration::from_secs(10), received.recv());
+        let (headers, body) = wait.await.expect("nothing received").unwrap();
+        assert_eq!(
+            headers[http::header::CONTENT_TYPE],
+            "application/x-protobuf"
+        );
+        let request = ExportTraceServiceRequest::decode(body).unwrap();
+        let [resource_spans] = &request.resource_spans[..] else {
+            panic!("one resource: {request:?}")
+        };
+        let service = resource_spans
+            .resource
+            .iter()
+            .flat_map(|resource| &resource.attributes)
+            .find(|attribute| attribute.key == "service.name")
+            .and_then(|attribute| attribute.value.as_ref()?.value.as_ref());
+        assert_eq!(service, Some(&Value::StringValue("over-http".into())));
+        let names: Vec<_> = resource_spans
+            .scope_spans
+            .iter()
+            .flat_map(|scope| &scope.spans)
+            .map(|span| span.name.as_str())
+            .collect();
+        assert_eq!(names, ["probe"]);
+        tokio::task::spawn_blocking(move || provider.shutdown())
+            .await
+            .unwrap()
+            .unwrap();
     }
 }
