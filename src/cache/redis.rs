@@ -328,6 +328,8 @@ impl CacheBackend for RedisBackend {
 
 #[cfg(test)]
 mod tests {
+    use metrics_exporter_prometheus::PrometheusHandle;
+
     use super::*;
 
     #[test]
@@ -343,20 +345,32 @@ mod tests {
         assert!(decode_entry(b"no newline".to_vec()).is_none());
     }
 
-    /// The count of Redis reads timed so far.
-    fn reads_timed(handle: &metrics_exporter_prometheus::PrometheusHandle) -> u64 {
+    /// The value of `series` (name and labels) in a scrape, if shown.
+    fn scraped(handle: &PrometheusHandle, series: &str) -> Option<f64> {
         let text = crate::metrics::render(handle);
-        let series =
-            "vehicle_allocation_cache_redis_call_duration_seconds_count{operation=\"read\"} ";
         text.lines()
-            .find_map(|line| line.strip_prefix(series))
-            .map_or(0, |count| count.parse().unwrap())
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.parse().unwrap())
+    }
+
+    /// The count of Redis reads timed so far.
+    fn reads_timed(handle: &PrometheusHandle) -> f64 {
+        let series =
+            "vehicle_allocation_cache_redis_call_duration_seconds_count{operation=\"read\"}";
+        scraped(handle, series).unwrap_or(0.0)
+    }
+
+    fn degraded(handle: &PrometheusHandle) -> Option<f64> {
+        scraped(
+            handle,
+            "vehicle_allocation_cache_degraded{backend=\"redis\"}",
+        )
     }
 
     // The turn is held for the whole test, on the test's own runtime.
     #[allow(clippy::await_holding_lock)]
     #[tokio::test]
-    async fn only_calls_that_reach_redis_are_timed() {
+    async fn a_silent_redis_degrades_the_cache_and_only_calls_reaching_it_are_timed() {
         let _turn = crate::metrics::tests::scrape_turn();
         let handle = crate::metrics::install();
         // A "server" that accepts connections and never answers.
@@ -368,6 +382,7 @@ mod tests {
             ..RedisConfig::default()
         };
         let cache = RedisBackend::new(&config, "test", Duration::from_secs(60)).unwrap();
+        assert_eq!(degraded(&handle), Some(0.0));
         let before = reads_timed(&handle);
         let gens = ["g:epoch".to_owned()];
         assert!(cache.read(&gens, "k").await.is_err(), "no answer in time");
@@ -376,6 +391,7 @@ mod tests {
             let error = cache.read(&gens, "k").await.unwrap_err().to_string();
             assert!(error.contains("backing off"), "{error}");
         }
-        assert_eq!(reads_timed(&handle) - before, 1);
+        assert_eq!(reads_timed(&handle) - before, 1.0);
+        assert_eq!(degraded(&handle), Some(1.0));
     }
 }
