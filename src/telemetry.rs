@@ -83,6 +83,13 @@ impl TraceSettings {
         var: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<Self>, TraceSetupError> {
         let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let traces_endpoint = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        let base = var("OTEL_EXPORTER_OTLP_ENDPOINT");
+        if traces_endpoint.is_none() && base.is_none() {
+            // Off: the protocol is not looked at (a fleet-wide setting for
+            // other services must not stop this one).
+            return Ok(None);
+        }
         let protocol = match [
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -97,19 +104,12 @@ impl TraceSettings {
         };
         // The signal's own endpoint is used as it is; over HTTP the
         // general one is a base that the signal's path is added to.
-        let endpoint = match var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            Some(endpoint) => endpoint,
-            None => {
-                let Some(base) = var("OTEL_EXPORTER_OTLP_ENDPOINT") else {
-                    return Ok(None);
-                };
-                match protocol {
-                    OtlpProtocol::Grpc => base,
-                    OtlpProtocol::HttpProtobuf => {
-                        format!("{}/v1/traces", base.trim_end_matches('/'))
-                    }
-                }
+        let endpoint = match (traces_endpoint, base) {
+            (Some(endpoint), _) => endpoint,
+            (None, Some(base)) if protocol == OtlpProtocol::HttpProtobuf => {
+                format!("{}/v1/traces", base.trim_end_matches('/'))
             }
+            (None, base) => base.unwrap_or_default(),
         };
         Ok(Some(Self {
             endpoint,
@@ -410,6 +410,8 @@ mod tests {
         assert_eq!(settings(&[]).unwrap(), None);
         assert_eq!(settings(&[(ENDPOINT, " ")]).unwrap(), None);
         assert_eq!(settings(&[(PROTOCOL, "http/protobuf")]).unwrap(), None);
+        // A protocol this service does not speak matters only once on.
+        assert_eq!(settings(&[(PROTOCOL, "http/json")]).unwrap(), None);
     }
 
     #[test]
