@@ -52,10 +52,13 @@ type Dropped = HashMap<String, String, Hasher>;
 
 impl Tokens {
     /// Makes room in `current` for `more` bytes, turning the segments if
-    /// they would not fit.
+    /// they would not fit (never for an empty `current`: a token larger
+    /// than a segment would otherwise drop both).
     fn reserve(&mut self, more: u64, dropped: &mut Vec<Dropped>) {
-        if self.bytes + more > SEGMENT_BYTES {
-            let full = std::mem::take(&mut self.current);
+        if self.bytes > 0 && self.bytes + more > SEGMENT_BYTES {
+            // Sized as the last one: it fills again without regrowing.
+            let fresh = HashMap::with_capacity_and_hasher(self.current.len(), Hasher::default());
+            let full = std::mem::replace(&mut self.current, fresh);
             dropped.push(std::mem::replace(&mut self.previous, full));
             self.bytes = 0;
         }
@@ -249,6 +252,15 @@ mod tests {
         cache.bump(&gens, "b").await.unwrap();
         let (current, kept, _) = token_bytes(&cache);
         assert_eq!(current, kept);
+        // A name bumped while in `previous`, and one moved back from it.
+        flood(&cache, 0).await;
+        cache.bump(&gens[..1], "c").await.unwrap();
+        assert_eq!(cache.adopt(&gens[1..], "fresh").await.unwrap(), ["b"]);
+        let (current, kept, both) = token_bytes(&cache);
+        assert_eq!(current, kept);
+        assert!(both <= MAX_GENERATION_BYTES);
+        let found = cache.read(&gens, "page").await.unwrap();
+        assert_eq!(found.tokens, [Some("c".into()), Some("b".into())]);
     }
 
     #[tokio::test]
