@@ -166,7 +166,8 @@ impl RedisBackend {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
-        // Calls the breaker turns away never reach Redis: not timed.
+        // Calls the breaker turns away are not timed: only those that
+        // went for Redis, connecting included.
         if !self.breaker.allows() {
             return Err(CacheError::Unavailable(
                 "backing off after a failure".into(),
