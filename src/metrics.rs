@@ -285,9 +285,8 @@ pub enum CacheKind {
 }
 
 impl CacheKind {
-    const ALL: usize = 6;
     /// Every kind, in the order `as usize` gives.
-    const EVERY: [Self; Self::ALL] = [
+    const EVERY: [Self; 6] = [
         Self::Allocation,
         Self::History,
         Self::Employee,
@@ -310,7 +309,7 @@ impl CacheKind {
 
 /// A cache's request counters, one per kind and result.
 pub struct CacheCounters {
-    counters: [[LocalCounter; 4]; CacheKind::ALL],
+    counters: [[LocalCounter; CacheResult::EVERY.len()]; CacheKind::EVERY.len()],
 }
 
 impl CacheCounters {
@@ -364,6 +363,14 @@ pub(crate) mod tests {
     pub(crate) fn scrape_turn() -> MutexGuard<'static, ()> {
         static TURN: Mutex<()> = Mutex::new(());
         TURN.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The value of the sample line `series` (name and labels as
+    /// rendered) in a scrape's `text`, if shown.
+    pub(crate) fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.parse().unwrap())
     }
 
     #[test]

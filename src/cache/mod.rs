@@ -77,7 +77,7 @@ pub struct Fill<'a> {
 
 /// A cache of stamped entries and generation tokens. Entries live for the
 /// cache's TTL; tokens for twice that in Redis (see [`generation_ttl`]),
-/// and in process until their map needs the room.
+/// and in process while in use (see `memory::Tokens`).
 #[async_trait]
 pub trait CacheBackend: Send + Sync + 'static {
     /// The current tokens of `generations` and the entry under `key`, in one

@@ -348,10 +348,7 @@ mod tests {
 
     /// The value of `series` (name and labels) in a scrape, if shown.
     fn scraped(handle: &PrometheusHandle, series: &str) -> Option<f64> {
-        let text = crate::metrics::render(handle);
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .map(|value| value.parse().unwrap())
+        crate::metrics::tests::sample(&crate::metrics::render(handle), series)
     }
 
     /// The count of Redis reads timed so far.

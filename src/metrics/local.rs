@@ -42,12 +42,39 @@ struct Series<H> {
     handle: OnceLock<H>,
 }
 
+/// The series of one kind, each with an id: its place in `series`.
+struct Table<H> {
+    series: Vec<Series<H>>,
+    ids: HashMap<Key, u32>,
+}
+
+impl<H> Default for Table<H> {
+    fn default() -> Self {
+        Self {
+            series: Vec::new(),
+            ids: HashMap::new(),
+        }
+    }
+}
+
+impl<H> Table<H> {
+    /// The id of `name` with `labels`, registered if new.
+    fn register(&mut self, name: &'static str, labels: Vec<Label>) -> u32 {
+        let key = Key::from_parts(name, labels);
+        *self.ids.entry(key.clone()).or_insert_with(|| {
+            self.series.push(Series {
+                key,
+                handle: OnceLock::new(),
+            });
+            u32::try_from(self.series.len() - 1).expect("fewer than 2^32 series")
+        })
+    }
+}
+
 #[derive(Default)]
 struct Registry {
-    counters: Vec<Series<Counter>>,
-    histograms: Vec<Series<Histogram>>,
-    counter_ids: HashMap<Key, u32>,
-    histogram_ids: HashMap<Key, u32>,
+    counters: Table<Counter>,
+    histograms: Table<Histogram>,
 }
 
 static REGISTRY: LazyLock<RwLock<Registry>> = LazyLock::new(Default::default);
@@ -66,22 +93,6 @@ struct Shard {
 struct Padded(Mutex<Shard>);
 
 static SHARDS: ThreadLocal<Padded> = ThreadLocal::new();
-
-fn register<H>(
-    series: &mut Vec<Series<H>>,
-    ids: &mut HashMap<Key, u32>,
-    name: &'static str,
-    labels: Vec<Label>,
-) -> u32 {
-    let key = Key::from_parts(name, labels);
-    *ids.entry(key.clone()).or_insert_with(|| {
-        series.push(Series {
-            key,
-            handle: OnceLock::new(),
-        });
-        u32::try_from(series.len() - 1).expect("fewer than 2^32 series")
-    })
-}
 
 fn registry() -> std::sync::RwLockReadGuard<'static, Registry> {
     REGISTRY.read().unwrap_or_else(PoisonError::into_inner)
@@ -127,20 +138,14 @@ impl LocalCounter {
     pub fn new(name: &'static str, labels: Vec<Label>) -> Self {
         let counter = Self::on_first_use(name, labels);
         if super::installed() {
-            registry().counters[counter.0 as usize].counter();
+            registry().counters.series[counter.0 as usize].counter();
         }
         counter
     }
 
     /// The counter `name` with `labels`, shown from its first update.
     pub fn on_first_use(name: &'static str, labels: Vec<Label>) -> Self {
-        let registry = &mut *registry_mut();
-        Self(register(
-            &mut registry.counters,
-            &mut registry.counter_ids,
-            name,
-            labels,
-        ))
+        Self(registry_mut().counters.register(name, labels))
     }
 
     pub fn increment(self, n: u64) {
@@ -161,17 +166,9 @@ impl LocalHistogram {
     /// The histogram `name` with `labels`, shown from now: the same one
     /// for every caller.
     pub fn new(name: &'static str, labels: Vec<Label>) -> Self {
-        let id = {
-            let registry = &mut *registry_mut();
-            register(
-                &mut registry.histograms,
-                &mut registry.histogram_ids,
-                name,
-                labels,
-            )
-        };
+        let id = registry_mut().histograms.register(name, labels);
         if super::installed() {
-            registry().histograms[id as usize].histogram();
+            registry().histograms.series[id as usize].histogram();
         }
         Self(id)
     }
@@ -188,7 +185,7 @@ impl LocalHistogram {
         let samples = &mut shard.samples[id];
         samples.push(value);
         if samples.len() >= BURST {
-            registry().histograms[id].take(samples);
+            registry().histograms.series[id].take(samples);
         }
     }
 }
@@ -200,14 +197,14 @@ pub fn flush() {
         let registry = registry();
         for (id, count) in shard.counts.iter_mut().enumerate() {
             if *count > 0 {
-                registry.counters[id]
+                registry.counters.series[id]
                     .counter()
                     .increment(std::mem::take(count));
             }
         }
         for (id, samples) in shard.samples.iter_mut().enumerate() {
             if !samples.is_empty() {
-                registry.histograms[id].take(samples);
+                registry.histograms.series[id].take(samples);
             }
         }
     }
@@ -216,13 +213,7 @@ pub fn flush() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The value of the sample line `series` (name and labels as rendered).
-    fn sample(text: &str, series: &str) -> Option<f64> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .map(|value| value.parse().unwrap())
-    }
+    use crate::metrics::tests::sample;
 
     fn label(value: &'static str) -> Vec<Label> {
         vec![Label::new("case", value)]

@@ -280,15 +280,18 @@ mod tests {
         }
     }
 
-    fn lines_formatted<E>(format: E) -> String
+    /// Every level's lines of [`log_everything`], as `fields` and `format`
+    /// write them.
+    fn lines<N, E>(fields: N, format: E) -> String
     where
-        E: for<'w> FormatEvent<tracing_subscriber::Registry, PlainFields> + Send + Sync + 'static,
+        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
+        E: FormatEvent<tracing_subscriber::Registry, N> + Send + Sync + 'static,
     {
         use tracing_subscriber::layer::SubscriberExt as _;
         let buffer = Buffer::default();
         let layer = tracing_subscriber::fmt::layer()
             .with_ansi(false)
-            .fmt_fields(PlainFields)
+            .fmt_fields(fields)
             .event_format(format)
             .with_writer(buffer.clone());
         let subscriber = tracing_subscriber::registry().with(layer);
@@ -298,9 +301,11 @@ mod tests {
 
     #[test]
     fn lines_read_exactly_as_in_the_default_format() {
-        let plain = lines_formatted(PlainLine { timer: Fixed });
-        let default =
-            lines_formatted(tracing_subscriber::fmt::format::Format::default().with_timer(Fixed));
+        let plain = lines(PlainFields, PlainLine { timer: Fixed });
+        let default = lines(
+            PlainFields,
+            tracing_subscriber::fmt::format::Format::default().with_timer(Fixed),
+        );
         assert_eq!(plain, default);
         assert!(
             plain.contains(
@@ -315,28 +320,16 @@ mod tests {
         assert_eq!(plain.lines().count(), 10, "{plain}");
     }
 
-    fn lines_with<N>(fields: N) -> String
-    where
-        N: for<'w> FormatFields<'w> + Send + Sync + 'static,
-    {
-        let buffer = Buffer::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::TRACE)
-            .without_time()
-            .fmt_fields(fields)
-            .with_writer(buffer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, log_everything);
-        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
-    }
-
     #[test]
     fn lines_read_exactly_as_with_the_default_fields() {
-        let plain = lines_with(PlainFields);
+        let format = || tracing_subscriber::fmt::format::Format::default().without_time();
+        let plain = lines(PlainFields, format());
         assert_eq!(
             plain,
-            lines_with(tracing_subscriber::fmt::format::DefaultFields::new())
+            lines(
+                tracing_subscriber::fmt::format::DefaultFields::new(),
+                format()
+            )
         );
         assert!(
             plain.contains(
