@@ -474,6 +474,38 @@ pub struct LimitArgs {
     #[arg(long, env = "MAX_IN_FLIGHT_REQUESTS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight_requests: u32,
 
+    /// Requests one caller (an authenticated principal; without
+    /// authentication, a peer address) may have in flight; more of its
+    /// requests are refused with reason OVERLOADED, so one caller's flood
+    /// leaves room for the others. Default: a quarter of
+    /// MAX_IN_FLIGHT_REQUESTS.
+    #[arg(long, env = "MAX_IN_FLIGHT_PER_CALLER", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight_per_caller: Option<u32>,
+
+    /// Failed authentications a peer address may have per second (and ten
+    /// times as many at once); past that its calls are answered
+    /// RATE_LIMITED without their credentials being checked.
+    #[arg(long, env = "AUTH_FAILURES_PER_SECOND", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub auth_failures_per_second: u32,
+
+    /// Event streams (WatchEvents, SSE) open at once; more are refused with
+    /// RESOURCE_EXHAUSTED (REST 429) reason TOO_MANY_STREAMS.
+    #[arg(long, env = "MAX_WATCH_STREAMS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_watch_streams: u32,
+
+    /// Event streams one caller may have open at once.
+    #[arg(long, env = "MAX_WATCH_STREAMS_PER_CALLER", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_watch_streams_per_caller: u32,
+
+    /// Bytes of events an event stream holds ahead of its subscriber.
+    #[arg(long, env = "WATCH_BUFFER_BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..))]
+    pub watch_buffer_bytes: u32,
+
+    /// Event streams reading stored events (a replay, or a subscriber
+    /// catching up) at once; the others wait their turn.
+    #[arg(long, env = "WATCH_REPLAYS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub watch_replays: u32,
+
     /// HTTP/2 streams a gRPC connection may have open at once.
     #[arg(long, env = "GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     pub grpc_max_concurrent_streams: u32,
@@ -498,7 +530,8 @@ pub struct LimitArgs {
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
     pub header_read_timeout: Duration,
 
-    /// Seconds a REST connection may stay open with no request in flight.
+    /// Seconds a REST connection may stay open with no request in flight,
+    /// and an event stream whose subscriber takes nothing.
     #[arg(long, env = "HTTP_IDLE_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
     pub http_idle_timeout: Duration,
 }
@@ -508,6 +541,11 @@ impl LimitArgs {
         ServerLimits {
             max_connections: self.max_connections as usize,
             max_in_flight: self.max_in_flight_requests as usize,
+            max_in_flight_per_caller: self.max_in_flight_per_caller.map(|n| n as usize),
+            auth_failures: crate::auth::failures::FailureLimit {
+                per_second: std::num::NonZeroU32::new(self.auth_failures_per_second)
+                    .expect("clap checks the range"),
+            },
             max_concurrent_streams: self.grpc_max_concurrent_streams,
             default_deadline: self.grpc_default_timeout,
             keepalive_interval: self.grpc_keepalive_interval,
@@ -626,9 +664,20 @@ pub struct EventSettings {
     pub prune_interval: Duration,
     /// How often an idle event stream sends a heartbeat.
     pub heartbeat: Duration,
-    /// How many messages a live event stream holds for a subscriber that
-    /// reads slower than events are written, before it is ended.
-    pub watch_buffer: usize,
+    /// Bytes of messages an event stream holds ahead of its subscriber
+    /// (`WATCH_BUFFER_BYTES`); past that, it reads on only as the
+    /// subscriber takes them.
+    pub watch_buffer_bytes: usize,
+    /// Event streams open at once, in all and per caller
+    /// (`MAX_WATCH_STREAMS`, `MAX_WATCH_STREAMS_PER_CALLER`).
+    pub max_streams: usize,
+    pub max_streams_per_caller: usize,
+    /// Streams reading stored events at once (`WATCH_REPLAYS`): a stream
+    /// catching up reads a page in its turn.
+    pub replays: usize,
+    /// A stream whose subscriber takes nothing for this long while
+    /// messages wait is ended with its resume token (`HTTP_IDLE_TIMEOUT`).
+    pub stall_timeout: Duration,
 }
 
 impl Default for EventSettings {
@@ -637,7 +686,11 @@ impl Default for EventSettings {
             retention: chrono::Duration::days(730),
             prune_interval: Duration::from_secs(3600),
             heartbeat: Duration::from_secs(15),
-            watch_buffer: 1024,
+            watch_buffer_bytes: 64 * 1024,
+            max_streams: 1000,
+            max_streams_per_caller: 16,
+            replays: 4,
+            stall_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -661,6 +714,11 @@ impl Settings {
             health_check_interval: Duration::from_secs(5),
             events: EventSettings {
                 retention: chrono::Duration::days(serve.event_retention_days.into()),
+                watch_buffer_bytes: serve.limits.watch_buffer_bytes as usize,
+                max_streams: serve.limits.max_watch_streams as usize,
+                max_streams_per_caller: serve.limits.max_watch_streams_per_caller as usize,
+                replays: serve.limits.watch_replays as usize,
+                stall_timeout: serve.limits.http_idle_timeout,
                 ..EventSettings::default()
             },
             metrics: MetricsSettings {

@@ -42,6 +42,8 @@ pub const BOOKINGS_CANCELLED: &str = "vehicle_allocation_bookings_cancelled_tota
 pub const REFUSALS: &str = "vehicle_allocation_refusals_total";
 pub const HEALTH: &str = "vehicle_allocation_health_status";
 pub const BUILD_INFO: &str = "vehicle_allocation_build_info";
+pub const IN_FLIGHT: &str = "vehicle_allocation_requests_in_flight";
+pub const STREAMS_OPEN: &str = "vehicle_allocation_event_streams_open";
 
 /// Upper bounds of the latency buckets, in seconds: from a cached read
 /// (tens of microseconds) to a call near its deadline.
@@ -185,6 +187,46 @@ fn describe() {
         "1 while a service reports SERVING on grpc.health.v1, 0 otherwise; \"server\" is the whole server."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version is in the label.");
+    describe_gauge!(
+        IN_FLIGHT,
+        "Requests being handled, against MAX_IN_FLIGHT_REQUESTS (health and reflection not counted)."
+    );
+    describe_gauge!(
+        STREAMS_OPEN,
+        "Event streams (WatchEvents and SSE) open, against MAX_WATCH_STREAMS."
+    );
+}
+
+/// The gauge of requests in flight.
+pub fn requests_in_flight() -> metrics::Gauge {
+    gauge!(IN_FLIGHT)
+}
+
+/// The gauge of open event streams.
+pub fn event_streams_open() -> metrics::Gauge {
+    gauge!(STREAMS_OPEN)
+}
+
+/// `held` counted in a gauge while it lives.
+pub struct Gauged<T> {
+    _held: T,
+    gauge: metrics::Gauge,
+}
+
+impl<T> Gauged<T> {
+    pub fn new(held: T, gauge: &metrics::Gauge) -> Self {
+        gauge.increment(1.0);
+        Self {
+            _held: held,
+            gauge: gauge.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Gauged<T> {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
+    }
 }
 
 /// One REST request: `route` is the matched template.

@@ -101,7 +101,7 @@ catalogue! {
     VEHICLE_RETIRED: FailedPrecondition, "The vehicle is retired.";
     VEHICLE_HAS_NO_DRIVER: FailedPrecondition, "Nobody drives the vehicle that day; assign a driver first.";
     VEHICLE_BLOCK_IS_HISTORY: FailedPrecondition, "The block has ended: it is read-only.";
-    WATCH_TOO_SLOW: Aborted, "The event stream's subscriber fell a whole buffer behind and was ended; resume with metadata.resume_token.";
+    WATCH_TOO_SLOW: Aborted, "The event stream's subscriber took nothing for HTTP_IDLE_TIMEOUT while messages waited, and the stream was ended; resume with metadata.resume_token.";
     // Who may call.
     CREDENTIALS_MISSING: Unauthenticated, "No bearer token, API key or client certificate.";
     TOKEN_EXPIRED: Unauthenticated, "The bearer token has expired.";
@@ -109,8 +109,9 @@ catalogue! {
     API_KEY_INVALID: Unauthenticated, "The API key is not known.";
     NOT_OWNER: PermissionDenied, "An employee acting on a booking that is not theirs.";
     ROLE_REQUIRED: PermissionDenied, "The caller's roles do not allow this call; metadata.roles names those that would.";
-    RATE_LIMITED: ResourceExhausted, "Too many requests from this caller; Retry-After says when to come back.";
-    OVERLOADED: ResourceExhausted (503), "The server holds as many requests as it takes at once (MAX_IN_FLIGHT_REQUESTS); retry after a short, random pause.";
+    RATE_LIMITED: ResourceExhausted, "Too many requests, or failed authentications, from this caller; Retry-After says when to come back.";
+    OVERLOADED: ResourceExhausted (503), "The server holds as many requests as it takes at once (MAX_IN_FLIGHT_REQUESTS), or as many of this caller's as one caller may (MAX_IN_FLIGHT_PER_CALLER); retry after a short, random pause.";
+    TOO_MANY_STREAMS: ResourceExhausted, "The caller has as many event streams open as one caller may (MAX_WATCH_STREAMS_PER_CALLER), or the server as many as it takes (MAX_WATCH_STREAMS); close one, or retry after the delay in RetryInfo.";
     // The service itself.
     STORE_UNAVAILABLE: Unavailable, "The service cannot reach its store; retry later.";
     UPSTREAM_UNAVAILABLE: Unavailable, "The gateway cannot reach the gRPC service; retry later.";

@@ -37,6 +37,11 @@ pub struct ServerLimits {
     /// Requests being handled at once, over both listeners; more are shed
     /// with RESOURCE_EXHAUSTED (`MAX_IN_FLIGHT_REQUESTS`).
     pub max_in_flight: usize,
+    /// Requests one caller may have in flight (`MAX_IN_FLIGHT_PER_CALLER`);
+    /// `None`: a quarter of `max_in_flight`.
+    pub max_in_flight_per_caller: Option<usize>,
+    /// Failed authentications a peer may have (`AUTH_FAILURES_PER_SECOND`).
+    pub auth_failures: crate::auth::failures::FailureLimit,
     /// HTTP/2 streams per gRPC connection (`GRPC_MAX_CONCURRENT_STREAMS`).
     pub max_concurrent_streams: u32,
     /// The deadline of a gRPC call whose caller sets none, and the longest
@@ -61,6 +66,8 @@ impl Default for ServerLimits {
         Self {
             max_connections: 1000,
             max_in_flight: 1000,
+            max_in_flight_per_caller: None,
+            auth_failures: crate::auth::failures::FailureLimit::default(),
             max_concurrent_streams: 128,
             default_deadline: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(60),
@@ -68,6 +75,15 @@ impl Default for ServerLimits {
             header_timeout: Duration::from_secs(10),
             http_idle_timeout: Duration::from_secs(60),
         }
+    }
+}
+
+impl ServerLimits {
+    /// Requests one caller may have in flight.
+    pub fn max_in_flight_per_caller(&self) -> usize {
+        self.max_in_flight_per_caller
+            .unwrap_or(self.max_in_flight / 4)
+            .clamp(1, self.max_in_flight.max(1))
     }
 }
 
@@ -79,6 +95,10 @@ pub const MAX_HEADERS: usize = 100;
 
 /// Connections beyond `MAX_CONNECTIONS` that loopback peers may open.
 pub const LOOPBACK_RESERVE: usize = 8;
+
+/// How long a REST response the client does not read may hold shutdown
+/// up: an event stream's last heartbeat, say, to a reader that stalled.
+pub const STOP_WRITE_GRACE: Duration = Duration::from_secs(2);
 
 /// The HTTP/2 client preface every gRPC connection starts with.
 const PREFACE_BYTES: u64 = 24;
@@ -244,6 +264,8 @@ pub struct Guarded<IO> {
     timer: Pin<Box<Sleep>>,
     stop: Pin<Box<dyn Future<Output = ()> + Send>>,
     stopping: bool,
+    /// When a write waiting for the client saw shutdown begin.
+    stopped_at: Option<Instant>,
     /// Whether a write is waiting for the client to read, and when a write
     /// last made progress.
     writing: bool,
@@ -266,6 +288,7 @@ impl<IO> Guarded<IO> {
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             stop: Box::pin(stopped(stopping)),
             stopping: false,
+            stopped_at: None,
             writing: false,
             last_write: Instant::now(),
         }
@@ -294,10 +317,17 @@ impl<IO> Guarded<IO> {
         }
     }
 
-    /// A response the client has not read for the idle timeout.
+    /// A response the client has not read for the idle timeout, or, once
+    /// shutdown has begun, for [`STOP_WRITE_GRACE`].
     fn write_stalled_at(&self) -> Option<Instant> {
         match self.silence {
-            Silence::Idle { after, .. } if self.writing => Some(self.last_write + after),
+            Silence::Idle { after, .. } if self.writing => {
+                let idle = self.last_write + after;
+                Some(match self.stopped_at {
+                    Some(at) => idle.min(at.max(self.last_write) + STOP_WRITE_GRACE),
+                    None => idle,
+                })
+            }
             _ => None,
         }
     }
@@ -321,6 +351,11 @@ impl<IO> Guarded<IO> {
                 if !self.writing {
                     self.writing = true;
                     self.last_write = Instant::now();
+                }
+                // Woken when shutdown begins, to cut the wait short.
+                if !self.stopping && self.stop.as_mut().poll(cx).is_ready() {
+                    self.stopping = true;
+                    self.stopped_at = Some(Instant::now());
                 }
                 if let Some(at) = self.write_stalled_at()
                     && let Poll::Ready(Err(error)) = self.poll_timer(cx, at)
@@ -365,6 +400,7 @@ impl<IO: AsyncRead + Unpin> AsyncRead for Guarded<IO> {
         };
         if !this.stopping && this.stop.as_mut().poll(cx).is_ready() {
             this.stopping = true;
+            this.stopped_at = Some(Instant::now());
         }
         if this.stopping {
             return Poll::Ready(Err(io::Error::new(
@@ -546,6 +582,12 @@ pub async fn serve_http(
         };
         let (builder, router, watcher) = (builder.clone(), router.clone(), graceful.watcher());
         let (tls, stopping) = (tls.clone(), stopping.clone());
+        // Who the gRPC edge counts an anonymous REST caller's share and
+        // failed credentials against.
+        let client = tcp
+            .peer_addr()
+            .ok()
+            .map(|peer| crate::auth::ClientAddr(peer.ip().to_canonical()));
         tokio::spawn(async move {
             let state = Arc::new(ConnectionState::new());
             let timeout = limits.header_timeout;
@@ -568,6 +610,9 @@ pub async fn serve_http(
                             if let Some(certificate) = &certificate {
                                 request.extensions_mut().insert(certificate.clone());
                             }
+                            if let Some(client) = client {
+                                request.extensions_mut().insert(client);
+                            }
                             request
                         },
                     );
@@ -578,7 +623,16 @@ pub async fn serve_http(
                     let _ = watcher.watch(connection.into_owned()).await;
                 }
                 None => {
-                    let service = TowerToHyperService::new(Tracked::new(router, &state, timeout));
+                    let service = tower::ServiceExt::map_request(
+                        router,
+                        move |mut request: Request<axum::body::Body>| {
+                            if let Some(client) = client {
+                                request.extensions_mut().insert(client);
+                            }
+                            request
+                        },
+                    );
+                    let service = TowerToHyperService::new(Tracked::new(service, &state, timeout));
                     let io = Guarded::new(tcp, slot, state, silence, stopping);
                     let connection = builder.serve_connection(TokioIo::new(io), service);
                     let _ = watcher.watch(connection.into_owned()).await;

@@ -36,6 +36,8 @@ use crate::config::LogFormat;
 mod batch;
 mod line_time;
 mod plain;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// The most a batch of lines holds, and so one write to stderr.
 const BATCH_BYTES: usize = 32 * 1024;

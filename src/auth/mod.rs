@@ -2,6 +2,7 @@
 //! certificates, turned into a [`Principal`] at the edge of the gRPC server.
 //! What that principal may do is decided in [`crate::domain::access`].
 
+pub mod failures;
 pub mod jwt;
 pub mod keys;
 pub mod rate;
@@ -70,6 +71,13 @@ impl AuthError {
 /// in-process gRPC call (gRPC connections carry theirs in the connection).
 #[derive(Debug, Clone)]
 pub struct PeerCertificate(pub CertificateDer<'static>);
+
+/// The address of a REST caller, as the REST listener passes it on to the
+/// in-process gRPC call (gRPC connections carry theirs in the connection):
+/// what an anonymous caller's share and failed credentials are counted
+/// against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
 
 /// Turns credentials into principals.
 pub struct Authenticator {
@@ -161,7 +169,7 @@ impl Authenticator {
         headers: &http::HeaderMap,
         certificate: Option<&CertificateDer<'_>>,
         now: DateTime<Utc>,
-    ) -> Result<Arc<Principal>, AuthError> {
+    ) -> Result<Arc<Principal>, Refusal> {
         if self.open {
             static ANONYMOUS: std::sync::OnceLock<Arc<Principal>> = std::sync::OnceLock::new();
             return Ok(Arc::clone(
@@ -177,32 +185,24 @@ impl Authenticator {
                     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
                 })
                 .filter(|token| !token.is_empty())
-                .ok_or(AuthError::TokenInvalid)?;
+                .ok_or_else(|| Refusal::new(AuthError::TokenInvalid, "not a bearer token"))?;
             let Some(jwt) = &self.jwt else {
-                tracing::info!(
-                    request_id = crate::telemetry::request_id(),
-                    "refused a bearer token: no token verification is configured"
-                );
-                return Err(AuthError::TokenInvalid);
+                return Err(Refusal::new(
+                    AuthError::TokenInvalid,
+                    "no token verification is configured",
+                ));
             };
             return match jwt.verify(token, now).await {
                 Ok(principal) => Ok(principal),
-                Err(TokenError::Expired) => Err(AuthError::TokenExpired),
-                Err(TokenError::Invalid(why)) => {
-                    tracing::info!(
-                        why,
-                        request_id = crate::telemetry::request_id(),
-                        "refused a bearer token"
-                    );
-                    Err(AuthError::TokenInvalid)
-                }
+                Err(TokenError::Expired) => Err(Refusal::new(AuthError::TokenExpired, "expired")),
+                Err(TokenError::Invalid(why)) => Err(Refusal::new(AuthError::TokenInvalid, why)),
             };
         }
         if let Some(value) = headers.get(API_KEY_HEADER) {
             let keys = Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()));
             return match keys.find(value.as_bytes()) {
                 Some(key) => Ok(Arc::clone(&key.principal)),
-                None => Err(AuthError::ApiKeyInvalid),
+                None => Err(Refusal::new(AuthError::ApiKeyInvalid, "unknown API key")),
             };
         }
         if self.certificates
@@ -217,6 +217,25 @@ impl Authenticator {
                 roles,
             )));
         }
-        Err(AuthError::CredentialsMissing)
+        Err(Refusal::new(
+            AuthError::CredentialsMissing,
+            "no credentials",
+        ))
+    }
+}
+
+/// A refused call: what the caller is told, and, for the log only, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub error: AuthError,
+    pub why: std::borrow::Cow<'static, str>,
+}
+
+impl Refusal {
+    fn new(error: AuthError, why: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        Self {
+            error,
+            why: why.into(),
+        }
     }
 }

@@ -2,10 +2,11 @@
 //! id, and by when it must be answered. Built once at the edge of the gRPC
 //! server and passed down.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::access::Principal;
+use super::access::{Principal, PrincipalKind};
 use super::event::{Actor, Origin};
 
 #[derive(Debug, Clone)]
@@ -15,9 +16,36 @@ pub struct RequestContext {
     /// When the call is cut off: the caller's `grpc-timeout`, or
     /// `GRPC_DEFAULT_TIMEOUT` when that is sooner or the caller set none.
     pub deadline: Instant,
+    /// The address the call came from: the connection's peer, or for the
+    /// REST gateway in process, its caller's. Unknown for a remote
+    /// gateway's callers, who all arrive from the gateway.
+    pub peer: Option<IpAddr>,
+}
+
+/// Whom a caller's share of the service is counted against: the
+/// authenticated principal (by kind, so that a token's `sub` never shares
+/// with an API key of the same name), or, for the anonymous caller of a
+/// service without authentication, the peer's address.
+pub fn caller_key(principal: &Principal, peer: Option<IpAddr>) -> String {
+    match (principal.kind, peer) {
+        (PrincipalKind::Anonymous, Some(peer)) => format!("peer:{peer}"),
+        (kind, _) => {
+            let kind = kind.as_str();
+            let mut key = String::with_capacity(kind.len() + 1 + principal.id.len());
+            key.push_str(kind);
+            key.push(':');
+            key.push_str(&principal.id);
+            key
+        }
+    }
 }
 
 impl RequestContext {
+    /// See [`caller_key`].
+    pub fn caller_key(&self) -> String {
+        caller_key(&self.principal, self.peer)
+    }
+
     /// Who asks and in which request, as the events of its writes record.
     pub fn origin(&self) -> Origin {
         let actor = Actor {
@@ -30,5 +58,29 @@ impl RequestContext {
                 .collect(),
         };
         Origin::new(actor, self.request_id.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::access::Role;
+
+    #[test]
+    fn callers_are_principals_by_kind_or_anonymous_peers() {
+        let peer = Some(IpAddr::from([127, 0, 0, 2]));
+        let key = Principal::new("svc", PrincipalKind::ApiKey, [Role::Auditor]);
+        let token = Principal::new("svc", PrincipalKind::Token, []);
+        assert_eq!(caller_key(&key, peer), "api_key:svc");
+        assert_ne!(caller_key(&key, peer), caller_key(&token, peer));
+        assert_eq!(caller_key(&Principal::anonymous(), peer), "peer:127.0.0.2");
+        assert_ne!(
+            caller_key(&Principal::anonymous(), peer),
+            caller_key(&Principal::anonymous(), Some(IpAddr::from([127, 0, 0, 1])))
+        );
+        assert_eq!(
+            caller_key(&Principal::anonymous(), None),
+            "anonymous:anonymous"
+        );
     }
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument as _;
 
 use super::error::ApiError;
-use crate::auth::{API_KEY_HEADER, PeerCertificate};
+use crate::auth::{API_KEY_HEADER, ClientAddr, PeerCertificate};
 use crate::grpc::edge::RELAYED_HEADER;
 use crate::grpc::{REQUEST_ID_HEADER, is_usable_request_id, new_request_id};
 use crate::reasons;
@@ -24,6 +24,7 @@ pub struct RequestId {
     authorization: Option<HeaderValue>,
     api_key: Option<HeaderValue>,
     certificate: Option<PeerCertificate>,
+    client: Option<ClientAddr>,
 }
 
 impl RequestId {
@@ -56,6 +57,9 @@ impl RequestId {
         if let Some(certificate) = &self.certificate {
             request.extensions_mut().insert(certificate.clone());
         }
+        if let Some(client) = self.client {
+            request.extensions_mut().insert(client);
+        }
         request
     }
 }
@@ -83,6 +87,7 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
         authorization: request.headers().get(header::AUTHORIZATION).cloned(),
         api_key: request.headers().get(API_KEY_HEADER).cloned(),
         certificate: request.extensions().get::<PeerCertificate>().cloned(),
+        client: request.extensions().get::<ClientAddr>().copied(),
     };
     request.extensions_mut().insert(forwarded);
     let started = Instant::now();

@@ -17,15 +17,16 @@ use std::time::{Duration, Instant};
 use http::{HeaderName, Request, Response};
 use tonic::Code;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
-use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 use tracing::Instrument as _;
 
-use super::status::ERROR_DOMAIN;
+use super::shares::{CallerSlots, NoSlot};
+use crate::auth::failures::AuthFailures;
 use crate::auth::rate::RateLimiter;
-use crate::auth::{AuthError, Authenticator, PeerCertificate};
+use crate::auth::{AuthError, Authenticator, ClientAddr, PeerCertificate};
 use crate::clock::Clock;
-use crate::domain::context::RequestContext;
+use crate::domain::context::{RequestContext, caller_key};
+use crate::metrics::Gauged;
 use crate::reasons;
 
 /// The header that carries a request's id across services.
@@ -66,9 +67,14 @@ pub fn is_usable_request_id(value: &http::HeaderValue) -> bool {
 pub struct EdgeLayer {
     auth: Arc<Authenticator>,
     limiter: Option<Arc<RateLimiter>>,
+    failures: Arc<AuthFailures>,
     clock: Arc<dyn Clock>,
     /// One permit per request being handled; none left means shed.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// Each caller's share of those permits.
+    shares: Arc<CallerSlots>,
+    /// Requests holding a permit, for `/metrics`.
+    in_flight_gauge: metrics::Gauge,
     default_deadline: Duration,
 }
 
@@ -82,8 +88,11 @@ impl EdgeLayer {
         Self {
             auth,
             limiter,
+            failures: Arc::new(AuthFailures::new(limits.auth_failures)),
             clock,
             in_flight: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
+            shares: CallerSlots::new(limits.max_in_flight_per_caller(), limits.max_in_flight),
+            in_flight_gauge: crate::metrics::requests_in_flight(),
             default_deadline: limits.default_deadline,
         }
     }
@@ -172,28 +181,38 @@ where
                     let open = is_open(request.uri().path());
                     // Health and reflection are never shed: health must
                     // answer truthfully under load.
-                    let _permit = if open {
+                    let _hold = if open {
                         None
                     } else {
                         match Arc::clone(&layer.in_flight).try_acquire_owned() {
-                            Ok(permit) => Some(permit),
-                            Err(_) => return Ok(overloaded()),
+                            Ok(permit) => Some(Gauged::new(permit, &layer.in_flight_gauge)),
+                            Err(_) => return Ok(overloaded(OVERLOADED_MESSAGE)),
                         }
                     };
+                    let peer = peer_ip(&request);
                     let principal = if open {
                         None
                     } else {
                         let certificate = peer_certificate(&request);
                         let now = layer.clock.now();
+                        // A peer that failed too often is not checked again
+                        // until its bucket refills.
+                        if let Some(wait) = layer.failures.blocked(peer, now) {
+                            return Ok(rate_limited(wait));
+                        }
                         match layer
                             .auth
                             .authenticate(request.headers(), certificate.as_ref(), now)
                             .await
                         {
                             Ok(principal) => Some(principal),
-                            Err(error) => return Ok(refusal(&error)),
+                            Err(refused) => {
+                                layer.failures.failed(peer, &refused, now);
+                                return Ok(refusal(&refused.error));
+                            }
                         }
                     };
+                    let mut _share = None;
                     if let Some(principal) = principal {
                         if logging {
                             if spanned {
@@ -206,21 +225,25 @@ where
                             }
                             caller = Some(Arc::clone(&principal));
                         }
-                        // Keyed by kind too: a token's `sub` must not drain
-                        // the bucket of an API key with the same name.
+                        let key = caller_key(&principal, peer);
                         if let Some(limiter) = &layer.limiter
-                            && let Err(wait) = limiter.check(&format!(
-                                "{}:{}",
-                                principal.kind.as_str(),
-                                principal.id
-                            ))
+                            && let Err(wait) = limiter.check(&key)
                         {
                             return Ok(rate_limited(wait));
+                        }
+                        // No caller holds more than its share, so one
+                        // caller's flood leaves room for everyone else.
+                        match layer.shares.take(key) {
+                            Ok(share) => _share = Some(share),
+                            Err(NoSlot::Caller) => return Ok(overloaded(CALLER_SHARE_MESSAGE)),
+                            // Counted with the permits: not reached.
+                            Err(NoSlot::Total) => return Ok(overloaded(OVERLOADED_MESSAGE)),
                         }
                         request.extensions_mut().insert(RequestContext {
                             principal,
                             request_id: Arc::clone(&request_id),
                             deadline,
+                            peer,
                         });
                     }
                     // From when the call arrived, not from after
@@ -281,6 +304,25 @@ fn peer_certificate<B>(request: &Request<B>) -> Option<rustls::pki_types::Certif
         .extensions()
         .get::<PeerCertificate>()
         .map(|cert| cert.0.clone())
+}
+
+/// The address the call came from: the gRPC connection's peer, or the REST
+/// caller's, passed on by the gateway in process. A remote gateway's
+/// callers all come from the gateway's address.
+fn peer_ip<B>(request: &Request<B>) -> Option<std::net::IpAddr> {
+    let extensions = request.extensions();
+    let remote = extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        });
+    match remote {
+        Some(addr) => Some(addr.ip().to_canonical()),
+        None => extensions.get::<ClientAddr>().map(|client| client.0),
+    }
 }
 
 /// The caller's `grpc-timeout` ("100m", "5S"...), if any.
@@ -347,39 +389,22 @@ fn refusal<RB: Default>(error: &AuthError) -> Response<RB> {
 
 /// RESOURCE_EXHAUSTED with a `RetryInfo` saying when to come back.
 fn rate_limited<RB: Default>(wait: Duration) -> Response<RB> {
-    crate::metrics::refusal(reasons::RATE_LIMITED.name);
-    let mut details = ErrorDetails::with_error_info(
-        reasons::RATE_LIMITED.name,
-        ERROR_DOMAIN,
-        std::collections::HashMap::from([(
-            "retry_after_seconds".to_owned(),
-            retry_after_seconds(wait).to_string(),
-        )]),
-    );
-    details.set_retry_info(Some(wait));
-    tonic::Status::with_error_details(
-        reasons::RATE_LIMITED.code,
+    super::status::with_retry(
+        reasons::RATE_LIMITED,
         "too many requests from this caller; retry after the delay in RetryInfo",
-        details,
+        wait,
     )
     .into_http::<RB>()
 }
 
-/// RESOURCE_EXHAUSTED (OVERLOADED): every in-flight slot is taken.
-fn overloaded<RB: Default>() -> Response<RB> {
-    crate::metrics::refusal(reasons::OVERLOADED.name);
-    let mut details = ErrorDetails::with_error_info(
-        reasons::OVERLOADED.name,
-        ERROR_DOMAIN,
-        std::collections::HashMap::new(),
-    );
-    details.set_retry_info(Some(Duration::from_secs(1)));
-    tonic::Status::with_error_details(
-        reasons::OVERLOADED.code,
-        "the server is handling as many requests as it takes at once; retry after a short, random pause",
-        details,
-    )
-    .into_http::<RB>()
+const OVERLOADED_MESSAGE: &str = "the server is handling as many requests as it takes at once; retry after a short, random pause";
+const CALLER_SHARE_MESSAGE: &str = "this caller has as many requests in flight as one caller may (MAX_IN_FLIGHT_PER_CALLER); retry after a short, random pause";
+
+/// RESOURCE_EXHAUSTED (OVERLOADED): every in-flight slot is taken, or the
+/// caller's share of them.
+fn overloaded<RB: Default>(message: &'static str) -> Response<RB> {
+    super::status::with_retry(reasons::OVERLOADED, message, Duration::from_secs(1))
+        .into_http::<RB>()
 }
 
 /// DEADLINE_EXCEEDED (TIMEOUT) after `budget`.

@@ -9,6 +9,8 @@ pub mod events;
 mod fleet;
 mod mask;
 pub mod metered;
+mod outbox;
+pub mod shares;
 pub mod status;
 
 use std::sync::Arc;

@@ -264,6 +264,22 @@ pub fn with_reason_metadata(reason: Reason, message: &str, metadata: &[(&str, &s
     )
 }
 
+/// A status for `reason` whose `RetryInfo` says when to come back; its
+/// `ErrorInfo` says the same in whole seconds (`retry_after_seconds`).
+pub fn with_retry(reason: Reason, message: &str, wait: std::time::Duration) -> Status {
+    crate::metrics::refusal(reason.name);
+    let mut details = ErrorDetails::with_error_info(
+        reason.name,
+        ERROR_DOMAIN,
+        HashMap::from([(
+            "retry_after_seconds".to_owned(),
+            super::edge::retry_after_seconds(wait).to_string(),
+        )]),
+    );
+    details.set_retry_info(Some(wait));
+    Status::with_error_details(reason.code, message, details)
+}
+
 pub use crate::storage::error_chain;
 
 #[cfg(test)]

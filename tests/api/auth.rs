@@ -929,6 +929,49 @@ async fn the_rate_limit_answers_resource_exhausted_and_429_with_retry_after() {
 }
 
 #[tokio::test]
+async fn a_peer_that_keeps_failing_authentication_waits_unchecked_and_others_do_not() {
+    let app = spawn_app_with(AppOptions {
+        auth: hs256_auth(),
+        limits: vehicle_allocation::server::ServerLimits {
+            auth_failures: vehicle_allocation::auth::failures::FailureLimit {
+                per_second: std::num::NonZeroU32::new(1).unwrap(),
+            },
+            ..Default::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let good = Cred::Bearer(token(&app.employee(ME), &[Role::Employee], app.clock_now()));
+    let bad = Cred::Bearer("not-a-token".into());
+    // A burst of ten, and the failure that empties the bucket.
+    for _ in 0..11 {
+        let status = app.list_vehicles_as(&bad).await.unwrap_err();
+        assert_status(&status, Code::Unauthenticated, "TOKEN_INVALID");
+    }
+    // Now even good credentials from that peer wait, unchecked.
+    let status = app.list_vehicles_as(&good).await.unwrap_err();
+    let details = assert_status(&status, Code::ResourceExhausted, "RATE_LIMITED");
+    let delay = details.retry_info().unwrap().retry_delay.unwrap();
+    assert!(delay <= Duration::from_secs(1), "{delay:?}");
+    let response = good
+        .rest(app.http.get(app.url("/api/vehicles")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429, "the same peer over REST");
+    // Another peer is not held back by it.
+    let other = app.channel_from([127, 0, 0, 2].into()).await;
+    v1::fleet_service_client::FleetServiceClient::new(other)
+        .list_vehicles(good.grpc(ListVehiclesRequest::default()))
+        .await
+        .expect("another peer is checked as usual");
+    app.clock.advance(chrono::Duration::seconds(1));
+    app.list_vehicles_as(&good)
+        .await
+        .expect("checked again once a failure is allowed again");
+}
+
+#[tokio::test]
 async fn without_authentication_a_non_loopback_listener_is_refused_unless_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let settings = |allow: bool| {
@@ -989,7 +1032,7 @@ async fn log_lines_carry_the_principal_and_never_the_credential() {
     app.fleet.clone().list_vehicles(refused).await.unwrap_err();
     let tagged = logged_lines_with("request_id=log-probe-refused-4417");
     assert!(
-        tagged.iter().any(|l| l.contains("refused a bearer token")),
+        tagged.iter().any(|l| l.contains("refused credentials")),
         "{tagged:#?}"
     );
     assert!(

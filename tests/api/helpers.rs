@@ -305,6 +305,17 @@ impl TestApp {
         self.grpc_addr
     }
 
+    /// A gRPC connection from another loopback address (say 127.0.0.2):
+    /// another peer, for what is counted per peer.
+    pub async fn channel_from(&self, local: std::net::IpAddr) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.grpc_addr))
+            .unwrap()
+            .local_address(Some(local))
+            .connect()
+            .await
+            .unwrap()
+    }
+
     /// The address of the REST gateway.
     pub fn http_addr(&self) -> std::net::SocketAddr {
         let host = self

@@ -543,6 +543,55 @@ async fn requests_beyond_the_in_flight_limit_are_shed_and_health_still_answers()
 }
 
 #[tokio::test]
+async fn a_caller_beyond_its_share_is_shed_and_other_callers_are_served() {
+    let app = spawn_app_with(limited(|l| {
+        l.max_in_flight = 4;
+        l.max_in_flight_per_caller = Some(2);
+    }))
+    .await;
+    let created = app.book(0, 0, 1).await.unwrap();
+    let gate = app.faults.hold_reads();
+    // Another peer, without authentication: counted by its address.
+    let flood = app.channel_from([127, 0, 0, 2].into()).await;
+    let (done, mut answers) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..4 {
+        let mut client = v1::allocation_service_client::AllocationServiceClient::new(flood.clone());
+        let (id, done) = (created.id.clone(), done.clone());
+        tokio::spawn(async move {
+            let _ = done.send(client.get_allocation(GetAllocationRequest { id }).await);
+        });
+    }
+    // Two are held in the store; the two beyond the caller's share are
+    // answered at once.
+    for _ in 0..2 {
+        let answer = tokio::time::timeout(Duration::from_secs(10), answers.recv())
+            .await
+            .expect("calls beyond the caller's share are refused, not held")
+            .unwrap();
+        let status = answer.unwrap_err();
+        let details = assert_status(&status, Code::ResourceExhausted, "OVERLOADED");
+        assert!(details.retry_info().is_some());
+        assert!(
+            status.message().contains("MAX_IN_FLIGHT_PER_CALLER"),
+            "{status:?}"
+        );
+    }
+    // The server still has room for everyone else, over gRPC and REST.
+    app.book(1, 1, 1).await.expect("another caller is served");
+    let response = app.get("/api/vehicles?page_size=1").await;
+    assert_eq!(response.status(), 200);
+
+    gate.release.notify_waiters();
+    for _ in 0..2 {
+        answers
+            .recv()
+            .await
+            .unwrap()
+            .expect("the held calls finish");
+    }
+}
+
+#[tokio::test]
 async fn a_call_runs_at_most_its_deadline() {
     let app = spawn_app_with(limited(|l| l.default_deadline = Duration::from_millis(300))).await;
     let created = app.book(0, 0, 1).await.unwrap();

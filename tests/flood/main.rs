@@ -33,12 +33,22 @@ fn limits() -> ServerLimits {
 
 /// This process's resident memory, in MiB.
 fn rss_mib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     status
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb / 1024)
+        .map(|kb| kb / 1024)
+        .expect("VmRSS in /proc/self/status")
+}
+
+/// The sum of a metric's series in a scrape.
+fn total(scrape: &str, name: &str, label: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|line| line.starts_with(name) && line.contains(label))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 const CONNECTIONS: usize = 20;
@@ -72,11 +82,13 @@ async fn a_flood_of_unread_streams_leaves_other_callers_served() {
     let rss_before = rss_mib();
 
     // Stream windows of 0: the server can send headers but no data, so
-    // every call it answers stays open, its response held.
+    // every call it answers stays open, its response held. From a peer of
+    // its own: one caller, whose share of the server is limited.
     let mut flood = Vec::new();
     for _ in 0..CONNECTIONS {
         let channel = Endpoint::from_shared(format!("http://{}", app.channel_addr()))
             .unwrap()
+            .local_address(Some([127, 0, 0, 2].into()))
             .initial_stream_window_size(Some(0))
             .connect()
             .await
@@ -93,8 +105,19 @@ async fn a_flood_of_unread_streams_leaves_other_callers_served() {
             }));
         }
     }
-    // Let the flood take every stream it can.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The flood has settled once the server has started every call the
+    // connections' streams allow and handles none of them any more (each
+    // answered, its response held, or refused beyond the caller's share).
+    let streams = CONNECTIONS as f64 * f64::from(limits().max_concurrent_streams);
+    loop {
+        let scrape = app.get("/metrics").await.text().await.unwrap();
+        let started = total(&scrape, "grpc_server_started_total", "ListVehicles");
+        let in_flight = total(&scrape, "vehicle_allocation_requests_in_flight", "");
+        if started >= streams && in_flight == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let mut health = HealthClient::new(app.channel.clone());
     let mut latencies = Vec::new();

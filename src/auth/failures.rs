@@ -1,0 +1,228 @@
+//! Failed authentications, per peer address. Each failure takes a token of
+//! the peer's bucket (`AUTH_FAILURES_PER_SECOND`, a burst of ten times
+//! that); a peer whose bucket is empty is answered RATE_LIMITED without its
+//! credentials being checked at all, so that guessing keys or replaying
+//! bad tokens costs it time and the service no signature checks.
+//!
+//! The refusals are logged at most [`LINES_PER_SECOND`] per peer; the next
+//! line a peer gets says how many were left out, so a flood of bad
+//! credentials costs the disk a few lines a second, not one per call.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Refusal;
+
+/// Log lines of refused credentials per peer and second.
+pub const LINES_PER_SECOND: u32 = 5;
+
+/// Peers remembered at most; past that, those neither blocked nor seen in
+/// the last second are forgotten.
+const MAX_PEERS: usize = 10_000;
+
+/// Failed authentications a peer may have per second (and ten times that
+/// at once) before it is refused unchecked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailureLimit {
+    pub per_second: NonZeroU32,
+}
+
+impl Default for FailureLimit {
+    fn default() -> Self {
+        Self {
+            per_second: NonZeroU32::new(10).expect("not zero"),
+        }
+    }
+}
+
+impl FailureLimit {
+    fn burst(self) -> f64 {
+        f64::from(self.per_second.get()) * 10.0
+    }
+}
+
+/// One peer's bucket and log budget.
+#[derive(Debug)]
+struct Peer {
+    tokens: f64,
+    refilled: DateTime<Utc>,
+    blocked_until: Option<DateTime<Utc>>,
+    /// The second the log budget is counted in, lines logged in it, and
+    /// refusals not logged since the last line.
+    second: i64,
+    lines: u32,
+    suppressed: u64,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct AuthFailures {
+    limit: FailureLimit,
+    peers: Mutex<HashMap<Option<IpAddr>, Peer>>,
+    /// Peers blocked now or lately: while 0, a call need not look.
+    blocked: AtomicUsize,
+}
+
+impl AuthFailures {
+    pub fn new(limit: FailureLimit) -> Self {
+        Self {
+            limit,
+            peers: Mutex::new(HashMap::new()),
+            blocked: AtomicUsize::new(0),
+        }
+    }
+
+    /// How long `peer` must wait before its credentials are checked again;
+    /// `None` when they may be checked now.
+    pub fn blocked(&self, peer: Option<IpAddr>, now: DateTime<Utc>) -> Option<Duration> {
+        if self.blocked.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        let record = peers.get_mut(&peer)?;
+        let until = record.blocked_until?;
+        if until > now {
+            return (until - now).to_std().ok();
+        }
+        record.blocked_until = None;
+        self.blocked.fetch_sub(1, Ordering::AcqRel);
+        None
+    }
+
+    /// Counts `refusal` against `peer`, and logs it unless the peer has had
+    /// its lines this second.
+    pub fn failed(&self, peer: Option<IpAddr>, refusal: &Refusal, now: DateTime<Utc>) {
+        let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if peers.len() >= MAX_PEERS && !peers.contains_key(&peer) {
+            let second = now.timestamp();
+            peers.retain(|_, p| p.blocked_until.is_some() || p.second >= second - 1);
+        }
+        let burst = self.limit.burst();
+        let record = peers.entry(peer).or_insert(Peer {
+            tokens: burst,
+            refilled: now,
+            blocked_until: None,
+            second: now.timestamp(),
+            lines: 0,
+            suppressed: 0,
+        });
+        let rate = f64::from(self.limit.per_second.get());
+        let elapsed = (now - record.refilled).to_std().unwrap_or_default();
+        record.tokens = (record.tokens + elapsed.as_secs_f64() * rate).min(burst);
+        record.refilled = now;
+        record.tokens -= 1.0;
+        if record.tokens < 0.0 && record.blocked_until.is_none() {
+            // Until the bucket holds a token again.
+            let wait = Duration::from_secs_f64(-record.tokens / rate);
+            record.blocked_until = chrono::Duration::from_std(wait).ok().map(|w| now + w);
+            self.blocked.fetch_add(1, Ordering::AcqRel);
+        }
+        if record.second != now.timestamp() {
+            record.second = now.timestamp();
+            record.lines = 0;
+        }
+        if record.lines >= LINES_PER_SECOND {
+            record.suppressed += 1;
+            return;
+        }
+        record.lines += 1;
+        let suppressed = std::mem::take(&mut record.suppressed);
+        let blocked = record.blocked_until.is_some();
+        drop(peers);
+        tracing::info!(
+            reason = refusal.error.reason().name,
+            why = %crate::domain::error::clip(&refusal.why, 200),
+            peer = peer.map(tracing::field::display),
+            suppressed,
+            blocked,
+            request_id = crate::telemetry::request_id(),
+            "refused credentials"
+        );
+    }
+
+    #[cfg(test)]
+    fn remembered(&self) -> usize {
+        self.peers.lock().unwrap().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthError;
+
+    fn refusal() -> Refusal {
+        Refusal::new(AuthError::TokenInvalid, "bad signature")
+    }
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).unwrap()
+    }
+
+    #[test]
+    fn a_peer_that_fails_past_its_burst_waits_and_others_do_not() {
+        let failures = AuthFailures::new(FailureLimit {
+            per_second: NonZeroU32::new(2).unwrap(),
+        });
+        let (a, b) = (
+            Some(IpAddr::from([10, 0, 0, 1])),
+            Some(IpAddr::from([10, 0, 0, 2])),
+        );
+        for _ in 0..20 {
+            assert_eq!(failures.blocked(a, at(0)), None);
+            failures.failed(a, &refusal(), at(0));
+        }
+        assert_eq!(failures.blocked(a, at(0)), None, "the burst is 20");
+        failures.failed(a, &refusal(), at(0));
+        assert_eq!(failures.blocked(a, at(0)), Some(Duration::from_millis(500)));
+        assert_eq!(failures.blocked(b, at(0)), None, "per peer");
+        assert_eq!(failures.blocked(a, at(499)), Some(Duration::from_millis(1)));
+        assert_eq!(failures.blocked(a, at(500)), None, "a token has come back");
+        failures.failed(a, &refusal(), at(500));
+        assert!(
+            failures.blocked(a, at(500)).is_some(),
+            "and is used up again"
+        );
+    }
+
+    #[test]
+    fn a_flood_of_refusals_logs_a_few_lines_a_second_and_counts_the_rest() {
+        let failures = AuthFailures::new(FailureLimit::default());
+        let peer = Some(IpAddr::from([10, 0, 0, 9]));
+        let text = crate::telemetry::testing::captured(|| {
+            for _ in 0..100 {
+                failures.failed(peer, &refusal(), at(0));
+            }
+            failures.failed(peer, &refusal(), at(1_000));
+        });
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), LINES_PER_SECOND as usize + 1, "{text}");
+        assert!(lines[0].contains("suppressed=0"), "{text}");
+        assert!(lines[0].contains("peer=10.0.0.9"), "{text}");
+        assert!(lines[0].contains("why=bad signature"), "{text}");
+        assert!(
+            lines
+                .last()
+                .unwrap()
+                .contains(&format!("suppressed={}", 100 - LINES_PER_SECOND)),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_peers_of_the_last_second() {
+        let failures = AuthFailures::new(FailureLimit::default());
+        for i in 0..MAX_PEERS as u32 {
+            failures.failed(Some(IpAddr::from(i.to_be_bytes())), &refusal(), at(0));
+        }
+        assert_eq!(failures.remembered(), MAX_PEERS);
+        failures.failed(Some(IpAddr::from([255, 0, 0, 0])), &refusal(), at(5_000));
+        assert_eq!(failures.remembered(), 1);
+    }
+}
