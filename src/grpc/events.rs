@@ -6,16 +6,27 @@
 //! signal that newer ones committed and reads those. So replay and live
 //! delivery are one loop over one position, and nothing can fall between
 //! them or come twice. The signal only says "read again"; it holds no
-//! events, so a watcher costs no memory but its stream's buffer.
+//! events, so a watcher costs no memory but its stream's outbox.
+//!
+//! What streams may cost is bounded: a caller and the server have at most
+//! so many open (`MAX_WATCH_STREAMS_PER_CALLER`, `MAX_WATCH_STREAMS`); an
+//! outbox holds at most `WATCH_BUFFER_BYTES`, and the watch reads on only
+//! as the subscriber takes (a slow subscriber only falls behind, its events
+//! still in the store); streams reading stored pages take turns
+//! (`WATCH_REPLAYS`); and a subscriber that takes nothing for
+//! `HTTP_IDLE_TIMEOUT` is ended with the resume token of what it took.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, watch};
-use tokio_stream::wrappers::ReceiverStream;
+use prost::Message as _;
+use tokio::sync::{Semaphore, watch};
 use tonic::{Request, Response, Status};
 
 use super::convert::{self, non_empty};
+use super::outbox::{self, Refused};
+use super::shares::{CallerSlots, NoSlot, Slot};
 use super::{ServiceContext, context};
 use crate::config::EventSettings;
 use crate::domain::access::event_scope;
@@ -41,6 +52,11 @@ pub struct EventApi {
     /// Turns true when the server shuts down: streams end then.
     stopping: watch::Receiver<bool>,
     settings: EventSettings,
+    /// Open streams, per caller.
+    streams: Arc<CallerSlots>,
+    /// Turns at reading stored pages.
+    replays: Arc<Semaphore>,
+    open_gauge: metrics::Gauge,
 }
 
 impl EventApi {
@@ -52,9 +68,25 @@ impl EventApi {
         Self {
             ctx,
             stopping,
+            streams: CallerSlots::new(settings.max_streams_per_caller, settings.max_streams),
+            replays: Arc::new(Semaphore::new(settings.replays.max(1))),
+            open_gauge: crate::metrics::event_streams_open(),
             settings,
         }
     }
+}
+
+/// RESOURCE_EXHAUSTED (TOO_MANY_STREAMS), with a time to come back.
+fn too_many_streams(no_slot: NoSlot) -> Status {
+    let message = match no_slot {
+        NoSlot::Caller => {
+            "this caller has as many event streams open as one caller may (MAX_WATCH_STREAMS_PER_CALLER); close one first"
+        }
+        NoSlot::Total => {
+            "the server has as many event streams open as it takes (MAX_WATCH_STREAMS); retry after the delay in RetryInfo"
+        }
+    };
+    super::status::with_retry(reasons::TOO_MANY_STREAMS, message, Duration::from_secs(5))
 }
 
 /// The filters of both calls, as received.
@@ -230,7 +262,7 @@ impl EventService for EventApi {
         }))
     }
 
-    type WatchEventsStream = ReceiverStream<Result<WatchEventsResponse, Status>>;
+    type WatchEventsStream = outbox::Receiver<Result<WatchEventsResponse, Status>>;
 
     async fn watch_events(
         &self,
@@ -265,17 +297,23 @@ impl EventService for EventApi {
         };
         let (filter, after) = violations.finish(|| (filter, after.unwrap_or(0)))?;
         let filter = event_scope(&caller.principal, filter).map_err(DomainError::from)?;
-        // The buffer is the bound on what a slow subscriber costs.
-        let (sender, receiver) = mpsc::channel(self.settings.watch_buffer.max(1));
+        let slot = self
+            .streams
+            .take(caller.caller_key())
+            .map_err(too_many_streams)?;
+        let (outbox, receiver) = outbox::outbox(self.settings.watch_buffer_bytes, after);
         let watch = Watch {
             store: self.ctx.store.clone(),
             filter,
             position: after,
-            sender,
+            outbox,
             heartbeat: self.settings.heartbeat,
+            stall: self.settings.stall_timeout,
+            replays: Arc::clone(&self.replays),
         };
-        tokio::spawn(watch.run(self.stopping.clone()));
-        Ok(Response::new(ReceiverStream::new(receiver)))
+        let open = crate::metrics::Gauged::new(slot, &self.open_gauge);
+        tokio::spawn(watch.run(self.stopping.clone(), open));
+        Ok(Response::new(receiver))
     }
 }
 
@@ -301,21 +339,23 @@ fn fingerprint_parts(filter: &EventFilter) -> Vec<String> {
 
 /// One subscriber's stream.
 struct Watch {
-    store: std::sync::Arc<dyn Store>,
+    store: Arc<dyn Store>,
     filter: EventFilter,
     /// The sequence after which events are still to be read: the last one
-    /// sent, or a later one the filter did not pass.
+    /// queued, or a later one the filter did not pass.
     position: u64,
-    sender: mpsc::Sender<Result<WatchEventsResponse, Status>>,
+    outbox: outbox::Sender<Result<WatchEventsResponse, Status>>,
     heartbeat: Duration,
+    stall: Duration,
+    replays: Arc<Semaphore>,
 }
 
 /// Why a watch stops.
 enum End {
     /// The subscriber went away.
     Gone,
-    /// The subscriber fell a whole buffer behind.
-    TooSlow,
+    /// The subscriber took nothing for the stall timeout.
+    Stalled,
     /// The store failed.
     Failed(Status),
     /// The server is shutting down.
@@ -323,10 +363,13 @@ enum End {
 }
 
 impl Watch {
-    async fn run(mut self, mut stopping: watch::Receiver<bool>) {
+    /// Runs the stream until it ends; `_open` is its slot, given back then.
+    async fn run(
+        mut self,
+        mut stopping: watch::Receiver<bool>,
+        _open: crate::metrics::Gauged<Slot>,
+    ) {
         let mut signal = self.store.event_signal();
-        // Replay first, with backpressure: a subscriber reading a long
-        // history slowly only slows its own reads.
         let mut live = false;
         let mut ticks = tokio::time::interval(self.heartbeat);
         ticks.reset();
@@ -352,40 +395,42 @@ impl Watch {
                     }
                 }
                 _ = ticks.tick() => {
-                    let latest = *signal.borrow();
-                    if let Err(end) = self.offer(self.heartbeat_message(latest)) {
-                        break end;
+                    if self.outbox.stalled(self.stall) {
+                        break End::Stalled;
+                    }
+                    // No room is no harm: what waits tells the subscriber
+                    // more than a heartbeat would.
+                    let beat = self.heartbeat_message(*signal.borrow());
+                    let bytes = beat.encoded_len();
+                    if self.outbox.try_send(Ok(beat), bytes, self.position) == Err(Refused::Gone) {
+                        break End::Gone;
                     }
                 }
-                _ = stopping.wait_for(|stop| *stop) => {
-                    // A last heartbeat with the resume token, then a clean end.
-                    let latest = *signal.borrow();
-                    let _ = self.sender.try_send(Ok(self.heartbeat_message(latest)));
-                    return;
-                }
-                () = self.sender.closed() => break End::Gone,
+                _ = stopping.wait_for(|stop| *stop) => break End::Stopping,
+                () = self.outbox.closed() => break End::Gone,
             }
         };
         match end {
             End::Gone => {}
-            End::TooSlow => {
+            End::Stalled => {
+                // What was never taken is dropped: the subscriber resumes
+                // after what it took.
+                let token = resume_token(self.outbox.taken());
                 let status = super::status::with_reason_metadata(
                     reasons::WATCH_TOO_SLOW,
                     &format!(
-                        "the subscriber fell a whole buffer of messages behind; resume with resume_token {}",
-                        resume_token(self.position)
+                        "the subscriber took nothing for {} s; resume with resume_token {token}",
+                        self.stall.as_secs()
                     ),
-                    &[("resume_token", &resume_token(self.position))],
+                    &[("resume_token", &token)],
                 );
-                // Into the slot kept for it: never waits.
-                let _ = self.sender.try_send(Err(status));
+                self.outbox.finish(Err(status), true);
             }
-            End::Failed(status) => {
-                let _ = self.sender.try_send(Err(status));
-            }
+            End::Failed(status) => self.outbox.finish(Err(status), false),
             End::Stopping => {
-                let latest = *signal.borrow();
-                let _ = self.sender.try_send(Ok(self.heartbeat_message(latest)));
+                // A last heartbeat with the resume token, then a clean end.
+                let beat = self.heartbeat_message(*signal.borrow());
+                self.outbox.finish(Ok(beat), false);
             }
         }
     }
@@ -399,27 +444,26 @@ impl Watch {
         }
     }
 
-    /// Sends without waiting; a full buffer ends the stream.
-    fn offer(&self, message: WatchEventsResponse) -> Result<(), End> {
-        // The last slot is kept for the status that ends the stream.
-        if self.sender.capacity() <= 1 && !self.sender.is_closed() {
-            return Err(End::TooSlow);
-        }
-        match self.sender.try_send(Ok(message)) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(_)) => Err(End::TooSlow),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Gone),
-        }
-    }
-
-    /// Reads and sends every event after the position. Live, a subscriber
-    /// whose buffer is full is ended; replaying, it is waited for.
+    /// Reads and queues every event after the position, as fast as the
+    /// subscriber takes them. A page read live on a signal goes at once;
+    /// any other read (a replay, a subscriber catching up) waits its turn.
     async fn catch_up(
         &mut self,
         live: bool,
         stopping: &mut watch::Receiver<bool>,
     ) -> Result<(), End> {
+        let mut first = true;
         loop {
+            let turn = if live && first {
+                None
+            } else {
+                tokio::select! {
+                    turn = Arc::clone(&self.replays).acquire_owned() => turn.ok(),
+                    _ = stopping.wait_for(|stop| *stop) => return Err(End::Stopping),
+                    () = self.outbox.closed() => return Err(End::Gone),
+                }
+            };
+            first = false;
             let page = self
                 .store
                 .list_events(
@@ -431,19 +475,20 @@ impl Watch {
                 )
                 .await
                 .map_err(|error| End::Failed(error.into()))?;
+            drop(turn);
             for event in page.items {
                 let sequence = event.sequence;
                 let message = WatchEventsResponse {
                     message: Some(watch_events_response::Message::Event(event_message(event))),
                 };
-                if live {
-                    self.offer(message)?;
-                } else {
-                    // Replay waits for the subscriber, but not past shutdown.
-                    tokio::select! {
-                        sent = self.sender.send(Ok(message)) => sent.map_err(|_| End::Gone)?,
-                        _ = stopping.wait_for(|stop| *stop) => return Err(End::Stopping),
-                    }
+                let bytes = message.encoded_len();
+                tokio::select! {
+                    sent = self.outbox.send(Ok(message), bytes, sequence, self.stall) => match sent {
+                        Ok(()) => {}
+                        Err(Refused::Full) => return Err(End::Stalled),
+                        Err(Refused::Gone) => return Err(End::Gone),
+                    },
+                    _ = stopping.wait_for(|stop| *stop) => return Err(End::Stopping),
                 }
                 self.position = sequence;
             }

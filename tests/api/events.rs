@@ -275,10 +275,12 @@ async fn heartbeats_carry_the_newest_sequence_and_the_resume_token() {
 }
 
 #[tokio::test]
-async fn a_subscriber_a_buffer_behind_is_ended_with_a_token_that_resumes_without_a_gap() {
+async fn a_subscriber_that_stops_reading_is_ended_with_a_token_that_resumes_without_a_gap() {
     let app = spawn_app_with(AppOptions {
         events: EventSettings {
-            watch_buffer: 4,
+            watch_buffer_bytes: 4 * 1024,
+            stall_timeout: Duration::from_millis(300),
+            heartbeat: Duration::from_millis(50),
             ..EventSettings::default()
         },
         ..AppOptions::default()
@@ -303,7 +305,8 @@ async fn a_subscriber_a_buffer_behind_is_ended_with_a_token_that_resumes_without
         .unwrap()
         .into_inner();
     // Not read while thousands of changes are made: the transport's
-    // windows and send buffer (400 KiB) fill, then the stream's buffer.
+    // windows fill, then the stream's outbox, which then waits longer than
+    // the stall timeout.
     let app = std::sync::Arc::new(app);
     let writers: Vec<_> = (0..20)
         .map(|w| {
@@ -574,4 +577,94 @@ async fn events_older_than_the_retention_are_pruned_in_the_background() {
     let left = app.events_after(&app.admin, 0).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(allocation(&left[0].after).employee_id, app.employee(1));
+}
+
+/// Settings with small stream limits, for the tests of those limits.
+fn stream_limits(per_caller: usize, total: usize) -> AppOptions {
+    AppOptions {
+        events: EventSettings {
+            max_streams_per_caller: per_caller,
+            max_streams: total,
+            stall_timeout: Duration::from_millis(300),
+            heartbeat: Duration::from_millis(50),
+            watch_buffer_bytes: 1024,
+            ..EventSettings::default()
+        },
+        ..AppOptions::default()
+    }
+}
+
+/// Opens watches until one is accepted: a slot given back is seen by the
+/// server soon after the stream that held it ends.
+async fn watch_once_free(app: &TestApp) -> tonic::Streaming<v1::WatchEventsResponse> {
+    for _ in 0..200 {
+        match app.watch(&app.admin, WatchEventsRequest::default()).await {
+            Ok(stream) => return stream,
+            Err(status) => {
+                assert_status(&status, Code::ResourceExhausted, "TOO_MANY_STREAMS");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    panic!("no slot was given back");
+}
+
+#[tokio::test]
+async fn event_streams_are_capped_per_caller_and_in_all() {
+    let app = spawn_app_with(stream_limits(2, 3)).await;
+    let first = app.watch(&app.admin, Default::default()).await.unwrap();
+    let _second = app.watch(&app.admin, Default::default()).await.unwrap();
+    let status = app.watch(&app.admin, Default::default()).await.unwrap_err();
+    let details = assert_status(&status, Code::ResourceExhausted, "TOO_MANY_STREAMS");
+    assert!(details.retry_info().is_some());
+    assert!(
+        status.message().contains("MAX_WATCH_STREAMS_PER_CALLER"),
+        "{status:?}"
+    );
+    // The same caller over SSE.
+    let response = app.get("/api/events/stream").await;
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "TOO_MANY_STREAMS");
+
+    // Another caller gets the server's last stream, then the server is full.
+    let mut other = v1::event_service_client::EventServiceClient::new(
+        app.channel_from([127, 0, 0, 2].into()).await,
+    );
+    let _third = other
+        .watch_events(WatchEventsRequest::default())
+        .await
+        .expect("another caller's share is untouched");
+    let status = other
+        .watch_events(WatchEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "TOO_MANY_STREAMS");
+    assert!(status.message().contains("MAX_WATCH_STREAMS"), "{status:?}");
+
+    // A stream that ends gives its slot back.
+    drop(first);
+    watch_once_free(&app).await;
+}
+
+#[tokio::test]
+async fn a_stalled_stream_is_ended_and_gives_its_slot_back() {
+    let app = spawn_app_with(stream_limits(1, 10)).await;
+    app.book(0, 0, 1).await.unwrap();
+    // A subscriber that never opens its window takes nothing.
+    let stalled = tonic::transport::Endpoint::from_shared(format!("http://{}", app.channel_addr()))
+        .unwrap()
+        .initial_stream_window_size(Some(0))
+        .connect()
+        .await
+        .unwrap();
+    let _stream = v1::event_service_client::EventServiceClient::new(stalled)
+        .watch_events(WatchEventsRequest::default())
+        .await
+        .unwrap();
+    let status = app.watch(&app.admin, Default::default()).await.unwrap_err();
+    assert_status(&status, Code::ResourceExhausted, "TOO_MANY_STREAMS");
+    // Ended after the stall timeout, though its connection stays open.
+    watch_once_free(&app).await;
 }

@@ -1,0 +1,317 @@
+//! An event stream's outbox: the messages its subscriber has not taken yet,
+//! bounded in bytes rather than in messages, so that what a stalled
+//! subscriber holds does not depend on how large events are.
+//!
+//! The watch that fills it waits for room; the outbox tells it how long the
+//! subscriber has taken nothing while messages wait, so a stalled stream
+//! can be ended, and ended with what the subscriber actually took: the
+//! messages it never took are dropped with the stream's last message, not
+//! kept until the connection goes.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+struct State<T> {
+    queue: VecDeque<Queued<T>>,
+    bytes: usize,
+    /// No more messages will come.
+    closed: bool,
+    /// The subscriber went away.
+    gone: bool,
+    /// When the subscriber last took a message, or a message came to an
+    /// empty outbox: a stall counts from there.
+    since: Instant,
+    /// The position of the last message taken.
+    taken: u64,
+    waker: Option<Waker>,
+}
+
+struct Queued<T> {
+    item: T,
+    bytes: usize,
+    /// Where the subscriber stands once it has taken this message.
+    position: Option<u64>,
+}
+
+struct Shared<T> {
+    limit: usize,
+    state: Mutex<State<T>>,
+    /// Room was made, or the subscriber went away.
+    changed: Notify,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An outbox of at most `limit` bytes, and the stream that empties it;
+/// `position` is where the subscriber starts.
+pub fn outbox<T>(limit: usize, position: u64) -> (Sender<T>, Receiver<T>) {
+    let shared = Arc::new(Shared {
+        limit: limit.max(1),
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            bytes: 0,
+            closed: false,
+            gone: false,
+            since: Instant::now(),
+            taken: position,
+            waker: None,
+        }),
+        changed: Notify::new(),
+    });
+    (
+        Sender {
+            shared: Arc::clone(&shared),
+        },
+        Receiver { shared },
+    )
+}
+
+/// Why a message was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No room: the subscriber has not taken enough yet.
+    Full,
+    /// The subscriber went away.
+    Gone,
+}
+
+/// The watch's end.
+pub struct Sender<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Sender<T> {
+    /// Queues `item` (`bytes` long, leaving the subscriber at `position`
+    /// once taken) if there is room. A message larger than the whole
+    /// outbox still goes into an empty one.
+    pub fn try_send(&self, item: T, bytes: usize, position: u64) -> Result<(), Refused> {
+        self.queue(item, bytes, position)
+            .map_err(|(refused, _)| refused)
+    }
+
+    /// As [`Self::try_send`], giving a refused message back.
+    fn queue(&self, item: T, bytes: usize, position: u64) -> Result<(), (Refused, T)> {
+        let mut state = self.shared.lock();
+        if state.gone {
+            return Err((Refused::Gone, item));
+        }
+        if !state.queue.is_empty() && state.bytes + bytes > self.shared.limit {
+            return Err((Refused::Full, item));
+        }
+        if state.queue.is_empty() {
+            state.since = Instant::now();
+        }
+        state.bytes += bytes;
+        state.queue.push_back(Queued {
+            item,
+            bytes,
+            position: Some(position),
+        });
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues `item`, waiting for room. Ends with [`Refused::Full`] when
+    /// the subscriber has taken nothing for `stall` while messages waited.
+    pub async fn send(
+        &self,
+        mut item: T,
+        bytes: usize,
+        position: u64,
+        stall: std::time::Duration,
+    ) -> Result<(), Refused> {
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let since = {
+                let state = self.shared.lock();
+                state.since
+            };
+            item = match self.queue(item, bytes, position) {
+                Ok(()) => return Ok(()),
+                Err((Refused::Gone, _)) => return Err(Refused::Gone),
+                Err((Refused::Full, item)) => item,
+            };
+            if tokio::time::timeout_at(since + stall, changed)
+                .await
+                .is_err()
+                && self.stalled(stall)
+            {
+                return Err(Refused::Full);
+            }
+        }
+    }
+
+    /// Whether messages have waited `stall` with none taken.
+    pub fn stalled(&self, stall: std::time::Duration) -> bool {
+        let state = self.shared.lock();
+        !state.queue.is_empty() && state.since.elapsed() >= stall
+    }
+
+    /// The position of the last message the subscriber took.
+    pub fn taken(&self) -> u64 {
+        self.shared.lock().taken
+    }
+
+    /// Ends the stream with `last`, after what is queued, or instead of it
+    /// with `discard` (the subscriber resumes from [`Self::taken`]).
+    pub fn finish(self, last: T, discard: bool) {
+        let mut state = self.shared.lock();
+        if discard {
+            state.queue.clear();
+            state.bytes = 0;
+        }
+        state.queue.push_back(Queued {
+            item: last,
+            bytes: 0,
+            position: None,
+        });
+        // Dropping `self` closes the outbox and wakes the subscriber.
+    }
+
+    /// Completes once the subscriber has gone away.
+    pub async fn closed(&self) {
+        loop {
+            let changed = self.shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.shared.lock().gone {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.closed = true;
+        if let Some(waker) = state.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// The subscriber's end: a stream of what was queued, in order.
+pub struct Receiver<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> tokio_stream::Stream for Receiver<T> {
+    type Item = T;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+        let mut state = self.shared.lock();
+        match state.queue.pop_front() {
+            Some(queued) => {
+                state.bytes -= queued.bytes;
+                if let Some(position) = queued.position {
+                    state.taken = position;
+                }
+                state.since = Instant::now();
+                drop(state);
+                self.shared.changed.notify_waiters();
+                Poll::Ready(Some(queued.item))
+            }
+            None if state.closed => Poll::Ready(None),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> Drop for Receiver<T> {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        state.gone = true;
+        state.queue.clear();
+        state.bytes = 0;
+        drop(state);
+        self.shared.changed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio_stream::StreamExt as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn it_holds_at_most_its_bytes_but_always_one_message() {
+        let (sender, mut receiver) = outbox::<&str>(10, 0);
+        assert_eq!(sender.try_send("a", 6, 1), Ok(()));
+        assert_eq!(sender.try_send("b", 4, 2), Ok(()));
+        assert_eq!(sender.try_send("c", 1, 3), Err(Refused::Full));
+        assert_eq!(receiver.next().await, Some("a"));
+        assert_eq!(sender.taken(), 1);
+        assert_eq!(sender.try_send("c", 6, 3), Ok(()));
+        assert_eq!(receiver.next().await, Some("b"));
+        assert_eq!(receiver.next().await, Some("c"));
+        assert_eq!(
+            sender.try_send("huge", 50, 4),
+            Ok(()),
+            "into an empty outbox"
+        );
+        drop(receiver);
+        assert_eq!(sender.try_send("d", 1, 5), Err(Refused::Gone));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sender_waits_for_room_and_gives_up_on_a_stalled_subscriber() {
+        let stall = Duration::from_secs(60);
+        let (sender, mut receiver) = outbox::<u64>(10, 0);
+        sender.try_send(1, 10, 1).unwrap();
+        let waiting = tokio::spawn(async move {
+            let sent = sender.send(2, 10, 2, stall).await;
+            (sender, sent)
+        });
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert_eq!(receiver.next().await, Some(1), "room made within the stall");
+        let (sender, sent) = waiting.await.unwrap();
+        assert_eq!(sent, Ok(()));
+        let started = Instant::now();
+        assert_eq!(sender.send(3, 10, 3, stall).await, Err(Refused::Full));
+        assert_eq!(started.elapsed(), stall, "a minute after the last take");
+        assert!(sender.stalled(stall));
+        assert_eq!(sender.taken(), 1);
+        // Ended in place of what was not taken.
+        sender.finish(99, true);
+        assert_eq!(receiver.next().await, Some(99));
+        assert_eq!(receiver.next().await, None);
+    }
+
+    #[tokio::test]
+    async fn finishing_keeps_the_queue_unless_told_and_closed_sees_the_subscriber_go() {
+        let (sender, mut receiver) = outbox::<u64>(100, 7);
+        assert_eq!(sender.taken(), 7);
+        sender.try_send(8, 1, 8).unwrap();
+        sender.finish(0, false);
+        assert_eq!(receiver.next().await, Some(8));
+        assert_eq!(receiver.next().await, Some(0));
+        assert_eq!(receiver.next().await, None);
+
+        let (sender, receiver) = outbox::<u64>(100, 0);
+        let closed = tokio::spawn(async move { sender.closed().await });
+        tokio::task::yield_now().await;
+        drop(receiver);
+        closed.await.unwrap();
+    }
+}
