@@ -431,6 +431,10 @@ impl CacheBackend for LosesBumps {
         self.inner.fill(key, stamp, fill).await
     }
 
+    async fn forget(&self, keys: &[String]) -> Result<(), CacheError> {
+        self.inner.forget(keys).await
+    }
+
     async fn bump(&self, generations: &[String], token: &str) -> Result<(), CacheError> {
         if self.losing.load(Ordering::SeqCst) {
             return Err(CacheError::Unavailable("bump lost".into()));
