@@ -173,9 +173,15 @@ fn erasing_pseudonymises_deactivates_and_records_no_personal_data() {
     let (write, outcome) = decide(&erase(false), facts).unwrap();
     let erasure = Erasure::of("e");
     let erased = write.employee.clone().unwrap();
-    assert_eq!((&*erased.name, &*erased.email), (&*erasure.name, &*erasure.email));
+    assert_eq!(
+        (&*erased.name, &*erased.email),
+        (&*erasure.name, &*erasure.email)
+    );
     assert!(!erased.active);
-    assert_eq!(erased.department, "Sales", "the department is not the person's");
+    assert_eq!(
+        erased.department, "Sales",
+        "the department is not the person's"
+    );
     assert_eq!((erased.version, erased.update_time), (2, now()));
     assert_eq!(write.erase, Some(erasure));
     assert!(outcome.erased && outcome.changed);
@@ -188,7 +194,10 @@ fn erasing_pseudonymises_deactivates_and_records_no_personal_data() {
     assert_eq!(event.before, None);
     assert_eq!(event.after, Some(Snapshot::Employee(erased)));
     let text = format!("{event:?}");
-    assert!(!text.contains("e@x.org") && !text.contains("\"E\""), "{text}");
+    assert!(
+        !text.contains("e@x.org") && !text.contains("\"E\""),
+        "{text}"
+    );
 }
 
 #[test]
@@ -267,7 +276,9 @@ fn a_pseudonym_held_by_another_employee_is_refused_by_name() {
         "EMAIL_TAKEN"
     );
     assert_eq!(
-        decide(&erase(false), Facts::default()).unwrap_err().reason(),
+        decide(&erase(false), Facts::default())
+            .unwrap_err()
+            .reason(),
         "EMPLOYEE_NOT_FOUND"
     );
 }
