@@ -8,8 +8,8 @@ use clap::Parser;
 use crate::app::Application;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
-    Cli, Command, CommonArgs, HealthCheckArgs, ImportArgs, LogFormat, SeedArgs, ServeArgs,
-    Settings, TokenArgs,
+    Cli, Command, CommonArgs, EraseEmployeeArgs, HealthCheckArgs, ImportArgs, LogFormat, SeedArgs,
+    ServeArgs, Settings, TokenArgs,
 };
 use crate::import::{self, ImportError, ImportFiles};
 use crate::seed::{self, SeedPlan};
@@ -71,6 +71,7 @@ pub fn run() -> ExitCode {
         match cli.command {
             Some(Command::Seed(args)) => run_seed(&args, &cli.common).await,
             Some(Command::Import(args)) => run_import(&args, &cli.common).await,
+            Some(Command::EraseEmployee(args)) => run_erase_employee(&args, &cli.common).await,
             Some(Command::HealthCheck(args)) => run_health_check(&args).await,
             Some(Command::Serve(args)) => run_serve(&args, &cli.common).await,
             Some(Command::Token(_)) => unreachable!("handled before the runtime starts"),
@@ -200,6 +201,47 @@ async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String
         }
         Err(other) => Err(other.to_string()),
     }
+}
+
+async fn run_erase_employee(args: &EraseEmployeeArgs, common: &CommonArgs) -> Result<(), String> {
+    use crate::domain::{FleetCommand, FleetEntity, FleetRequest, Origin};
+    crate::domain::allocation::validate_id("id", &args.id).map_err(|v| v.description)?;
+    let setup = open_for_loading(common).await?;
+    let now = SystemClock.now();
+    let request = FleetRequest {
+        command: FleetCommand::EraseEmployee {
+            id: args.id.clone(),
+            cancel_conflicting: args.cancel_conflicting_bookings,
+        },
+        now,
+        window: common.policy().window(now),
+        origin: Origin::system("erase-employee"),
+    };
+    let outcome = setup
+        .store
+        .apply_fleet(vec![request])
+        .await
+        .map_err(|e| e.to_string())?
+        .pop()
+        .ok_or("the store returned no outcome")?;
+    let FleetEntity::Employee(employee) = &outcome.entity else {
+        return Err("the store returned another kind of entity".into());
+    };
+    if outcome.changed {
+        println!(
+            "erased employee {}: now {} <{}>, deactivated",
+            employee.id, employee.name, employee.email
+        );
+    } else {
+        println!(
+            "employee {} was erased already: nothing changed",
+            employee.id
+        );
+    }
+    for booking in &outcome.cancelled {
+        println!("cancelled booking {} on {}", booking.id, booking.date);
+    }
+    check_delivered(&setup)
 }
 
 /// An HS256 token signed with the configured secret.

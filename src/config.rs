@@ -56,6 +56,11 @@ pub enum Command {
     /// Create or update employees, drivers and vehicles from CSV or JSON
     /// Lines files: all rows or none.
     Import(ImportArgs),
+    /// Answer an erasure request (GDPR Art. 17): replace an employee's name
+    /// and e-mail with a pseudonym in their record and every stored event,
+    /// and deactivate them. With the embedded store, stop the service first
+    /// (it holds the data directory); with MongoDB it may keep running.
+    EraseEmployee(EraseEmployeeArgs),
     /// Ask a running server's gRPC health service whether it is SERVING;
     /// exits 0 if so (for container health checks).
     HealthCheck(HealthCheckArgs),
@@ -592,6 +597,16 @@ pub struct ImportArgs {
     /// unchanged, writing nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// Options of `erase-employee`.
+#[derive(Debug, Clone, Args)]
+pub struct EraseEmployeeArgs {
+    /// The employee's id.
+    pub id: String,
+    /// Cancel the employee's bookings from today on instead of refusing.
+    #[arg(long)]
+    pub cancel_conflicting_bookings: bool,
 }
 
 /// How log lines are written.

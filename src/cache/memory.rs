@@ -180,6 +180,13 @@ impl CacheBackend for MemoryBackend {
         Ok(())
     }
 
+    async fn forget(&self, keys: &[String]) -> Result<(), CacheError> {
+        for key in keys {
+            self.entries.invalidate(key).await;
+        }
+        Ok(())
+    }
+
     fn name(&self) -> &'static str {
         "memory"
     }

@@ -96,6 +96,10 @@ pub trait CacheBackend: Send + Sync + 'static {
     /// under an older one is stale from then on.
     async fn bump(&self, generations: &[String], token: &str) -> Result<(), CacheError>;
 
+    /// Deletes the entries under `keys`. A bump only stops an entry being
+    /// served; an erasure must not leave the erased data stored either.
+    async fn forget(&self, keys: &[String]) -> Result<(), CacheError>;
+
     /// The `backend` label of its metrics.
     fn name(&self) -> &'static str;
 }

@@ -322,6 +322,17 @@ impl CacheBackend for RedisBackend {
         .await
     }
 
+    async fn forget(&self, keys: &[String]) -> Result<(), CacheError> {
+        let mut command = redis::cmd("DEL");
+        for key in keys {
+            command.arg(self.entry_key(key));
+        }
+        self.run("forget", |mut connection| async move {
+            command.query_async::<()>(&mut connection).await
+        })
+        .await
+    }
+
     fn name(&self) -> &'static str {
         NAME
     }

@@ -63,6 +63,13 @@ pub enum FleetCommand {
         active: bool,
         cancel_conflicting: bool,
     },
+    /// Replaces the employee's name and e-mail by a pseudonym wherever they
+    /// are stored (an erasure request), and deactivates them; their future
+    /// bookings refuse it, or are cancelled, as on deactivation.
+    EraseEmployee {
+        id: String,
+        cancel_conflicting: bool,
+    },
     PutDriver {
         driver: Driver,
         upsert: bool,
@@ -174,6 +181,44 @@ pub struct Facts {
     pub driver_timelines: Vec<(String, Vec<Assignment>)>,
 }
 
+/// The pseudonym that replaces an erased employee's personal fields: the
+/// same for the same id on every backend and every run, and it says nothing
+/// about the person. The e-mail is under the reserved `.invalid` domain
+/// (RFC 2606), so it is well-formed, unique and reaches nobody.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    pub employee_id: String,
+    pub name: String,
+    pub email: String,
+}
+
+impl Erasure {
+    /// The erasure of employee `id`.
+    pub fn of(id: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("erased employee:{id}").as_bytes());
+        let tag: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        Self {
+            employee_id: id.to_owned(),
+            name: format!("erased-{tag}"),
+            email: format!("erased-{tag}@erased.invalid"),
+        }
+    }
+
+    /// The resource of the employee's own events, the only ones whose
+    /// snapshots hold their name and e-mail (a booking's holds the id).
+    pub fn resource(&self) -> String {
+        format!("employees/{}", self.employee_id)
+    }
+
+    /// `employee` with the pseudonym in place of its name and e-mail.
+    pub fn apply(&self, mut employee: Employee) -> Employee {
+        self.name.clone_into(&mut employee.name);
+        self.email.clone_into(&mut employee.email);
+        employee
+    }
+}
+
 /// What a decided command writes, all in one transaction.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FleetWrite {
@@ -192,6 +237,9 @@ pub struct FleetWrite {
     pub redrive: Vec<(Allocation, Allocation)>,
     /// One per entity changed: the command's own, then its bookings'.
     pub events: Vec<NewEvent>,
+    /// The employee whose stored event snapshots get the pseudonym (before
+    /// `events` are appended).
+    pub erase: Option<Erasure>,
 }
 
 impl FleetWrite {
@@ -273,6 +321,9 @@ pub struct FleetOutcome {
     pub before: Option<FleetEntity>,
     /// Vehicles whose driver timeline the command rewrote.
     pub timelines_changed: Vec<String>,
+    /// Whether an employee's personal fields were erased (caches must drop
+    /// their copies, not just stop serving them).
+    pub erased: bool,
 }
 
 impl FleetOutcome {
@@ -298,6 +349,17 @@ impl FleetCommand {
                     .iter()
                     .map(|e| Unique::EmployeeEmail(e.clone()))
                     .collect();
+            }
+            Self::EraseEmployee { id, .. } => {
+                q.employee = Some(id.clone());
+                // A pseudonym that collides with a stored e-mail is refused
+                // by name rather than by the unique index.
+                q.unique = vec![Unique::EmployeeEmail(Erasure::of(id).email)];
+                q.bookings = Some(BookingQuery {
+                    owner: BookingOwner::Employee(id.clone()),
+                    from: today,
+                    to: None,
+                });
             }
             Self::SetEmployeeActive { id, active, .. } => {
                 q.employee = Some(id.clone());
@@ -405,9 +467,10 @@ pub fn decide(
 ) -> Result<(FleetWrite, FleetOutcome), DomainError> {
     use FleetCommand as C;
     let before = match &request.command {
-        C::PutEmployee { .. } | C::UpdateEmployee { .. } | C::SetEmployeeActive { .. } => {
-            facts.employee.clone().map(FleetEntity::Employee)
-        }
+        C::PutEmployee { .. }
+        | C::UpdateEmployee { .. }
+        | C::SetEmployeeActive { .. }
+        | C::EraseEmployee { .. } => facts.employee.clone().map(FleetEntity::Employee),
         C::PutDriver { .. } | C::UpdateDriver { .. } | C::DeactivateDriver { .. } => {
             facts.driver.clone().map(FleetEntity::Driver)
         }
@@ -425,6 +488,7 @@ pub fn decide(
     let (mut write, mut outcome) = decide_fields(request, facts)?;
     outcome.before = before;
     outcome.timelines_changed = write.timelines.iter().map(|(id, _)| id.clone()).collect();
+    outcome.erased = write.erase.is_some();
     if outcome.changed {
         write.events = events(request, &write, &outcome);
     }
@@ -440,7 +504,9 @@ fn events(request: &FleetRequest, write: &FleetWrite, outcome: &FleetOutcome) ->
         FleetEntity::Block(b) => Snapshot::VehicleBlock(b.clone()),
     };
     let created = outcome.before.is_none();
+    let erased = write.erase.is_some();
     let kind = match &outcome.entity {
+        FleetEntity::Employee(_) if erased => EventKind::EmployeeErased,
         FleetEntity::Employee(_) if created => EventKind::EmployeeCreated,
         FleetEntity::Employee(_) => EventKind::EmployeeUpdated,
         FleetEntity::Driver(_) if created => EventKind::DriverCreated,
@@ -452,6 +518,8 @@ fn events(request: &FleetRequest, write: &FleetWrite, outcome: &FleetOutcome) ->
     };
     let (before, after) = match kind {
         EventKind::VehicleBlockDeleted => (Some(snapshot(&outcome.entity)), None),
+        // The before would hold what was erased.
+        EventKind::EmployeeErased => (None, Some(snapshot(&outcome.entity))),
         _ => (
             outcome.before.as_ref().map(snapshot),
             Some(snapshot(&outcome.entity)),
@@ -490,6 +558,7 @@ fn decide_fields(
         dates_touched: Vec::new(),
         before: None,
         timelines_changed: Vec::new(),
+        erased: false,
     };
     check_taken(&facts.taken, self_ids(&request.command))?;
     match &request.command {
@@ -538,6 +607,28 @@ fn decide_fields(
                 entity.active = *active;
                 touch(&mut entity.update_time, &mut entity.version, now);
                 write.employee = Some(entity.clone());
+            }
+            Ok((
+                write.clone(),
+                outcome(FleetEntity::Employee(entity), &write),
+            ))
+        }
+        FleetCommand::EraseEmployee {
+            id,
+            cancel_conflicting,
+        } => {
+            let existing = require(Resource::Employee, id, facts.employee)?;
+            write.cancel =
+                conflicting(Resource::Employee, id, facts.bookings, *cancel_conflicting)?;
+            let erasure = Erasure::of(id);
+            let mut entity = erasure.apply(existing.clone());
+            entity.active = false;
+            // Erased already (and not changed since): nothing to write, and
+            // no second event.
+            if entity != existing {
+                touch(&mut entity.update_time, &mut entity.version, now);
+                write.employee = Some(entity.clone());
+                write.erase = Some(erasure);
             }
             Ok((
                 write.clone(),
@@ -805,7 +896,7 @@ fn self_ids(command: &FleetCommand) -> Option<&str> {
     match command {
         FleetCommand::PutEmployee { employee, .. } => Some(&employee.id),
         FleetCommand::UpdateEmployee { id, .. } | FleetCommand::UpdateDriver { id, .. } => Some(id),
-        FleetCommand::UpdateVehicle { id, .. } => Some(id),
+        FleetCommand::UpdateVehicle { id, .. } | FleetCommand::EraseEmployee { id, .. } => Some(id),
         FleetCommand::PutDriver { driver, .. } => Some(&driver.id),
         FleetCommand::PutVehicle { vehicle, .. } => Some(&vehicle.id),
         _ => None,

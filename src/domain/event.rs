@@ -70,6 +70,9 @@ pub enum EventKind {
     AllocationCancelled,
     EmployeeCreated,
     EmployeeUpdated,
+    /// An employee's name and e-mail were replaced by a pseudonym (an
+    /// erasure request): its `after` is the pseudonymised employee.
+    EmployeeErased,
     DriverCreated,
     DriverUpdated,
     VehicleCreated,
@@ -79,12 +82,13 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         Self::AllocationCreated,
         Self::AllocationUpdated,
         Self::AllocationCancelled,
         Self::EmployeeCreated,
         Self::EmployeeUpdated,
+        Self::EmployeeErased,
         Self::DriverCreated,
         Self::DriverUpdated,
         Self::VehicleCreated,
@@ -101,6 +105,7 @@ impl EventKind {
             Self::AllocationCancelled => "allocation.cancelled",
             Self::EmployeeCreated => "employee.created",
             Self::EmployeeUpdated => "employee.updated",
+            Self::EmployeeErased => "employee.erased",
             Self::DriverCreated => "driver.created",
             Self::DriverUpdated => "driver.updated",
             Self::VehicleCreated => "vehicle.created",

@@ -17,8 +17,8 @@ use super::Upstream;
 use super::admin_json::{
     AssignedDriverJson, BlockPageJson, CancelQuery, CreatedBlockJson, DeactivatedDriverJson,
     DeactivatedEmployeeJson, DriverAssignmentJson, DriverChangesJson, DriverPageJson, DriversQuery,
-    EmployeeChangesJson, NewBlockJson, NewDriverJson, NewEmployeeJson, NewVehicleJson,
-    RetiredVehicleJson, VehicleBlockJson, VehicleChangesJson, allocations,
+    EmployeeChangesJson, ErasedEmployeeJson, NewBlockJson, NewDriverJson, NewEmployeeJson,
+    NewVehicleJson, RetiredVehicleJson, VehicleBlockJson, VehicleChangesJson, allocations,
 };
 use super::allocations::{etag_header, if_match};
 use super::error::ApiError;
@@ -35,6 +35,7 @@ use crate::reasons;
 #[openapi(paths(
     deactivate_employee,
     reactivate_employee,
+    erase_employee,
     deactivate_driver,
     retire_vehicle,
     reactivate_vehicle
@@ -165,9 +166,11 @@ pub async fn employee_action(
     ApiPath(target): ApiPath<String>,
     ApiQuery(query): ApiQuery<CancelQuery>,
 ) -> Result<Response, ApiError> {
-    let (employee_id, verb) = custom_method("employees", &target, &["deactivate", "reactivate"])?;
+    let (employee_id, verb) =
+        custom_method("employees", &target, &["deactivate", "reactivate", "erase"])?;
     match verb {
         "deactivate" => deactivate_employee(upstream, id, employee_id, query).await,
+        "erase" => erase_employee(upstream, id, employee_id, query).await,
         _ => reactivate_employee(upstream, id, employee_id).await,
     }
 }
@@ -203,6 +206,45 @@ async fn deactivate_employee(
         .await?
         .into_inner();
     Ok(Json(DeactivatedEmployeeJson {
+        employee: done.employee.unwrap_or_default().into(),
+        cancelled_allocations: allocations(done.cancelled_allocations),
+    })
+    .into_response())
+}
+
+/// Erase an employee's personal data (an erasure request, GDPR Art. 17).
+///
+/// Their name and e-mail are replaced with a pseudonym (`erased-<hex>`,
+/// `erased-<hex>@erased.invalid`) in their record and in every stored
+/// event, and they are deactivated; an `employee.erased` event is appended.
+/// Their id, department and bookings stay. Their bookings from today on
+/// refuse the change (HAS_FUTURE_BOOKINGS), or are cancelled with
+/// `cancel_conflicting_bookings=true`. Erasing again changes nothing.
+#[utoipa::path(
+    post, path = "/api/employees/{id}:erase", tag = "fleet administration",
+    operation_id = "eraseEmployee",
+    params(("id" = String, Path, description = "The employee's id."), CancelQuery),
+    responses(
+        (status = 200, description = "Erased.", body = ErasedEmployeeJson),
+    )
+)]
+async fn erase_employee(
+    upstream: Upstream,
+    id: RequestId,
+    employee_id: String,
+    query: CancelQuery,
+) -> Result<Response, ApiError> {
+    let request = v1::EraseEmployeeRequest {
+        id: employee_id,
+        cancel_conflicting_bookings: cancel(&query),
+    };
+    let done = upstream
+        .fleet
+        .clone()
+        .erase_employee(id.grpc(request))
+        .await?
+        .into_inner();
+    Ok(Json(ErasedEmployeeJson {
         employee: done.employee.unwrap_or_default().into(),
         cancelled_allocations: allocations(done.cancelled_allocations),
     })

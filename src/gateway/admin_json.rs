@@ -347,6 +347,14 @@ pub struct DeactivatedEmployeeJson {
     pub cancelled_allocations: Vec<AllocationJson>,
 }
 
+/// An employee erased (pseudonymised and deactivated), with the bookings
+/// cancelled on the way.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasedEmployeeJson {
+    pub employee: EmployeeJson,
+    pub cancelled_allocations: Vec<AllocationJson>,
+}
+
 /// A driver deactivated, with the bookings cancelled on the way.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeactivatedDriverJson {

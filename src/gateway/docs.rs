@@ -255,7 +255,7 @@ pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
             &body,
         ]
         .concat(),
-        "deactivateEmployee" | "deactivateDriver" | "retireVehicle" => [
+        "deactivateEmployee" | "deactivateDriver" | "retireVehicle" | "eraseEmployee" => [
             &[
                 FIELD_TOO_LONG,
                 INVALID_FIELD,

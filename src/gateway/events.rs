@@ -67,7 +67,7 @@ pub struct EventJson {
     /// The `x-request-id` of the call that made the change.
     pub request_id: String,
     /// `allocation.created`, `allocation.updated`, `allocation.cancelled`,
-    /// `employee.created`, `employee.updated`, `driver.created`,
+    /// `employee.created`, `employee.updated`, `employee.erased`, `driver.created`,
     /// `driver.updated`, `vehicle.created`, `vehicle.updated`,
     /// `vehicle_block.created`, `vehicle_block.deleted`.
     pub kind: String,

@@ -24,10 +24,11 @@ use crate::proto::v1::{
     self, AssignDriverRequest, AssignDriverResponse, CreateDriverRequest, CreateEmployeeRequest,
     CreateVehicleBlockRequest, CreateVehicleBlockResponse, CreateVehicleRequest,
     DeactivateDriverRequest, DeactivateDriverResponse, DeactivateEmployeeRequest,
-    DeactivateEmployeeResponse, DeleteVehicleBlockRequest, GetDriverRequest, GetEmployeeRequest,
-    GetVehicleRequest, ListAvailableVehiclesRequest, ListAvailableVehiclesResponse,
-    ListDriversRequest, ListDriversResponse, ListEmployeesRequest, ListEmployeesResponse,
-    ListVehicleBlocksRequest, ListVehicleBlocksResponse, ListVehiclesRequest, ListVehiclesResponse,
+    DeactivateEmployeeResponse, DeleteVehicleBlockRequest, EraseEmployeeRequest,
+    EraseEmployeeResponse, GetDriverRequest, GetEmployeeRequest, GetVehicleRequest,
+    ListAvailableVehiclesRequest, ListAvailableVehiclesResponse, ListDriversRequest,
+    ListDriversResponse, ListEmployeesRequest, ListEmployeesResponse, ListVehicleBlocksRequest,
+    ListVehicleBlocksResponse, ListVehiclesRequest, ListVehiclesResponse,
     ReactivateEmployeeRequest, ReactivateVehicleRequest, RetireVehicleRequest,
     RetireVehicleResponse, UpdateDriverRequest, UpdateEmployeeRequest, UpdateVehicleRequest,
     fleet_service_server::FleetService,
@@ -434,6 +435,28 @@ impl FleetService for FleetApi {
             )
             .await?;
         Ok(Response::new(DeactivateEmployeeResponse {
+            cancelled_allocations: cancelled(&outcome),
+            employee: Some(employee_of(outcome)?),
+        }))
+    }
+
+    async fn erase_employee(
+        &self,
+        request: Request<EraseEmployeeRequest>,
+    ) -> Result<Response<EraseEmployeeResponse>, Status> {
+        let caller = fleet_admin(&request)?;
+        let request = request.into_inner();
+        required_id("id", &request.id)?;
+        let outcome = self
+            .run(
+                &caller,
+                FleetCommand::EraseEmployee {
+                    id: request.id,
+                    cancel_conflicting: request.cancel_conflicting_bookings,
+                },
+            )
+            .await?;
+        Ok(Response::new(EraseEmployeeResponse {
             cancelled_allocations: cancelled(&outcome),
             employee: Some(employee_of(outcome)?),
         }))

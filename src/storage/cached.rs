@@ -315,6 +315,27 @@ impl CachedStore {
         }
     }
 
+    /// Deletes the cached lookups of erased employees: the bump before made
+    /// them unservable, this removes what they held. (A read that began
+    /// before the erasure may still store its copy after this; it is never
+    /// served, and expires within the TTL.)
+    async fn forget_erased(&self, outcomes: &[FleetOutcome]) {
+        let keys: Vec<String> = outcomes
+            .iter()
+            .filter(|o| o.erased)
+            .filter_map(|o| match &o.entity {
+                FleetEntity::Employee(e) => Some(["employee:", &e.id].concat()),
+                _ => None,
+            })
+            .collect();
+        if !keys.is_empty() && self.cache.forget(&keys).await.is_err() {
+            self.error();
+            tracing::warn!(
+                "could not delete the cached copies of an erased employee; they are not served and expire within the cache TTL"
+            );
+        }
+    }
+
     /// Reads through the cache: `read` runs on a miss, once per key however
     /// many callers miss at the same time.
     async fn cached<T, F, Fut>(
@@ -631,6 +652,9 @@ impl Store for CachedStore {
         let result = self.inner.apply_fleet(requests).await;
         self.after_write(&result, |outcomes| fleet_invalidation(outcomes))
             .await;
+        if let Ok(outcomes) = &result {
+            self.forget_erased(outcomes).await;
+        }
         result
     }
 
@@ -767,6 +791,7 @@ mod tests {
             dates_touched: Vec::new(),
             before: None,
             timelines_changed: Vec::new(),
+            erased: false,
         }
     }
 

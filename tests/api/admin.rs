@@ -8,9 +8,9 @@ use vehicle_allocation::domain::access::Role;
 use vehicle_allocation::proto::v1::{
     self, AssignDriverRequest, CreateDriverRequest, CreateEmployeeRequest,
     CreateVehicleBlockRequest, CreateVehicleRequest, DeactivateDriverRequest,
-    DeactivateEmployeeRequest, DeleteVehicleBlockRequest, GetVehicleRequest,
-    ListAllocationHistoryRequest, ListAvailableVehiclesRequest, ListEmployeesRequest,
-    ListVehicleBlocksRequest, ListVehiclesRequest, ReactivateEmployeeRequest,
+    DeactivateEmployeeRequest, DeleteVehicleBlockRequest, EraseEmployeeRequest, GetEmployeeRequest,
+    GetVehicleRequest, ListAllocationHistoryRequest, ListAvailableVehiclesRequest,
+    ListEmployeesRequest, ListVehicleBlocksRequest, ListVehiclesRequest, ReactivateEmployeeRequest,
     ReactivateVehicleRequest, RetireVehicleRequest, UpdateEmployeeRequest, UpdateVehicleRequest,
 };
 
@@ -724,4 +724,118 @@ async fn rest_manages_the_fleet_with_etags_and_custom_methods() {
     let reasons =
         openapi["paths"]["/api/vehicles/{id}:retire"]["post"]["responses"]["400"].to_string();
     assert!(reasons.contains("HAS_FUTURE_BOOKINGS"), "{reasons}");
+}
+
+#[tokio::test]
+async fn only_fleet_admins_erase_an_employee_over_grpc_and_rest() {
+    let app = spawn_app_with(AppOptions {
+        auth: hs256_auth(),
+        ..AppOptions::default()
+    })
+    .await;
+    let admin = Cred::Bearer(token("emp-00002", &[Role::FleetAdmin], app.clock_now()));
+    let (name, email) = ("Henrietta Ravensworth", "h.ravensworth@example.org");
+    app.fleet
+        .clone()
+        .create_employee(admin.grpc(CreateEmployeeRequest {
+            employee: Some(v1::Employee {
+                id: "hr-erase".into(),
+                name: name.into(),
+                email: email.into(),
+                ..Default::default()
+            }),
+        }))
+        .await
+        .unwrap();
+    let booked = app
+        .create(v1::Allocation {
+            employee_id: "hr-erase".into(),
+            vehicle_id: app.vehicle(1),
+            allocation_date: app.day(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let erase = |cred: &Cred, cancel| {
+        cred.grpc(EraseEmployeeRequest {
+            id: "hr-erase".into(),
+            cancel_conflicting_bookings: cancel,
+        })
+    };
+    for role in [Role::Employee, Role::BookingAgent, Role::Auditor] {
+        let cred = Cred::Bearer(token("hr-erase", &[role], app.clock_now()));
+        let denied = app
+            .fleet
+            .clone()
+            .erase_employee(erase(&cred, true))
+            .await
+            .unwrap_err();
+        let details = assert_status(&denied, Code::PermissionDenied, "ROLE_REQUIRED");
+        assert_eq!(metadata(&details, "role"), "fleet_admin");
+        let (status, _, body) = app
+            .send(cred.rest(app.http.post(app.url("/api/employees/hr-erase:erase"))))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{role}: {body}");
+        assert_eq!(body["error"]["reason"], "ROLE_REQUIRED");
+    }
+
+    let refused = app
+        .fleet
+        .clone()
+        .erase_employee(erase(&admin, false))
+        .await
+        .unwrap_err();
+    let details = assert_status(&refused, Code::FailedPrecondition, "HAS_FUTURE_BOOKINGS");
+    assert_eq!(metadata(&details, "allocation_ids"), booked.id);
+
+    let (status, _, body) = app
+        .send(
+            admin.rest(
+                app.http.post(
+                    app.url("/api/employees/hr-erase:erase?cancel_conflicting_bookings=true"),
+                ),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let pseudonym = vehicle_allocation::domain::admin::Erasure::of("hr-erase");
+    assert_eq!(body["employee"]["name"], pseudonym.name.as_str());
+    assert_eq!(body["employee"]["email"], pseudonym.email.as_str());
+    assert_eq!(body["employee"]["active"], false);
+    assert_eq!(body["cancelled_allocations"][0]["id"], booked.id.as_str());
+
+    // Again over gRPC: nothing changes.
+    let again = app
+        .fleet
+        .clone()
+        .erase_employee(erase(&admin, false))
+        .await
+        .unwrap()
+        .into_inner();
+    let employee = again.employee.unwrap();
+    assert_eq!(employee.etag, body["employee"]["etag"].as_str().unwrap());
+    assert!(again.cancelled_allocations.is_empty());
+    let read = app
+        .fleet
+        .clone()
+        .get_employee(admin.grpc(GetEmployeeRequest {
+            id: "hr-erase".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read, employee);
+
+    // The events say erased, and none holds the name or e-mail.
+    let events = app.events_after(&admin, 0).await.unwrap();
+    let erased: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "employee.erased")
+        .collect();
+    assert_eq!(erased.len(), 1);
+    assert_eq!(erased[0].resource, "employees/hr-erase");
+    assert!(erased[0].before.is_none());
+    let all = format!("{events:?}");
+    assert!(!all.contains(name) && !all.contains(email), "{all}");
+    assert!(all.contains(&pseudonym.email));
 }

@@ -868,3 +868,69 @@ fn an_import_whose_cache_invalidation_cannot_reach_redis_says_so_and_exits_1() {
         text(&again.stdout)
     );
 }
+
+#[test]
+fn erase_employee_pseudonymises_the_stored_employee_once_and_names_an_unknown_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let employees = example("employees.csv");
+    let imported = run(
+        &["import", "--data-dir", data_dir, "--employees", &employees],
+        &[],
+    );
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    let erasure = vehicle_allocation::domain::admin::Erasure::of("emp-0001");
+
+    let erased = run(&["erase-employee", "--data-dir", data_dir, "emp-0001"], &[]);
+    assert!(erased.status.success(), "{}", text(&erased.stderr));
+    assert_eq!(
+        text(&erased.stdout),
+        format!(
+            "erased employee emp-0001: now {} <{}>, deactivated\n",
+            erasure.name, erasure.email
+        )
+    );
+    // Neither the record nor the import's event holds the name or e-mail.
+    let file = dir
+        .path()
+        .join(vehicle_allocation::storage::sqlite::DATABASE_FILE);
+    let conn = rusqlite::Connection::open(&file).unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |row| row.get(0)).unwrap() };
+    for personal in ["Priya Shah", "priya.shah@example.org"] {
+        assert_eq!(
+            count(&format!(
+                "SELECT (SELECT count(*) FROM employees WHERE name = '{personal}' OR email = '{personal}')
+                      + (SELECT count(*) FROM events WHERE instr(coalesce(before, '') || coalesce(after, ''), '{personal}') > 0)"
+            )),
+            0,
+            "{personal} is still stored"
+        );
+    }
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM events WHERE kind = 'employee.erased' AND actor_id = 'system:erase-employee'"
+        ),
+        1
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM employees WHERE name = 'Tom Baker'"),
+        1,
+        "the others stay"
+    );
+    drop(conn);
+
+    let again = run(&["erase-employee", "--data-dir", data_dir, "emp-0001"], &[]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(
+        text(&again.stdout),
+        "employee emp-0001 was erased already: nothing changed\n"
+    );
+
+    let unknown = run(
+        &["erase-employee", "--data-dir", data_dir, "emp-nobody"],
+        &[],
+    );
+    assert!(!unknown.status.success());
+    let said = text(&unknown.stderr);
+    assert!(said.contains("emp-nobody"), "{said}");
+}

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::helpers::spawn_app;
 
 /// The REST API the gateway is meant to serve, method and path.
-const API: [(&str, &str); 31] = [
+const API: [(&str, &str); 32] = [
     ("post", "/api/allocations"),
     ("get", "/api/allocations/{id}"),
     ("put", "/api/allocations/{id}"),
@@ -26,6 +26,7 @@ const API: [(&str, &str); 31] = [
     ("patch", "/api/employees/{id}"),
     ("post", "/api/employees/{id}:deactivate"),
     ("post", "/api/employees/{id}:reactivate"),
+    ("post", "/api/employees/{id}:erase"),
     ("get", "/api/drivers"),
     ("post", "/api/drivers"),
     ("get", "/api/drivers/{id}"),

@@ -431,6 +431,10 @@ impl CacheBackend for LosesBumps {
         self.inner.fill(key, stamp, fill).await
     }
 
+    async fn forget(&self, keys: &[String]) -> Result<(), CacheError> {
+        self.inner.forget(keys).await
+    }
+
     async fn bump(&self, generations: &[String], token: &str) -> Result<(), CacheError> {
         if self.losing.load(Ordering::SeqCst) {
             return Err(CacheError::Unavailable("bump lost".into()));
@@ -486,4 +490,44 @@ async fn a_lost_invalidation_is_delivered_before_the_cache_is_read_again() {
     assert_eq!(store.get_allocation(&booked.id).await.unwrap(), changed);
     let stats = store.stats();
     assert_eq!((stats.hits, stats.misses), (2, 2), "{stats:?}");
+}
+
+/// An erasure deletes the cached employee instead of only retiring it: an
+/// entry nobody is served must not keep the erased name either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_employee_is_deleted_from_the_cache_not_only_retired() {
+    use vehicle_allocation::domain::FleetCommand;
+    use vehicle_allocation::domain::admin::Erasure;
+    for (name, config) in backends() {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = Arc::new(storage::sqlite::SqliteStore::open(dir.path()).unwrap());
+        let fx = Fixture::load(sqlite.as_ref()).await;
+        let backend = vehicle_allocation::cache::open(&config)
+            .unwrap()
+            .expect("caching is on");
+        let store = CachedStore::new(sqlite, Arc::clone(&backend));
+        let id = fx.employee(3);
+        let key = format!("employee:{id}");
+        store.get_employee(id).await.unwrap();
+        assert!(
+            backend.read(&[], &key).await.unwrap().entry.is_some(),
+            "{name}: the employee is cached"
+        );
+        store
+            .apply_fleet(vec![fx.admin(FleetCommand::EraseEmployee {
+                id: id.into(),
+                cancel_conflicting: true,
+            })])
+            .await
+            .unwrap();
+        assert!(
+            backend.read(&[], &key).await.unwrap().entry.is_none(),
+            "{name}: the cached copy is gone"
+        );
+        assert_eq!(
+            store.get_employee(id).await.unwrap().name,
+            Erasure::of(id).name,
+            "{name}"
+        );
+    }
 }

@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
+use vehicle_allocation::domain::admin::{EmployeeChanges, Erasure};
 use vehicle_allocation::domain::{
-    AllocationChanges, Etag, Event, EventFilter, EventKind, FleetCommand, PageRequest, Snapshot,
+    AllocationChanges, DomainError, Etag, Event, EventFilter, EventKind, FleetCommand, FleetEntity,
+    PageRequest, Resource, Snapshot,
 };
 use vehicle_allocation::storage::Store;
 
@@ -382,4 +384,149 @@ pub async fn pruning_deletes_old_events_and_sequences_never_go_back(store: &Shar
         left.iter().map(|e| e.sequence).collect::<Vec<_>>(),
         [start + 4]
     );
+}
+
+/// An erasure request: afterwards the employee's name and every e-mail they
+/// had are in no table (collection) at all, read from under the store.
+pub async fn erasing_an_employee_leaves_their_name_and_email_in_no_table(
+    store: &Shared,
+    fx: &Fixture,
+) {
+    const ID: &str = "emp-erase";
+    const NAME: &str = "Zofia Quillfeather";
+    const OLD_EMAIL: &str = "zofia.q@old.example";
+    const EMAIL: &str = "z.quillfeather@corp.example";
+    let mut employee = fx.new_employee(ID, OLD_EMAIL);
+    employee.name = NAME.into();
+    fx.apply(
+        store.as_ref(),
+        FleetCommand::PutEmployee {
+            employee,
+            upsert: false,
+        },
+    )
+    .await
+    .unwrap();
+    // Before and after snapshots with both e-mails.
+    fx.apply(
+        store.as_ref(),
+        FleetCommand::UpdateEmployee {
+            id: ID.into(),
+            changes: EmployeeChanges {
+                email: Some(EMAIL.into()),
+                department: Some("Research".into()),
+                ..Default::default()
+            },
+            etag: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut past = fx.stored(0, 8, fx.day(-4));
+    past.employee_id = ID.into();
+    store.insert_allocations(vec![past.clone()]).await.unwrap();
+    let mut new = fx.booking(0, 9, fx.day(2));
+    new.employee_id = ID.into();
+    let future = store.create_allocation(new).await.unwrap();
+    let erase = |cancel| FleetCommand::EraseEmployee {
+        id: ID.into(),
+        cancel_conflicting: cancel,
+    };
+    let start = newest(store).await;
+    assert_eq!(
+        refused(fx.apply(store.as_ref(), erase(false)).await),
+        DomainError::HasFutureBookings {
+            resource: Resource::Employee,
+            id: ID.into(),
+            allocation_ids: vec![future.id.clone()],
+            total: 1,
+        }
+    );
+    assert_eq!(
+        store.get_employee(ID).await.unwrap().name,
+        NAME,
+        "refused whole"
+    );
+    assert_eq!(newest(store).await, start);
+
+    let done = fx.apply(store.as_ref(), erase(true)).await.unwrap();
+    let pseudonym = Erasure::of(ID);
+    let FleetEntity::Employee(erased) = &done.entity else {
+        panic!("an employee: {:?}", done.entity)
+    };
+    assert_eq!(
+        (&erased.name, &erased.email),
+        (&pseudonym.name, &pseudonym.email)
+    );
+    assert!(!erased.active);
+    assert_eq!(erased.department, "Research");
+    assert_eq!(done.cancelled, vec![future.clone()]);
+    assert_eq!(&store.get_employee(ID).await.unwrap(), erased);
+    assert_eq!(
+        store.get_allocation(&past.id).await.unwrap(),
+        past,
+        "history keeps the id"
+    );
+
+    // The employee's own events: rewritten in place, and the erasure's
+    // holds no before.
+    let own = EventFilter {
+        resource: Some(format!("employees/{ID}")),
+        ..Default::default()
+    };
+    let events = events_after(store, &own, 0, 100).await;
+    let kinds: Vec<_> = events.iter().map(|e| e.event.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::EmployeeCreated,
+            EventKind::EmployeeUpdated,
+            EventKind::EmployeeErased
+        ]
+    );
+    for e in &events {
+        for snapshot in [&e.event.before, &e.event.after].into_iter().flatten() {
+            let Snapshot::Employee(s) = snapshot else {
+                panic!("an employee snapshot: {snapshot:?}")
+            };
+            assert_eq!((&s.name, &s.email), (&pseudonym.name, &pseudonym.email));
+        }
+    }
+    let last = &events[2].event;
+    assert_eq!(last.before, None);
+    assert_eq!(last.after, Some(Snapshot::Employee(erased.clone())));
+    let after_erasure = events_after(store, &EventFilter::default(), start, 100).await;
+    let kinds: Vec<_> = after_erasure.iter().map(|e| e.event.kind).collect();
+    assert_eq!(
+        kinds,
+        [EventKind::EmployeeErased, EventKind::AllocationCancelled]
+    );
+
+    // Every value of every table or collection.
+    let stored = crate::stored_text().await;
+    for (table, text) in &stored {
+        let text = text.to_lowercase();
+        for personal in [NAME, "quillfeather", OLD_EMAIL, EMAIL] {
+            assert!(
+                !text.contains(&personal.to_lowercase()),
+                "{personal:?} is still in {table}: {text}"
+            );
+        }
+    }
+    // The scan read the employee and the events: it can see a pseudonym.
+    for place in ["employees", "events"] {
+        assert!(
+            stored
+                .iter()
+                .any(|(table, text)| table == place && text.contains(&pseudonym.email)),
+            "the pseudonym is in {place}"
+        );
+    }
+
+    // Again: nothing changes, no event.
+    let end = newest(store).await;
+    let again = fx.apply(store.as_ref(), erase(false)).await.unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.entity, done.entity);
+    assert_eq!(newest(store).await, end);
 }

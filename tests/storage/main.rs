@@ -26,22 +26,102 @@ use vehicle_allocation::storage::Store;
 use vehicle_allocation::storage::mongo::{MongoConfig, MongoStore};
 use vehicle_allocation::storage::sqlite::SqliteStore;
 
-/// A store under test, what keeps it alive (a temporary directory) and what
-/// cleans up after it (a database to drop).
+/// A store under test, what keeps it alive (a temporary directory), what
+/// cleans up after it (a database to drop), and what reads it from under
+/// the `Store` trait.
 pub struct TestStore {
     pub store: Arc<dyn Store>,
     _guard: Box<dyn Send + Sync>,
     pub cleanup: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    pub raw: RawText,
+}
+
+/// Every text value a store holds, with the table or collection it is in,
+/// read straight from the database: for the cases that must show something
+/// is stored nowhere.
+pub type RawText =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<(String, String)>> + Send>> + Send + Sync>;
+
+tokio::task_local! {
+    static RAW: RawText;
+}
+
+/// What [`RawText`] reads for the store of the case running.
+pub async fn stored_text() -> Vec<(String, String)> {
+    RAW.with(Arc::clone)().await
+}
+
+/// Every text and blob value of every table of the SQLite file at `path`,
+/// through a connection of its own.
+fn sqlite_text(path: &std::path::Path) -> Vec<(String, String)> {
+    use rusqlite::types::ValueRef;
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the database file");
+    let tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut found = Vec::new();
+    for table in tables {
+        let mut select = conn.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
+        let columns = select.column_count();
+        let mut rows = select.query([]).unwrap();
+        while let Some(row) = rows.next().unwrap() {
+            for i in 0..columns {
+                let text = match row.get_ref(i).unwrap() {
+                    ValueRef::Text(t) | ValueRef::Blob(t) => {
+                        String::from_utf8_lossy(t).into_owned()
+                    }
+                    _ => continue,
+                };
+                found.push((table.clone(), text));
+            }
+        }
+    }
+    found
+}
+
+/// Every document of every collection of `database`, as extended JSON.
+async fn mongo_text(url: String, database: String) -> Vec<(String, String)> {
+    let client = mongodb::Client::with_uri_str(&url).await.expect("connect");
+    let db = client.database(&database);
+    let mut found = Vec::new();
+    for collection in db.list_collection_names().await.expect("list collections") {
+        let mut cursor = db
+            .collection::<mongodb::bson::Document>(&collection)
+            .find(mongodb::bson::doc! {})
+            .await
+            .expect("read a collection");
+        while cursor.advance().await.expect("read a document") {
+            let document = cursor.deserialize_current().expect("a document");
+            let json = mongodb::bson::Bson::Document(document)
+                .into_relaxed_extjson()
+                .to_string();
+            found.push((collection.clone(), json));
+        }
+    }
+    found
 }
 
 /// A fresh embedded store in a temporary directory.
 pub async fn sqlite() -> Option<TestStore> {
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SqliteStore::open(dir.path()).expect("open the embedded store");
+    let path = dir
+        .path()
+        .join(vehicle_allocation::storage::sqlite::DATABASE_FILE);
     Some(TestStore {
         store: Arc::new(store),
         _guard: Box::new(dir),
         cleanup: None,
+        raw: Arc::new(move || {
+            let path = path.clone();
+            Box::pin(async move { sqlite_text(&path) })
+        }),
     })
 }
 
@@ -72,6 +152,10 @@ pub async fn mongo() -> Option<TestStore> {
             .as_millis(),
         CASE.fetch_add(1, Ordering::SeqCst)
     );
+    let raw: RawText = {
+        let (url, database) = (url.clone(), database.clone());
+        Arc::new(move || Box::pin(mongo_text(url.clone(), database.clone())))
+    };
     let config = MongoConfig {
         url,
         database,
@@ -92,6 +176,7 @@ pub async fn mongo() -> Option<TestStore> {
                 .await
                 .expect("drop the test database");
         })),
+        raw,
     })
 }
 
@@ -112,12 +197,13 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let Some(mut test_store) = $open().await else { return };
                 let store = std::sync::Arc::clone(&test_store.store);
+                let raw = std::sync::Arc::clone(&test_store.raw);
                 // The case runs in a task of its own so that a failing case
                 // still cleans up before its panic is passed on.
-                let outcome = tokio::spawn(async move {
+                let outcome = tokio::spawn(crate::RAW.scope(raw, async move {
                     let fixture = crate::fixture::Fixture::load(store.as_ref()).await;
                     crate::cases::$case(&store, &fixture).await;
-                })
+                }))
                 .await;
                 if let Some(cleanup) = test_store.cleanup.take() {
                     cleanup.await;

@@ -124,6 +124,165 @@ fn reassigning_the_driver_already_driving_changes_nothing() {
     assert!(!outcome.changed);
 }
 
+fn booking_of_e(id: &str, date: NaiveDate) -> Allocation {
+    Allocation {
+        id: id.into(),
+        employee_id: "e".into(),
+        vehicle_id: "v".into(),
+        driver_id: "d1".into(),
+        date,
+        purpose: String::new(),
+        create_time: now(),
+        update_time: now(),
+        version: 1,
+    }
+}
+
+fn erase(cancel_conflicting: bool) -> FleetRequest {
+    request(FleetCommand::EraseEmployee {
+        id: "e".into(),
+        cancel_conflicting,
+    })
+}
+
+#[test]
+fn the_pseudonym_is_stable_per_id_and_says_nothing_of_the_person() {
+    let erasure = Erasure::of("e");
+    assert_eq!(erasure, Erasure::of("e"));
+    assert_ne!(erasure.name, Erasure::of("f").name);
+    assert_ne!(erasure.email, Erasure::of("f").email);
+    let tag = erasure.name.strip_prefix("erased-").unwrap();
+    assert_eq!(tag.len(), 16);
+    assert!(tag.chars().all(|c| c.is_ascii_hexdigit()));
+    assert_eq!(erasure.email, format!("erased-{tag}@erased.invalid"));
+    assert_eq!(erasure.resource(), "employees/e");
+    // It passes the checks a created employee's name and e-mail do.
+    assert_eq!(email("email", &erasure.email), Ok(()));
+    assert_eq!(required_text("name", &erasure.name, 200), Ok(()));
+}
+
+#[test]
+fn erasing_pseudonymises_deactivates_and_records_no_personal_data() {
+    let facts = Facts {
+        employee: Some(Employee {
+            department: "Sales".into(),
+            ..employee(true)
+        }),
+        ..Default::default()
+    };
+    let (write, outcome) = decide(&erase(false), facts).unwrap();
+    let erasure = Erasure::of("e");
+    let erased = write.employee.clone().unwrap();
+    assert_eq!(
+        (&*erased.name, &*erased.email),
+        (&*erasure.name, &*erasure.email)
+    );
+    assert!(!erased.active);
+    assert_eq!(
+        erased.department, "Sales",
+        "the department is not the person's"
+    );
+    assert_eq!((erased.version, erased.update_time), (2, now()));
+    assert_eq!(write.erase, Some(erasure));
+    assert!(outcome.erased && outcome.changed);
+    let [event] = &write.events[..] else {
+        panic!("one event: {:?}", write.events)
+    };
+    assert_eq!(event.kind, EventKind::EmployeeErased);
+    assert_eq!(event.resource, "employees/e");
+    assert_eq!(event.employee_id(), Some("e"));
+    assert_eq!(event.before, None);
+    assert_eq!(event.after, Some(Snapshot::Employee(erased)));
+    let text = format!("{event:?}");
+    assert!(
+        !text.contains("e@x.org") && !text.contains("\"E\""),
+        "{text}"
+    );
+}
+
+#[test]
+fn erasing_refuses_or_cancels_future_bookings_like_deactivating() {
+    let facts = || Facts {
+        employee: Some(employee(true)),
+        bookings: vec![booking_of_e("a1", day(5)), booking_of_e("a2", day(9))],
+        ..Default::default()
+    };
+    assert_eq!(
+        decide(&erase(false), facts()).unwrap_err().reason(),
+        "HAS_FUTURE_BOOKINGS"
+    );
+    let (write, outcome) = decide(&erase(true), facts()).unwrap();
+    assert_eq!(write.cancel.len(), 2);
+    assert_eq!(outcome.cancelled.len(), 2);
+    let kinds: Vec<EventKind> = write.events.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::EmployeeErased,
+            EventKind::AllocationCancelled,
+            EventKind::AllocationCancelled
+        ]
+    );
+    assert_eq!(
+        FleetCommand::EraseEmployee {
+            id: "e".into(),
+            cancel_conflicting: false
+        }
+        .needs(day(4))
+        .bookings,
+        Some(BookingQuery {
+            owner: BookingOwner::Employee("e".into()),
+            from: day(4),
+            to: None,
+        })
+    );
+}
+
+#[test]
+fn erasing_an_erased_employee_changes_nothing() {
+    let (write, _) = decide(
+        &erase(false),
+        Facts {
+            employee: Some(employee(true)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let erased = write.employee.unwrap();
+    let again = Facts {
+        employee: Some(erased.clone()),
+        // Its own pseudonym is held by itself.
+        taken: vec![(Unique::EmployeeEmail(erased.email.clone()), "e".into())],
+        ..Default::default()
+    };
+    let (write, outcome) = decide(&erase(false), again).unwrap();
+    assert!(write.is_empty(), "{write:?}");
+    assert!(!outcome.changed && !outcome.erased);
+    assert_eq!(outcome.entity, FleetEntity::Employee(erased));
+}
+
+#[test]
+fn a_pseudonym_held_by_another_employee_is_refused_by_name() {
+    let facts = Facts {
+        employee: Some(employee(true)),
+        taken: vec![(
+            Unique::EmployeeEmail(Erasure::of("e").email),
+            "other".into(),
+        )],
+        ..Default::default()
+    };
+    assert_eq!(
+        decide(&erase(false), facts).unwrap_err().reason(),
+        "EMAIL_TAKEN"
+    );
+    assert_eq!(
+        decide(&erase(false), Facts::default())
+            .unwrap_err()
+            .reason(),
+        "EMPLOYEE_NOT_FOUND"
+    );
+}
+
 #[test]
 fn deactivating_a_driver_ends_only_their_periods_from_today() {
     let timeline = vec![

@@ -311,6 +311,14 @@ impl MongoStore {
                 return Err(gone("changing a booking's driver"));
             }
         }
+        if let Some(erasure) = &write.erase {
+            for (filter, update) in d::erase_snapshots(erasure) {
+                self.events
+                    .update_many(filter, update)
+                    .session(&mut *session)
+                    .await?;
+            }
+        }
         Ok(())
     }
 }

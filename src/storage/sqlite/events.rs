@@ -6,6 +6,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::queries::{millis, read_instant};
+use crate::domain::admin::Erasure;
 use crate::domain::{Actor, Event, EventFilter, EventKind, NewEvent, Page, PageRequest, Snapshot};
 use crate::storage::{StoreError, StoreResult};
 
@@ -46,6 +47,22 @@ pub fn append(conn: &Connection, events: &[NewEvent]) -> StoreResult<()> {
             snapshot_json(&e.before)?,
             snapshot_json(&e.after)?,
         ])?;
+    }
+    Ok(())
+}
+
+/// Writes the pseudonym of `erasure` over the name and e-mail in the
+/// snapshots of the employee's own events (found by resource, an indexed
+/// column); `json_replace` changes only paths that exist, so a snapshot of
+/// another kind could not gain them.
+pub fn erase(conn: &Connection, erasure: &Erasure) -> StoreResult<()> {
+    for column in ["before", "after"] {
+        conn.prepare_cached(&format!(
+            "UPDATE events SET {column} = json_replace({column},
+                 '$.employee.name', ?2, '$.employee.email', ?3)
+              WHERE resource = ?1 AND {column} IS NOT NULL"
+        ))?
+        .execute(params![erasure.resource(), erasure.name, erasure.email])?;
     }
     Ok(())
 }

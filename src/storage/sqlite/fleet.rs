@@ -518,6 +518,9 @@ pub fn apply_write(conn: &Connection, write: &FleetWrite) -> StoreResult<()> {
             ])?;
         expect_one(changed, "changing a booking's driver")?;
     }
+    if let Some(erasure) = &write.erase {
+        super::events::erase(conn, erasure)?;
+    }
     super::events::append(conn, &write.events)
 }
 

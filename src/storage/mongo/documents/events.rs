@@ -8,6 +8,7 @@ use mongodb::IndexModel;
 use mongodb::bson::{self, Bson, Document, doc};
 
 use super::{Malformed, SETTINGS, index, instant, read_instant, read_int, read_str};
+use crate::domain::admin::Erasure;
 use crate::domain::{Actor, Event, EventFilter, EventKind, NewEvent, Snapshot};
 
 /// The events collection.
@@ -124,6 +125,29 @@ pub fn event_filter(filter: &EventFilter, after: Option<u64>) -> Document {
         query.insert("time", time);
     }
     query
+}
+
+/// The filters and updates that write the pseudonym of `erasure` over the
+/// name and e-mail in the snapshots of the employee's own events: one pair
+/// per snapshot field, each matching only events where that snapshot is an
+/// employee (a null one has no fields to set).
+pub fn erase_snapshots(erasure: &Erasure) -> Vec<(Document, Document)> {
+    ["before", "after"]
+        .into_iter()
+        .map(|field| {
+            let employee = format!("{field}.employee");
+            (
+                doc! {
+                    "resource": erasure.resource(),
+                    &employee: { "$type": "object" },
+                },
+                doc! { "$set": {
+                    format!("{employee}.name"): &erasure.name,
+                    format!("{employee}.email"): &erasure.email,
+                } },
+            )
+        })
+        .collect()
 }
 
 /// Oldest first.
@@ -262,6 +286,69 @@ mod tests {
             vec![doc! { "$match": { "operationType": "insert" } }]
         );
         assert_eq!(sequence_sort(), doc! { "_id": 1 });
+    }
+
+    #[test]
+    fn an_erasure_sets_the_pseudonym_in_both_snapshots_of_the_employees_events() {
+        let erasure = Erasure {
+            employee_id: "e1".into(),
+            name: "erased-x".into(),
+            email: "erased-x@erased.invalid".into(),
+        };
+        assert_eq!(
+            erase_snapshots(&erasure),
+            vec![
+                (
+                    doc! {
+                        "resource": "employees/e1",
+                        "before.employee": { "$type": "object" },
+                    },
+                    doc! { "$set": {
+                        "before.employee.name": "erased-x",
+                        "before.employee.email": "erased-x@erased.invalid",
+                    } },
+                ),
+                (
+                    doc! {
+                        "resource": "employees/e1",
+                        "after.employee": { "$type": "object" },
+                    },
+                    doc! { "$set": {
+                        "after.employee.name": "erased-x",
+                        "after.employee.email": "erased-x@erased.invalid",
+                    } },
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_employee_snapshot_is_stored_under_the_paths_the_erasure_sets() {
+        let at = DateTime::from_timestamp_millis(1_000).unwrap();
+        let employee = crate::domain::Employee {
+            id: "e1".into(),
+            name: "Jane".into(),
+            email: "jane@example.com".into(),
+            department: "Sales".into(),
+            active: true,
+            create_time: at,
+            update_time: at,
+            version: 1,
+        };
+        let origin = Origin::new(Actor::anonymous(), "r");
+        let event = NewEvent::new(
+            EventKind::EmployeeCreated,
+            None,
+            Some(Snapshot::Employee(employee)),
+            at,
+            &origin,
+        );
+        let stored = event_document(1, &event).unwrap();
+        let after = stored.get_document("after").unwrap();
+        let inner = after.get_document("employee").unwrap();
+        assert_eq!(inner.get_str("name").unwrap(), "Jane");
+        assert_eq!(inner.get_str("email").unwrap(), "jane@example.com");
+        assert_eq!(stored.get_str("resource").unwrap(), "employees/e1");
     }
 
     #[test]
