@@ -495,7 +495,7 @@ pub struct LimitArgs {
 
     /// Event streams (WatchEvents, SSE) open at once; more are refused with
     /// RESOURCE_EXHAUSTED (REST 429) reason TOO_MANY_STREAMS.
-    #[arg(long, env = "MAX_WATCH_STREAMS", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, env = "MAX_WATCH_STREAMS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_watch_streams: u32,
 
     /// Event streams one caller may have open at once.
@@ -503,7 +503,7 @@ pub struct LimitArgs {
     pub max_watch_streams_per_caller: u32,
 
     /// Bytes of events an event stream holds ahead of its subscriber.
-    #[arg(long, env = "WATCH_BUFFER_BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u32).range(1024..))]
+    #[arg(long, env = "WATCH_BUFFER_BYTES", default_value_t = 32768, value_parser = clap::value_parser!(u32).range(1024..))]
     pub watch_buffer_bytes: u32,
 
     /// Event streams reading stored events (a replay, or a subscriber
@@ -701,8 +701,8 @@ impl Default for EventSettings {
             retention: chrono::Duration::days(730),
             prune_interval: Duration::from_secs(3600),
             heartbeat: Duration::from_secs(15),
-            watch_buffer_bytes: 64 * 1024,
-            max_streams: 1000,
+            watch_buffer_bytes: 32 * 1024,
+            max_streams: 256,
             max_streams_per_caller: 16,
             replays: 4,
             stall_timeout: Duration::from_secs(60),

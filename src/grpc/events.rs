@@ -476,21 +476,33 @@ impl Watch {
                 .await
                 .map_err(|error| End::Failed(error.into()))?;
             drop(turn);
+            let mut full = false;
             for event in page.items {
                 let sequence = event.sequence;
                 let message = WatchEventsResponse {
                     message: Some(watch_events_response::Message::Event(event_message(event))),
                 };
                 let bytes = message.encoded_len();
+                match self.outbox.try_send(Ok(message), bytes, sequence) {
+                    Ok(()) => self.position = sequence,
+                    Err(Refused::Gone) => return Err(End::Gone),
+                    // The rest of the page is dropped, to be read again:
+                    // a waiting stream holds nothing but its outbox.
+                    Err(Refused::Full) => {
+                        full = true;
+                        break;
+                    }
+                }
+            }
+            if full {
                 tokio::select! {
-                    sent = self.outbox.send(Ok(message), bytes, sequence, self.stall) => match sent {
-                        Ok(()) => {}
+                    room = self.outbox.room(self.stall) => match room {
+                        Ok(()) => continue,
                         Err(Refused::Full) => return Err(End::Stalled),
                         Err(Refused::Gone) => return Err(End::Gone),
                     },
                     _ = stopping.wait_for(|stop| *stop) => return Err(End::Stopping),
                 }
-                self.position = sequence;
             }
             if !page.has_more {
                 return Ok(());

@@ -122,27 +122,23 @@ impl<T> Sender<T> {
         Ok(())
     }
 
-    /// Queues `item`, waiting for room. Ends with [`Refused::Full`] when
-    /// the subscriber has taken nothing for `stall` while messages waited.
-    pub async fn send(
-        &self,
-        mut item: T,
-        bytes: usize,
-        position: u64,
-        stall: std::time::Duration,
-    ) -> Result<(), Refused> {
+    /// Waits until the outbox is at most half full, so that a refill
+    /// queues a good part of it. Ends with [`Refused::Full`] when the
+    /// subscriber has taken nothing for `stall` while messages waited.
+    pub async fn room(&self, stall: std::time::Duration) -> Result<(), Refused> {
         loop {
             let changed = self.shared.changed.notified();
             tokio::pin!(changed);
             changed.as_mut().enable();
             let since = {
                 let state = self.shared.lock();
+                if state.gone {
+                    return Err(Refused::Gone);
+                }
+                if state.bytes <= self.shared.limit / 2 {
+                    return Ok(());
+                }
                 state.since
-            };
-            item = match self.queue(item, bytes, position) {
-                Ok(()) => return Ok(()),
-                Err((Refused::Gone, _)) => return Err(Refused::Gone),
-                Err((Refused::Full, item)) => item,
             };
             if tokio::time::timeout_at(since + stall, changed)
                 .await
@@ -278,20 +274,24 @@ mod tests {
     async fn a_sender_waits_for_room_and_gives_up_on_a_stalled_subscriber() {
         let stall = Duration::from_secs(60);
         let (sender, mut receiver) = outbox::<u64>(10, 0);
-        sender.try_send(1, 10, 1).unwrap();
+        sender.try_send(1, 6, 1).unwrap();
+        sender.try_send(2, 4, 2).unwrap();
         let waiting = tokio::spawn(async move {
-            let sent = sender.send(2, 10, 2, stall).await;
-            (sender, sent)
+            let room = sender.room(stall).await;
+            (sender, room)
         });
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(receiver.next().await, Some(1), "room made within the stall");
-        let (sender, sent) = waiting.await.unwrap();
-        assert_eq!(sent, Ok(()));
+        let (sender, room) = waiting.await.unwrap();
+        assert_eq!(room, Ok(()), "half empty");
+        sender.try_send(3, 6, 3).unwrap();
         let started = Instant::now();
-        assert_eq!(sender.send(3, 10, 3, stall).await, Err(Refused::Full));
+        assert_eq!(sender.room(stall).await, Err(Refused::Full));
         assert_eq!(started.elapsed(), stall, "a minute after the last take");
         assert!(sender.stalled(stall));
         assert_eq!(sender.taken(), 1);
+        assert_eq!(receiver.next().await, Some(2));
+        assert_eq!(sender.taken(), 2);
         // Ended in place of what was not taken.
         sender.finish(99, true);
         assert_eq!(receiver.next().await, Some(99));

@@ -18,8 +18,11 @@ use tonic::transport::Endpoint;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+use vehicle_allocation::proto::v1::event_service_client::EventServiceClient;
 use vehicle_allocation::proto::v1::fleet_service_client::FleetServiceClient;
-use vehicle_allocation::proto::v1::{GetAllocationRequest, ListVehiclesRequest};
+use vehicle_allocation::proto::v1::{
+    GetAllocationRequest, ListVehiclesRequest, WatchEventsRequest,
+};
 
 use vehicle_allocation::seed::SeedPlan;
 use vehicle_allocation::server::ServerLimits;
@@ -51,11 +54,15 @@ fn total(scrape: &str, name: &str, label: &str) -> f64 {
         .sum()
 }
 
+/// The tests of this binary load the machine one at a time.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 const CONNECTIONS: usize = 20;
 const CALLS_PER_CONNECTION: usize = 500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_unread_streams_leaves_other_callers_served() {
+    let _turn = TURN.lock().await;
     // A fleet as large as a page: each unread response is a full page.
     let app = spawn_app_with(AppOptions {
         fleet: false,
@@ -169,4 +176,69 @@ async fn a_flood_of_unread_streams_leaves_other_callers_served() {
     for call in flood {
         call.abort();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_event_streams_hold_little_memory_each() {
+    let _turn = TURN.lock().await;
+    // The defaults: one caller's 2,000 streams meet its share of the
+    // streams, each stream its byte bound. (With the share raised to all
+    // 256 streams of MAX_WATCH_STREAMS, this measured 94 MiB.)
+    let settings = vehicle_allocation::config::EventSettings::default();
+    let app = spawn_app_with(AppOptions {
+        fleet: false,
+        events: settings,
+        ..AppOptions::default()
+    })
+    .await;
+    // Thousands of stored events: megabytes for a stream to replay.
+    let (employees, vehicles) = vehicle_allocation::seed::generate_fleet(&SeedPlan {
+        employees: 10,
+        vehicles: 2000,
+        allocations: 0,
+        seed: 1,
+    });
+    app.store.insert_fleet(employees, vehicles).await.unwrap();
+    let rss_before = rss_mib();
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for _ in 0..16 {
+        let channel = Endpoint::from_shared(format!("http://{}", app.channel_addr()))
+            .unwrap()
+            .initial_stream_window_size(Some(0))
+            .connect()
+            .await
+            .unwrap();
+        for _ in 0..125 {
+            let mut client = EventServiceClient::new(channel.clone());
+            match client.watch_events(WatchEventsRequest::default()).await {
+                Ok(stream) => held.push(stream),
+                Err(status) => {
+                    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(held.len(), settings.max_streams_per_caller);
+    assert_eq!(refused, 2000 - settings.max_streams_per_caller);
+    // The streams fill their outboxes a few at a time (WATCH_REPLAYS):
+    // measured once memory has stopped growing for a second.
+    let (mut rss_after, mut steady) = (rss_mib(), 0);
+    while steady < 10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = rss_mib();
+        steady = if now > rss_after { 0 } else { steady + 1 };
+        rss_after = rss_after.max(now);
+    }
+    eprintln!(
+        "resident memory with {} stalled event streams: {rss_before} MiB before, {rss_after} MiB after",
+        held.len(),
+    );
+    assert!(
+        rss_after.saturating_sub(rss_before) < 100,
+        "{} stalled streams grew memory by {} MiB",
+        held.len(),
+        rss_after.saturating_sub(rss_before)
+    );
 }
