@@ -329,6 +329,7 @@ pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
                 NOT_OWNER,
                 ROLE_REQUIRED,
                 WATCH_TOO_SLOW,
+                TOO_MANY_STREAMS,
             ][..],
             &query,
         ]
