@@ -156,7 +156,11 @@ impl From<tonic::Status> for ApiError {
         else {
             // Not an answer of the service but of the way to it (the
             // upstream is down, the connection broke): log it, say little.
-            tracing::error!(code = ?status.code(), message = status.message(), "gRPC upstream failed");
+            tracing::error!(
+                code = ?status.code(),
+                message = %crate::domain::error::clip_bytes(status.message(), 256),
+                "gRPC upstream failed"
+            );
             let code = match status.code() {
                 Code::DeadlineExceeded | Code::Cancelled => status.code(),
                 _ => Code::Unavailable,

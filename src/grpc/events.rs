@@ -91,31 +91,61 @@ fn decode_filter(violations: &mut Violations, fields: FilterFields) -> EventFilt
         start_time: None,
         end_time: None,
     };
-    let kinds = kind
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .filter_map(|name| {
-            let kind = EventKind::parse(name);
-            if kind.is_none() {
-                violations.push(Violation::new(
-                    "kind",
-                    ViolationReason::InvalidValue,
-                    format!(
-                        "kind {name:?} is not an event kind; use one of {}",
-                        EventKind::ALL.map(EventKind::as_str).join(", ")
-                    ),
-                ));
-            }
-            kind
-        })
-        .collect();
+    let kinds = decode_kinds(violations, &kind);
     EventFilter {
         kinds,
         start_time: start_time.and_then(|t| violations.check(instant("start_time", t))),
         end_time: end_time.and_then(|t| violations.check(instant("end_time", t))),
         ..filter
     }
+}
+
+/// The most kinds a filter lists: there are fewer kinds than this, and
+/// each listed one costs the store a bound value.
+pub const MAX_KINDS: usize = 32;
+
+/// The comma-separated kinds, each once. More than [`MAX_KINDS`] entries
+/// are refused unread; unknown ones are reported in one violation.
+fn decode_kinds(violations: &mut Violations, kind: &str) -> Vec<EventKind> {
+    let names: Vec<&str> = kind
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .take(MAX_KINDS + 1)
+        .collect();
+    if names.len() > MAX_KINDS {
+        violations.push(Violation::new(
+            "kind",
+            ViolationReason::TooLong,
+            format!("kind lists more than {MAX_KINDS} kinds; name each kind once"),
+        ));
+        return Vec::new();
+    }
+    let mut kinds = Vec::new();
+    let mut unknown = Vec::new();
+    for name in names {
+        match EventKind::parse(name) {
+            Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
+            Some(_) => {}
+            None => unknown.push(name),
+        }
+    }
+    if let Some(first) = unknown.first() {
+        let more = match unknown.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        violations.push(Violation::new(
+            "kind",
+            ViolationReason::InvalidValue,
+            format!(
+                "kind {:?}{more} is not an event kind; use one of {}",
+                crate::domain::error::Echo(first),
+                EventKind::ALL.map(EventKind::as_str).join(", ")
+            ),
+        ));
+    }
+    kinds
 }
 
 fn instant(field: &str, t: prost_types::Timestamp) -> Result<DateTime<Utc>, Violation> {

@@ -78,16 +78,25 @@ impl StoreError {
     }
 }
 
-/// `error` and its sources, outermost first, for logs.
+/// The most bytes of an error's text that are logged or kept: a driver's
+/// message may repeat what it was given (a value, a statement) at any
+/// length, and a caller can make that long.
+pub const ERROR_TEXT_BYTES: usize = 1024;
+
+/// `error` and its sources, outermost first, for logs: cut to
+/// [`ERROR_TEXT_BYTES`].
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
+        if text.len() > ERROR_TEXT_BYTES {
+            break;
+        }
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    crate::domain::error::clip_bytes(&text, ERROR_TEXT_BYTES).into_owned()
 }
 
 /// Which backend to use, and how to reach it.
