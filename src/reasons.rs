@@ -94,7 +94,7 @@ catalogue! {
     REGISTRATION_TAKEN: AlreadyExists, "Another vehicle has that registration; metadata.holder_id names it.";
     LICENSE_NUMBER_TAKEN: AlreadyExists, "Another driver has that licence number; metadata.holder_id names them.";
     DRIVER_ALREADY_ASSIGNED: AlreadyExists, "The driver drives another vehicle on some of those dates; metadata.vehicle_id names it.";
-    HAS_FUTURE_BOOKINGS: FailedPrecondition, "Bookings from today on stand in the way; metadata.allocation_ids lists up to 100, metadata.total counts them. Retry with cancel_conflicting_bookings to cancel them.";
+    HAS_FUTURE_BOOKINGS: FailedPrecondition, "Bookings from today on stand in the way; metadata.allocation_ids lists the first ten, metadata.total counts them, and ListAllocationHistory with that employee_id, driver_id or vehicle_id and start_date today lists them all. Retry with cancel_conflicting_bookings to cancel them.";
     VEHICLE_OUT_OF_SERVICE: FailedPrecondition, "The vehicle is out of service that day; metadata.block_id names the block.";
     EMPLOYEE_DEACTIVATED: FailedPrecondition, "The employee is deactivated.";
     DRIVER_DEACTIVATED: FailedPrecondition, "The driver is deactivated.";

@@ -1,8 +1,13 @@
-//! Hostile and careless callers: filters of thousands of entries.
+//! Hostile and careless callers: filters of thousands of entries, and
+//! errors whose details would outgrow a client's header limit.
 
 use tonic::Code;
+use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
-use vehicle_allocation::proto::v1::{ListEventsRequest, WatchEventsRequest};
+use vehicle_allocation::proto::v1::{
+    ListAllocationHistoryRequest, ListEventsRequest, RetireVehicleRequest, WatchEventsRequest,
+    allocation_service_client::AllocationServiceClient, fleet_service_client::FleetServiceClient,
+};
 
 use crate::helpers::{Cred, assert_status, spawn_app};
 
@@ -76,4 +81,49 @@ async fn a_kind_filter_of_thousands_of_entries_is_refused_naming_the_field() {
     let details = assert_status(&status, Code::InvalidArgument, "INVALID_VALUE");
     assert_eq!(details.bad_request().unwrap().field_violations.len(), 1);
     assert!(status.message().contains("(and 31 more)"), "{status:?}");
+}
+
+#[tokio::test]
+async fn many_bookings_in_the_way_arrive_as_failed_precondition_within_a_strict_header_limit() {
+    let app = spawn_app().await;
+    for day in 1..=60 {
+        app.book(0, 3, day).await.unwrap();
+    }
+    // grpc-java's default limit; grpcio's is twice that.
+    let strict = Channel::from_shared(format!("http://{}", app.channel_addr()))
+        .unwrap()
+        .http2_max_header_list_size(8 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    let refused = FleetServiceClient::new(strict.clone())
+        .retire_vehicle(RetireVehicleRequest {
+            id: app.vehicle(3),
+            cancel_conflicting_bookings: false,
+        })
+        .await
+        .unwrap_err();
+    assert_status(&refused, Code::FailedPrecondition, "HAS_FUTURE_BOOKINGS");
+    let info = metadata(&refused);
+    assert_eq!(info["total"], "60");
+    assert_eq!(info["allocation_ids"].split(',').count(), 10);
+
+    // The whole list is the history from today on.
+    let all = AllocationServiceClient::new(strict)
+        .list_allocation_history(ListAllocationHistoryRequest {
+            vehicle_id: app.vehicle(3),
+            start_date: app.day(0),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.total_size, 60);
+    let listed: Vec<&str> = info["allocation_ids"].split(',').collect();
+    assert!(
+        listed
+            .iter()
+            .all(|id| all.allocations.iter().any(|a| a.id == *id))
+    );
 }
