@@ -141,6 +141,24 @@ impl ApiError {
         error
     }
 
+    /// The same error with field `from` called `to`: the caller sent it
+    /// under another name (a header for a gRPC field).
+    pub fn renamed_field(mut self, from: &str, to: &str) -> Self {
+        for violation in &mut self.field_violations {
+            if violation.field == from {
+                violation.field = to.to_owned();
+            }
+        }
+        if let Some(fields) = self.metadata.get_mut("fields") {
+            *fields = fields
+                .split(',')
+                .map(|f| if f == from { to } else { f })
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+        self
+    }
+
     /// The HTTP status of the response.
     pub fn http_status(&self) -> StatusCode {
         self.http

@@ -167,10 +167,12 @@ pub fn resume_token(sequence: u64) -> String {
 }
 
 fn parse_resume_token(token: &str) -> Result<u64, Violation> {
+    // Sequences are stored as i64: a larger token names no event.
     token
-        .parse::<u64>()
+        .parse::<i64>()
         .ok()
         .filter(|_| token.bytes().all(|b| b.is_ascii_digit()))
+        .map(|sequence| sequence as u64)
         .ok_or_else(|| {
             Violation::new(
                 "resume_token",
@@ -181,6 +183,29 @@ fn parse_resume_token(token: &str) -> Result<u64, Violation> {
                 ),
             )
         })
+}
+
+/// Refuses a position past the newest event: it was not issued here (or
+/// the store was reset since), and a watch from it would wait for events
+/// that never come. The newest sequence is read from the store, not taken
+/// from the event signal: on MongoDB the signal follows a change stream
+/// and may lag behind a token another replica just issued.
+async fn check_not_beyond(store: &dyn Store, field: &str, after: u64) -> Result<(), Status> {
+    if after == 0 {
+        return Ok(());
+    }
+    let newest = store.latest_event_sequence().await?;
+    if after <= newest {
+        return Ok(());
+    }
+    Err(DomainError::invalid(Violation::new(
+        field,
+        ViolationReason::InvalidValue,
+        format!(
+            "{field} {after} is past the newest event ({newest}); pass an event's or heartbeat's resume_token as it was sent"
+        ),
+    ))
+    .into())
 }
 
 fn snapshot(snapshot: Option<Snapshot>) -> Option<v1::Snapshot> {
@@ -281,6 +306,7 @@ impl EventService for EventApi {
                 end_time: r.end_time,
             },
         );
+        let has_token = !r.resume_token.is_empty();
         let after = match (r.after_sequence, non_empty(r.resume_token)) {
             (_, Some(token)) => violations.check(parse_resume_token(&token)),
             (n, None) if n < 0 => {
@@ -295,6 +321,12 @@ impl EventService for EventApi {
         };
         let (filter, after) = violations.finish(|| (filter, after.unwrap_or(0)))?;
         let filter = event_scope(&caller.principal, filter).map_err(DomainError::from)?;
+        let field = if has_token {
+            "resume_token"
+        } else {
+            "after_sequence"
+        };
+        check_not_beyond(self.ctx.store.as_ref(), field, after).await?;
         // The buffer is the bound on what a slow subscriber costs.
         let (sender, receiver) = mpsc::channel(self.settings.watch_buffer.max(1));
         let watch = Watch {

@@ -382,6 +382,11 @@ pub trait Store: Send + Sync + 'static {
     /// (on MongoDB, the writes of every replica): what wakes watchers.
     fn event_signal(&self) -> tokio::sync::watch::Receiver<u64>;
 
+    /// The sequence of the newest event ever committed (0 before the
+    /// first), pruned or not, read from the store itself: on MongoDB it
+    /// counts every replica's writes at once, where the signal may lag.
+    async fn latest_event_sequence(&self) -> StoreResult<u64>;
+
     /// Deletes up to `limit` of the events older than `before`; returns how
     /// many it deleted.
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64>;

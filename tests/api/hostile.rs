@@ -1,5 +1,6 @@
-//! Hostile and careless callers: filters of thousands of entries, and
-//! errors whose details would outgrow a client's header limit.
+//! Hostile and careless callers: filters of thousands of entries, errors
+//! whose details would outgrow a client's header limit, and resume tokens
+//! past the newest event.
 
 use tonic::Code;
 use tonic::transport::Channel;
@@ -126,4 +127,83 @@ async fn many_bookings_in_the_way_arrive_as_failed_precondition_within_a_strict_
             .iter()
             .all(|id| all.allocations.iter().any(|a| a.id == *id))
     );
+}
+
+#[tokio::test]
+async fn resume_positions_past_the_newest_event_are_refused_on_grpc_and_rest() {
+    let app = spawn_app().await;
+    app.book(0, 0, 1).await.unwrap();
+    app.book(1, 1, 1).await.unwrap();
+    let newest = app.store.latest_event_sequence().await.unwrap() as i64;
+    assert!(newest > 0);
+    let refused_field = |result: Result<_, tonic::Status>| match result {
+        Ok(_) => panic!("a stream was started"),
+        Err(status) => {
+            assert_status(&status, Code::InvalidArgument, "INVALID_VALUE");
+            metadata(&status)["fields"].clone()
+        }
+    };
+    let by_token = |token: String| WatchEventsRequest {
+        resume_token: token,
+        ..Default::default()
+    };
+    let by_sequence = |after: i64| WatchEventsRequest {
+        after_sequence: after,
+        ..Default::default()
+    };
+    for token in [
+        u64::MAX.to_string(),
+        (i64::MAX as u64 + 1).to_string(),
+        (newest + 1).to_string(),
+    ] {
+        let result = app.watch(&Cred::None, by_token(token)).await;
+        assert_eq!(refused_field(result), "resume_token");
+    }
+    for after in [i64::MAX, newest + 1] {
+        let result = app.watch(&Cred::None, by_sequence(after)).await;
+        assert_eq!(refused_field(result), "after_sequence");
+    }
+    // The newest itself resumes.
+    app.watch(&Cred::None, by_token(newest.to_string()))
+        .await
+        .unwrap();
+    app.watch(&Cred::None, by_sequence(newest)).await.unwrap();
+
+    let stream = |last_event_id: Option<String>, query: String| {
+        let mut request = app.http.get(app.url(&format!("/api/events/stream{query}")));
+        if let Some(id) = last_event_id {
+            request = request.header("last-event-id", id);
+        }
+        request
+    };
+    let (status, _, body) = app
+        .send(stream(Some(u64::MAX.to_string()), String::new()))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["field_violations"][0]["field"],
+        "Last-Event-ID"
+    );
+    assert_eq!(body["error"]["metadata"]["fields"], "Last-Event-ID");
+    let (status, _, body) = app
+        .send(stream(None, format!("?resume_token={}", newest + 1)))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["field_violations"][0]["field"],
+        "resume_token"
+    );
+    let (status, _, body) = app
+        .send(stream(None, format!("?after_sequence={}", newest + 1)))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        body["error"]["field_violations"][0]["field"],
+        "after_sequence"
+    );
+    let response = stream(Some(newest.to_string()), String::new())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
 }

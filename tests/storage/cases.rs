@@ -59,6 +59,7 @@ macro_rules! for_each_case {
             fleet_writes_append_their_events_and_their_bookings,
             events_filter_by_each_field_and_page_in_sequence_order,
             pruning_deletes_old_events_and_sequences_never_go_back,
+            positions_past_every_sequence_list_nothing_and_the_newest_is_read_back,
         );
     };
 }
