@@ -83,8 +83,8 @@ catalogue! {
     NO_SUCH_PATH: NotFound, "The gateway serves no such path.";
     METHOD_NOT_ALLOWED: Unimplemented (405), "The path does not take this method; Allow lists those it does.";
     // Rules.
-    VEHICLE_ALREADY_BOOKED: AlreadyExists, "The vehicle is booked that day; metadata.allocation_id names the booking.";
-    EMPLOYEE_ALREADY_BOOKED: AlreadyExists, "The employee holds a booking that day; metadata.allocation_id names it.";
+    VEHICLE_ALREADY_BOOKED: AlreadyExists, "The vehicle is booked that day; metadata.allocation_id names the booking when the caller may read it (an employee is not told a colleague's).";
+    EMPLOYEE_ALREADY_BOOKED: AlreadyExists, "The employee holds a booking that day; metadata.allocation_id names it when the caller may read it.";
     ALLOCATION_IS_HISTORY: FailedPrecondition, "The booking's date has passed: it is read-only.";
     ETAG_MISMATCH: Aborted, "The booking (or employee, driver, vehicle) changed since it was read; metadata.current_etag is the etag to read again.";
     EMPLOYEE_ALREADY_EXISTS: AlreadyExists, "An employee with that id exists.";

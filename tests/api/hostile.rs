@@ -1,16 +1,20 @@
 //! Hostile and careless callers: filters of thousands of entries, errors
-//! whose details would outgrow a client's header limit, and resume tokens
-//! past the newest event.
+//! whose details would outgrow a client's header limit, resume tokens past
+//! the newest event, and conflicts that would show another's booking.
 
+use serde_json::{Value, json};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt as _;
+use vehicle_allocation::domain::access::Role;
 use vehicle_allocation::proto::v1::{
-    ListAllocationHistoryRequest, ListEventsRequest, RetireVehicleRequest, WatchEventsRequest,
+    self, CreateAllocationRequest, ListAllocationHistoryRequest, ListEventsRequest,
+    RetireVehicleRequest, UpdateAllocationRequest, WatchEventsRequest,
     allocation_service_client::AllocationServiceClient, fleet_service_client::FleetServiceClient,
 };
 
-use crate::helpers::{Cred, assert_status, spawn_app};
+use crate::helpers::{AppOptions, Cred, TestApp, assert_status, spawn_app, spawn_app_with};
+use crate::identity::{hs256_auth, token};
 
 fn metadata(status: &tonic::Status) -> std::collections::HashMap<String, String> {
     status
@@ -206,4 +210,114 @@ async fn resume_positions_past_the_newest_event_are_refused_on_grpc_and_rest() {
         .await
         .unwrap();
     assert_eq!(response.status(), reqwest::StatusCode::OK);
+}
+
+/// An employee's booking request, over gRPC.
+fn create_request(
+    app: &TestApp,
+    employee: usize,
+    vehicle: usize,
+    day: i64,
+) -> CreateAllocationRequest {
+    CreateAllocationRequest {
+        allocation: Some(v1::Allocation {
+            employee_id: app.employee(employee),
+            vehicle_id: app.vehicle(vehicle),
+            allocation_date: app.day(day),
+            purpose: "trip".into(),
+            ..Default::default()
+        }),
+        request_id: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_conflict_names_the_booking_in_the_way_only_to_who_may_read_it() {
+    let app = spawn_app_with(AppOptions {
+        auth: hs256_auth(),
+        ..AppOptions::default()
+    })
+    .await;
+    let now = app.clock_now();
+    let as_employee = |i: usize| Cred::Bearer(token(&app.employee(i), &[Role::Employee], now));
+    let (me, other) = (as_employee(0), as_employee(1));
+    let agent = Cred::Bearer(token("agent", &[Role::BookingAgent], now));
+    let client = || app.allocations.clone();
+    let theirs = client()
+        .create_allocation(other.grpc(create_request(&app, 1, 0, 1)))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Another's booking: the vehicle is taken, by whom is not said.
+    let refused = client()
+        .create_allocation(me.grpc(create_request(&app, 0, 0, 1)))
+        .await
+        .unwrap_err();
+    let details = assert_status(&refused, Code::AlreadyExists, "VEHICLE_ALREADY_BOOKED");
+    assert!(!metadata(&refused).contains_key("allocation_id"));
+    assert!(details.resource_info().is_none());
+    assert!(!refused.message().contains(&theirs.id), "{refused:?}");
+    // Moving a booking onto it: the same.
+    let mine = client()
+        .create_allocation(me.grpc(create_request(&app, 0, 2, 2)))
+        .await
+        .unwrap()
+        .into_inner();
+    let refused = client()
+        .update_allocation(me.grpc(UpdateAllocationRequest {
+            allocation: Some(v1::Allocation {
+                id: mine.id.clone(),
+                vehicle_id: app.vehicle(0),
+                allocation_date: app.day(1),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["vehicle_id".into(), "allocation_date".into()],
+            }),
+        }))
+        .await
+        .unwrap_err();
+    assert_status(&refused, Code::AlreadyExists, "VEHICLE_ALREADY_BOOKED");
+    assert!(!metadata(&refused).contains_key("allocation_id"));
+
+    // Their own booking, and any booking to an agent: named.
+    for (cred, request) in [
+        (&other, create_request(&app, 1, 0, 1)),
+        (&agent, create_request(&app, 0, 0, 1)),
+    ] {
+        let refused = client()
+            .create_allocation(cred.grpc(request))
+            .await
+            .unwrap_err();
+        assert_status(&refused, Code::AlreadyExists, "VEHICLE_ALREADY_BOOKED");
+        assert_eq!(metadata(&refused)["allocation_id"], theirs.id);
+    }
+    let refused = client()
+        .create_allocation(other.grpc(create_request(&app, 1, 1, 1)))
+        .await
+        .unwrap_err();
+    assert_status(&refused, Code::AlreadyExists, "EMPLOYEE_ALREADY_BOOKED");
+    assert_eq!(metadata(&refused)["allocation_id"], theirs.id);
+
+    // Over REST, the same.
+    let post = |cred: &Cred, employee: usize| {
+        cred.rest(app.http.post(app.url("/api/allocations")))
+            .json(&json!({
+                "employee_id": app.employee(employee),
+                "vehicle_id": app.vehicle(0),
+                "allocation_date": app.day(1),
+            }))
+    };
+    let (status, _, body) = app.send(post(&me, 0)).await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["reason"], "VEHICLE_ALREADY_BOOKED");
+    assert_eq!(body["error"]["metadata"].get("allocation_id"), None);
+    assert!(!body.to_string().contains(&theirs.id), "{body}");
+    let (status, _, body) = app.send(post(&other, 1)).await;
+    assert_eq!(status, reqwest::StatusCode::CONFLICT, "{body}");
+    assert_eq!(
+        body["error"]["metadata"]["allocation_id"],
+        Value::from(theirs.id.as_str())
+    );
 }
