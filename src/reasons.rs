@@ -53,7 +53,7 @@ catalogue! {
     DATE_IN_PAST: InvalidArgument, "The booking date lies before today (in ORG_TIMEZONE).";
     DATE_TOO_FAR_AHEAD: InvalidArgument, "The booking date lies beyond today + MAX_DAYS_AHEAD.";
     INVALID_DATE_RANGE: InvalidArgument, "start_date is after end_date.";
-    FIELD_TOO_LONG: InvalidArgument, "A text field is longer than allowed, or a list (the events' kind filter) has more entries than allowed.";
+    FIELD_TOO_LONG: InvalidArgument, "A text field is longer than allowed, or a list (the events' kind filter, an update_mask) has more entries than allowed.";
     INVALID_PAGE_SIZE: InvalidArgument, "page_size is negative.";
     INVALID_PAGE_TOKEN: InvalidArgument, "page_token was not issued by this service.";
     PAGE_TOKEN_MISMATCH: InvalidArgument, "page_token was issued for other filters.";
