@@ -53,7 +53,7 @@ catalogue! {
     DATE_IN_PAST: InvalidArgument, "The booking date lies before today (in ORG_TIMEZONE).";
     DATE_TOO_FAR_AHEAD: InvalidArgument, "The booking date lies beyond today + MAX_DAYS_AHEAD.";
     INVALID_DATE_RANGE: InvalidArgument, "start_date is after end_date.";
-    FIELD_TOO_LONG: InvalidArgument, "A text field is longer than allowed.";
+    FIELD_TOO_LONG: InvalidArgument, "A text field is longer than allowed, or a list (the events' kind filter, an update_mask) has more entries than allowed.";
     INVALID_PAGE_SIZE: InvalidArgument, "page_size is negative.";
     INVALID_PAGE_TOKEN: InvalidArgument, "page_token was not issued by this service.";
     PAGE_TOKEN_MISMATCH: InvalidArgument, "page_token was issued for other filters.";
@@ -83,8 +83,8 @@ catalogue! {
     NO_SUCH_PATH: NotFound, "The gateway serves no such path.";
     METHOD_NOT_ALLOWED: Unimplemented (405), "The path does not take this method; Allow lists those it does.";
     // Rules.
-    VEHICLE_ALREADY_BOOKED: AlreadyExists, "The vehicle is booked that day; metadata.allocation_id names the booking.";
-    EMPLOYEE_ALREADY_BOOKED: AlreadyExists, "The employee holds a booking that day; metadata.allocation_id names it.";
+    VEHICLE_ALREADY_BOOKED: AlreadyExists, "The vehicle is booked that day; metadata.allocation_id names the booking when the caller may read it (an employee is not told a colleague's).";
+    EMPLOYEE_ALREADY_BOOKED: AlreadyExists, "The employee holds a booking that day; metadata.allocation_id names it when the caller may read it.";
     ALLOCATION_IS_HISTORY: FailedPrecondition, "The booking's date has passed: it is read-only.";
     ETAG_MISMATCH: Aborted, "The booking (or employee, driver, vehicle) changed since it was read; metadata.current_etag is the etag to read again.";
     EMPLOYEE_ALREADY_EXISTS: AlreadyExists, "An employee with that id exists.";
@@ -94,7 +94,7 @@ catalogue! {
     REGISTRATION_TAKEN: AlreadyExists, "Another vehicle has that registration; metadata.holder_id names it.";
     LICENSE_NUMBER_TAKEN: AlreadyExists, "Another driver has that licence number; metadata.holder_id names them.";
     DRIVER_ALREADY_ASSIGNED: AlreadyExists, "The driver drives another vehicle on some of those dates; metadata.vehicle_id names it.";
-    HAS_FUTURE_BOOKINGS: FailedPrecondition, "Bookings from today on stand in the way; metadata.allocation_ids lists up to 100, metadata.total counts them. Retry with cancel_conflicting_bookings to cancel them.";
+    HAS_FUTURE_BOOKINGS: FailedPrecondition, "Bookings from today on stand in the way; metadata.allocation_ids lists the first ten, metadata.total counts them, and ListAllocationHistory with that employee_id, driver_id or vehicle_id and start_date today lists them all. Retry with cancel_conflicting_bookings to cancel them.";
     VEHICLE_OUT_OF_SERVICE: FailedPrecondition, "The vehicle is out of service that day; metadata.block_id names the block.";
     EMPLOYEE_DEACTIVATED: FailedPrecondition, "The employee is deactivated.";
     DRIVER_DEACTIVATED: FailedPrecondition, "The driver is deactivated.";

@@ -321,6 +321,7 @@ impl JwtVerifier {
     ) -> Result<Verified, TokenError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(describe(&e)))?;
+        refuse_crit(token)?;
         let claims = match &self.hs256 {
             Some(key) => {
                 if header.alg != Algorithm::HS256 {
@@ -491,6 +492,29 @@ fn validation(config: &JwtConfig, alg: Algorithm) -> Validation {
     }
     validation.set_required_spec_claims(&required);
     validation
+}
+
+/// RFC 7515 §4.1.11: a recipient must refuse a token whose `crit` header
+/// names an extension it does not understand. This service understands
+/// none, so any `crit`, well-formed or not (even `null`), is refused. Read
+/// from the header's JSON itself: the library takes a `crit` and ignores it.
+fn refuse_crit(token: &str) -> Result<(), TokenError> {
+    use base64::Engine as _;
+    let malformed = || TokenError::Invalid("malformed token".into());
+    let segment = token.split('.').next().unwrap_or_default();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| malformed())?;
+    let header: Map<String, Value> = serde_json::from_slice(&json).map_err(|_| malformed())?;
+    match header.get("crit") {
+        None => Ok(()),
+        Some(Value::Array(names)) if !names.is_empty() && names.iter().all(Value::is_string) => {
+            Err(TokenError::Invalid(
+                "the header's crit names extensions this service does not understand".into(),
+            ))
+        }
+        Some(_) => Err(TokenError::Invalid("the header's crit is malformed".into())),
+    }
 }
 
 fn describe(error: &jsonwebtoken::errors::Error) -> String {
@@ -730,6 +754,50 @@ mod tests {
             verifier.verify(&token, now()).await,
             Err(TokenError::Invalid(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_crit_header_is_refused_whatever_it_names() {
+        use base64::Engine as _;
+        let config = config(KeySource::Hs256("s".into()));
+        let verifier = JwtVerifier::open(config).await.unwrap();
+        let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+        let exp = now().timestamp() + 600;
+        let claims = b64(&format!(
+            r#"{{"sub":"emp-1","roles":["employee"],"exp":{exp},"iss":"https://idp.example.com","aud":"vehicle-allocation"}}"#
+        ));
+        let signed = |header: &str| {
+            let message = format!("{}.{claims}", b64(header));
+            let signature = jsonwebtoken::crypto::sign(
+                message.as_bytes(),
+                &EncodingKey::from_secret(b"s"),
+                Algorithm::HS256,
+            )
+            .unwrap();
+            format!("{message}.{signature}")
+        };
+        // Signed right, so only the crit can refuse them.
+        assert!(
+            verifier
+                .verify(&signed(r#"{"alg":"HS256","typ":"JWT"}"#), now())
+                .await
+                .is_ok()
+        );
+        for header in [
+            r#"{"alg":"HS256","crit":["exp"],"exp":1}"#,
+            r#"{"alg":"HS256","crit":["urn:example:unknown"]}"#,
+            r#"{"alg":"HS256","crit":[]}"#,
+            r#"{"alg":"HS256","crit":"urn:example:unknown"}"#,
+            r#"{"alg":"HS256","crit":null}"#,
+        ] {
+            assert!(
+                matches!(
+                    verifier.verify(&signed(header), now()).await,
+                    Err(TokenError::Invalid(_))
+                ),
+                "{header}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
+use super::error::DomainError;
 use super::event::{EventFilter, EventKind};
 
 /// What a caller may be allowed to do, by role.
@@ -293,6 +294,31 @@ pub fn event_scope(principal: &Principal, requested: EventFilter) -> Result<Even
         }
     }
     Ok(scoped)
+}
+
+/// Whether `principal` may read every booking: a conflict then names the
+/// booking in the way without a look at whose it is.
+pub fn reads_every_booking(principal: &Principal) -> bool {
+    principal.any_of(READERS)
+}
+
+/// A conflict as `principal` may see it: the booking in the way is named
+/// only to a caller who may read it. `owner` holds that booking (`None`
+/// when it could not be read). An employee learns that the vehicle is
+/// taken, not the id of a colleague's booking.
+pub fn shown_conflict(
+    principal: &Principal,
+    conflict: DomainError,
+    owner: Option<&str>,
+) -> DomainError {
+    let named = conflict
+        .conflicting_booking()
+        .is_some_and(|id| !id.is_empty());
+    if named && authorize(principal, Action::ReadBooking { owner }).is_err() {
+        conflict.without_booking()
+    } else {
+        conflict
+    }
 }
 
 /// The roles that may act on a booking: those that may act on any, plus
@@ -630,5 +656,29 @@ mod tests {
             event_scope(&key, any),
             Err(Denied::RoleRequired(_))
         ));
+    }
+
+    #[test]
+    fn a_conflict_names_the_booking_in_the_way_to_who_may_read_it() {
+        use Role::*;
+        let conflict = DomainError::VehicleAlreadyBooked {
+            vehicle_id: "veh-1".into(),
+            date: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+            allocation_id: "a-9".into(),
+        };
+        let shown = |roles: &[Role], owner: Option<&str>| {
+            shown_conflict(&caller(roles), conflict.clone(), owner)
+                .conflicting_booking()
+                .map(str::to_owned)
+        };
+        let named = Some("a-9".to_owned());
+        let withheld = Some(String::new());
+        assert_eq!(shown(&[Employee], Some(ME)), named);
+        assert_eq!(shown(&[Employee], Some(OTHER)), withheld);
+        assert_eq!(shown(&[Employee], None), withheld);
+        assert_eq!(shown(&[BookingAgent], Some(OTHER)), named);
+        assert_eq!(shown(&[FleetAdmin], None), named);
+        assert!(reads_every_booking(&caller(&[Auditor])));
+        assert!(!reads_every_booking(&caller(&[Employee])));
     }
 }

@@ -32,6 +32,19 @@ pub fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `text` cut to at most `max` bytes (ellipsis included) on a character
+/// boundary: for headers and logs, whose limits are in bytes.
+pub fn clip_bytes(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end]).into()
+}
+
 impl std::fmt::Display for Echo<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.clipped())
@@ -192,17 +205,19 @@ pub enum DomainError {
     #[error("{} {:?} does not exist", .resource.name(), Echo(.id))]
     NotFound { resource: Resource, id: String },
 
-    /// The vehicle is already booked on that date.
-    #[error("vehicle {vehicle_id:?} is already booked on {date} by allocation {allocation_id:?}")]
+    /// The vehicle is already booked on that date. `allocation_id` is empty
+    /// when the caller may not know it (see [`super::access::shown_conflict`]).
+    #[error("vehicle {vehicle_id:?} is already booked on {date}{}", by_allocation(.allocation_id))]
     VehicleAlreadyBooked {
         vehicle_id: String,
         date: NaiveDate,
         allocation_id: String,
     },
 
-    /// The employee already holds a booking on that date.
+    /// The employee already holds a booking on that date; `allocation_id`
+    /// as for [`DomainError::VehicleAlreadyBooked`].
     #[error(
-        "employee {employee_id:?} already holds allocation {allocation_id:?} on {date}; an employee can hold one booking per date"
+        "employee {employee_id:?} already holds {} on {date}; an employee can hold one booking per date", holding(.allocation_id)
     )]
     EmployeeAlreadyBooked {
         employee_id: String,
@@ -253,10 +268,12 @@ pub enum DomainError {
         from: chrono::NaiveDate,
     },
 
-    /// Bookings from today on stand in the way of the change.
+    /// Bookings from today on stand in the way of the change. The message
+    /// names none of them (the details list the first few): the full list
+    /// is a history query away.
     #[error(
-        "{} {id:?} has {total} booking(s) from today on ({}{}); cancel them first, or retry with cancel_conflicting_bookings",
-        .resource.name(), .allocation_ids.join(", "), if *.total > .allocation_ids.len() { ", ..." } else { "" }
+        "{} {id:?} has {total} booking(s) from today on; ListAllocationHistory with its {}_id and start_date today lists them; cancel them, or retry with cancel_conflicting_bookings",
+        .resource.name(), .resource.name()
     )]
     HasFutureBookings {
         resource: Resource,
@@ -369,8 +386,55 @@ impl DomainError {
 }
 
 impl DomainError {
-    /// How many affected booking ids a refusal lists.
-    pub const MAX_LISTED: usize = 100;
+    /// How many affected booking ids a refusal lists: every error's
+    /// trailers must fit the few KiB gRPC clients take.
+    pub const MAX_LISTED: usize = 10;
+
+    /// The booking a conflict names, if it is one that does.
+    pub fn conflicting_booking(&self) -> Option<&str> {
+        match self {
+            Self::VehicleAlreadyBooked { allocation_id, .. }
+            | Self::EmployeeAlreadyBooked { allocation_id, .. } => Some(allocation_id),
+            _ => None,
+        }
+    }
+
+    /// The same conflict without the booking's id.
+    pub fn without_booking(self) -> Self {
+        match self {
+            Self::VehicleAlreadyBooked {
+                vehicle_id, date, ..
+            } => Self::VehicleAlreadyBooked {
+                vehicle_id,
+                date,
+                allocation_id: String::new(),
+            },
+            Self::EmployeeAlreadyBooked {
+                employee_id, date, ..
+            } => Self::EmployeeAlreadyBooked {
+                employee_id,
+                date,
+                allocation_id: String::new(),
+            },
+            other => other,
+        }
+    }
+}
+
+fn by_allocation(id: &str) -> String {
+    if id.is_empty() {
+        String::new()
+    } else {
+        format!(" by allocation {id:?}")
+    }
+}
+
+fn holding(id: &str) -> String {
+    if id.is_empty() {
+        "a booking".to_owned()
+    } else {
+        format!("allocation {id:?}")
+    }
 }
 
 fn inactive_word(resource: Resource) -> &'static str {
@@ -380,15 +444,25 @@ fn inactive_word(resource: Resource) -> &'static str {
     }
 }
 
+/// The most violations a message describes; the rest are counted.
+pub const DESCRIBED_VIOLATIONS: usize = 3;
+
 fn describe_violations(violations: &[Violation]) -> String {
     match violations {
         [] => "invalid request".to_owned(),
         [one] => one.description.clone(),
-        many => many
-            .iter()
-            .map(|v| v.description.as_str())
-            .collect::<Vec<_>>()
-            .join("; "),
+        many => {
+            let mut text = many
+                .iter()
+                .take(DESCRIBED_VIOLATIONS)
+                .map(|v| v.description.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            if many.len() > DESCRIBED_VIOLATIONS {
+                text.push_str(&format!("; and {} more", many.len() - DESCRIBED_VIOLATIONS));
+            }
+            text
+        }
     }
 }
 
@@ -463,6 +537,28 @@ mod tests {
             err.to_string(),
             "allocation.employee_id is required; allocation.vehicle_id is required"
         );
+    }
+
+    #[test]
+    fn a_message_describes_the_first_violations_and_counts_the_rest() {
+        let violations = (0..10_000)
+            .map(|i| Violation::required(&format!("f{i}")))
+            .collect();
+        assert_eq!(
+            DomainError::Invalid(violations).to_string(),
+            "f0 is required; f1 is required; f2 is required; and 9997 more"
+        );
+    }
+
+    #[test]
+    fn text_is_clipped_to_bytes_on_a_character_boundary() {
+        assert_eq!(clip_bytes("abc", 3), "abc");
+        assert_eq!(clip_bytes("abcdef", 5), "ab…");
+        // "é" is two bytes: never cut in half.
+        let text = "é".repeat(10);
+        let clipped = clip_bytes(&text, 8);
+        assert_eq!(clipped, "éé…");
+        assert!(clipped.len() <= 8);
     }
 
     #[test]

@@ -141,6 +141,24 @@ impl ApiError {
         error
     }
 
+    /// The same error with field `from` called `to`: the caller sent it
+    /// under another name (a header for a gRPC field).
+    pub fn renamed_field(mut self, from: &str, to: &str) -> Self {
+        for violation in &mut self.field_violations {
+            if violation.field == from {
+                violation.field = to.to_owned();
+            }
+        }
+        if let Some(fields) = self.metadata.get_mut("fields") {
+            *fields = fields
+                .split(',')
+                .map(|f| if f == from { to } else { f })
+                .collect::<Vec<_>>()
+                .join(",");
+        }
+        self
+    }
+
     /// The HTTP status of the response.
     pub fn http_status(&self) -> StatusCode {
         self.http
@@ -156,7 +174,11 @@ impl From<tonic::Status> for ApiError {
         else {
             // Not an answer of the service but of the way to it (the
             // upstream is down, the connection broke): log it, say little.
-            tracing::error!(code = ?status.code(), message = status.message(), "gRPC upstream failed");
+            tracing::error!(
+                code = ?status.code(),
+                message = %crate::domain::error::clip_bytes(status.message(), 256),
+                "gRPC upstream failed"
+            );
             let code = match status.code() {
                 Code::DeadlineExceeded | Code::Cancelled => status.code(),
                 _ => Code::Unavailable,

@@ -276,6 +276,7 @@ pub async fn stream_events(
         })?),
         None => None,
     };
+    let from_header = last_event_id.is_some();
     let request = v1::WatchEventsRequest {
         start_time: timestamp("start_time", q.start_time)?,
         end_time: timestamp("end_time", q.end_time)?,
@@ -292,7 +293,15 @@ pub async fn stream_events(
         .events
         .clone()
         .watch_events(id.grpc(request))
-        .await?
+        .await
+        .map_err(|status| {
+            let error = ApiError::from(status);
+            if from_header {
+                error.renamed_field("resume_token", "Last-Event-ID")
+            } else {
+                error
+            }
+        })?
         .into_inner();
     Ok(Sse::new(sse_events(stream))
         .keep_alive(KeepAlive::default())

@@ -4,7 +4,9 @@ use tonic::{Request, Response, Status};
 
 use super::convert::{self, non_empty};
 use super::{ServiceContext, allow, context};
-use crate::domain::access::{Action, authorize, history_scope};
+use crate::domain::access::{
+    Action, authorize, history_scope, reads_every_booking, shown_conflict,
+};
 use crate::domain::allocation::{validate_id, validate_purpose};
 use crate::domain::context::RequestContext;
 use crate::domain::error::Violations;
@@ -56,6 +58,32 @@ impl AllocationApi {
     }
 }
 
+impl AllocationApi {
+    /// A refused booking write as the caller may see it: a conflict names
+    /// the booking in the way only to a caller who may read it.
+    async fn refusal(&self, caller: &RequestContext, error: StoreError) -> Status {
+        let StoreError::Rejected(rule) = error else {
+            return error.into();
+        };
+        let Some(holder) = rule.conflicting_booking().filter(|id| !id.is_empty()) else {
+            return rule.into();
+        };
+        if reads_every_booking(&caller.principal) {
+            return rule.into();
+        }
+        // Cancelled meanwhile, or unreadable: whose it was is unknown, so
+        // its id is withheld.
+        let owner = self
+            .ctx
+            .store
+            .get_allocation(holder)
+            .await
+            .ok()
+            .map(|found| found.employee_id);
+        shown_conflict(&caller.principal, rule, owner.as_deref()).into()
+    }
+}
+
 fn is_not_found(error: &StoreError) -> bool {
     matches!(error, StoreError::Rejected(DomainError::NotFound { .. }))
 }
@@ -74,7 +102,10 @@ impl AllocationService for AllocationApi {
                 employee_id: &new.employee_id,
             },
         )?;
-        let created = self.ctx.store.create_allocation(new).await?;
+        let created = match self.ctx.store.create_allocation(new).await {
+            Ok(created) => created,
+            Err(error) => return Err(self.refusal(&caller, error).await),
+        };
         Ok(Response::new(convert::allocation(created)))
     }
 
@@ -110,7 +141,10 @@ impl AllocationService for AllocationApi {
         let update = decode_update(&self.ctx, &caller, request.into_inner())?;
         self.check_owner(&caller, &update.id, |owner| Action::ChangeBooking { owner })
             .await?;
-        let updated = self.ctx.store.update_allocation(update).await?;
+        let updated = match self.ctx.store.update_allocation(update).await {
+            Ok(updated) => updated,
+            Err(error) => return Err(self.refusal(&caller, error).await),
+        };
         Ok(Response::new(convert::allocation(updated.after)))
     }
 

@@ -123,31 +123,61 @@ fn decode_filter(violations: &mut Violations, fields: FilterFields) -> EventFilt
         start_time: None,
         end_time: None,
     };
-    let kinds = kind
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .filter_map(|name| {
-            let kind = EventKind::parse(name);
-            if kind.is_none() {
-                violations.push(Violation::new(
-                    "kind",
-                    ViolationReason::InvalidValue,
-                    format!(
-                        "kind {name:?} is not an event kind; use one of {}",
-                        EventKind::ALL.map(EventKind::as_str).join(", ")
-                    ),
-                ));
-            }
-            kind
-        })
-        .collect();
+    let kinds = decode_kinds(violations, &kind);
     EventFilter {
         kinds,
         start_time: start_time.and_then(|t| violations.check(instant("start_time", t))),
         end_time: end_time.and_then(|t| violations.check(instant("end_time", t))),
         ..filter
     }
+}
+
+/// The most kinds a filter lists: there are fewer kinds than this, and
+/// each listed one costs the store a bound value.
+pub const MAX_KINDS: usize = 32;
+
+/// The comma-separated kinds, each once. More than [`MAX_KINDS`] entries
+/// are refused unread; unknown ones are reported in one violation.
+fn decode_kinds(violations: &mut Violations, kind: &str) -> Vec<EventKind> {
+    let names: Vec<&str> = kind
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .take(MAX_KINDS + 1)
+        .collect();
+    if names.len() > MAX_KINDS {
+        violations.push(Violation::new(
+            "kind",
+            ViolationReason::TooLong,
+            format!("kind lists more than {MAX_KINDS} kinds; name each kind once"),
+        ));
+        return Vec::new();
+    }
+    let mut kinds = Vec::new();
+    let mut unknown = Vec::new();
+    for name in names {
+        match EventKind::parse(name) {
+            Some(kind) if !kinds.contains(&kind) => kinds.push(kind),
+            Some(_) => {}
+            None => unknown.push(name),
+        }
+    }
+    if let Some(first) = unknown.first() {
+        let more = match unknown.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        violations.push(Violation::new(
+            "kind",
+            ViolationReason::InvalidValue,
+            format!(
+                "kind {:?}{more} is not an event kind; use one of {}",
+                crate::domain::error::Echo(first),
+                EventKind::ALL.map(EventKind::as_str).join(", ")
+            ),
+        ));
+    }
+    kinds
 }
 
 fn instant(field: &str, t: prost_types::Timestamp) -> Result<DateTime<Utc>, Violation> {
@@ -169,10 +199,12 @@ pub fn resume_token(sequence: u64) -> String {
 }
 
 fn parse_resume_token(token: &str) -> Result<u64, Violation> {
+    // Sequences are stored as i64: a larger token names no event.
     token
-        .parse::<u64>()
+        .parse::<i64>()
         .ok()
         .filter(|_| token.bytes().all(|b| b.is_ascii_digit()))
+        .map(|sequence| sequence as u64)
         .ok_or_else(|| {
             Violation::new(
                 "resume_token",
@@ -183,6 +215,29 @@ fn parse_resume_token(token: &str) -> Result<u64, Violation> {
                 ),
             )
         })
+}
+
+/// Refuses a position past the newest event: it was not issued here (or
+/// the store was reset since), and a watch from it would wait for events
+/// that never come. The newest sequence is read from the store, not taken
+/// from the event signal: on MongoDB the signal follows a change stream
+/// and may lag behind a token another replica just issued.
+async fn check_not_beyond(store: &dyn Store, field: &str, after: u64) -> Result<(), Status> {
+    if after == 0 {
+        return Ok(());
+    }
+    let newest = store.latest_event_sequence().await?;
+    if after <= newest {
+        return Ok(());
+    }
+    Err(DomainError::invalid(Violation::new(
+        field,
+        ViolationReason::InvalidValue,
+        format!(
+            "{field} {after} is past the newest event ({newest}); pass an event's or heartbeat's resume_token as it was sent"
+        ),
+    ))
+    .into())
 }
 
 fn snapshot(snapshot: Option<Snapshot>) -> Option<v1::Snapshot> {
@@ -283,6 +338,7 @@ impl EventService for EventApi {
                 end_time: r.end_time,
             },
         );
+        let has_token = !r.resume_token.is_empty();
         let after = match (r.after_sequence, non_empty(r.resume_token)) {
             (_, Some(token)) => violations.check(parse_resume_token(&token)),
             (n, None) if n < 0 => {
@@ -297,6 +353,12 @@ impl EventService for EventApi {
         };
         let (filter, after) = violations.finish(|| (filter, after.unwrap_or(0)))?;
         let filter = event_scope(&caller.principal, filter).map_err(DomainError::from)?;
+        let field = if has_token {
+            "resume_token"
+        } else {
+            "after_sequence"
+        };
+        check_not_beyond(self.ctx.store.as_ref(), field, after).await?;
         let slot = self
             .streams
             .take(caller.caller_key())

@@ -2,6 +2,10 @@
 
 use crate::domain::error::{Echo, Violation, ViolationReason, Violations};
 
+/// The most paths an update mask lists: more than any message has fields,
+/// and each unknown one would be a violation of its own.
+pub const MAX_PATHS: usize = 32;
+
 /// The fields of `updatable` that an update with `paths` changes. With no
 /// paths, those that are set in the message (`set`, in the same order);
 /// `"*"` means all of them. Unknown paths and an update that changes
@@ -15,7 +19,16 @@ pub fn fields<'a>(
 ) -> Vec<&'a str> {
     let names = updatable.join(", ");
     let mut fields: Vec<&str> = Vec::new();
-    if paths.is_empty() {
+    if paths.len() > MAX_PATHS {
+        violations.push(Violation::new(
+            "update_mask.paths",
+            ViolationReason::TooLong,
+            format!(
+                "update_mask lists {} paths; at most {MAX_PATHS} are allowed, of {names}",
+                paths.len()
+            ),
+        ));
+    } else if paths.is_empty() {
         fields.extend(
             updatable
                 .iter()
@@ -55,4 +68,38 @@ pub fn fields<'a>(
         first
     });
     fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mask_of_thousands_of_paths_is_one_violation() {
+        let mut violations = Violations::new();
+        let paths: Vec<String> = (0..10_000).map(|i| format!("nope{i}")).collect();
+        let chosen = fields(
+            "allocation",
+            &paths,
+            &["purpose"],
+            &[false],
+            &mut violations,
+        );
+        assert!(chosen.is_empty());
+        let violations = violations.into_vec();
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].reason, ViolationReason::TooLong);
+
+        let mut violations = Violations::new();
+        let paths = vec!["purpose".to_owned(); MAX_PATHS];
+        let chosen = fields(
+            "allocation",
+            &paths,
+            &["purpose"],
+            &[false],
+            &mut violations,
+        );
+        assert_eq!(chosen, ["purpose"]);
+        assert!(violations.is_empty());
+    }
 }

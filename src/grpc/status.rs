@@ -13,6 +13,7 @@ use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
 use crate::domain::DomainError;
 use crate::domain::access::Denied;
+use crate::domain::error::clip_bytes;
 use crate::reasons::{self, Reason};
 use crate::storage::StoreError;
 
@@ -36,14 +37,24 @@ impl From<DomainError> for Status {
         };
         let info = match &error {
             DomainError::Invalid(violations) => {
-                details.set_bad_request(
-                    violations
-                        .iter()
-                        .map(|v| FieldViolation::new(&v.field, &v.description))
-                        .collect::<Vec<_>>(),
-                );
-                let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
-                metadata(&[("fields", &fields.join(","))])
+                let sent = sent_violations(violations);
+                // The fields at fault, each once, the first few.
+                let mut fields: Vec<String> = Vec::new();
+                for v in violations {
+                    if fields.len() == SENT_VIOLATIONS {
+                        break;
+                    }
+                    let field = clip_bytes(&v.field, FIELD_BYTES);
+                    if !fields.iter().any(|f| *f == field) {
+                        fields.push(field.into_owned());
+                    }
+                }
+                let mut info = metadata(&[("fields", &fields.join(","))]);
+                if sent.len() < violations.len() {
+                    info.insert("violations".to_owned(), violations.len().to_string());
+                }
+                details.set_bad_request(sent);
+                info
             }
             DomainError::NotFound { resource, id } => {
                 details.set_resource_info(resource.name(), id, "", error.to_string());
@@ -61,24 +72,24 @@ impl From<DomainError> for Status {
                 date,
                 allocation_id,
             } => {
-                details.set_resource_info("allocation", allocation_id, "", error.to_string());
-                metadata(&[
+                let mut info = metadata(&[
                     ("vehicle_id", vehicle_id),
                     ("allocation_date", &date.to_string()),
-                    ("allocation_id", allocation_id),
-                ])
+                ]);
+                conflicting_booking(&mut details, &mut info, allocation_id, &error);
+                info
             }
             DomainError::EmployeeAlreadyBooked {
                 employee_id,
                 date,
                 allocation_id,
             } => {
-                details.set_resource_info("allocation", allocation_id, "", error.to_string());
-                metadata(&[
+                let mut info = metadata(&[
                     ("employee_id", employee_id),
                     ("allocation_date", &date.to_string()),
-                    ("allocation_id", allocation_id),
-                ])
+                ]);
+                conflicting_booking(&mut details, &mut info, allocation_id, &error);
+                info
             }
             DomainError::AllocationIsHistory { id, date, today } => {
                 details.add_precondition_failure_violation(
@@ -136,16 +147,17 @@ impl From<DomainError> for Status {
                 allocation_ids,
                 total,
             } => {
-                for booking in allocation_ids {
-                    details.add_precondition_failure_violation(
-                        "HAS_FUTURE_BOOKINGS",
-                        format!("allocations/{booking}"),
-                        format!("booking {booking} stands in the way"),
-                    );
-                }
+                let name = format!("{}/{id}", resource.collection());
+                // The first few only, whatever the domain passed: the
+                // whole list is a ListAllocationHistory away.
+                let listed: Vec<&str> = allocation_ids
+                    .iter()
+                    .take(DomainError::MAX_LISTED)
+                    .map(String::as_str)
+                    .collect();
                 metadata(&[
-                    ("resource", &format!("{}/{id}", resource.collection())),
-                    ("allocation_ids", &allocation_ids.join(",")),
+                    ("resource", &name),
+                    ("allocation_ids", &listed.join(",")),
                     ("total", &total.to_string()),
                 ])
             }
@@ -208,9 +220,100 @@ impl From<DomainError> for Status {
                 }
             },
         };
-        details.set_error_info(error.reason(), ERROR_DOMAIN, info);
-        Status::with_error_details(code_of(&error), error.to_string(), details)
+        bounded(
+            code_of(&error),
+            error.reason(),
+            &error.to_string(),
+            details,
+            info,
+        )
     }
+}
+
+/// The most bytes an error's `grpc-*` trailers take, whatever the data:
+/// gRPC clients refuse a header list past their limit (grpcio 16 KiB,
+/// grpc-java 8 KiB) and report RESOURCE_EXHAUSTED in place of the error.
+/// Under 4 KiB with room for the other headers of a trailers-only answer.
+pub const TRAILER_BUDGET: usize = 3584;
+
+/// The most bytes of a status message: it is sent twice, percent-encoded in
+/// `grpc-message` and in the details.
+const MESSAGE_BYTES: usize = 360;
+
+/// The most field violations sent, and the most bytes of their fields and
+/// descriptions together (the first is always sent); `metadata.violations`
+/// counts them all when some are left out.
+pub const SENT_VIOLATIONS: usize = 10;
+const VIOLATION_BYTES: usize = 800;
+const FIELD_BYTES: usize = 64;
+const DESCRIPTION_BYTES: usize = 360;
+
+/// The violations a status carries: the first few, each cut short.
+fn sent_violations(violations: &[crate::domain::Violation]) -> Vec<FieldViolation> {
+    let mut sent = Vec::new();
+    let mut bytes = 0;
+    for v in violations.iter().take(SENT_VIOLATIONS) {
+        let field = clip_bytes(&v.field, FIELD_BYTES);
+        let description = clip_bytes(&v.description, DESCRIPTION_BYTES);
+        bytes += field.len() + description.len();
+        if !sent.is_empty() && bytes > VIOLATION_BYTES {
+            break;
+        }
+        sent.push(FieldViolation::new(field, description));
+    }
+    sent
+}
+
+/// Names the booking a conflict is with, unless it was withheld (empty).
+fn conflicting_booking(
+    details: &mut ErrorDetails,
+    info: &mut HashMap<String, String>,
+    allocation_id: &str,
+    error: &DomainError,
+) {
+    if !allocation_id.is_empty() {
+        details.set_resource_info("allocation", allocation_id, "", error.to_string());
+        info.insert("allocation_id".to_owned(), allocation_id.to_owned());
+    }
+}
+
+/// The status, its message cut to [`MESSAGE_BYTES`]; should its trailers
+/// still exceed [`TRAILER_BUDGET`], only the `ErrorInfo` is kept, its
+/// values cut short.
+fn bounded(
+    code: Code,
+    reason: &str,
+    message: &str,
+    mut details: ErrorDetails,
+    info: HashMap<String, String>,
+) -> Status {
+    details.set_error_info(reason, ERROR_DOMAIN, info.clone());
+    let status = Status::with_error_details(code, clip_bytes(message, MESSAGE_BYTES), details);
+    if trailer_bytes(&status) <= TRAILER_BUDGET {
+        return status;
+    }
+    let info: HashMap<String, String> = info
+        .into_iter()
+        .map(|(key, value)| (key, clip_bytes(&value, 64).into_owned()))
+        .collect();
+    Status::with_error_details(
+        code,
+        clip_bytes(message, MESSAGE_BYTES / 2),
+        ErrorDetails::with_error_info(reason, ERROR_DOMAIN, info),
+    )
+}
+
+/// The bytes of the `grpc-*` headers `status` is sent as (names and
+/// values, as tonic writes them).
+pub fn trailer_bytes(status: &Status) -> usize {
+    let mut headers = http::HeaderMap::new();
+    if status.add_header(&mut headers).is_err() {
+        return usize::MAX;
+    }
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum()
 }
 
 impl From<StoreError> for Status {
@@ -508,5 +611,211 @@ mod tests {
         assert_eq!(status.message(), "employee \"emp-404\" does not exist");
         let details = status.get_error_details();
         assert_eq!(details.error_info().unwrap().reason, "EMPLOYEE_NOT_FOUND");
+    }
+
+    /// The bytes of every header `status` is sent with, as tonic sends it.
+    fn sent_bytes(status: Status) -> usize {
+        let response = status.into_http::<()>();
+        response
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum()
+    }
+
+    /// An id of the longest length allowed.
+    fn long_id(n: usize) -> String {
+        format!("{n:0>128}")
+    }
+
+    #[test]
+    fn many_bookings_in_the_way_fit_a_clients_header_limit_and_the_first_ten_are_named() {
+        for resource in [Resource::Vehicle, Resource::Employee, Resource::Driver] {
+            let status = Status::from(DomainError::HasFutureBookings {
+                resource,
+                id: long_id(0),
+                // More than the domain passes: the status caps them itself.
+                allocation_ids: (1..=1000).map(long_id).collect(),
+                total: 1000,
+            });
+            let details = status.get_error_details();
+            let info = details.error_info().unwrap();
+            assert_eq!(info.reason, "HAS_FUTURE_BOOKINGS");
+            let listed: Vec<_> = info.metadata["allocation_ids"].split(',').collect();
+            assert_eq!(listed, (1..=10).map(long_id).collect::<Vec<_>>());
+            assert_eq!(info.metadata["total"], "1000");
+            assert!(status.message().contains("ListAllocationHistory"));
+            let bytes = sent_bytes(status);
+            assert!(bytes < 4096, "{resource:?}: {bytes} bytes of headers");
+        }
+    }
+
+    #[test]
+    fn ten_thousand_violations_fit_and_are_counted() {
+        // Each echoes the caller's value at its longest and costliest to
+        // encode (the message is percent-encoded).
+        let violations: Vec<Violation> = (0..10_000)
+            .map(|i| {
+                let field = format!("update_mask.paths[{i}]");
+                let description = format!(
+                    "update_mask path {:?} cannot be updated; the updatable fields are vehicle_id, allocation_date, purpose",
+                    crate::domain::error::Echo(&"é\" ".repeat(1000))
+                );
+                Violation::new(
+                    field,
+                    crate::domain::ViolationReason::InvalidValue,
+                    description,
+                )
+            })
+            .collect();
+        let status = Status::from(DomainError::Invalid(violations));
+        let details = status.get_error_details();
+        let info = details.error_info().unwrap();
+        assert_eq!(info.reason, "INVALID_VALUE");
+        assert_eq!(info.metadata["violations"], "10000");
+        let sent = details.bad_request().unwrap().field_violations.len();
+        assert!((1..=SENT_VIOLATIONS).contains(&sent), "{sent}");
+        assert!(status.message().len() <= MESSAGE_BYTES);
+        let bytes = sent_bytes(status);
+        assert!(bytes < 4096, "{bytes} bytes of headers");
+    }
+
+    /// Whatever the data, every error stays under the budget: each string
+    /// of every variant 100,000 characters of the worst kind to encode.
+    #[test]
+    fn every_error_with_huge_values_stays_under_the_trailer_budget() {
+        use crate::domain::access::{Denied, Role};
+        let huge = "é\"%".repeat(100_000);
+        let date = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let errors = [
+            DomainError::invalid(Violation::new(
+                huge.clone(),
+                crate::domain::ViolationReason::TooLong,
+                huge.clone(),
+            )),
+            DomainError::not_found(Resource::Vehicle, huge.clone()),
+            DomainError::IdempotentAllocationDeleted {
+                request_id: huge.clone(),
+                allocation_id: huge.clone(),
+            },
+            DomainError::VehicleAlreadyBooked {
+                vehicle_id: huge.clone(),
+                date,
+                allocation_id: huge.clone(),
+            },
+            DomainError::EmployeeAlreadyBooked {
+                employee_id: huge.clone(),
+                date,
+                allocation_id: huge.clone(),
+            },
+            DomainError::AllocationIsHistory {
+                id: huge.clone(),
+                date,
+                today: date,
+            },
+            DomainError::EtagMismatch {
+                resource: Resource::Allocation,
+                id: huge.clone(),
+                expected: huge.clone(),
+                current: huge.clone(),
+            },
+            DomainError::Taken {
+                resource: Resource::Employee,
+                field: "email",
+                value: huge.clone(),
+                holder_id: huge.clone(),
+            },
+            DomainError::DriverAlreadyAssigned {
+                driver_id: huge.clone(),
+                vehicle_id: huge.clone(),
+                from: date,
+            },
+            DomainError::HasFutureBookings {
+                resource: Resource::Vehicle,
+                id: huge.clone(),
+                allocation_ids: vec![huge.clone(); 1000],
+                total: 1000,
+            },
+            DomainError::VehicleOutOfService {
+                vehicle_id: huge.clone(),
+                date,
+                block_id: huge.clone(),
+                start_date: date,
+                end_date: date,
+            },
+            DomainError::Inactive {
+                resource: Resource::Driver,
+                id: huge.clone(),
+            },
+            DomainError::NoDriver {
+                vehicle_id: huge.clone(),
+                date,
+            },
+            DomainError::BlockIsHistory {
+                id: huge.clone(),
+                end_date: date,
+                today: date,
+            },
+            DomainError::PermissionDenied(Denied::RoleRequired(&[
+                Role::Employee,
+                Role::BookingAgent,
+                Role::Auditor,
+                Role::FleetAdmin,
+            ])),
+        ];
+        for error in errors {
+            let reason = error.reason();
+            let status = Status::from(error);
+            assert_eq!(
+                status.get_error_details().error_info().unwrap().reason,
+                reason
+            );
+            let bytes = trailer_bytes(&status);
+            assert!(bytes <= TRAILER_BUDGET, "{reason}: {bytes} bytes");
+        }
+    }
+
+    #[test]
+    fn a_conflict_whose_booking_is_withheld_names_none() {
+        let status = Status::from(
+            DomainError::VehicleAlreadyBooked {
+                vehicle_id: "veh-1".into(),
+                date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+                allocation_id: "a-9".into(),
+            }
+            .without_booking(),
+        );
+        let details = status.get_error_details();
+        assert!(
+            !details
+                .error_info()
+                .unwrap()
+                .metadata
+                .contains_key("allocation_id")
+        );
+        assert!(details.resource_info().is_none());
+        assert_eq!(
+            status.message(),
+            "vehicle \"veh-1\" is already booked on 2026-12-01"
+        );
+    }
+
+    #[test]
+    fn a_storage_failure_with_a_huge_message_is_logged_cut_short() {
+        let error = StoreError::internal(
+            "reading",
+            std::io::Error::other(format!("near {}: syntax error", "?, ".repeat(500_000))),
+        );
+        let logged = error_chain(&error);
+        assert!(
+            logged.starts_with("storage failure: reading: near ?, "),
+            "{logged}"
+        );
+        assert!(
+            logged.len() <= crate::storage::ERROR_TEXT_BYTES,
+            "{}",
+            logged.len()
+        );
+        assert!(logged.ends_with('…'));
     }
 }

@@ -693,6 +693,10 @@ impl Store for CachedStore {
         self.inner.event_signal()
     }
 
+    async fn latest_event_sequence(&self) -> StoreResult<u64> {
+        self.inner.latest_event_sequence().await
+    }
+
     async fn prune_events(
         &self,
         before: chrono::DateTime<chrono::Utc>,

@@ -227,6 +227,11 @@ impl Store for MeteredStore {
         self.inner.event_signal()
     }
 
+    async fn latest_event_sequence(&self) -> StoreResult<u64> {
+        self.timed("latest_event_sequence", self.inner.latest_event_sequence())
+            .await
+    }
+
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.timed("prune_events", self.inner.prune_events(before, limit))
             .await

@@ -78,16 +78,25 @@ impl StoreError {
     }
 }
 
-/// `error` and its sources, outermost first, for logs.
+/// The most bytes of an error's text that are logged or kept: a driver's
+/// message may repeat what it was given (a value, a statement) at any
+/// length, and a caller can make that long.
+pub const ERROR_TEXT_BYTES: usize = 1024;
+
+/// `error` and its sources, outermost first, for logs: cut to
+/// [`ERROR_TEXT_BYTES`].
 pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
+        if text.len() > ERROR_TEXT_BYTES {
+            break;
+        }
         text.push_str(": ");
         text.push_str(&cause.to_string());
         source = cause.source();
     }
-    text
+    crate::domain::error::clip_bytes(&text, ERROR_TEXT_BYTES).into_owned()
 }
 
 /// Which backend to use, and how to reach it.
@@ -372,6 +381,11 @@ pub trait Store: Send + Sync + 'static {
     /// The sequence of the newest event committed, updated as writes commit
     /// (on MongoDB, the writes of every replica): what wakes watchers.
     fn event_signal(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// The sequence of the newest event ever committed (0 before the
+    /// first), pruned or not, read from the store itself: on MongoDB it
+    /// counts every replica's writes at once, where the signal may lag.
+    async fn latest_event_sequence(&self) -> StoreResult<u64>;
 
     /// Deletes up to `limit` of the events older than `before`; returns how
     /// many it deleted.

@@ -550,8 +550,13 @@ async fn every_flawed_token_is_refused_with_its_reason() {
         &claims(&me, &["fleet_admin"], now),
         &EncodingKey::from_secret(b"guessed"),
     );
+    // A critical extension this service does not understand.
+    let mut crit = Header::new(Algorithm::HS256);
+    crit.crit = Some(vec!["urn:example:must-understand".into()]);
+    let crit = sign(crit, &claims(&me, &["employee"], now), &key);
     let cases = [
         ("expired", hs(&expired), "TOKEN_EXPIRED"),
+        ("unknown crit", crit, "TOKEN_INVALID"),
         ("not yet valid", hs(&not_yet), "TOKEN_INVALID"),
         ("bad signature", bad_signature, "TOKEN_INVALID"),
         ("wrong issuer", hs(&wrong_issuer), "TOKEN_INVALID"),

@@ -19,6 +19,7 @@ mod events;
 mod fleet;
 mod health;
 mod history;
+mod hostile;
 mod idempotency;
 mod limits;
 mod reflection;

@@ -60,6 +60,7 @@ macro_rules! for_each_case {
             events_filter_by_each_field_and_page_in_sequence_order,
             pruning_deletes_old_events_and_sequences_never_go_back,
             erasing_an_employee_leaves_their_name_and_email_in_no_table,
+            positions_past_every_sequence_list_nothing_and_the_newest_is_read_back,
         );
     };
 }

@@ -530,3 +530,53 @@ pub async fn erasing_an_employee_leaves_their_name_and_email_in_no_table(
     assert_eq!(again.entity, done.entity);
     assert_eq!(newest(store).await, end);
 }
+
+pub async fn positions_past_every_sequence_list_nothing_and_the_newest_is_read_back(
+    store: &Shared,
+    fx: &Fixture,
+) {
+    let created = store
+        .create_allocation(fx.booking(0, 0, fx.day(1)))
+        .await
+        .unwrap();
+    store
+        .update_allocation(fx.update(&created.id, AllocationChanges::default(), None))
+        .await
+        .unwrap();
+    let newest = newest(store).await;
+    assert_eq!(store.latest_event_sequence().await.unwrap(), newest);
+    // Pruned events still count: sequences never go back.
+    while store
+        .prune_events(fx.now + Duration::days(1), 100)
+        .await
+        .unwrap()
+        > 0
+    {}
+    assert_eq!(store.latest_event_sequence().await.unwrap(), newest);
+    store
+        .delete_allocation(fx.deletion(&created.id, None))
+        .await
+        .unwrap();
+    assert_eq!(store.latest_event_sequence().await.unwrap(), newest + 1);
+    // Beyond i64::MAX is past every event, not a negative position before
+    // them all.
+    let employee = EventFilter {
+        employee_id: Some(fx.employee(0).into()),
+        ..EventFilter::default()
+    };
+    for filter in [EventFilter::default(), employee] {
+        for after in [newest + 1, i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+            let page = store
+                .list_events(
+                    &filter,
+                    PageRequest {
+                        size: 10,
+                        after: Some(after),
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(page.items, [], "after {after}");
+        }
+    }
+}

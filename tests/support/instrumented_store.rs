@@ -213,6 +213,9 @@ impl Store for InstrumentedStore {
     fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.event_signal()
     }
+    async fn latest_event_sequence(&self) -> StoreResult<u64> {
+        self.inner.latest_event_sequence().await
+    }
     async fn prune_events(
         &self,
         before: chrono::DateTime<chrono::Utc>,

@@ -659,6 +659,20 @@ impl Store for MongoStore {
         self.subscribe_events()
     }
 
+    async fn latest_event_sequence(&self) -> StoreResult<u64> {
+        // The counter every write transaction takes its sequences from: it
+        // holds every replica's committed events, and no aborted ones.
+        let counter = self
+            .settings
+            .find_one(d::by_id(d::EVENT_SEQUENCE))
+            .await
+            .map_err(classify("reading the event sequence counter"))?;
+        match counter {
+            Some(counter) => decoded(d::sequence_from(&counter)),
+            None => Ok(0),
+        }
+    }
+
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.prune_events_before(before, limit).await
     }

@@ -210,7 +210,8 @@ pub fn list(
     page: &PageRequest<u64>,
 ) -> StoreResult<Page<Event>> {
     let wanted = page.size + 1;
-    let after = page.after.unwrap_or(0) as i64;
+    // Past every sequence a store holds: none, not a negative number.
+    let after = i64::try_from(page.after.unwrap_or(0)).unwrap_or(i64::MAX);
     let subject = filter
         .employee_id
         .as_deref()

@@ -496,6 +496,10 @@ impl Store for SqliteStore {
         self.events.clone()
     }
 
+    async fn latest_event_sequence(&self) -> StoreResult<u64> {
+        self.readers.read(events::latest_sequence).await
+    }
+
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.writer
             .write(move |conn| events::prune(conn, before, limit))

@@ -32,10 +32,23 @@ pub fn classify(context: &str, error: rusqlite::Error) -> StoreError {
                 | ErrorCode::ReadOnly
         )
     );
+    let error = without_sql(error);
     if transient {
         StoreError::unavailable(context, error)
     } else {
         StoreError::internal(context, error)
+    }
+}
+
+/// The error without the statement SQLite refused, which its text would
+/// repeat: a statement can be as long as a caller's filter made it, and
+/// logs show what went wrong, not the query.
+fn without_sql(error: rusqlite::Error) -> rusqlite::Error {
+    match error {
+        rusqlite::Error::SqlInputError {
+            error, msg, offset, ..
+        } => rusqlite::Error::SqliteFailure(error, Some(format!("{msg} at offset {offset}"))),
+        other => other,
     }
 }
 

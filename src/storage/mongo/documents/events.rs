@@ -96,7 +96,9 @@ pub fn event_from(doc: &Document) -> Result<Event, Malformed> {
 pub fn event_filter(filter: &EventFilter, after: Option<u64>) -> Document {
     let mut query = Document::new();
     if let Some(after) = after {
-        query.insert("_id", doc! { "$gt": after as i64 });
+        // Past every sequence a store holds: none, not a negative number.
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        query.insert("_id", doc! { "$gt": after });
     }
     if let Some(resource) = &filter.resource {
         query.insert("resource", resource);
@@ -272,6 +274,16 @@ mod tests {
                 },
             }
         );
+    }
+
+    #[test]
+    fn a_position_past_i64_is_past_every_event_not_before_them() {
+        for after in [i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
+            assert_eq!(
+                event_filter(&EventFilter::default(), Some(after)),
+                doc! { "_id": { "$gt": i64::MAX } }
+            );
+        }
     }
 
     #[test]
