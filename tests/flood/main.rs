@@ -242,3 +242,95 @@ async fn stalled_event_streams_hold_little_memory_each() {
         rss_after.saturating_sub(rss_before)
     );
 }
+
+/// Replays of the whole history by many SSE subscribers at once, and what
+/// other callers' latency does meanwhile. A measurement, not a check: run
+/// it on a release build (`cargo test --release --test flood -- --ignored
+/// --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run on a release build"]
+async fn replaying_subscribers_and_other_callers_latency() {
+    let _turn = TURN.lock().await;
+    const SUBSCRIBERS: usize = 800;
+    let app = spawn_app_with(AppOptions {
+        demo: true,
+        events: vehicle_allocation::config::EventSettings {
+            max_streams: SUBSCRIBERS,
+            max_streams_per_caller: SUBSCRIBERS,
+            ..Default::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let booked = app
+        .create(vehicle_allocation::proto::v1::Allocation {
+            employee_id: app.employee(1),
+            vehicle_id: app.vehicle(1),
+            allocation_date: app.day(80),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let events = app.newest_event().await;
+    let latencies = |n: usize| {
+        let app = &app;
+        let id = booked.id.clone();
+        async move {
+            let mut took = Vec::new();
+            for _ in 0..n {
+                let started = Instant::now();
+                app.allocations
+                    .clone()
+                    .get_allocation(GetAllocationRequest { id: id.clone() })
+                    .await
+                    .unwrap();
+                took.push(started.elapsed());
+            }
+            took.sort();
+            (took[took.len() / 2], took[took.len() * 99 / 100], took[took.len() - 1])
+        }
+    };
+    let quiet = latencies(400).await;
+
+    let client = reqwest::Client::new();
+    let replayed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let subscribers: Vec<_> = (0..SUBSCRIBERS)
+        .map(|_| {
+            let (client, url, replayed) = (
+                client.clone(),
+                app.url("/api/events/stream"),
+                std::sync::Arc::clone(&replayed),
+            );
+            tokio::spawn(async move {
+                let mut response = client.get(url).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                // Read until the newest event's id has passed.
+                let last = format!("id: {events}\n");
+                let mut tail = String::new();
+                while let Some(chunk) = response.chunk().await.unwrap() {
+                    tail.push_str(&String::from_utf8_lossy(&chunk));
+                    if tail.contains(&last) {
+                        replayed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return;
+                    }
+                    let keep = tail.len().saturating_sub(64);
+                    tail.drain(..keep);
+                }
+            })
+        })
+        .collect();
+    let during = latencies(400).await;
+    let done_during = replayed.load(std::sync::atomic::Ordering::Relaxed);
+    for subscriber in subscribers {
+        subscriber.await.unwrap();
+    }
+    eprintln!(
+        "{SUBSCRIBERS} subscribers replayed {events} events each in {:?} ({done_during} done while other callers were measured)",
+        started.elapsed()
+    );
+    eprintln!(
+        "GetAllocation median / p99 / max: quiet {:?} / {:?} / {:?}; during the replays {:?} / {:?} / {:?}",
+        quiet.0, quiet.1, quiet.2, during.0, during.1, during.2
+    );
+}
