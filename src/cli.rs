@@ -192,11 +192,15 @@ async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String
             print!("{}", report.summary(args.dry_run));
             check_delivered(&setup)
         }
-        Err(ImportError::Rejected(problems)) => {
-            for problem in &problems {
+        Err(ImportError::Rejected(rejection)) => {
+            for problem in &rejection.problems {
                 eprintln!("{problem}");
             }
-            Err(ImportError::Rejected(problems).to_string())
+            let not_shown = rejection.total - rejection.problems.len();
+            if not_shown > 0 {
+                eprintln!("… and {not_shown} more problem(s)");
+            }
+            Err(ImportError::Rejected(rejection).to_string())
         }
         Err(other) => Err(other.to_string()),
     }
