@@ -75,11 +75,14 @@ fn path_of(files: &ImportFiles, kind: Kind) -> String {
     path.display().to_string()
 }
 
+/// A chunk's commands, with the bytes read when it was sent.
+type Sent = (Vec<FleetCommand>, u64);
+
 /// A session that answers every command as creating its entity, and
 /// records the size of each chunk with the bytes `read` had counted when
 /// it came.
 struct Recorder {
-    chunks: Arc<Mutex<Vec<(Vec<FleetCommand>, u64)>>>,
+    chunks: Arc<Mutex<Vec<Sent>>>,
     read: Arc<AtomicU64>,
 }
 
@@ -139,8 +142,7 @@ impl<R: std::io::Read> std::io::Read for Counting<R> {
 struct Checked {
     entries: Vec<(usize, FleetCommand)>,
     problems: Vec<Problem>,
-    /// Each chunk's commands, with the bytes read when it was sent.
-    chunks: Vec<(Vec<FleetCommand>, u64)>,
+    chunks: Vec<Sent>,
 }
 
 fn check_text(kind: Kind, file: &str, format: Format, text: &str, limits: Limits) -> Checked {

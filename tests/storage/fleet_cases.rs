@@ -210,7 +210,7 @@ pub async fn checking_a_batch_decides_each_command_and_writes_nothing(
     store: &Shared,
     fx: &Fixture,
 ) {
-    let batch = vec![
+    let batch = [
         fx.admin(FleetCommand::PutDriver {
             driver: fx.new_driver("chk-d", "LIC-CHK"),
             upsert: true,
@@ -807,6 +807,8 @@ pub async fn an_applied_session_writes_its_chunks_all_or_nothing(store: &Shared,
     let mut session = store.fleet_session(FleetPass::Apply).await.unwrap();
     session.run(vec![driver(1)]).await.unwrap();
     drop(session);
+    // A write after it waits for the store to be done with it.
+    store.apply_fleet(vec![driver(4)]).await.unwrap();
     assert_eq!(
         refused_reason(store.get_driver("ses-d1").await),
         "DRIVER_NOT_FOUND"

@@ -332,19 +332,31 @@ fn run(
     }
 }
 
-/// Indexes the subjects of the events not indexed yet, in a transaction
-/// of its own.
+/// The most events whose subjects one transaction indexes: they are
+/// sorted in memory, and a bulk import appends a million.
+const SUBJECT_SLICE: u64 = 64 * 1024;
+
+/// Indexes the subjects of the events not indexed yet, a slice at a time,
+/// each in a transaction of its own.
 fn index_subjects(conn: &Connection) -> StoreResult<u64> {
-    let indexed = (|| -> StoreResult<u64> {
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let upto = super::events::index_subjects(conn)?;
-        conn.prepare_cached("COMMIT")?.execute([])?;
-        Ok(upto)
-    })();
-    if indexed.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
+    loop {
+        let indexed = (|| -> StoreResult<(u64, bool)> {
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            let indexed = super::events::index_subjects(conn, SUBJECT_SLICE)?;
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(indexed)
+        })();
+        match indexed {
+            Ok((upto, true)) => return Ok(upto),
+            Ok((_, false)) => {}
+            Err(error) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(error);
+            }
+        }
     }
-    indexed
 }
 
 /// The least time between two background checkpoints: each syncs the
