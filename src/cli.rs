@@ -108,10 +108,15 @@ async fn run_serve(args: &ServeArgs, common: &CommonArgs) -> Result<(), String> 
 
 /// The store for a bulk load: through Redis when there is one, so that
 /// running services see the new data at once instead of after CACHE_TTL.
-async fn open_for_loading(common: &CommonArgs) -> Result<CachedSetup, String> {
-    let store = storage::open_for_loading(&common.store())
-        .await
-        .map_err(|e| e.to_string())?;
+/// A seed gets SQLite's large page cache; an import's memory is bounded,
+/// its sessions keeping a cache of their own.
+async fn open_for_loading(common: &CommonArgs, seeding: bool) -> Result<CachedSetup, String> {
+    let store = if seeding {
+        storage::open_for_loading(&common.store()).await
+    } else {
+        storage::open(&common.store()).await
+    }
+    .map_err(|e| e.to_string())?;
     if common.redis_url.is_some() {
         storage::with_cache(store, &common.cache()).map_err(|e| e.to_string())
     } else {
@@ -134,7 +139,7 @@ fn check_delivered(setup: &CachedSetup) -> Result<(), String> {
 
 async fn run_seed(args: &SeedArgs, common: &CommonArgs) -> Result<(), String> {
     let config = common.store();
-    let setup = open_for_loading(common).await?;
+    let setup = open_for_loading(common, true).await?;
     let store = Arc::clone(&setup.store);
     let plan = SeedPlan {
         employees: args.employees,
@@ -172,7 +177,7 @@ async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String
     if files == ImportFiles::default() {
         return Err(ImportError::NoFiles.to_string());
     }
-    let setup = open_for_loading(common).await?;
+    let setup = open_for_loading(common, false).await?;
     let started = std::time::Instant::now();
     let now = SystemClock.now();
     let window = common.policy().window(now);
@@ -193,11 +198,15 @@ async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String
             print!("{}", report.summary(args.dry_run));
             check_delivered(&setup)
         }
-        Err(ImportError::Rejected(problems)) => {
-            for problem in &problems {
+        Err(ImportError::Rejected(rejection)) => {
+            for problem in &rejection.problems {
                 eprintln!("{problem}");
             }
-            Err(ImportError::Rejected(problems).to_string())
+            let not_shown = rejection.total - rejection.problems.len();
+            if not_shown > 0 {
+                eprintln!("… and {not_shown} more problem(s)");
+            }
+            Err(ImportError::Rejected(rejection).to_string())
         }
         Err(other) => Err(other.to_string()),
     }

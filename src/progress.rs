@@ -32,6 +32,26 @@ impl DelayedProgress {
         }
     }
 
+    /// A bar of `total` bytes, labelled `what`.
+    pub fn bytes(what: &str, total: u64) -> Self {
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+        bar.set_style(
+            ProgressStyle::with_template(&format!(
+                "{what} {{bar:40}} {{bytes}}/{{total_bytes}} ({{eta}} left)"
+            ))
+            .expect("valid template"),
+        );
+        Self {
+            bar,
+            started: Instant::now(),
+        }
+    }
+
+    /// The steps done so far.
+    pub fn position(&self) -> u64 {
+        self.bar.position()
+    }
+
     /// A spinner for a step that can't count its progress, labelled
     /// `what`; it turns while the step runs.
     pub fn spinner(what: &str) -> Self {

@@ -12,10 +12,10 @@ mod read;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -23,9 +23,10 @@ use crate::domain::admin::{DriverInput, EmployeeInput, VehicleInput};
 use crate::domain::error::{Echo, Resource, Violation, ViolationReason, Violations};
 use crate::domain::{BookingWindow, DomainError, FleetCommand, FleetOutcome, FleetRequest, Origin};
 use crate::progress::DelayedProgress;
-use crate::storage::{Store, StoreError};
+use crate::storage::{FleetPass, FleetSession, Store, StoreError};
 
 pub use read::Format;
+use read::{Fingerprint, Item, Rows};
 
 /// The reasons of problems only an import has; the others are the API's.
 pub mod reason {
@@ -202,30 +203,50 @@ pub struct RowChange {
     pub bookings_redriven: usize,
 }
 
+/// How much of an import is held at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Rows read, checked and sent to the store at a time.
+    pub chunk: usize,
+    /// Problems, and rows of a dry run's plan, reported in full; the ones
+    /// after them are counted.
+    pub shown: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            chunk: 1000,
+            shown: 10_000,
+        }
+    }
+}
+
 /// What an import did, or would do on a dry run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImportReport {
-    /// Row by row, in import order.
+    /// Row by row, in import order: the first [`Limits::shown`].
     pub rows: Vec<RowChange>,
+    /// The rows after those.
+    pub rows_not_shown: usize,
     /// The kinds of file imported.
     pub kinds: Vec<Kind>,
     /// Whether anything was written (not on a dry run, nor when every row
     /// was unchanged).
     pub written: bool,
+    /// Created, updated and unchanged rows by kind.
+    counts: Vec<(Kind, [usize; 3])>,
 }
 
 impl ImportReport {
     /// Created, updated and unchanged rows of `kind`.
     pub fn counts(&self, kind: Kind) -> (usize, usize, usize) {
-        let mut counts = (0, 0, 0);
-        for row in self.rows.iter().filter(|r| r.kind == kind) {
-            match row.change {
-                Change::Create => counts.0 += 1,
-                Change::Update(_) => counts.1 += 1,
-                Change::Unchanged => counts.2 += 1,
-            }
-        }
-        counts
+        let [c, u, n] = self
+            .counts
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or([0; 3], |(_, counts)| *counts);
+        (c, u, n)
     }
 
     /// One line per row, for a dry run: what would happen to it.
@@ -255,6 +276,9 @@ impl ImportReport {
             }
             text.push('\n');
         }
+        if self.rows_not_shown > 0 {
+            text += &format!("… and {} more row(s)\n", self.rows_not_shown);
+        }
         text
     }
 
@@ -279,6 +303,15 @@ impl ImportReport {
     }
 }
 
+/// The problems of refused files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// In file and line order: the first [`Limits::shown`].
+    pub problems: Vec<Problem>,
+    /// How many there are in all.
+    pub total: usize,
+}
+
 /// Why an import wrote nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -297,25 +330,19 @@ pub enum ImportError {
     )]
     Format { path: String },
 
-    /// Every problem found, in file and line order.
-    #[error("{} problem(s) in the files; nothing was written", .0.len())]
-    Rejected(Vec<Problem>),
+    #[error("{} problem(s) in the files; nothing was written", .0.total)]
+    Rejected(Rejection),
 
     /// The check passed but the store changed before the write.
     #[error("the stored data changed during the import: {0}; nothing was written, run it again")]
     Raced(DomainError),
 
+    /// The file read for the write was not the one checked.
+    #[error("{path} changed during the import; nothing was written, run it again")]
+    Changed { path: String },
+
     #[error(transparent)]
     Store(StoreError),
-}
-
-/// One good row, ready to apply.
-struct Entry {
-    kind: Kind,
-    file: String,
-    line: usize,
-    id: String,
-    command: FleetCommand,
 }
 
 /// Imports `files` into `store`: checks every row, then (unless `dry_run`)
@@ -328,194 +355,649 @@ pub async fn import(
     window: BookingWindow,
     dry_run: bool,
 ) -> Result<ImportReport, ImportError> {
+    import_with(store, files, now, window, dry_run, Limits::default()).await
+}
+
+/// [`import`], holding what `limits` allow.
+///
+/// The files are read twice, a chunk of rows at a time, instead of held:
+/// once to check every row (the store deciding each in one transaction it
+/// rolls back at the end), and, when all are good, again to write them in
+/// one transaction. Between the reads a file must not change: each read's
+/// fingerprint must match, or nothing is written.
+pub async fn import_with(
+    store: &dyn Store,
+    files: &ImportFiles,
+    now: DateTime<Utc>,
+    window: BookingWindow,
+    dry_run: bool,
+    limits: Limits,
+) -> Result<ImportReport, ImportError> {
     let sources = files.sources();
     if sources.is_empty() {
         return Err(ImportError::NoFiles);
     }
-    let mut entries = Vec::new();
-    let mut problems = Vec::new();
-    let mut bad_drivers = HashMap::new();
-    for (kind, path) in &sources {
-        let file = path.display().to_string();
-        let format = Format::of(path).ok_or_else(|| ImportError::Format { path: file.clone() })?;
-        let bytes = std::fs::read(path).map_err(|source| ImportError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        let text = match String::from_utf8(bytes) {
-            Ok(text) => text,
-            Err(error) => {
-                let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
-                let line = 1 + valid.iter().filter(|b| **b == b'\n').count();
-                problems.push(Problem::new(
-                    &file,
-                    line,
-                    "",
-                    reason::MALFORMED_ROW,
-                    "the file is not UTF-8 text (its first bad byte is on this line); save it as UTF-8",
-                ));
-                continue;
-            }
-        };
-        let checked = check_file(*kind, &file, format, &text, now, &bad_drivers);
-        if *kind == Kind::Drivers {
-            bad_drivers = checked.bad_ids;
-        }
-        entries.extend(checked.entries);
-        problems.extend(checked.problems);
+    let mut formats = Vec::new();
+    for (_, path) in &sources {
+        let path_text = path.display().to_string();
+        formats.push(Format::of(path).ok_or(ImportError::Format { path: path_text })?);
     }
-
-    let origin = Origin::system("import");
-    let requests: Vec<FleetRequest> = entries
-        .iter()
-        .map(|entry| FleetRequest {
-            command: entry.command.clone(),
-            now,
-            window,
-            origin: origin.clone(),
-        })
-        .collect();
-    let bar = DelayedProgress::new("checking rows", requests.len() as u64);
-    let progress = {
-        let bar = bar.clone();
-        Arc::new(move |done: usize| bar.set(done as u64))
+    let limits = Limits {
+        chunk: limits.chunk.max(1),
+        ..limits
     };
-    let checked = store.check_fleet(requests.clone(), progress).await;
-    bar.finish();
-    let checked = checked.map_err(ImportError::Store)?;
-    let mut outcomes = Vec::with_capacity(checked.len());
-    // Drivers the store refused: their vehicles are not told "not found".
-    let mut refused_drivers = bad_drivers;
-    for (entry, result) in entries.iter().zip(checked) {
-        match result {
-            Ok(outcome) => outcomes.push(outcome),
-            Err(refusal) => {
-                if let FleetCommand::PutDriver { driver, .. } = &entry.command {
-                    refused_drivers.insert(driver.id.clone(), entry.line);
-                }
-                problems.push(match &refusal {
-                    DomainError::NotFound {
-                        resource: Resource::Driver,
-                        id,
-                    } if refused_drivers.contains_key(id) => {
-                        driver_row_invalid(&entry.file, entry.line, id, refused_drivers[id])
-                    }
-                    _ => Problem::new(
-                        &entry.file,
-                        entry.line,
-                        &column_of(&refusal),
-                        refusal.reason(),
-                        &refusal,
-                    ),
-                });
-            }
-        }
+    let total_bytes = sources
+        .iter()
+        .map(|(_, path)| std::fs::metadata(path).map_or(0, |m| m.len()))
+        .sum();
+    let mut pass = Pass::new(now, window, limits);
+    let kinds: Vec<Kind> = sources.iter().map(|(kind, _)| *kind).collect();
+
+    let bar = DelayedProgress::bytes("checking rows", total_bytes);
+    let mut session = store
+        .fleet_session(FleetPass::Check)
+        .await
+        .map_err(ImportError::Store)?;
+    let mut fingerprints = Vec::new();
+    let mut checker = Checker::default();
+    for (at, ((kind, path), format)) in sources.iter().zip(&formats).enumerate() {
+        let fingerprint = checker
+            .check_path(&mut pass, session.as_mut(), at, *kind, path, *format, &bar)
+            .await?;
+        fingerprints.push(fingerprint);
     }
-    if !problems.is_empty() {
-        // Files in import order, then lines; a line's problems as found.
-        let order: HashMap<String, usize> = sources
+    session.finish().await.map_err(ImportError::Store)?;
+    bar.finish();
+    drop(checker);
+
+    if pass.found.total > 0 {
+        let named: Vec<(Kind, String, Format)> = sources
             .iter()
-            .enumerate()
-            .map(|(at, (_, path))| (path.display().to_string(), at))
+            .zip(&formats)
+            .map(|((kind, path), format)| (*kind, path.display().to_string(), *format))
             .collect();
-        problems.sort_by_key(|p| (order.get(&p.file).copied(), p.line));
-        return Err(ImportError::Rejected(problems));
+        let reopen = |at: usize| -> Option<Box<dyn std::io::Read>> {
+            let file = std::fs::File::open(sources[at].1).ok()?;
+            Some(Box::new(file))
+        };
+        let problems = resolve_holders(&named, &reopen, pass.found.shown);
+        return Err(ImportError::Rejected(Rejection {
+            problems,
+            total: pass.found.total,
+        }));
+    }
+    if dry_run || !pass.tally.anything {
+        return Ok(pass.tally.report(kinds, false));
     }
 
-    let kinds = sources.iter().map(|(kind, _)| *kind).collect();
-    let anything = outcomes.iter().any(|o| o.changed);
-    if dry_run || !anything {
-        return Ok(report(&entries, &outcomes, kinds, false));
+    let bar = DelayedProgress::bytes("writing rows in one transaction", total_bytes);
+    let mut pass = Pass::new(now, window, limits);
+    let mut session = store
+        .fleet_session(FleetPass::Apply)
+        .await
+        .map_err(ImportError::Store)?;
+    for (((kind, path), format), checked) in sources.iter().zip(&formats).zip(fingerprints) {
+        let file = path.display().to_string();
+        let mut rows = Rows::new(*kind, &file, *format, open(path)?);
+        let mut chunk = Chunk::default();
+        let base = bar.position();
+        while let Some(item) = rows.next() {
+            let Item::Row(row) = item else {
+                return Err(ImportError::Changed { path: file });
+            };
+            let mut violations = Violations::new();
+            let Some(command) = command_of(*kind, &row, now, &mut violations) else {
+                return Err(ImportError::Changed { path: file });
+            };
+            chunk.push(&pass, row.line, row.get("id"), command);
+            if chunk.rows >= limits.chunk {
+                pass.apply(session.as_mut(), *kind, &file, &mut chunk)
+                    .await?;
+                bar.set(base + rows.bytes_read());
+            }
+        }
+        pass.apply(session.as_mut(), *kind, &file, &mut chunk)
+            .await?;
+        if rows.fingerprint().is_none() || rows.fingerprint() != checked {
+            return Err(ImportError::Changed { path: file });
+        }
     }
-    let spinner = DelayedProgress::spinner("writing in one transaction");
-    let applied = store.apply_fleet(requests).await;
-    spinner.finish();
-    let outcomes = applied.map_err(|error| match error {
+    let committed = session.finish().await;
+    bar.finish();
+    committed.map_err(|error| match error {
         StoreError::Rejected(refusal) => ImportError::Raced(refusal),
         other => ImportError::Store(other),
     })?;
-    Ok(report(&entries, &outcomes, kinds, true))
+    Ok(pass.tally.report(kinds, true))
 }
 
-/// What checking one file found.
-struct CheckedFile {
-    entries: Vec<Entry>,
-    problems: Vec<Problem>,
-    /// The ids of rows with problems, with their lines.
-    bad_ids: HashMap<String, usize>,
+fn open(path: &Path) -> Result<std::fs::File, ImportError> {
+    std::fs::File::open(path).map_err(|source| ImportError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
-/// Checks the form of every row of one file and its duplicates.
-/// `bad_drivers` are the drivers file's rows with problems, which the
-/// vehicles naming them can't be checked against.
-fn check_file(
-    kind: Kind,
-    file: &str,
-    format: Format,
-    text: &str,
+/// What one pass over the files gathers: the problems and what the rows
+/// do, in bounded memory.
+struct Pass {
     now: DateTime<Utc>,
-    bad_drivers: &HashMap<String, usize>,
-) -> CheckedFile {
-    let (rows, mut problems) = read::rows(kind, file, format, text);
-    let mut bad_lines: HashSet<usize> = problems.iter().map(|p| p.line).collect();
-    let mut entries = Vec::new();
-    let mut bad_ids = HashMap::new();
-    // Per unique column: value -> (line, id) of the first row holding it.
-    let mut seen: HashMap<&'static str, HashMap<String, (usize, String)>> = HashMap::new();
-    for row in &rows {
-        let mut violations = Violations::new();
-        let command = command_of(kind, row, now, &mut violations);
-        let mut row_problems: Vec<Problem> = violations
-            .into_vec()
-            .into_iter()
-            .map(|v| Problem::violation(file, row.line, v))
+    window: BookingWindow,
+    origin: Origin,
+    limits: Limits,
+    found: Found,
+    tally: Tally,
+}
+
+impl Pass {
+    fn new(now: DateTime<Utc>, window: BookingWindow, limits: Limits) -> Self {
+        Self {
+            now,
+            window,
+            origin: Origin::system("import"),
+            limits,
+            found: Found::new(limits.shown),
+            tally: Tally::new(limits.shown),
+        }
+    }
+
+    fn request(&self, command: FleetCommand) -> FleetRequest {
+        FleetRequest {
+            command,
+            now: self.now,
+            window: self.window,
+            origin: self.origin.clone(),
+        }
+    }
+
+    /// Writes a chunk's rows in the apply session.
+    async fn apply(
+        &mut self,
+        session: &mut dyn FleetSession,
+        kind: Kind,
+        file: &str,
+        chunk: &mut Chunk,
+    ) -> Result<(), ImportError> {
+        let requests = std::mem::take(&mut chunk.requests);
+        chunk.rows = 0;
+        if requests.is_empty() {
+            return Ok(());
+        }
+        let verdicts = session.run(requests).await.map_err(|error| match error {
+            StoreError::Rejected(refusal) => ImportError::Raced(refusal),
+            other => ImportError::Store(other),
+        })?;
+        for ((line, id), verdict) in chunk.entries.drain(..).zip(verdicts) {
+            let outcome = verdict.map_err(ImportError::Raced)?;
+            self.tally.add(kind, file, line, id, &outcome);
+        }
+        Ok(())
+    }
+}
+
+/// The rows read since the last chunk was sent: the good ones' commands,
+/// and the problems of all.
+#[derive(Default)]
+struct Chunk {
+    /// Rows read, good or not.
+    rows: usize,
+    /// The line and id of each request's row.
+    entries: Vec<(usize, String)>,
+    requests: Vec<FleetRequest>,
+    problems: Vec<Finding>,
+}
+
+impl Chunk {
+    fn push(&mut self, pass: &Pass, line: usize, id: &str, command: FleetCommand) {
+        self.rows += 1;
+        self.entries.push((line, id.to_owned()));
+        self.requests.push(pass.request(command));
+    }
+}
+
+/// A problem, or one whose message names a row not held any more (the
+/// first of two rows with one value): that row's id is read again when
+/// the problem is reported.
+#[derive(Debug)]
+enum Finding {
+    Ready(Problem),
+    Duplicate {
+        /// The file's place among the sources.
+        source: usize,
+        kind: Kind,
+        file: String,
+        line: usize,
+        column: &'static str,
+        value: String,
+        first_line: usize,
+    },
+}
+
+impl Finding {
+    fn line(&self) -> usize {
+        match self {
+            Self::Ready(problem) => problem.line,
+            Self::Duplicate { line, .. } => *line,
+        }
+    }
+}
+
+/// The problems found: the first `shown` in full, and how many in all.
+struct Found {
+    shown: Vec<Finding>,
+    limit: usize,
+    total: usize,
+}
+
+impl Found {
+    fn new(limit: usize) -> Self {
+        Self {
+            shown: Vec::new(),
+            limit,
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, finding: Finding) {
+        self.total += 1;
+        if self.shown.len() < self.limit {
+            self.shown.push(finding);
+        }
+    }
+}
+
+/// What the rows do: counts by kind, the first `shown` rows in full.
+struct Tally {
+    counts: Vec<(Kind, [usize; 3])>,
+    rows: Vec<RowChange>,
+    limit: usize,
+    not_shown: usize,
+    anything: bool,
+}
+
+impl Tally {
+    fn new(limit: usize) -> Self {
+        Self {
+            counts: Vec::new(),
+            rows: Vec::new(),
+            limit,
+            not_shown: 0,
+            anything: false,
+        }
+    }
+
+    fn add(&mut self, kind: Kind, file: &str, line: usize, id: String, outcome: &FleetOutcome) {
+        let change = change_of(outcome);
+        self.anything |= outcome.changed;
+        let at = match self.counts.iter().position(|(k, _)| *k == kind) {
+            Some(at) => at,
+            None => {
+                self.counts.push((kind, [0; 3]));
+                self.counts.len() - 1
+            }
+        };
+        let slot = match change {
+            Change::Create => 0,
+            Change::Update(_) => 1,
+            Change::Unchanged => 2,
+        };
+        self.counts[at].1[slot] += 1;
+        if self.rows.len() < self.limit {
+            self.rows.push(RowChange {
+                kind,
+                id,
+                file: file.to_owned(),
+                line,
+                change,
+                bookings_redriven: outcome.redriven.len(),
+            });
+        } else {
+            self.not_shown += 1;
+        }
+    }
+
+    fn report(self, kinds: Vec<Kind>, written: bool) -> ImportReport {
+        ImportReport {
+            rows: self.rows,
+            rows_not_shown: self.not_shown,
+            kinds,
+            written,
+            counts: self.counts,
+        }
+    }
+}
+
+/// A 96-bit digest of a value: the checks across rows keep these instead
+/// of the values (16 bytes a row and column with its line). Two of a
+/// million values share one with odds of about 10⁻¹⁷.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Digest([u32; 3]);
+
+impl std::hash::Hash for Digest {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Already random: its first half is its hash.
+        state.write_u64(u64::from(self.0[0]) | (u64::from(self.0[1]) << 32));
+    }
+}
+
+/// Passes a [`Digest`]'s hash through.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Lines by the digests of values.
+type Lines = HashMap<Digest, u32, std::hash::BuildHasherDefault<PassThrough>>;
+
+fn line_u32(line: usize) -> u32 {
+    u32::try_from(line).unwrap_or(u32::MAX)
+}
+
+/// The first pass's state across files.
+#[derive(Default)]
+struct Checker {
+    keys: (RandomState, RandomState),
+    /// The drivers file's rows with problems of form, by id.
+    bad_drivers: Lines,
+    /// Those and the drivers the store refused: their vehicles are not told
+    /// "not found".
+    refused_drivers: Lines,
+}
+
+impl Checker {
+    fn digest(&self, value: &str) -> Digest {
+        let a = self.keys.0.hash_one(value);
+        let b = self.keys.1.hash_one(value);
+        Digest([a as u32, (a >> 32) as u32, b as u32])
+    }
+
+    /// Checks one file: its bytes, then its rows a chunk at a time.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_path(
+        &mut self,
+        pass: &mut Pass,
+        session: &mut dyn FleetSession,
+        source: usize,
+        kind: Kind,
+        path: &Path,
+        format: Format,
+        bar: &DelayedProgress,
+    ) -> Result<Option<Fingerprint>, ImportError> {
+        let file = path.display().to_string();
+        let bad_byte = read::first_bad_utf8(open(path)?).map_err(|source| ImportError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        if let Some(line) = bad_byte {
+            pass.found.push(Finding::Ready(Problem::new(
+                &file,
+                line,
+                "",
+                reason::MALFORMED_ROW,
+                "the file is not UTF-8 text (its first bad byte is on this line); save it as UTF-8",
+            )));
+            return Ok(None);
+        }
+        let base = bar.position();
+        let progress = |read: u64| bar.set(base + read);
+        self.check_source(
+            pass,
+            session,
+            source,
+            kind,
+            &file,
+            format,
+            open(path)?,
+            &progress,
+        )
+        .await
+    }
+
+    /// Checks the rows of `reader`, sending each chunk of good ones to
+    /// `session`; holds one chunk at a time.
+    #[allow(clippy::too_many_arguments)]
+    async fn check_source(
+        &mut self,
+        pass: &mut Pass,
+        session: &mut dyn FleetSession,
+        source: usize,
+        kind: Kind,
+        file: &str,
+        format: Format,
+        reader: impl std::io::Read,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Option<Fingerprint>, ImportError> {
+        let mut rows = Rows::new(kind, file, format, reader);
+        // Per unique column: the line of the first row holding each value.
+        let mut seen: Vec<(&'static str, Lines)> = kind
+            .unique()
+            .iter()
+            .map(|c| (*c, Lines::default()))
             .collect();
-        for column in kind.unique() {
+        let mut bad_ids = Lines::default();
+        let mut chunk = Chunk::default();
+        // The line of the reader's last problem: its row is not good.
+        let mut bad_line = 0;
+        while let Some(item) = rows.next() {
+            match item {
+                Item::Problem(problem) => {
+                    bad_line = problem.line;
+                    chunk.problems.push(Finding::Ready(problem));
+                }
+                Item::Row(row) => {
+                    let bad = self.check_row(
+                        pass, &mut chunk, &mut seen, source, kind, file, &row, bad_line,
+                    );
+                    if bad {
+                        bad_ids.insert(self.digest(row.get("id")), line_u32(row.line));
+                    }
+                }
+            }
+            if chunk.rows >= pass.limits.chunk || chunk.problems.len() >= pass.limits.chunk {
+                self.check_chunk(pass, session, kind, file, &mut chunk)
+                    .await?;
+                progress(rows.bytes_read());
+            }
+        }
+        self.check_chunk(pass, session, kind, file, &mut chunk)
+            .await?;
+        progress(rows.bytes_read());
+        if kind == Kind::Drivers {
+            for (id, line) in &bad_ids {
+                self.refused_drivers.entry(*id).or_insert(*line);
+            }
+            self.bad_drivers = bad_ids;
+        }
+        Ok(rows.fingerprint())
+    }
+
+    /// Checks one row's form and its values against the rows before it;
+    /// `true` when it has problems.
+    #[allow(clippy::too_many_arguments)]
+    fn check_row(
+        &self,
+        pass: &Pass,
+        chunk: &mut Chunk,
+        seen: &mut [(&'static str, Lines)],
+        source: usize,
+        kind: Kind,
+        file: &str,
+        row: &read::Row,
+        bad_line: usize,
+    ) -> bool {
+        let mut violations = Violations::new();
+        let command = command_of(kind, row, pass.now, &mut violations);
+        let before = chunk.problems.len();
+        chunk.problems.extend(
+            violations
+                .into_vec()
+                .into_iter()
+                .map(|v| Finding::Ready(Problem::violation(file, row.line, v))),
+        );
+        for (column, lines) in seen.iter_mut() {
             let value = row.get(column);
             if value.is_empty() {
                 continue;
             }
-            let earlier = seen.entry(column).or_default();
-            if let Some((line, holder)) = earlier.get(value) {
-                row_problems.push(duplicate(
-                    kind, file, row.line, column, value, *line, holder,
-                ));
+            let digest = self.digest(value);
+            let Some(first_line) = lines.get(&digest) else {
+                lines.insert(digest, line_u32(row.line));
+                continue;
+            };
+            let first_line = *first_line as usize;
+            chunk.problems.push(if *column == "id" {
+                Finding::Ready(duplicate(
+                    kind, file, row.line, column, value, first_line, "",
+                ))
             } else {
-                earlier.insert(value.to_owned(), (row.line, row.get("id").to_owned()));
-            }
+                Finding::Duplicate {
+                    source,
+                    kind,
+                    file: file.to_owned(),
+                    line: row.line,
+                    column,
+                    value: value.to_owned(),
+                    first_line,
+                }
+            });
         }
         if kind == Kind::Vehicles
-            && let Some(line) = bad_drivers.get(row.get("driver_id"))
+            && let Some(line) = self.bad_drivers.get(&self.digest(row.get("driver_id")))
         {
-            row_problems.push(driver_row_invalid(
+            chunk.problems.push(Finding::Ready(driver_row_invalid(
                 file,
                 row.line,
                 row.get("driver_id"),
-                *line,
-            ));
+                *line as usize,
+            )));
         }
-        if !row_problems.is_empty() {
-            bad_lines.insert(row.line);
-        }
-        problems.extend(row_problems);
+        let bad = bad_line == row.line || chunk.problems.len() > before;
         match command {
-            Some(command) if !bad_lines.contains(&row.line) => entries.push(Entry {
-                kind,
-                file: file.to_owned(),
-                line: row.line,
-                id: row.get("id").to_owned(),
-                command,
-            }),
+            Some(command) if !bad => {
+                chunk.push(pass, row.line, row.get("id"), command);
+                false
+            }
             _ => {
-                bad_ids.insert(row.get("id").to_owned(), row.line);
+                chunk.rows += 1;
+                true
             }
         }
     }
-    CheckedFile {
-        entries,
-        problems,
-        bad_ids,
+
+    /// Has the store decide a chunk's good rows, then reports the chunk's
+    /// problems in line order.
+    async fn check_chunk(
+        &mut self,
+        pass: &mut Pass,
+        session: &mut dyn FleetSession,
+        kind: Kind,
+        file: &str,
+        chunk: &mut Chunk,
+    ) -> Result<(), ImportError> {
+        let requests = std::mem::take(&mut chunk.requests);
+        if !requests.is_empty() {
+            let verdicts = session.run(requests).await.map_err(ImportError::Store)?;
+            for ((line, id), verdict) in chunk.entries.drain(..).zip(verdicts) {
+                let refusal = match verdict {
+                    Ok(outcome) => {
+                        pass.tally.add(kind, file, line, id, &outcome);
+                        continue;
+                    }
+                    Err(refusal) => refusal,
+                };
+                if kind == Kind::Drivers {
+                    self.refused_drivers
+                        .insert(self.digest(&id), line_u32(line));
+                }
+                let problem = match &refusal {
+                    DomainError::NotFound {
+                        resource: Resource::Driver,
+                        id,
+                    } if self.refused_drivers.contains_key(&self.digest(id)) => {
+                        let driver_line = self.refused_drivers[&self.digest(id)] as usize;
+                        driver_row_invalid(file, line, id, driver_line)
+                    }
+                    _ => Problem::new(file, line, &column_of(&refusal), refusal.reason(), &refusal),
+                };
+                chunk.problems.push(Finding::Ready(problem));
+            }
+        }
+        chunk.entries.clear();
+        chunk.rows = 0;
+        // A line's problems as found; the store's come after the form's.
+        chunk.problems.sort_by_key(Finding::line);
+        for finding in chunk.problems.drain(..) {
+            pass.found.push(finding);
+        }
+        Ok(())
     }
+}
+
+/// Renders the problems, reading again the ids of the rows a duplicate's
+/// message names.
+fn resolve_holders(
+    sources: &[(Kind, String, Format)],
+    reopen: &dyn Fn(usize) -> Option<Box<dyn std::io::Read>>,
+    found: Vec<Finding>,
+) -> Vec<Problem> {
+    let mut wanted: Vec<std::collections::BTreeMap<usize, String>> =
+        vec![Default::default(); sources.len()];
+    for finding in &found {
+        if let Finding::Duplicate {
+            source, first_line, ..
+        } = finding
+        {
+            wanted[*source].insert(*first_line, String::new());
+        }
+    }
+    for (at, lines) in wanted.iter_mut().enumerate() {
+        if lines.is_empty() {
+            continue;
+        }
+        let (kind, file, format) = &sources[at];
+        let Some(reader) = reopen(at) else {
+            continue;
+        };
+        for item in Rows::new(*kind, file, *format, reader) {
+            if let Item::Row(row) = item
+                && let Some(id) = lines.get_mut(&row.line)
+            {
+                row.get("id").clone_into(id);
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|finding| match finding {
+            Finding::Ready(problem) => problem,
+            Finding::Duplicate {
+                source,
+                kind,
+                file,
+                line,
+                column,
+                value,
+                first_line,
+            } => {
+                let holder = wanted[source].get(&first_line).map_or("", String::as_str);
+                duplicate(kind, &file, line, column, &value, first_line, holder)
+            }
+        })
+        .collect()
 }
 
 /// The command a row stands for, when its form is good.
@@ -662,31 +1144,6 @@ fn column_of(refusal: &DomainError) -> String {
             .map(|v| v.field.clone())
             .unwrap_or_default(),
         _ => String::new(),
-    }
-}
-
-fn report(
-    entries: &[Entry],
-    outcomes: &[FleetOutcome],
-    kinds: Vec<Kind>,
-    written: bool,
-) -> ImportReport {
-    let rows = entries
-        .iter()
-        .zip(outcomes)
-        .map(|(entry, outcome)| RowChange {
-            kind: entry.kind,
-            id: entry.id.clone(),
-            file: entry.file.clone(),
-            line: entry.line,
-            change: change_of(outcome),
-            bookings_redriven: outcome.redriven.len(),
-        })
-        .collect();
-    ImportReport {
-        rows,
-        kinds,
-        written,
     }
 }
 

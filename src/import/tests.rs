@@ -2,8 +2,11 @@ use std::path::{Path, PathBuf};
 
 use chrono::TimeZone;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use super::*;
-use crate::domain::{BookingPolicy, PageRequest};
+use crate::domain::{BookingPolicy, FleetEntity, PageRequest};
 use crate::storage::sqlite::SqliteStore;
 
 fn now() -> DateTime<Utc> {
@@ -70,6 +73,126 @@ fn path_of(files: &ImportFiles, kind: Kind) -> String {
     }
     .unwrap();
     path.display().to_string()
+}
+
+/// A chunk's commands, with the bytes read when it was sent.
+type Sent = (Vec<FleetCommand>, u64);
+
+/// A session that answers every command as creating its entity, and
+/// records the size of each chunk with the bytes `read` had counted when
+/// it came.
+struct Recorder {
+    chunks: Arc<Mutex<Vec<Sent>>>,
+    read: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl FleetSession for Recorder {
+    async fn run(
+        &mut self,
+        chunk: Vec<FleetRequest>,
+    ) -> crate::storage::StoreResult<crate::storage::Verdicts> {
+        let commands: Vec<FleetCommand> = chunk.into_iter().map(|r| r.command).collect();
+        let verdicts = commands.iter().map(|c| Ok(created(c))).collect();
+        let read = self.read.load(Ordering::SeqCst);
+        self.chunks.lock().unwrap().push((commands, read));
+        Ok(verdicts)
+    }
+
+    async fn finish(self: Box<Self>) -> crate::storage::StoreResult<()> {
+        Ok(())
+    }
+}
+
+fn created(command: &FleetCommand) -> FleetOutcome {
+    let entity = match command {
+        FleetCommand::PutEmployee { employee, .. } => FleetEntity::Employee(employee.clone()),
+        FleetCommand::PutDriver { driver, .. } => FleetEntity::Driver(driver.clone()),
+        FleetCommand::PutVehicle { vehicle, .. } => FleetEntity::Vehicle(vehicle.clone()),
+        other => panic!("an import sends no {other:?}"),
+    };
+    FleetOutcome {
+        entity,
+        changed: true,
+        cancelled: Vec::new(),
+        redriven: Vec::new(),
+        vehicles_touched: Vec::new(),
+        dates_touched: Vec::new(),
+        before: None,
+        timelines_changed: Vec::new(),
+    }
+}
+
+/// A reader that counts the bytes read from it.
+struct Counting<R> {
+    inner: R,
+    read: Arc<AtomicU64>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+}
+
+/// What the first pass makes of one file's `text`, its rows answered as
+/// created: the good rows' lines and commands, and the problems.
+struct Checked {
+    entries: Vec<(usize, FleetCommand)>,
+    problems: Vec<Problem>,
+    chunks: Vec<Sent>,
+}
+
+fn check_text(kind: Kind, file: &str, format: Format, text: &str, limits: Limits) -> Checked {
+    let chunks = Arc::new(Mutex::new(Vec::new()));
+    let read = Arc::new(AtomicU64::new(0));
+    let mut session = Recorder {
+        chunks: Arc::clone(&chunks),
+        read: Arc::clone(&read),
+    };
+    let mut pass = Pass::new(now(), window(), limits);
+    let source = Counting {
+        inner: text.as_bytes(),
+        read,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(Checker::default().check_source(
+            &mut pass,
+            &mut session,
+            0,
+            kind,
+            file,
+            format,
+            source,
+            &|_| {},
+        ))
+        .unwrap();
+    let chunks = std::mem::take(&mut *chunks.lock().unwrap());
+    let commands = chunks.iter().flat_map(|(c, _)| c.iter().cloned());
+    let entries = pass
+        .tally
+        .rows
+        .iter()
+        .map(|r| r.line)
+        .zip(commands)
+        .collect();
+    let sources = [(kind, file.to_owned(), format)];
+    let reopen = |_| -> Option<Box<dyn std::io::Read>> {
+        Some(Box::new(std::io::Cursor::new(text.as_bytes().to_vec())))
+    };
+    Checked {
+        entries,
+        problems: resolve_holders(&sources, &reopen, pass.found.shown),
+        chunks,
+    }
+}
+
+fn check_file(kind: Kind, file: &str, format: Format, text: &str, _now: DateTime<Utc>) -> Checked {
+    check_text(kind, file, format, text, Limits::default())
 }
 
 /// Every id of each kind in the store, deactivated and retired ones too.
@@ -140,10 +263,12 @@ not json
     let vehicles = path_of(&files, Kind::Vehicles);
     let employees = path_of(&files, Kind::Employees);
 
-    let Err(ImportError::Rejected(problems)) = import(&store, &files, now(), window(), false).await
+    let Err(ImportError::Rejected(Rejection { problems, total })) =
+        import(&store, &files, now(), window(), false).await
     else {
         panic!("the import should be refused");
     };
+    assert_eq!(total, problems.len());
     let report: Vec<String> = problems.iter().map(ToString::to_string).collect();
     assert_eq!(
         report,
@@ -205,7 +330,7 @@ not json
     // A dry run reports the same.
     let dry = import(&store, &files, now(), window(), true).await;
     assert!(
-        matches!(&dry, Err(ImportError::Rejected(p)) if *p == problems),
+        matches!(&dry, Err(ImportError::Rejected(p)) if p.problems == problems),
         "{dry:?}"
     );
 }
@@ -218,7 +343,6 @@ fn a_header_without_a_required_column_is_reported_once_not_per_row() {
         Format::Csv,
         "id,name,emial\ne1,Ann,ann@example.com\ne2,Bob,bob@example.com\n",
         now(),
-        &HashMap::new(),
     );
     let report: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -243,7 +367,6 @@ fn csv_rows_may_quote_commas_and_start_with_a_byte_order_mark_and_are_trimmed() 
          v3,EF56 GHI,\"Multi\r\nline\",X,2,d3\r\n\
          v2,CD34 EFG,Ford\r\n",
         now(),
-        &HashMap::new(),
     );
     let report: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -253,10 +376,10 @@ fn csv_rows_may_quote_commas_and_start_with_a_byte_order_mark_and_are_trimmed() 
     let [entry, multi] = &checked.entries[..] else {
         panic!("two good rows: {:?}", checked.entries.len());
     };
-    assert_eq!(multi.line, 4, "a row starts on the line of its first value");
+    assert_eq!(multi.0, 4, "a row starts on the line of its first value");
     let FleetCommand::PutVehicle {
         vehicle, driver_id, ..
-    } = &entry.command
+    } = &entry.1
     else {
         panic!("a vehicle");
     };
@@ -268,7 +391,7 @@ fn csv_rows_may_quote_commas_and_start_with_a_byte_order_mark_and_are_trimmed() 
         ),
         ("AB12 CDE", "Ford, Inc.", "d1")
     );
-    assert_eq!(entry.line, 2);
+    assert_eq!(entry.0, 2);
 }
 
 const DRIVERS: &str = "id,name,phone,license_number\n\
@@ -439,7 +562,7 @@ async fn files_of_unknown_type_or_missing_are_named() {
         employees: Some(latin1.clone()),
         ..ImportFiles::default()
     };
-    let Err(ImportError::Rejected(problems)) =
+    let Err(ImportError::Rejected(Rejection { problems, .. })) =
         import(&store, &not_utf8, now(), window(), false).await
     else {
         panic!("a file that is not UTF-8 is refused");
@@ -465,7 +588,6 @@ fn a_json_line_that_is_not_an_object_is_reported_as_such() {
         Format::JsonLines,
         "[1, 2]\n5\n{\"id\": \"e1\", \"name\": \"Ann\", \"email\": \"ann@example.com\"}\n{\"id\": \n",
         now(),
-        &HashMap::new(),
     );
     let report: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
     assert_eq!(
@@ -477,4 +599,134 @@ fn a_json_line_that_is_not_an_object_is_reported_as_such() {
         ]
     );
     assert_eq!(checked.entries.len(), 1);
+}
+
+#[test]
+fn rows_reach_the_store_a_chunk_at_a_time_while_the_file_is_still_being_read() {
+    let mut text = String::from("id,name,email\n");
+    for n in 0..5000 {
+        text += &format!("e{n:05},Employee {n:05},employee{n:05}@example.com\n");
+    }
+    let row = text.lines().nth(1).unwrap().len() as u64 + 1;
+    let limits = Limits {
+        chunk: 400,
+        shown: 10,
+    };
+    let checked = check_text(Kind::Employees, "e.csv", Format::Csv, &text, limits);
+    assert!(checked.problems.is_empty(), "{:?}", checked.problems);
+    let sizes: Vec<usize> = checked.chunks.iter().map(|(c, _)| c.len()).collect();
+    assert_eq!(sizes, [[400; 12].as_slice(), &[200]].concat());
+    // What was read when a chunk went: its rows, and no more than the
+    // readers' buffers ahead (64 KiB, the CSV reader's 8 KiB): far from
+    // the whole file until the end.
+    let mut sent = 0;
+    for (commands, read) in &checked.chunks {
+        sent += commands.len() as u64;
+        assert!(
+            *read <= sent * row + 80 * 1024,
+            "{read} bytes read with {sent} rows sent"
+        );
+    }
+    assert!(checked.chunks[0].1 < text.len() as u64 / 2);
+}
+
+#[tokio::test]
+async fn the_problems_and_a_dry_runs_plan_are_capped_and_the_rest_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let limits = Limits { chunk: 7, shown: 5 };
+    let mut bad = String::from("id,name,email\n");
+    for n in 0..30 {
+        bad += &format!("e{n},Employee,not-an-address-{n}\n");
+    }
+    let given = files(dir.path(), &[("employees.csv", &bad)]);
+    let Err(ImportError::Rejected(rejection)) =
+        import_with(&store, &given, now(), window(), true, limits).await
+    else {
+        panic!("the import should be refused");
+    };
+    assert_eq!(rejection.total, 30);
+    let lines: Vec<usize> = rejection.problems.iter().map(|p| p.line).collect();
+    assert_eq!(lines, [2, 3, 4, 5, 6], "the first ones in full");
+
+    let mut good = String::from("id,name,email\n");
+    for n in 0..12 {
+        good += &format!("e{n},Employee,e{n}@example.com\n");
+    }
+    let given = files(dir.path(), &[("employees.csv", &good)]);
+    let dry = import_with(&store, &given, now(), window(), true, limits)
+        .await
+        .unwrap();
+    assert_eq!((dry.rows.len(), dry.rows_not_shown), (5, 7));
+    assert!(
+        dry.plan().ends_with(
+            "(employees.csv:6)\n… and 7 more row(s)\n"
+                .replace("employees.csv", &path_of(&given, Kind::Employees))
+                .as_str()
+        ),
+        "{}",
+        dry.plan()
+    );
+    assert_eq!(
+        dry.summary(true),
+        "employees: 12 to create, 0 to update, 0 unchanged\n"
+    );
+    let done = import_with(&store, &given, now(), window(), false, limits)
+        .await
+        .unwrap();
+    assert_eq!(done.counts(Kind::Employees), (12, 0, 0));
+    assert_eq!(everything(&store).await.2.len(), 12);
+}
+
+#[test]
+fn a_reread_file_is_told_apart_from_a_changed_one_and_long_rows_are_refused() {
+    let fingerprint = |text: &str| {
+        let mut rows = Rows::new(Kind::Employees, "e.csv", Format::Csv, text.as_bytes());
+        rows.by_ref().for_each(drop);
+        rows.fingerprint().unwrap()
+    };
+    let text = "id,name,email\ne1,Ann,ann@example.com\n";
+    assert_eq!(fingerprint(text), fingerprint(text));
+    assert_ne!(
+        fingerprint(text),
+        fingerprint(&text.replace("Ann,", "Anne,"))
+    );
+
+    // (The CSV reader's cap is felt a buffer's length late.)
+    let long = "x".repeat(read::MAX_ROW_BYTES as usize + 100_000);
+    let csv = format!("id,name,email\ne1,{long},a@example.com\ne2,Bob,b@example.com\n");
+    let checked = check_text(
+        Kind::Employees,
+        "e.csv",
+        Format::Csv,
+        &csv,
+        Limits::default(),
+    );
+    let report: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        report,
+        [format!(
+            "e.csv:2: MALFORMED_ROW: a row is longer than {} bytes",
+            read::MAX_ROW_BYTES
+        )]
+    );
+    let json = format!(
+        "{{\"id\":\"e1\",\"name\":\"{long}\",\"email\":\"a@example.com\"}}\n{{\"id\":\"e2\",\"name\":\"Bob\",\"email\":\"b@example.com\"}}\n"
+    );
+    let checked = check_text(
+        Kind::Employees,
+        "e.jsonl",
+        Format::JsonLines,
+        &json,
+        Limits::default(),
+    );
+    let report: Vec<String> = checked.problems.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        report,
+        [format!(
+            "e.jsonl:1: MALFORMED_ROW: the line is longer than {} bytes",
+            read::MAX_ROW_BYTES
+        )]
+    );
+    assert_eq!(checked.entries.len(), 1, "the next line is read");
 }

@@ -82,12 +82,12 @@ use tracing::Instrument as _;
 
 use crate::cache::{CacheBackend, Fill, Payload, SingleFlight};
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, FleetEntity,
-    FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey,
-    PageRequest, UpdatedAllocation, Vehicle, VehicleBlock,
+    Allocation, AllocationDeletion, AllocationUpdate, Driver, Employee, FleetEntity, FleetOutcome,
+    FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey, PageRequest,
+    UpdatedAllocation, Vehicle, VehicleBlock,
 };
 use crate::metrics::{CacheCounters, CacheKind, CacheResult};
-use crate::storage::{Progress, Store, StoreError, StoreResult};
+use crate::storage::{FleetPass, FleetSession, Store, StoreError, StoreResult, Verdicts};
 
 /// The generation every entry depends on.
 const EPOCH: &str = "epoch";
@@ -119,9 +119,10 @@ pub struct CachedStore {
     inner: Arc<dyn Store>,
     cache: Arc<dyn CacheBackend>,
     flights: SingleFlight<Shared>,
-    /// Generations whose bump could not be delivered yet.
-    pending: Mutex<BTreeSet<String>>,
-    counters: Counters,
+    /// Generations whose bump could not be delivered yet (shared with
+    /// fleet sessions, which invalidate when they end).
+    pending: Arc<Mutex<BTreeSet<String>>>,
+    counters: Arc<Counters>,
     metrics: CacheCounters,
 }
 
@@ -147,9 +148,9 @@ fn touched(bookings: &[&Allocation]) -> Vec<String> {
 const FLEET_VEHICLES: &str = "fleet:vehicles";
 
 /// The generations fleet changes may have changed.
-fn fleet_touched(outcomes: &[FleetOutcome]) -> Vec<String> {
+fn fleet_touched<'a>(outcomes: impl IntoIterator<Item = &'a FleetOutcome>) -> Vec<String> {
     let mut generations = BTreeSet::new();
-    for outcome in outcomes.iter().filter(|o| o.changed) {
+    for outcome in outcomes.into_iter().filter(|o| o.changed) {
         match &outcome.entity {
             FleetEntity::Employee(e) => {
                 generations.insert(format!("fleet:employee:{}", e.id));
@@ -211,6 +212,92 @@ fn key_text(parts: &impl Serialize) -> String {
     serde_json::to_string(parts).expect("plain values serialize")
 }
 
+/// See [`CachedStore::flush_pending`].
+async fn flush_pending(
+    cache: &dyn CacheBackend,
+    pending: &Mutex<BTreeSet<String>>,
+    counters: &Counters,
+) -> bool {
+    let waiting: Vec<String> = {
+        let pending = pending.lock().expect("pending lock poisoned");
+        if pending.is_empty() {
+            return true;
+        }
+        pending.iter().cloned().collect()
+    };
+    if cache.bump(&waiting, &token()).await.is_err() {
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    let mut pending = pending.lock().expect("pending lock poisoned");
+    for generation in &waiting {
+        pending.remove(generation);
+    }
+    pending.is_empty()
+}
+
+/// See [`CachedStore::invalidate`].
+async fn invalidate(
+    cache: &dyn CacheBackend,
+    pending: &Mutex<BTreeSet<String>>,
+    counters: &Counters,
+    generations: Vec<String>,
+) {
+    pending
+        .lock()
+        .expect("pending lock poisoned")
+        .extend(generations);
+    flush_pending(cache, pending, counters).await;
+}
+
+/// A fleet session behind the cache: gathers what its chunks touch (at
+/// most [`MAX_BUMPED`] generations, then the epoch) and invalidates it
+/// once the session has committed.
+struct CachedSession {
+    inner: Box<dyn FleetSession>,
+    pass: FleetPass,
+    cache: Arc<dyn CacheBackend>,
+    pending: Arc<Mutex<BTreeSet<String>>>,
+    counters: Arc<Counters>,
+    touched: BTreeSet<String>,
+}
+
+#[async_trait]
+impl FleetSession for CachedSession {
+    async fn run(&mut self, chunk: Vec<FleetRequest>) -> StoreResult<Verdicts> {
+        let verdicts = self.inner.run(chunk).await?;
+        if self.pass == FleetPass::Apply && !self.touched.contains(EPOCH) {
+            self.touched
+                .extend(fleet_touched(verdicts.iter().flatten()));
+            if self.touched.len() > MAX_BUMPED {
+                self.touched = BTreeSet::from([EPOCH.to_owned()]);
+            }
+        }
+        Ok(verdicts)
+    }
+
+    async fn finish(self: Box<Self>) -> StoreResult<()> {
+        let Self {
+            inner,
+            pass,
+            cache,
+            pending,
+            counters,
+            touched,
+        } = *self;
+        let finished = inner.finish().await;
+        let generations = match &finished {
+            _ if pass == FleetPass::Check => return finished,
+            Ok(()) => touched.into_iter().collect(),
+            Err(StoreError::Rejected(_)) => return finished,
+            // Whether it committed is unknown.
+            Err(_) => vec![EPOCH.to_owned()],
+        };
+        invalidate(cache.as_ref(), &pending, &counters, generations).await;
+        finished
+    }
+}
+
 impl CachedStore {
     /// `inner` with `cache` in front of it.
     pub fn new(inner: Arc<dyn Store>, cache: Arc<dyn CacheBackend>) -> Self {
@@ -219,8 +306,8 @@ impl CachedStore {
             metrics: CacheCounters::new(cache.name()),
             cache,
             flights: SingleFlight::default(),
-            pending: Mutex::new(BTreeSet::new()),
-            counters: Counters::default(),
+            pending: Arc::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -266,22 +353,7 @@ impl CachedStore {
     /// Delivers bumps that failed before; `false` while that is impossible,
     /// in which case the cache must not be read.
     async fn flush_pending(&self) -> bool {
-        let waiting: Vec<String> = {
-            let pending = self.pending.lock().expect("pending lock poisoned");
-            if pending.is_empty() {
-                return true;
-            }
-            pending.iter().cloned().collect()
-        };
-        if self.cache.bump(&waiting, &token()).await.is_err() {
-            self.error();
-            return false;
-        }
-        let mut pending = self.pending.lock().expect("pending lock poisoned");
-        for generation in &waiting {
-            pending.remove(generation);
-        }
-        pending.is_empty()
+        flush_pending(self.cache.as_ref(), &self.pending, &self.counters).await
     }
 
     /// How many invalidations could not be delivered yet (Redis was
@@ -294,11 +366,13 @@ impl CachedStore {
     /// any earlier bumps still waiting; what cannot be delivered now waits
     /// for the next call.
     async fn invalidate(&self, generations: Vec<String>) {
-        self.pending
-            .lock()
-            .expect("pending lock poisoned")
-            .extend(generations);
-        self.flush_pending().await;
+        invalidate(
+            self.cache.as_ref(),
+            &self.pending,
+            &self.counters,
+            generations,
+        )
+        .await;
     }
 
     /// Invalidates after a write: what it touched, or everything when its
@@ -658,13 +732,16 @@ impl Store for CachedStore {
         result
     }
 
-    async fn check_fleet(
-        &self,
-        requests: Vec<FleetRequest>,
-        progress: Progress,
-    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
-        // Writes nothing, so invalidates nothing.
-        self.inner.check_fleet(requests, progress).await
+    async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>> {
+        let inner = self.inner.fleet_session(pass).await?;
+        Ok(Box::new(CachedSession {
+            inner,
+            pass,
+            cache: Arc::clone(&self.cache),
+            pending: Arc::clone(&self.pending),
+            counters: Arc::clone(&self.counters),
+            touched: BTreeSet::new(),
+        }))
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -12,11 +12,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tracing::Instrument as _;
 
 use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, Event,
-    EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page,
-    PageKey, PageRequest, UpdatedAllocation, Vehicle, VehicleBlock,
+    Allocation, AllocationDeletion, AllocationUpdate, Driver, Employee, Event, EventFilter,
+    FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey,
+    PageRequest, UpdatedAllocation, Vehicle, VehicleBlock,
 };
-use crate::storage::{Progress, Store, StoreError, StoreResult};
+use crate::storage::{FleetPass, FleetSession, Store, StoreError, StoreResult, Verdicts};
 
 /// See the module documentation.
 pub struct MeteredStore {
@@ -36,15 +36,81 @@ impl MeteredStore {
         operation: &'static str,
         work: impl Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
-        let started = Instant::now();
-        let span = tracing::debug_span!("store", backend = self.backend, operation);
-        let result = work.instrument(span).await;
-        let failed = matches!(
-            result,
-            Err(StoreError::Unavailable { .. } | StoreError::Internal { .. })
-        );
-        crate::metrics::store_operation(self.backend, operation, started.elapsed(), failed);
-        result
+        timed(self.backend, operation, work).await
+    }
+}
+
+/// Runs `work` as one store operation: timed under `backend` and
+/// `operation`, a span, and counted when it fails for a storage reason.
+async fn timed<T>(
+    backend: &'static str,
+    operation: &'static str,
+    work: impl Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    let started = Instant::now();
+    let span = tracing::debug_span!("store", backend, operation);
+    let result = work.instrument(span).await;
+    let failed = matches!(
+        result,
+        Err(StoreError::Unavailable { .. } | StoreError::Internal { .. })
+    );
+    crate::metrics::store_operation(backend, operation, started.elapsed(), failed);
+    result
+}
+
+/// The bookings fleet outcomes cancelled and gave another driver.
+fn bookings_changed<'a>(outcomes: impl IntoIterator<Item = &'a FleetOutcome>) -> (usize, usize) {
+    outcomes.into_iter().fold((0, 0), |(c, r), o| {
+        (c + o.cancelled.len(), r + o.redriven.len())
+    })
+}
+
+fn count_bookings(cancelled: usize, redriven: usize) {
+    for _ in 0..cancelled {
+        crate::metrics::booking_cancelled();
+    }
+    for _ in 0..redriven {
+        crate::metrics::booking_changed();
+    }
+}
+
+/// A fleet session whose chunks are timed like single calls, and whose
+/// applied bookings count once it has committed.
+struct MeteredSession {
+    inner: Box<dyn FleetSession>,
+    backend: &'static str,
+    pass: FleetPass,
+    cancelled: usize,
+    redriven: usize,
+}
+
+#[async_trait]
+impl FleetSession for MeteredSession {
+    async fn run(&mut self, chunk: Vec<FleetRequest>) -> StoreResult<Verdicts> {
+        let operation = match self.pass {
+            FleetPass::Check => "check_fleet",
+            FleetPass::Apply => "apply_fleet",
+        };
+        let verdicts = timed(self.backend, operation, self.inner.run(chunk)).await?;
+        if self.pass == FleetPass::Apply {
+            let (cancelled, redriven) = bookings_changed(verdicts.iter().flatten());
+            self.cancelled += cancelled;
+            self.redriven += redriven;
+        }
+        Ok(verdicts)
+    }
+
+    async fn finish(self: Box<Self>) -> StoreResult<()> {
+        let Self {
+            inner,
+            backend,
+            cancelled,
+            redriven,
+            ..
+        } = *self;
+        timed(backend, "finish_fleet_session", inner.finish()).await?;
+        count_bookings(cancelled, redriven);
+        Ok(())
     }
 }
 
@@ -165,24 +231,22 @@ impl Store for MeteredStore {
             .await?;
         // Bookings a fleet change cancelled or gave another driver count
         // like those the booking calls change (see `storage::Decided`).
-        for outcome in &outcomes {
-            for _ in &outcome.cancelled {
-                crate::metrics::booking_cancelled();
-            }
-            for _ in &outcome.redriven {
-                crate::metrics::booking_changed();
-            }
-        }
+        let (cancelled, redriven) = bookings_changed(&outcomes);
+        count_bookings(cancelled, redriven);
         Ok(outcomes)
     }
 
-    async fn check_fleet(
-        &self,
-        requests: Vec<FleetRequest>,
-        progress: Progress,
-    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
-        self.timed("check_fleet", self.inner.check_fleet(requests, progress))
-            .await
+    async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>> {
+        let inner = self
+            .timed("fleet_session", self.inner.fleet_session(pass))
+            .await?;
+        Ok(Box::new(MeteredSession {
+            inner,
+            backend: self.backend,
+            pass,
+            cancelled: 0,
+            redriven: 0,
+        }))
     }
 
     async fn ping(&self) -> StoreResult<()> {

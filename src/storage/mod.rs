@@ -117,9 +117,6 @@ pub enum OpenError {
     Mongo(#[from] mongo::MongoOpenError),
 }
 
-/// Told how many items of a long batch are done, as they are.
-pub type Progress = Arc<dyn Fn(usize) + Send + Sync>;
-
 /// Opens the configured store for loading much data at once (seeding).
 pub async fn open_for_loading(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
     match config {
@@ -248,6 +245,35 @@ fn unexpected(command: &str) -> StoreError {
     )
 }
 
+/// What a [`FleetSession`] does with the commands it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetPass {
+    /// Decides them in a transaction that is rolled back at the end: what
+    /// each would do, or why it is refused; a refused command counts as
+    /// not made for the ones after it. Writes nothing (an import's
+    /// validation and dry run).
+    Check,
+    /// Writes them, all or none: the first refusal fails the session.
+    Apply,
+}
+
+/// What each command of a chunk did: its outcome, or why it was refused.
+pub type Verdicts = Vec<Result<FleetOutcome, DomainError>>;
+
+/// One transaction of fleet commands, sent in chunks (see
+/// [`Store::fleet_session`]). Dropped unfinished, it writes nothing.
+#[async_trait]
+pub trait FleetSession: Send {
+    /// Decides `chunk` after every chunk sent before it. On
+    /// [`FleetPass::Apply`] a refusal fails the call, and the session with
+    /// it (`StoreError::Rejected`); every entry of an answer is `Ok`.
+    async fn run(&mut self, chunk: Vec<FleetRequest>) -> StoreResult<Verdicts>;
+
+    /// Ends the session: rolls a check back; commits what was applied,
+    /// answering once it is durable.
+    async fn finish(self: Box<Self>) -> StoreResult<()>;
+}
+
 /// Shorthand for storage results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -338,16 +364,15 @@ pub trait Store: Send + Sync + 'static {
     /// facts as the commands before it left them.
     async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>>;
 
-    /// Decides fleet commands in order as [`Store::apply_fleet`] would, in
-    /// one transaction that is then rolled back: what each would do, or why
-    /// it is refused. A refused command counts as not made for the ones
-    /// after it. `progress` is told how many are decided, as they are.
-    /// Writes nothing (an import's validation and dry run).
-    async fn check_fleet(
-        &self,
-        requests: Vec<FleetRequest>,
-        progress: Progress,
-    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>>;
+    /// Opens a session that decides fleet commands in chunks, in order, in
+    /// one transaction, as [`Store::apply_fleet`] would: each command is
+    /// decided from the facts as the commands before it, in this chunk and
+    /// the earlier ones, left them. An import sends its rows this way, so
+    /// that no more than a chunk of them is held at once.
+    ///
+    /// On SQLite the session holds the writer until it ends: finish it (or
+    /// drop it) before making any other write, and send chunks promptly.
+    async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>>;
 
     /// Succeeds when the store can serve reads and writes; drives health.
     async fn ping(&self) -> StoreResult<()>;

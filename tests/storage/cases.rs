@@ -48,6 +48,7 @@ macro_rules! for_each_case {
             fleet_entities_are_created_and_changed_with_etags_and_unique_values,
             a_batch_of_fleet_commands_is_all_or_nothing_and_upserts_are_idempotent,
             checking_a_batch_decides_each_command_and_writes_nothing,
+            an_applied_session_writes_its_chunks_all_or_nothing,
             deactivating_an_employee_refuses_or_cancels_their_future_bookings,
             a_driver_reassignment_changes_bookings_from_its_effective_date_only,
             one_driver_drives_one_vehicle_a_day,

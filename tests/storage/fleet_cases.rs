@@ -8,7 +8,7 @@ use vehicle_allocation::domain::{
     AllocationChanges, DomainError, Etag, FleetCommand, FleetEntity, HistoryFilter, PageRequest,
     Resource,
 };
-use vehicle_allocation::storage::Store;
+use vehicle_allocation::storage::{FleetPass, Store, StoreError, StoreResult};
 
 use crate::fixture::{Fixture, refused};
 
@@ -210,12 +210,7 @@ pub async fn checking_a_batch_decides_each_command_and_writes_nothing(
     store: &Shared,
     fx: &Fixture,
 ) {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let progress = {
-        let seen = Arc::clone(&seen);
-        Arc::new(move |done: usize| seen.lock().unwrap().push(done))
-    };
-    let batch = vec![
+    let batch = [
         fx.admin(FleetCommand::PutDriver {
             driver: fx.new_driver("chk-d", "LIC-CHK"),
             upsert: true,
@@ -247,7 +242,13 @@ pub async fn checking_a_batch_decides_each_command_and_writes_nothing(
             upsert: true,
         }),
     ];
-    let checked = store.check_fleet(batch.clone(), progress).await.unwrap();
+    // In chunks of one session: later chunks see what earlier ones did.
+    let mut session = store.fleet_session(FleetPass::Check).await.unwrap();
+    let mut checked = Vec::new();
+    for chunk in [&batch[..1], &batch[1..3], &batch[3..]] {
+        checked.extend(session.run(chunk.to_vec()).await.unwrap());
+    }
+    session.finish().await.unwrap();
     let verdicts: Vec<Result<(bool, bool), &str>> = checked
         .iter()
         .map(|r| {
@@ -271,7 +272,6 @@ pub async fn checking_a_batch_decides_each_command_and_writes_nothing(
     };
     let before = renamed.before.as_ref().expect("it was stored");
     assert_eq!(renamed.entity.changed_fields(before), ["name"]);
-    assert_eq!(*seen.lock().unwrap(), [1, 2, 3, 4, 5]);
 
     assert_eq!(
         refused(store.get_driver("chk-d").await).reason(),
@@ -777,4 +777,55 @@ pub async fn blocks_take_a_vehicle_out_of_service(store: &Shared, fx: &Fixture) 
             .items
             .is_empty()
     );
+}
+
+pub async fn an_applied_session_writes_its_chunks_all_or_nothing(store: &Shared, fx: &Fixture) {
+    let driver = |n: usize| {
+        fx.admin(FleetCommand::PutDriver {
+            driver: fx.new_driver(&format!("ses-d{n}"), &format!("LIC-SES-{n}")),
+            upsert: true,
+        })
+    };
+    // Refused in the second chunk: the licence is the first chunk's.
+    let mut session = store.fleet_session(FleetPass::Apply).await.unwrap();
+    let first = session.run(vec![driver(1), driver(2)]).await.unwrap();
+    assert!(first.iter().all(|v| v.as_ref().is_ok_and(|o| o.created())));
+    let mut taken = driver(3);
+    if let FleetCommand::PutDriver { driver, .. } = &mut taken.command {
+        driver.license_number = "LIC-SES-1".into();
+    }
+    let refused = session.run(vec![taken]).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Rejected(_)), "{refused:?}");
+    assert!(session.finish().await.is_err(), "a refused session is over");
+    assert_eq!(
+        refused_reason(store.get_driver("ses-d1").await),
+        "DRIVER_NOT_FOUND",
+        "nothing of a refused session is written"
+    );
+
+    // Dropped unfinished, it writes nothing either.
+    let mut session = store.fleet_session(FleetPass::Apply).await.unwrap();
+    session.run(vec![driver(1)]).await.unwrap();
+    drop(session);
+    // A write after it waits for the store to be done with it.
+    store.apply_fleet(vec![driver(4)]).await.unwrap();
+    assert_eq!(
+        refused_reason(store.get_driver("ses-d1").await),
+        "DRIVER_NOT_FOUND"
+    );
+
+    // Finished, every chunk is written, and the store writes on.
+    let mut session = store.fleet_session(FleetPass::Apply).await.unwrap();
+    session.run(vec![driver(1)]).await.unwrap();
+    session.run(vec![driver(2)]).await.unwrap();
+    session.finish().await.unwrap();
+    for id in ["ses-d1", "ses-d2"] {
+        assert_eq!(store.get_driver(id).await.unwrap().id, id);
+    }
+    let made = store.apply_fleet(vec![driver(3)]).await.unwrap();
+    assert!(made[0].created());
+}
+
+fn refused_reason<T: std::fmt::Debug>(result: StoreResult<T>) -> &'static str {
+    refused(result).reason()
 }

@@ -163,19 +163,11 @@ impl Store for InstrumentedStore {
     ) -> StoreResult<Vec<vehicle_allocation::domain::FleetOutcome>> {
         self.inner.apply_fleet(requests).await
     }
-    async fn check_fleet(
+    async fn fleet_session(
         &self,
-        requests: Vec<vehicle_allocation::domain::FleetRequest>,
-        progress: vehicle_allocation::storage::Progress,
-    ) -> StoreResult<
-        Vec<
-            Result<
-                vehicle_allocation::domain::FleetOutcome,
-                vehicle_allocation::domain::DomainError,
-            >,
-        >,
-    > {
-        self.inner.check_fleet(requests, progress).await
+        pass: vehicle_allocation::storage::FleetPass,
+    ) -> StoreResult<Box<dyn vehicle_allocation::storage::FleetSession>> {
+        self.inner.fleet_session(pass).await
     }
     async fn list_available_vehicles(
         &self,

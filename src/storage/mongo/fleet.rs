@@ -17,7 +17,8 @@ use mongodb::options::{ReadConcern, WriteConcern};
 use super::{MongoStore, classify, collect_in, documents as d, raised_in_transaction};
 use crate::domain::admin::{self, FactQuery, Facts, FleetWrite};
 use crate::domain::{Allocation, DomainError, FleetOutcome, FleetRequest};
-use crate::storage::{Progress, StoreError, StoreResult};
+use crate::storage::{FleetPass, FleetSession, Verdicts};
+use crate::storage::{StoreError, StoreResult};
 
 /// Refusals and decoding failures travel through the transaction as the
 /// driver's custom errors, which abort it.
@@ -67,54 +68,57 @@ impl MongoStore {
         })
     }
 
-    /// Decides each request inside a transaction that is aborted at the
-    /// end. A refused request has written nothing (the domain refuses
-    /// before the write), so the ones after it are decided without it.
-    pub(super) async fn check_fleet_batch(
+    /// A session of fleet commands in one transaction, kept open across
+    /// chunks (see [`FleetSession`]). The driver's retry of a whole
+    /// transaction needs every command at once, so an apply whose commit
+    /// meets a write conflict fails with a storage error instead: run the
+    /// import again.
+    pub(super) async fn open_fleet_session(
         &self,
-        requests: Vec<FleetRequest>,
-        progress: Progress,
-    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
+        pass: FleetPass,
+    ) -> StoreResult<Box<dyn FleetSession>> {
         self.writable()?;
         let mut session = self.session().await?;
-        session
+        let start = session
             .start_transaction()
-            .read_concern(ReadConcern::snapshot())
-            .await
-            .map_err(classify("starting a transaction"))?;
-        let mut outcomes = Vec::with_capacity(requests.len());
-        let mut checked = Ok(());
-        for (done, request) in requests.iter().enumerate() {
-            let query = request.command.needs(request.window.today);
-            let decided = match self.read_facts(&mut session, &query).await {
-                Ok(facts) => admin::decide(request, facts),
-                Err(error) => {
-                    checked = Err(error);
-                    break;
-                }
-            };
-            match decided {
-                Ok((write, outcome)) => {
-                    // No events: a check must not take sequences (the
-                    // counter would hold up every writer until it ends).
-                    if let Err(error) = self.apply_write(&mut session, &write).await {
-                        checked = Err(error);
-                        break;
-                    }
-                    outcomes.push(Ok(outcome));
-                }
-                Err(refusal) => outcomes.push(Err(refusal)),
-            }
-            progress(done + 1);
+            .read_concern(ReadConcern::snapshot());
+        let started = match pass {
+            FleetPass::Check => start.await,
+            FleetPass::Apply => start.write_concern(WriteConcern::majority()).await,
+        };
+        started.map_err(classify("starting a transaction"))?;
+        Ok(Box::new(MongoFleetSession {
+            store: self.clone(),
+            session,
+            pass,
+            failed: false,
+        }))
+    }
+
+    /// Decides one command in the session's transaction: a refusal is
+    /// `Ok(Err)`; on a check, nothing is claimed and no event is appended
+    /// (a check must not take sequences: the counter would hold up every
+    /// writer until it ends).
+    async fn decide_in(
+        &self,
+        session: &mut ClientSession,
+        pass: FleetPass,
+        request: &FleetRequest,
+    ) -> Result<Result<FleetOutcome, DomainError>, MongoError> {
+        let query = request.command.needs(request.window.today);
+        let facts = self.read_facts(session, &query).await?;
+        let (write, outcome) = match admin::decide(request, facts) {
+            Ok(decided) => decided,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if pass == FleetPass::Apply {
+            self.claim(session, &query).await?;
         }
-        // Nothing of a check is kept; an abort that fails leaves the
-        // transaction to time out on the server, writing nothing either.
-        let _ = session.abort_transaction().await;
-        checked.map_err(|error| {
-            raised_in_transaction(&error)
-                .unwrap_or_else(|| super::errors::classify("checking fleet changes", error))
-        })?;
-        Ok(outcomes)
+        self.apply_write(session, &write).await?;
+        if pass == FleetPass::Apply {
+            self.append_events(session, &write.events).await?;
+        }
+        Ok(Ok(outcome))
     }
 
     async fn read_facts(
@@ -320,5 +324,85 @@ impl MongoStore {
             }
         }
         Ok(())
+    }
+}
+
+/// See [`MongoStore::open_fleet_session`]. Dropped unfinished, the driver
+/// aborts its transaction.
+struct MongoFleetSession {
+    store: MongoStore,
+    session: ClientSession,
+    pass: FleetPass,
+    /// A failed chunk ends the session: its transaction is aborted.
+    failed: bool,
+}
+
+fn session_over() -> StoreError {
+    StoreError::internal(
+        "running a fleet session",
+        std::io::Error::other("an earlier chunk failed; the transaction was aborted"),
+    )
+}
+
+#[async_trait::async_trait]
+impl FleetSession for MongoFleetSession {
+    async fn run(&mut self, chunk: Vec<FleetRequest>) -> StoreResult<Verdicts> {
+        if self.failed {
+            return Err(session_over());
+        }
+        let mut verdicts = Vec::with_capacity(chunk.len());
+        for request in &chunk {
+            let decided = self
+                .store
+                .decide_in(&mut self.session, self.pass, request)
+                .await;
+            let failure = match decided {
+                Ok(Err(refusal)) if self.pass == FleetPass::Apply => StoreError::Rejected(refusal),
+                Ok(verdict) => {
+                    verdicts.push(verdict);
+                    continue;
+                }
+                Err(error) => raised_in_transaction(&error)
+                    .unwrap_or_else(|| super::errors::classify("changing the fleet", error)),
+            };
+            self.failed = true;
+            let _ = self.session.abort_transaction().await;
+            return Err(failure);
+        }
+        Ok(verdicts)
+    }
+
+    async fn finish(mut self: Box<Self>) -> StoreResult<()> {
+        if self.failed {
+            return Err(session_over());
+        }
+        match self.pass {
+            FleetPass::Check => {
+                // Nothing of a check is kept; an abort that fails leaves the
+                // transaction to time out on the server, writing nothing either.
+                let _ = self.session.abort_transaction().await;
+                Ok(())
+            }
+            FleetPass::Apply => {
+                let mut tries = 0;
+                loop {
+                    match self.session.commit_transaction().await {
+                        Ok(()) => return Ok(()),
+                        // A commit may be retried when its result is unknown.
+                        Err(error)
+                            if tries < 3
+                                && error.contains_label(
+                                    mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT,
+                                ) =>
+                        {
+                            tries += 1;
+                        }
+                        Err(error) => {
+                            return Err(super::errors::classify("committing fleet changes", error));
+                        }
+                    }
+                }
+            }
+        }
     }
 }

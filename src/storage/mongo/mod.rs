@@ -39,7 +39,9 @@ use crate::domain::{
     EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Origin,
     Page, PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle, VehicleBlock,
 };
-use crate::storage::{Decided as _, Progress, Store, StoreError, StoreResult, error_chain};
+use crate::storage::{
+    Decided as _, FleetPass, FleetSession, Store, StoreError, StoreResult, error_chain,
+};
 
 use documents as d;
 pub use errors::{duplicate_key_message, index_name};
@@ -621,12 +623,8 @@ impl Store for MongoStore {
         self.apply_fleet_batch(requests).await
     }
 
-    async fn check_fleet(
-        &self,
-        requests: Vec<FleetRequest>,
-        progress: Progress,
-    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
-        self.check_fleet_batch(requests, progress).await
+    async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>> {
+        self.open_fleet_session(pass).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -282,14 +282,17 @@ pub fn indexed_upto(conn: &Connection) -> StoreResult<u64> {
 /// their subjects: the most a subject query scans by column.
 pub const SUBJECT_BATCH: u64 = 4096;
 
-/// Adds the subjects of every event after `indexed_upto` to
-/// `event_subjects`, sorted so that each subject's last page is written
-/// once, and moves `indexed_upto` to the newest event; returns it.
-pub fn index_subjects(conn: &Connection) -> StoreResult<u64> {
+/// Adds the subjects of the events after `indexed_upto`, `most` of them at
+/// most, to `event_subjects`, sorted so that each subject's last page is
+/// written once, and moves `indexed_upto` past them; returns it, and
+/// whether that is the newest event.
+pub fn index_subjects(conn: &Connection, most: u64) -> StoreResult<(u64, bool)> {
     let from = indexed_upto(conn)? as i64;
-    let upto = latest_sequence(conn)? as i64;
+    let latest = latest_sequence(conn)? as i64;
+    // Sorted in memory (`temp_store`): a slice at a time.
+    let upto = latest.min(from.saturating_add(most as i64));
     if upto <= from {
-        return Ok(from as u64);
+        return Ok((from as u64, true));
     }
     conn.prepare_cached(
         "INSERT OR IGNORE INTO event_subjects (subject, sequence)
@@ -306,7 +309,7 @@ pub fn index_subjects(conn: &Connection) -> StoreResult<u64> {
     .execute(params![from, upto])?;
     conn.prepare_cached("UPDATE event_index SET indexed_upto = ?1 WHERE id = 1")?
         .execute([upto])?;
-    Ok(upto as u64)
+    Ok((upto as u64, upto >= latest))
 }
 
 /// The sequence of the newest event ever appended (0 before the first),

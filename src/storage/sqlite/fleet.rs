@@ -10,10 +10,9 @@ use super::queries::{
 use crate::domain::admin::{
     self, BookingOwner, FactQuery, Facts, FleetOutcome, FleetRequest, FleetWrite, Unique,
 };
-use crate::domain::{
-    Assignment, DomainError, Driver, Employee, Page, PageRequest, Vehicle, VehicleBlock,
-};
-use crate::storage::{StoreError, StoreResult};
+use crate::domain::{Assignment, Driver, Employee, Page, PageRequest, Vehicle, VehicleBlock};
+use crate::storage::{FleetPass, StoreError, StoreResult, Verdicts};
+use tokio::sync::mpsc;
 
 pub const EMPLOYEE_COLUMNS: &str =
     "id, name, email, department, active, create_time, update_time, version";
@@ -420,36 +419,109 @@ fn apply_one(conn: &Connection, request: &FleetRequest) -> StoreResult<FleetOutc
     Ok(outcome)
 }
 
-/// Decides and writes each request in turn inside a savepoint that is then
-/// rolled back; a refused request is rolled back on its own, so the ones
-/// after it are decided without it.
-pub fn check_fleet(
-    conn: &Connection,
-    requests: &[FleetRequest],
-    progress: &dyn Fn(usize),
-) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
-    conn.execute_batch("SAVEPOINT fleet_check")?;
-    let checked = (|| {
-        let mut outcomes = Vec::with_capacity(requests.len());
-        for (done, request) in requests.iter().enumerate() {
-            conn.execute_batch("SAVEPOINT fleet_check_one")?;
-            match apply_one(conn, request) {
-                Ok(outcome) => {
-                    conn.execute_batch("RELEASE fleet_check_one")?;
-                    outcomes.push(Ok(outcome));
-                }
-                Err(StoreError::Rejected(refusal)) => {
-                    conn.execute_batch("ROLLBACK TO fleet_check_one; RELEASE fleet_check_one")?;
-                    outcomes.push(Err(refusal));
-                }
-                Err(other) => return Err(other),
+/// Decides and writes each request in turn, each inside a savepoint; a
+/// refused request is rolled back on its own, so the ones after it are
+/// decided without it. The caller rolls the whole check back.
+fn check_chunk(conn: &Connection, requests: &[FleetRequest]) -> StoreResult<Verdicts> {
+    let mut outcomes = Vec::with_capacity(requests.len());
+    for request in requests {
+        conn.execute_batch("SAVEPOINT fleet_check_one")?;
+        match apply_one(conn, request) {
+            Ok(outcome) => {
+                conn.execute_batch("RELEASE fleet_check_one")?;
+                outcomes.push(Ok(outcome));
             }
-            progress(done + 1);
+            Err(StoreError::Rejected(refusal)) => {
+                conn.execute_batch("ROLLBACK TO fleet_check_one; RELEASE fleet_check_one")?;
+                outcomes.push(Err(refusal));
+            }
+            Err(other) => return Err(other),
         }
-        Ok(outcomes)
-    })();
-    conn.execute_batch("ROLLBACK TO fleet_check; RELEASE fleet_check")?;
-    checked
+    }
+    Ok(outcomes)
+}
+
+/// What a fleet session's caller sends the writer.
+pub enum SessionMessage {
+    Chunk(Vec<FleetRequest>),
+    /// Ends the session: a check is rolled back, an apply kept.
+    Finish,
+}
+
+/// A fleet session, run on the writer's thread alone, in a transaction of
+/// its own: decides the chunks as they come and answers each, until told
+/// to finish. A check is rolled back; so is an apply that fails, or whose
+/// caller goes away unfinished. Without a savepoint around it, what it
+/// changes beyond the page cache spills to the WAL instead of memory.
+pub fn run_session(
+    conn: &Connection,
+    pass: FleetPass,
+    chunks: &mut mpsc::Receiver<SessionMessage>,
+    answers: &mpsc::Sender<StoreResult<Verdicts>>,
+) -> StoreResult<()> {
+    // The page cache for bulk loads is large; a session's is bounded too.
+    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |row| row.get(0))?;
+    conn.execute_batch(&format!("PRAGMA cache_size = -{SESSION_CACHE_KIB}"))?;
+    let ran = run_in_transaction(conn, pass, chunks, answers);
+    conn.execute_batch(&format!("PRAGMA cache_size = {cache}"))?;
+    ran
+}
+
+/// The page cache of a fleet session's transaction: what it changes
+/// beyond it spills to the WAL.
+const SESSION_CACHE_KIB: u32 = 32 * 1024;
+
+fn run_in_transaction(
+    conn: &Connection,
+    pass: FleetPass,
+    chunks: &mut mpsc::Receiver<SessionMessage>,
+    answers: &mpsc::Sender<StoreResult<Verdicts>>,
+) -> StoreResult<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let served = match pass {
+        FleetPass::Check => serve(conn, chunks, answers, check_chunk),
+        FleetPass::Apply => serve(conn, chunks, answers, |conn, chunk| {
+            Ok(apply_fleet(conn, chunk)?.into_iter().map(Ok).collect())
+        }),
+    };
+    match (pass, served) {
+        (FleetPass::Apply, Ok(())) => Ok(conn.execute_batch("COMMIT")?),
+        (_, served) => {
+            conn.execute_batch("ROLLBACK")?;
+            served
+        }
+    }
+}
+
+fn serve(
+    conn: &Connection,
+    chunks: &mut mpsc::Receiver<SessionMessage>,
+    answers: &mpsc::Sender<StoreResult<Verdicts>>,
+    decide: impl Fn(&Connection, &[FleetRequest]) -> StoreResult<Verdicts>,
+) -> StoreResult<()> {
+    loop {
+        match chunks.blocking_recv() {
+            Some(SessionMessage::Chunk(chunk)) => {
+                let decided = decide(conn, &chunk);
+                let failed = decided.as_ref().err().cloned();
+                if answers.blocking_send(decided).is_err() {
+                    return Err(abandoned());
+                }
+                if let Some(error) = failed {
+                    return Err(error);
+                }
+            }
+            Some(SessionMessage::Finish) => return Ok(()),
+            None => return Err(abandoned()),
+        }
+    }
+}
+
+fn abandoned() -> StoreError {
+    StoreError::internal(
+        "running a fleet session",
+        std::io::Error::other("the session was dropped unfinished"),
+    )
 }
 
 /// Writes what a command decided.

@@ -24,7 +24,10 @@ use crate::domain::{
     EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page,
     PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle, VehicleBlock,
 };
-use crate::storage::{Decided as _, Progress, Store, StoreError, StoreResult};
+use crate::storage::{
+    Decided as _, FleetPass, FleetSession, Store, StoreError, StoreResult, Verdicts,
+};
+use tokio::sync::mpsc;
 
 pub use schema::MigrationError;
 
@@ -439,14 +442,19 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn check_fleet(
-        &self,
-        requests: Vec<FleetRequest>,
-        progress: Progress,
-    ) -> StoreResult<Vec<Result<FleetOutcome, DomainError>>> {
-        self.writer
-            .write(move |conn| fleet::check_fleet(conn, &requests, progress.as_ref()))
-            .await
+    async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>> {
+        // One chunk each way at a time: the memory a session holds.
+        let (chunks, mut received) = mpsc::channel(1);
+        let (answer, answers) = mpsc::channel(1);
+        let done = tokio::spawn(
+            self.writer
+                .write_alone(move |conn| fleet::run_session(conn, pass, &mut received, &answer)),
+        );
+        Ok(Box::new(SqliteFleetSession {
+            chunks,
+            answers,
+            done: Some(done),
+        }))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -535,3 +543,62 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests;
+
+/// A fleet session: a request on the writer's thread that takes chunks
+/// through `chunks` and answers through `answers` (see
+/// [`fleet::run_session`]).
+struct SqliteFleetSession {
+    chunks: mpsc::Sender<fleet::SessionMessage>,
+    answers: mpsc::Receiver<StoreResult<Verdicts>>,
+    /// The request's end: once the transaction is committed (or not).
+    done: Option<tokio::task::JoinHandle<StoreResult<()>>>,
+}
+
+impl SqliteFleetSession {
+    /// Why the request ended early.
+    async fn ended(&mut self) -> StoreError {
+        match self.done.take() {
+            Some(done) => match done.await {
+                Ok(Err(error)) => error,
+                Ok(Ok(())) => session_failed("the session ended early"),
+                Err(_) => session_failed("the session's task failed"),
+            },
+            None => session_failed("the session has ended"),
+        }
+    }
+}
+
+fn session_failed(why: &str) -> StoreError {
+    StoreError::internal(
+        "running a fleet session",
+        std::io::Error::other(why.to_owned()),
+    )
+}
+
+#[async_trait]
+impl FleetSession for SqliteFleetSession {
+    async fn run(&mut self, chunk: Vec<FleetRequest>) -> StoreResult<Verdicts> {
+        if self
+            .chunks
+            .send(fleet::SessionMessage::Chunk(chunk))
+            .await
+            .is_err()
+        {
+            return Err(self.ended().await);
+        }
+        match self.answers.recv().await {
+            Some(answer) => answer,
+            None => Err(self.ended().await),
+        }
+    }
+
+    async fn finish(mut self: Box<Self>) -> StoreResult<()> {
+        let _ = self.chunks.send(fleet::SessionMessage::Finish).await;
+        match self.done.take() {
+            Some(done) => done
+                .await
+                .unwrap_or_else(|_| Err(session_failed("the session's task failed"))),
+            None => Err(session_failed("the session has ended")),
+        }
+    }
+}

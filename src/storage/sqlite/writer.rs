@@ -117,14 +117,49 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(Pending {
-            work: Some(work),
-            outcome: None,
-            reply,
-        });
-        self.queue.send(job).await.map_err(|_| writer_stopped())?;
-        answer.await.map_err(|_| writer_stopped())?
+        self.submit(work, false).await
+    }
+
+    /// Runs `work` on the writer's connection between batches, alone and
+    /// outside any transaction: it begins and ends its own. A request as
+    /// long as an import's session runs so: in a batch, its savepoint would
+    /// keep every page it changes in memory (`temp_store`), and the
+    /// requests batched with it would wait for it. The future does not
+    /// borrow the writer, to be spawned.
+    pub fn write_alone<T, F>(
+        &self,
+        work: F,
+    ) -> impl std::future::Future<Output = StoreResult<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(work, true)
+    }
+
+    fn submit<T, F>(
+        &self,
+        work: F,
+        alone: bool,
+    ) -> impl std::future::Future<Output = StoreResult<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let queue = self.queue.clone();
+        async move {
+            let (reply, answer) = oneshot::channel();
+            let job = Box::new(Pending {
+                work: Some(work),
+                outcome: None,
+                reply,
+                alone,
+            });
+            queue.send(job).await.map_err(|_| writer_stopped())?;
+            // Not held while waiting: a stopping writer waits for its queue.
+            drop(queue);
+            answer.await.map_err(|_| writer_stopped())?
+        }
     }
 
     /// Whether the writer thread is still running.
@@ -148,6 +183,10 @@ trait Job: Send {
     /// The storage failure (not a rule's refusal) the request ran into.
     fn storage_failure(&self) -> Option<String>;
 
+    /// Whether it runs alone, in transactions of its own (see
+    /// [`Writer::write_alone`]).
+    fn alone(&self) -> bool;
+
     /// Answers the request once the batch has committed (or failed to).
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
 }
@@ -156,6 +195,7 @@ struct Pending<T, F> {
     work: Option<F>,
     outcome: Option<StoreResult<T>>,
     reply: oneshot::Sender<StoreResult<T>>,
+    alone: bool,
 }
 
 impl<T, F> Job for Pending<T, F>
@@ -189,6 +229,10 @@ where
         }
     }
 
+    fn alone(&self) -> bool {
+        self.alone
+    }
+
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
         let answer = match (self.outcome, commit) {
             (Some(Ok(_)), Err(failed)) | (None, Err(failed)) => Err(failed),
@@ -213,20 +257,31 @@ fn run(
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut indexed = super::events::indexed_upto(conn).unwrap_or(0);
-    while let Some(first) = requests.blocking_recv() {
+    // A request to run alone, met while a batch was gathering.
+    let mut held: Option<Box<dyn Job>> = None;
+    while let Some(first) = held.take().or_else(|| requests.blocking_recv()) {
+        let alone = first.alone();
         batch.push(first);
-        while batch.len() < MAX_BATCH {
+        while !alone && batch.len() < MAX_BATCH {
             match requests.try_recv() {
+                Ok(next) if next.alone() => {
+                    held = Some(next);
+                    break;
+                }
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
         crate::metrics::writer_batch(batch.len(), requests.len());
-        let (commit, kept_changes) = run_batch(
-            conn,
-            &mut batch,
-            full_disk.load(std::sync::atomic::Ordering::SeqCst),
-        );
+        let (commit, kept_changes) = if alone {
+            run_alone(conn, batch[0].as_mut())
+        } else {
+            run_batch(
+                conn,
+                &mut batch,
+                full_disk.load(std::sync::atomic::Ordering::SeqCst),
+            )
+        };
         if let Err(error) = &commit {
             tracing::error!(error = %error, batch = batch.len(), "SQLite write batch failed");
         }
@@ -277,19 +332,31 @@ fn run(
     }
 }
 
-/// Indexes the subjects of the events not indexed yet, in a transaction
-/// of its own.
+/// The most events whose subjects one transaction indexes: they are
+/// sorted in memory, and a bulk import appends a million.
+const SUBJECT_SLICE: u64 = 64 * 1024;
+
+/// Indexes the subjects of the events not indexed yet, a slice at a time,
+/// each in a transaction of its own.
 fn index_subjects(conn: &Connection) -> StoreResult<u64> {
-    let indexed = (|| -> StoreResult<u64> {
-        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let upto = super::events::index_subjects(conn)?;
-        conn.prepare_cached("COMMIT")?.execute([])?;
-        Ok(upto)
-    })();
-    if indexed.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
+    loop {
+        let indexed = (|| -> StoreResult<(u64, bool)> {
+            conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+            let indexed = super::events::index_subjects(conn, SUBJECT_SLICE)?;
+            conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(indexed)
+        })();
+        match indexed {
+            Ok((upto, true)) => return Ok(upto),
+            Ok((_, false)) => {}
+            Err(error) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                return Err(error);
+            }
+        }
     }
-    indexed
 }
 
 /// The least time between two background checkpoints: each syncs the
@@ -309,6 +376,22 @@ fn checkpoint_while_woken(conn: &Connection, woken: &std::sync::mpsc::Receiver<(
         }
         std::thread::sleep(CHECKPOINT_PAUSE);
     }
+}
+
+/// Runs a request that begins and ends its own transactions; one it left
+/// open is rolled back.
+fn run_alone(conn: &Connection, job: &mut dyn Job) -> (Result<(), StoreError>, u64) {
+    let before = conn.total_changes();
+    let kept = job.run(conn);
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let kept_changes = if kept {
+        conn.total_changes() - before
+    } else {
+        0
+    };
+    (Ok(()), kept_changes)
 }
 
 fn run_batch(
