@@ -215,7 +215,7 @@ async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String
 async fn run_erase_employee(args: &EraseEmployeeArgs, common: &CommonArgs) -> Result<(), String> {
     use crate::domain::{FleetCommand, FleetEntity, FleetRequest, Origin};
     crate::domain::allocation::validate_id("id", &args.id).map_err(|v| v.description)?;
-    let setup = open_for_loading(common).await?;
+    let setup = open_for_loading(common, false).await?;
     let now = SystemClock.now();
     let request = FleetRequest {
         command: FleetCommand::EraseEmployee {

@@ -120,6 +120,7 @@ fn created(command: &FleetCommand) -> FleetOutcome {
         dates_touched: Vec::new(),
         before: None,
         timelines_changed: Vec::new(),
+        erased: false,
     }
 }
 

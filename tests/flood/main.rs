@@ -287,7 +287,11 @@ async fn replaying_subscribers_and_other_callers_latency() {
                 took.push(started.elapsed());
             }
             took.sort();
-            (took[took.len() / 2], took[took.len() * 99 / 100], took[took.len() - 1])
+            (
+                took[took.len() / 2],
+                took[took.len() * 99 / 100],
+                took[took.len() - 1],
+            )
         }
     };
     let quiet = latencies(400).await;
