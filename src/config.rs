@@ -487,9 +487,10 @@ pub struct LimitArgs {
     #[arg(long, env = "MAX_IN_FLIGHT_PER_CALLER", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight_per_caller: Option<u32>,
 
-    /// Failed authentications a peer address may have per second (and ten
-    /// times as many at once); past that its calls are answered
-    /// RATE_LIMITED without their credentials being checked.
+    /// Wrong credentials a peer address may present per second (and ten
+    /// times as many at once); past that, its tokens that would need a
+    /// signature check are answered RATE_LIMITED unchecked (API keys and
+    /// tokens verified lately still work).
     #[arg(long, env = "AUTH_FAILURES_PER_SECOND", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub auth_failures_per_second: u32,
 

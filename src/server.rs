@@ -324,7 +324,7 @@ impl<IO> Guarded<IO> {
             Silence::Idle { after, .. } if self.writing => {
                 let idle = self.last_write + after;
                 Some(match self.stopped_at {
-                    Some(at) => idle.min(at.max(self.last_write) + STOP_WRITE_GRACE),
+                    Some(at) => idle.min(at + STOP_WRITE_GRACE),
                     None => idle,
                 })
             }
@@ -565,6 +565,9 @@ pub async fn serve_http(
     builder
         .http2()
         .timer(TokioTimer::new())
+        // What a stream holds for a peer that stops reading (hyper's
+        // default is 400 KiB a stream).
+        .max_send_buf_size(64 * 1024)
         .max_concurrent_streams(limits.max_concurrent_streams)
         .keep_alive_interval(limits.keepalive_interval)
         .keep_alive_timeout(limits.keepalive_timeout);

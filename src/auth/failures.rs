@@ -1,8 +1,11 @@
-//! Failed authentications, per peer address. Each failure takes a token of
-//! the peer's bucket (`AUTH_FAILURES_PER_SECOND`, a burst of ten times
-//! that); a peer whose bucket is empty is answered RATE_LIMITED without its
-//! credentials being checked at all, so that guessing keys or replaying
-//! bad tokens costs it time and the service no signature checks.
+//! Failed authentications, per peer address (an IPv6 peer by its /64).
+//! Each wrong credential takes a token of the peer's bucket
+//! (`AUTH_FAILURES_PER_SECOND`, a burst of ten times that); while a peer's
+//! bucket is empty, a token it presents that would need a signature check
+//! is answered RATE_LIMITED unchecked, so that replaying bad tokens costs
+//! it time and the service no signature checks. API keys (a lookup) and
+//! tokens verified lately are still taken, so callers sharing an address
+//! with a guesser (behind a NAT or proxy) are not locked out.
 //!
 //! The refusals are logged at most [`LINES_PER_SECOND`] per peer; the next
 //! line a peer gets says how many were left out, so a flood of bad
@@ -84,6 +87,7 @@ impl AuthFailures {
         if self.blocked.load(Ordering::Acquire) == 0 {
             return None;
         }
+        let peer = peer.map(crate::domain::context::peer_group);
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         let record = peers.get_mut(&peer)?;
         let until = record.blocked_until?;
@@ -98,10 +102,27 @@ impl AuthFailures {
     /// Counts `refusal` against `peer`, and logs it unless the peer has had
     /// its lines this second.
     pub fn failed(&self, peer: Option<IpAddr>, refusal: &Refusal, now: DateTime<Utc>) {
+        let peer = peer.map(crate::domain::context::peer_group);
         let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
         if peers.len() >= MAX_PEERS && !peers.contains_key(&peer) {
             let second = now.timestamp();
-            peers.retain(|_, p| p.blocked_until.is_some() || p.second >= second - 1);
+            let mut unblocked = 0;
+            peers.retain(|_, p| {
+                let blocked = p.blocked_until.is_some_and(|until| until > now);
+                if p.blocked_until.is_some() && !blocked {
+                    unblocked += 1;
+                }
+                blocked || p.second >= second - 1
+            });
+            self.blocked.fetch_sub(unblocked, Ordering::AcqRel);
+            if peers.len() >= MAX_PEERS {
+                // Every peer blocked or seen this second: a flood from more
+                // addresses than are remembered. Start over rather than
+                // scan on every failure.
+                let blocked = peers.values().filter(|p| p.blocked_until.is_some()).count();
+                self.blocked.fetch_sub(blocked, Ordering::AcqRel);
+                peers.clear();
+            }
         }
         let burst = self.limit.burst();
         let record = peers.entry(peer).or_insert(Peer {
@@ -116,7 +137,9 @@ impl AuthFailures {
         let elapsed = (now - record.refilled).to_std().unwrap_or_default();
         record.tokens = (record.tokens + elapsed.as_secs_f64() * rate).min(burst);
         record.refilled = now;
-        record.tokens -= 1.0;
+        if refusal.is_guess() {
+            record.tokens -= 1.0;
+        }
         if record.tokens < 0.0 && record.blocked_until.is_none() {
             // Until the bucket holds a token again.
             let wait = Duration::from_secs_f64(-record.tokens / rate);

@@ -163,12 +163,16 @@ impl Authenticator {
 
     /// The caller that sent these headers over a connection with this
     /// verified client certificate, at `now`. A bearer token is tried
-    /// first, then an API key, then the certificate.
+    /// first, then an API key, then the certificate. Without `fresh`, only
+    /// tokens verified lately are taken (a signature check is what a peer
+    /// that failed too often may not cost); API keys and certificates are
+    /// lookups and always checked.
     pub async fn authenticate(
         &self,
         headers: &http::HeaderMap,
         certificate: Option<&CertificateDer<'_>>,
         now: DateTime<Utc>,
+        fresh: bool,
     ) -> Result<Arc<Principal>, Refusal> {
         if self.open {
             static ANONYMOUS: std::sync::OnceLock<Arc<Principal>> = std::sync::OnceLock::new();
@@ -192,7 +196,12 @@ impl Authenticator {
                     "no token verification is configured",
                 ));
             };
-            return match jwt.verify(token, now).await {
+            let verified = match jwt.verify_known(token, now) {
+                Some(known) => known,
+                None if !fresh => return Err(Refusal::unchecked()),
+                None => jwt.verify(token, now).await,
+            };
+            return match verified {
                 Ok(principal) => Ok(principal),
                 Err(TokenError::Expired) => Err(Refusal::new(AuthError::TokenExpired, "expired")),
                 Err(TokenError::Invalid(why)) => Err(Refusal::new(AuthError::TokenInvalid, why)),
@@ -229,6 +238,9 @@ impl Authenticator {
 pub struct Refusal {
     pub error: AuthError,
     pub why: std::borrow::Cow<'static, str>,
+    /// Not checked at all: a token that would need a signature check,
+    /// from a peer that may not cost one now.
+    pub unchecked: bool,
 }
 
 impl Refusal {
@@ -236,6 +248,25 @@ impl Refusal {
         Self {
             error,
             why: why.into(),
+            unchecked: false,
         }
+    }
+
+    fn unchecked() -> Self {
+        Self {
+            unchecked: true,
+            ..Self::new(AuthError::TokenInvalid, "not checked: too many failures")
+        }
+    }
+
+    /// Whether the caller presented credentials that were wrong, as
+    /// someone guessing would: what counts against its peer. Missing or
+    /// expired credentials are a client's mistake, not a guess.
+    pub fn is_guess(&self) -> bool {
+        !self.unchecked
+            && matches!(
+                self.error,
+                AuthError::TokenInvalid | AuthError::ApiKeyInvalid
+            )
     }
 }

@@ -28,7 +28,7 @@ pub struct RequestContext {
 /// service without authentication, the peer's address.
 pub fn caller_key(principal: &Principal, peer: Option<IpAddr>) -> String {
     match (principal.kind, peer) {
-        (PrincipalKind::Anonymous, Some(peer)) => format!("peer:{peer}"),
+        (PrincipalKind::Anonymous, Some(peer)) => format!("peer:{}", peer_group(peer)),
         (kind, _) => {
             let kind = kind.as_str();
             let mut key = String::with_capacity(kind.len() + 1 + principal.id.len());
@@ -37,6 +37,16 @@ pub fn caller_key(principal: &Principal, peer: Option<IpAddr>) -> String {
             key.push_str(&principal.id);
             key
         }
+    }
+}
+
+/// The addresses counted as one peer: an IPv4 address, or an IPv6 /64
+/// (what one host or site is usually given, so that it cannot multiply
+/// its share by picking addresses).
+pub fn peer_group(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => peer,
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
     }
 }
 

@@ -195,17 +195,24 @@ where
                     } else {
                         let certificate = peer_certificate(&request);
                         let now = layer.clock.now();
-                        // A peer that failed too often is not checked again
-                        // until its bucket refills.
-                        if let Some(wait) = layer.failures.blocked(peer, now) {
-                            return Ok(rate_limited(wait));
-                        }
+                        // A peer that guessed wrong too often costs no
+                        // signature checks until its bucket refills; its
+                        // keys and lately verified tokens still work.
+                        let limited = layer.failures.blocked(peer, now);
                         match layer
                             .auth
-                            .authenticate(request.headers(), certificate.as_ref(), now)
+                            .authenticate(
+                                request.headers(),
+                                certificate.as_ref(),
+                                now,
+                                limited.is_none(),
+                            )
                             .await
                         {
                             Ok(principal) => Some(principal),
+                            Err(refused) if refused.unchecked => {
+                                return Ok(rate_limited(limited.unwrap_or_default()));
+                            }
                             Err(refused) => {
                                 layer.failures.failed(peer, &refused, now);
                                 return Ok(refusal(&refused.error));

@@ -477,22 +477,31 @@ impl Watch {
             End::Stalled => {
                 // What was never taken is dropped: the subscriber resumes
                 // after what it took.
-                let token = resume_token(self.outbox.taken());
-                let status = super::status::with_reason_metadata(
-                    reasons::WATCH_TOO_SLOW,
-                    &format!(
-                        "the subscriber took nothing for {} s; resume with resume_token {token}",
-                        self.stall.as_secs()
-                    ),
-                    &[("resume_token", &token)],
-                );
-                self.outbox.finish(Err(status), true);
+                let stall = self.stall;
+                let ended = self.outbox.finish_stalled(stall, |taken| {
+                    let token = resume_token(taken);
+                    Err(super::status::with_reason_metadata(
+                        reasons::WATCH_TOO_SLOW,
+                        &format!(
+                            "the subscriber took nothing for {} s; resume with resume_token {token}",
+                            stall.as_secs()
+                        ),
+                        &[("resume_token", &token)],
+                    ))
+                });
+                // It took something as it was being ended: an end as on
+                // shutdown, after what is queued, with a heartbeat.
+                if let Err(outbox) = ended {
+                    self.outbox = outbox;
+                    let beat = self.heartbeat_message(*signal.borrow());
+                    self.outbox.finish(Ok(beat));
+                }
             }
-            End::Failed(status) => self.outbox.finish(Err(status), false),
+            End::Failed(status) => self.outbox.finish(Err(status)),
             End::Stopping => {
                 // A last heartbeat with the resume token, then a clean end.
                 let beat = self.heartbeat_message(*signal.borrow());
-                self.outbox.finish(Ok(beat), false);
+                self.outbox.finish(Ok(beat));
             }
         }
     }
@@ -538,7 +547,7 @@ impl Watch {
                 .await
                 .map_err(|error| End::Failed(error.into()))?;
             drop(turn);
-            let mut full = false;
+            let mut full = None;
             for event in page.items {
                 let sequence = event.sequence;
                 let message = WatchEventsResponse {
@@ -551,14 +560,14 @@ impl Watch {
                     // The rest of the page is dropped, to be read again:
                     // a waiting stream holds nothing but its outbox.
                     Err(Refused::Full) => {
-                        full = true;
+                        full = Some(bytes);
                         break;
                     }
                 }
             }
-            if full {
+            if let Some(needed) = full {
                 tokio::select! {
-                    room = self.outbox.room(self.stall) => match room {
+                    room = self.outbox.room(needed, self.stall) => match room {
                         Ok(()) => continue,
                         Err(Refused::Full) => return Err(End::Stalled),
                         Err(Refused::Gone) => return Err(End::Gone),

@@ -122,10 +122,11 @@ impl<T> Sender<T> {
         Ok(())
     }
 
-    /// Waits until the outbox is at most half full, so that a refill
-    /// queues a good part of it. Ends with [`Refused::Full`] when the
-    /// subscriber has taken nothing for `stall` while messages waited.
-    pub async fn room(&self, stall: std::time::Duration) -> Result<(), Refused> {
+    /// Waits until a message of `needed` bytes fits and the outbox is at
+    /// most half full, so that a refill queues a good part of it. Ends with
+    /// [`Refused::Full`] when the subscriber has taken nothing for `stall`
+    /// while messages waited.
+    pub async fn room(&self, needed: usize, stall: std::time::Duration) -> Result<(), Refused> {
         loop {
             let changed = self.shared.changed.notified();
             tokio::pin!(changed);
@@ -135,7 +136,10 @@ impl<T> Sender<T> {
                 if state.gone {
                     return Err(Refused::Gone);
                 }
-                if state.bytes <= self.shared.limit / 2 {
+                let limit = self.shared.limit;
+                if state.queue.is_empty()
+                    || (state.bytes <= limit / 2 && state.bytes + needed <= limit)
+                {
                     return Ok(());
                 }
                 state.since
@@ -157,24 +161,44 @@ impl<T> Sender<T> {
     }
 
     /// The position of the last message the subscriber took.
-    pub fn taken(&self) -> u64 {
+    #[cfg(test)]
+    fn taken(&self) -> u64 {
         self.shared.lock().taken
     }
 
-    /// Ends the stream with `last`, after what is queued, or instead of it
-    /// with `discard` (the subscriber resumes from [`Self::taken`]).
-    pub fn finish(self, last: T, discard: bool) {
-        let mut state = self.shared.lock();
-        if discard {
-            state.queue.clear();
-            state.bytes = 0;
-        }
-        state.queue.push_back(Queued {
+    /// Ends the stream with `last`, after what is queued.
+    pub fn finish(self, last: T) {
+        self.shared.lock().queue.push_back(Queued {
             item: last,
             bytes: 0,
             position: None,
         });
         // Dropping `self` closes the outbox and wakes the subscriber.
+    }
+
+    /// Ends a stalled stream: what was never taken is dropped, and `last`
+    /// is made from the position of what was, under the same lock, so the
+    /// two agree. `Err(self)` if the subscriber took a message meanwhile.
+    pub fn finish_stalled(
+        self,
+        stall: std::time::Duration,
+        last: impl FnOnce(u64) -> T,
+    ) -> Result<(), Self> {
+        let mut state = self.shared.lock();
+        if state.queue.is_empty() || state.since.elapsed() < stall {
+            drop(state);
+            return Err(self);
+        }
+        state.queue.clear();
+        state.bytes = 0;
+        let item = last(state.taken);
+        state.queue.push_back(Queued {
+            item,
+            bytes: 0,
+            position: None,
+        });
+        drop(state);
+        Ok(())
     }
 
     /// Completes once the subscriber has gone away.
@@ -277,7 +301,7 @@ mod tests {
         sender.try_send(1, 6, 1).unwrap();
         sender.try_send(2, 4, 2).unwrap();
         let waiting = tokio::spawn(async move {
-            let room = sender.room(stall).await;
+            let room = sender.room(6, stall).await;
             (sender, room)
         });
         tokio::time::sleep(Duration::from_secs(30)).await;
@@ -286,24 +310,54 @@ mod tests {
         assert_eq!(room, Ok(()), "half empty");
         sender.try_send(3, 6, 3).unwrap();
         let started = Instant::now();
-        assert_eq!(sender.room(stall).await, Err(Refused::Full));
+        assert_eq!(sender.room(6, stall).await, Err(Refused::Full));
         assert_eq!(started.elapsed(), stall, "a minute after the last take");
         assert!(sender.stalled(stall));
         assert_eq!(sender.taken(), 1);
         assert_eq!(receiver.next().await, Some(2));
         assert_eq!(sender.taken(), 2);
-        // Ended in place of what was not taken.
-        sender.finish(99, true);
-        assert_eq!(receiver.next().await, Some(99));
+        tokio::time::sleep(stall).await;
+        // Ended in place of what was not taken, at what was taken.
+        assert!(sender.finish_stalled(stall, |taken| 90 + taken).is_ok());
+        assert_eq!(receiver.next().await, Some(92));
         assert_eq!(receiver.next().await, None);
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn room_is_room_for_the_message_that_did_not_fit() {
+        let stall = Duration::from_secs(60);
+        let (sender, mut receiver) = outbox::<u64>(10, 0);
+        sender.try_send(1, 2, 1).unwrap();
+        assert_eq!(sender.try_send(2, 9, 2), Err(Refused::Full));
+        // Under half full, but 9 more bytes do not fit: no room yet, and
+        // a subscriber taking nothing is a stall, not a spin.
+        assert_eq!(sender.room(9, stall).await, Err(Refused::Full));
+        assert_eq!(receiver.next().await, Some(1));
+        assert_eq!(sender.room(9, stall).await, Ok(()));
+        assert_eq!(sender.try_send(2, 9, 2), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_that_took_something_meanwhile_is_not_ended_as_stalled() {
+        let stall = Duration::from_secs(60);
+        let (sender, mut receiver) = outbox::<u64>(10, 0);
+        sender.try_send(1, 2, 1).unwrap();
+        sender.try_send(2, 2, 2).unwrap();
+        tokio::time::sleep(stall).await;
+        assert!(sender.stalled(stall));
+        assert_eq!(receiver.next().await, Some(1));
+        let sender = sender
+            .finish_stalled(stall, |taken| 90 + taken)
+            .expect_err("taken meanwhile");
+        assert_eq!(sender.taken(), 1);
+    }
+
     #[tokio::test]
-    async fn finishing_keeps_the_queue_unless_told_and_closed_sees_the_subscriber_go() {
+    async fn finishing_keeps_the_queue_and_closed_sees_the_subscriber_go() {
         let (sender, mut receiver) = outbox::<u64>(100, 7);
         assert_eq!(sender.taken(), 7);
         sender.try_send(8, 1, 8).unwrap();
-        sender.finish(0, false);
+        sender.finish(0);
         assert_eq!(receiver.next().await, Some(8));
         assert_eq!(receiver.next().await, Some(0));
         assert_eq!(receiver.next().await, None);

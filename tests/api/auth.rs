@@ -948,12 +948,33 @@ async fn a_peer_that_keeps_failing_authentication_waits_unchecked_and_others_do_
     .await;
     let good = Cred::Bearer(token(&app.employee(ME), &[Role::Employee], app.clock_now()));
     let bad = Cred::Bearer("not-a-token".into());
-    // A burst of ten, and the failure that empties the bucket.
-    for _ in 0..11 {
+    // Missing credentials are no guess: they do not count.
+    for _ in 0..5 {
+        let status = app
+            .fleet
+            .clone()
+            .list_vehicles(ListVehiclesRequest::default())
+            .await
+            .unwrap_err();
+        assert_status(&status, Code::Unauthenticated, "CREDENTIALS_MISSING");
+    }
+    // A burst of ten wrong tokens empties the bucket...
+    for _ in 0..10 {
         let status = app.list_vehicles_as(&bad).await.unwrap_err();
         assert_status(&status, Code::Unauthenticated, "TOKEN_INVALID");
     }
-    // Now even good credentials from that peer wait, unchecked.
+    let known = Cred::Bearer(token(
+        &app.employee(OTHER),
+        &[Role::Employee],
+        app.clock_now(),
+    ));
+    app.list_vehicles_as(&known)
+        .await
+        .expect("not blocked yet: the missing ones did not count");
+    // ...and one more is a failure too many.
+    let status = app.list_vehicles_as(&bad).await.unwrap_err();
+    assert_status(&status, Code::Unauthenticated, "TOKEN_INVALID");
+    // Now a token that would need a signature check waits, unchecked...
     let status = app.list_vehicles_as(&good).await.unwrap_err();
     let details = assert_status(&status, Code::ResourceExhausted, "RATE_LIMITED");
     let delay = details.retry_info().unwrap().retry_delay.unwrap();
@@ -964,6 +985,11 @@ async fn a_peer_that_keeps_failing_authentication_waits_unchecked_and_others_do_
         .await
         .unwrap();
     assert_eq!(response.status(), 429, "the same peer over REST");
+    // ...while one verified lately still works: a caller sharing the
+    // guesser's address is not locked out.
+    app.list_vehicles_as(&known)
+        .await
+        .expect("a token verified lately needs no signature check");
     // Another peer is not held back by it.
     let other = app.channel_from([127, 0, 0, 2].into()).await;
     v1::fleet_service_client::FleetServiceClient::new(other)

@@ -254,6 +254,7 @@ async fn replaying_subscribers_and_other_callers_latency() {
     const SUBSCRIBERS: usize = 800;
     let app = spawn_app_with(AppOptions {
         demo: true,
+        fleet: false,
         events: vehicle_allocation::config::EventSettings {
             max_streams: SUBSCRIBERS,
             max_streams_per_caller: SUBSCRIBERS,
