@@ -181,6 +181,9 @@ pub struct Facts {
     pub driver_timelines: Vec<(String, Vec<Assignment>)>,
 }
 
+/// The domain of erased employees' addresses: no one may be given one.
+pub const ERASED_DOMAIN: &str = "erased.invalid";
+
 /// The pseudonym that replaces an erased employee's personal fields: the
 /// same for the same id on every backend and every run, and it says nothing
 /// about the person. The e-mail is under the reserved `.invalid` domain
@@ -201,7 +204,7 @@ impl Erasure {
         Self {
             employee_id: id.to_owned(),
             name: format!("erased-{tag}"),
-            email: format!("erased-{tag}@erased.invalid"),
+            email: format!("erased-{tag}@{ERASED_DOMAIN}"),
         }
     }
 

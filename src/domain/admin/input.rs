@@ -94,6 +94,21 @@ pub fn email(field: &str, value: &str) -> Result<(), Violation> {
         }
         None => false,
     };
+    let reserved = value
+        .rsplit_once('@')
+        .is_some_and(|(_, domain)| domain.eq_ignore_ascii_case(super::ERASED_DOMAIN));
+    if reserved {
+        // Taken in advance, an erased employee's address would make their
+        // erasure fail.
+        return Err(Violation::new(
+            field,
+            ViolationReason::InvalidValue,
+            format!(
+                "{field} is under {}, which is kept for erased employees",
+                super::ERASED_DOMAIN
+            ),
+        ));
+    }
     if ok {
         Ok(())
     } else {
