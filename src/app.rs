@@ -41,9 +41,10 @@ pub enum AppError {
     Cache(#[from] CacheError),
     #[error("cannot seed the demo data: {0}")]
     Demo(#[from] SeedError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {source}; {hint}", hint = bind_hint(*.addr, *.listener, .source))]
     Bind {
         addr: SocketAddr,
+        listener: Listener,
         source: std::io::Error,
     },
     #[error("cannot build server reflection: {0}")]
@@ -100,8 +101,45 @@ pub struct Application {
     stop: watch::Sender<bool>,
 }
 
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), AppError> {
-    let bind_error = |source| AppError::Bind { addr, source };
+/// Which listener an address is for, so a bind failure names the setting
+/// to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Grpc,
+    Http,
+    Metrics,
+}
+
+impl Listener {
+    /// The environment variable and the flag that set its address.
+    pub fn setting(self) -> (&'static str, &'static str) {
+        match self {
+            Listener::Grpc => ("GRPC_ADDR", "--grpc-addr"),
+            Listener::Http => ("HTTP_ADDR", "--http-addr"),
+            Listener::Metrics => ("METRICS_ADDR", "--metrics-addr"),
+        }
+    }
+}
+
+/// What to do about a bind failure: a newcomer whose port 8080 is taken
+/// should learn which setting moves the service elsewhere.
+fn bind_hint(addr: SocketAddr, listener: Listener, error: &std::io::Error) -> String {
+    let (variable, flag) = listener.setting();
+    let cause = match error.kind() {
+        std::io::ErrorKind::AddrInUse => "another process is using that port; ",
+        _ => "",
+    };
+    let mut other = addr;
+    other.set_port(addr.port().checked_add(1).unwrap_or(1024));
+    format!("{cause}set {variable} or pass {flag} to listen elsewhere, e.g. {flag} {other}")
+}
+
+async fn bind(addr: SocketAddr, which: Listener) -> Result<(TcpListener, SocketAddr), AppError> {
+    let bind_error = |source| AppError::Bind {
+        addr,
+        listener: which,
+        source,
+    };
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
     Ok((listener, bound))
@@ -270,7 +308,7 @@ impl Application {
                 Err(_) => ServingStatus::NotServing,
             })
             .await;
-        let (listener, addr) = bind(settings.grpc_addr).await?;
+        let (listener, addr) = bind(settings.grpc_addr, Listener::Grpc).await?;
         let grpc_metrics = GrpcMetricsLayer::new(&[
             FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -306,7 +344,7 @@ impl Application {
         stop: watch::Sender<bool>,
         open: bool,
     ) -> Result<Self, AppError> {
-        let (http_listener, http_addr) = bind(settings.http_addr).await?;
+        let (http_listener, http_addr) = bind(settings.http_addr, Listener::Http).await?;
         let policy = settings.policy;
         let today: gateway::Today = Arc::new(move || policy.today(clock.now()));
         let metrics = crate::metrics::handle().filter(|_| settings.metrics.enabled);
@@ -315,7 +353,7 @@ impl Application {
         let public_metrics = metrics.clone().filter(|_| open);
         let http_router = gateway::router(upstream, &settings.gateway, today, public_metrics);
         let metrics_listener = match (&metrics, settings.metrics.addr) {
-            (Some(_), Some(addr)) => Some(bind(addr).await?),
+            (Some(_), Some(addr)) => Some(bind(addr, Listener::Metrics).await?),
             _ => None,
         };
         Ok(Self {

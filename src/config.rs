@@ -443,7 +443,7 @@ pub struct ServeArgs {
     pub metrics_addr: Option<SocketAddr>,
 
     /// Start without SQLite's quick_check of the embedded store (it reads
-    /// the whole database; see the README for how long that takes).
+    /// the whole database; docs/operations.md says how long that takes).
     #[arg(long, env = "SKIP_INTEGRITY_CHECK", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub skip_integrity_check: bool,
 
@@ -856,6 +856,132 @@ fn bad_origin(origin: &str) -> String {
     format!("{origin:?} is not an origin such as https://fleet.example.com (or * alone)")
 }
 
+/// The tables of docs/configuration.md, rendered from the same clap
+/// definitions as `--help`, so the reference cannot drift from the flags
+/// (a unit test compares the two).
+pub fn reference_markdown() -> String {
+    use clap::CommandFactory as _;
+
+    let cli = Cli::command();
+    let (every, serve): (Vec<_>, Vec<_>) = shown(&cli).partition(|arg| arg.is_global_set());
+    let mut out = String::new();
+    table(
+        &mut out,
+        "Every command",
+        "The store, the booking rules and the log format: every command takes these.",
+        &every,
+    );
+    table(
+        &mut out,
+        "`serve` (the default command)",
+        "The listeners, authentication, TLS, limits and telemetry.",
+        &serve,
+    );
+    for sub in cli.get_subcommands() {
+        if sub.get_name() == "serve" || sub.is_hide_set() {
+            continue;
+        }
+        let about = sub.get_about().map(ToString::to_string).unwrap_or_default();
+        let args: Vec<_> = shown(sub).collect();
+        table(
+            &mut out,
+            &format!("`{}`", sub.get_name()),
+            &sentence(&about),
+            &args,
+        );
+    }
+    out
+}
+
+fn table(out: &mut String, title: &str, about: &str, args: &[&clap::Arg]) {
+    use std::fmt::Write as _;
+    let _ = write!(out, "\n### {title}\n\n{about}\n\n");
+    if args.is_empty() {
+        out.push_str("No options of its own.\n");
+        return;
+    }
+    out.push_str("| variable | flag | default | meaning |\n| --- | --- | --- | --- |\n");
+    for arg in args {
+        let variable = arg
+            .get_env()
+            .map(|env| format!("`{}`", env.to_string_lossy()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {variable} | {} | {} | {} |",
+            flag(arg),
+            default_of(arg),
+            meaning(arg),
+        );
+    }
+}
+
+/// The arguments a reader can set: not clap's own `--help`/`--version`.
+fn shown(command: &clap::Command) -> impl Iterator<Item = &clap::Arg> {
+    command
+        .get_arguments()
+        .filter(|arg| !arg.is_hide_set() && !matches!(arg.get_id().as_str(), "help" | "version"))
+}
+
+fn flag(arg: &clap::Arg) -> String {
+    match arg.get_long() {
+        Some(long) => format!("`--{long}`"),
+        None => format!("`<{}>`", arg.get_id().as_str().to_uppercase()),
+    }
+}
+
+fn default_of(arg: &clap::Arg) -> String {
+    let values: Vec<_> = arg
+        .get_default_values()
+        .iter()
+        .map(|value| value.to_string_lossy())
+        .filter(|value| !value.is_empty())
+        .map(|value| format!("`{value}`"))
+        .collect();
+    values.join(", ")
+}
+
+fn meaning(arg: &clap::Arg) -> String {
+    let help = arg
+        .get_long_help()
+        .or(arg.get_help())
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let mut text = sentence(&help);
+    let values: Vec<_> = arg
+        .get_possible_values()
+        .iter()
+        .filter(|value| !value.is_hide_set())
+        .map(|value| match value.get_help() {
+            Some(help) => format!("`{}` ({})", value.get_name(), cell(&help.to_string())),
+            None => format!("`{}`", value.get_name()),
+        })
+        .collect();
+    // `true`/`false` say nothing a bool's help does not.
+    if !values.is_empty() && arg.get_action().takes_values() && values != ["`true`", "`false`"] {
+        text.push_str(&format!(" One of: {}.", values.join(", ")));
+    }
+    text
+}
+
+/// `text` in one cell, ending as a sentence (clap drops the full stop of a
+/// one-line help).
+fn sentence(text: &str) -> String {
+    let mut text = cell(text);
+    if !text.is_empty() && !text.ends_with('.') {
+        text.push('.');
+    }
+    text
+}
+
+/// Text fit for one table cell: one line, no column breaks.
+fn cell(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1087,5 +1213,34 @@ mod tests {
         .unwrap();
         assert_eq!(cli.common.org_timezone, chrono_tz::Asia::Tokyo);
         assert_eq!(cli.common.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    /// docs/configuration.md holds the tables `reference_markdown` renders
+    /// from these definitions, between its two markers.
+    #[test]
+    fn the_configuration_reference_matches_the_definitions() {
+        const BEGIN: &str = "<!-- BEGIN generated from src/config.rs -->\n";
+        const END: &str = "<!-- END generated -->";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+        let doc = std::fs::read_to_string(path).expect("docs/configuration.md");
+        let start = doc.find(BEGIN).expect("the BEGIN marker") + BEGIN.len();
+        let end = doc.find(END).expect("the END marker");
+        let rendered = reference_markdown();
+        if std::env::var_os("UPDATE_DOCS").is_some() {
+            let updated = format!("{}{rendered}{}", &doc[..start], &doc[end..]);
+            std::fs::write(path, updated).expect("write docs/configuration.md");
+            return;
+        }
+        assert!(
+            doc[start..end] == rendered,
+            "docs/configuration.md differs from the flags in src/config.rs; regenerate it with\n  \
+             UPDATE_DOCS=1 cargo test --lib config::tests::the_configuration_reference\n\
+             first difference at line {}",
+            doc[start..end]
+                .lines()
+                .zip(rendered.lines())
+                .position(|(a, b)| a != b)
+                .map_or_else(|| "(one is longer)".to_string(), |n| (n + 1).to_string())
+        );
     }
 }

@@ -226,6 +226,40 @@ fn a_missing_key_or_certificate_file_stops_startup_naming_it() {
     );
 }
 
+#[test]
+fn a_port_in_use_stops_startup_naming_the_setting_that_moves_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    // Held for the whole test: the port is taken, with no race.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    for (variable, flag, other) in [
+        ("GRPC_ADDR", "--grpc-addr", "--http-addr"),
+        ("HTTP_ADDR", "--http-addr", "--grpc-addr"),
+    ] {
+        let args = [
+            "serve",
+            "--data-dir",
+            data,
+            flag,
+            &taken,
+            other,
+            "127.0.0.1:0",
+        ];
+        let output = run(&args, &[]);
+        assert!(!output.status.success(), "{flag} {taken} was accepted");
+        let stderr = text(&output.stderr);
+        for needle in [
+            taken.as_str(),
+            "another process is using that port",
+            variable,
+            flag,
+        ] {
+            assert!(stderr.contains(needle), "{flag}: no {needle:?} in {stderr}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn serve_demo_seeds_an_empty_store() {
     let app = spawn_app_with(AppOptions {

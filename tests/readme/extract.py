@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Turns the README's marked examples into a bash script for check.sh.
+"""Turns a page's marked examples (README.md, docs/api.md, ...) into a bash
+script for check.sh.
 
 A fenced block is checked only when the line before it (blank lines aside)
 is one of these markers:
@@ -13,10 +14,11 @@ is one of these markers:
 Each block is split into commands: a command is the shortest run of lines that
 bash parses as complete (so multi-line quotes and backslash continuations stay
 one command); blank and comment-only lines between commands are skipped. Each
-command becomes one line `__va_unit LINE TEXT SHOWN`, TEXT being the command
-with the default addresses and `cargo run` rewritten, SHOWN the README's own.
+command becomes one line `__va_unit FILE:LINE TEXT SHOWN`, TEXT being the
+command with the default addresses and `cargo run` rewritten, SHOWN the page's
+own.
 
-Usage: extract.py README VA_BIN GRPC_PORT HTTP_PORT OWN_GRPC_PORT OWN_HTTP_PORT OWN_DATA_DIR PID_FILE
+Usage: extract.py PAGE VA_BIN GRPC_PORT HTTP_PORT OWN_GRPC_PORT OWN_HTTP_PORT OWN_DATA_DIR PID_FILE
 """
 
 import re
@@ -26,6 +28,9 @@ import sys
 
 MARKER = re.compile(r"^<!-- check(?::\s*(.*?))?\s*-->\s*$")
 FENCE = re.compile(r"^```(\w*)\s*$")
+
+
+PAGE = "README.md"  # the page being read, for messages
 
 
 def fail(msg):
@@ -54,7 +59,7 @@ def blocks(lines):
             i += 1
         f = FENCE.match(lines[i]) if i < len(lines) else None
         if not f:
-            fail(f"README.md:{marker_line}: a check marker must be followed by a fenced block")
+            fail(f"{PAGE}:{marker_line}: a check marker must be followed by a fenced block")
         lang = f.group(1)
         start = i + 2  # 1-based number of the block's first line
         i += 1
@@ -63,7 +68,7 @@ def blocks(lines):
             body.append(lines[i])
             i += 1
         if i == len(lines):
-            fail(f"README.md:{marker_line}: unterminated fenced block")
+            fail(f"{PAGE}:{marker_line}: unterminated fenced block")
         i += 1
         yield (m.group(1) or "").strip(), lang, start, body
 
@@ -82,7 +87,7 @@ def commands(start, body):
             yield first, text.rstrip("\n")
             acc = []
     if acc:
-        fail(f"README.md:{first}: this command does not parse as complete shell")
+        fail(f"{PAGE}:{first}: this command does not parse as complete shell")
 
 
 def rewrite(text, grpc_port, http_port, va_bin, own):
@@ -108,29 +113,30 @@ def rewrite(text, grpc_port, http_port, va_bin, own):
 def main():
     if len(sys.argv) != 9:
         fail(__doc__.strip().splitlines()[-1])
-    readme, va_bin, gp, hp, own_gp, own_hp, own_data, pid_file = sys.argv[1:]
-    with open(readme, encoding="utf-8") as f:
+    global PAGE
+    PAGE, va_bin, gp, hp, own_gp, own_hp, own_data, pid_file = sys.argv[1:]
+    with open(PAGE, encoding="utf-8") as f:
         lines = f.read().split("\n")
     out, count = [], 0
     for kind, lang, start, body in blocks(lines):
         if kind.startswith("file "):
             name = kind[len("file "):].strip()
-            out.append(f"__va_file {start} {shlex.quote(name)} {shlex.quote(chr(10).join(body) + chr(10))}")
+            out.append(f"__va_file {shlex.quote(f'{PAGE}:{start}')} {shlex.quote(name)} {shlex.quote(chr(10).join(body) + chr(10))}")
             continue
         if lang not in ("sh", "bash"):
-            fail(f"README.md:{start - 1}: a checked block must be ```sh, not ```{lang}")
+            fail(f"{PAGE}:{start - 1}: a checked block must be ```sh, not ```{lang}")
         if kind == "":
             ports, own = (gp, hp), None
         elif kind == "own-server":
             ports, own = (own_gp, own_hp), (own_data, pid_file)
         else:
-            fail(f"README.md:{start - 2}: unknown check marker {kind!r}")
+            fail(f"{PAGE}:{start - 2}: unknown check marker {kind!r}")
         for n, text in commands(start, body):
             new = rewrite(text, *ports, va_bin, own)
-            out.append(f"__va_unit {n} {shlex.quote(new)} {shlex.quote(text)}")
+            out.append(f"__va_unit {shlex.quote(f'{PAGE}:{n}')} {shlex.quote(new)} {shlex.quote(text)}")
             count += 1
     if count == 0:
-        fail("no checked commands: are the <!-- check --> markers gone from the README?")
+        fail(f"no checked commands: are the <!-- check --> markers gone from {PAGE}?")
     print("\n".join(out))
 
 
