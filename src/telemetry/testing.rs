@@ -31,15 +31,3 @@ impl<'a> MakeWriter<'a> for Buffer {
         self.clone()
     }
 }
-
-/// The plain text lines `f` logs on this thread, at every level.
-pub fn captured(f: impl FnOnce()) -> String {
-    let buffer = Buffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(buffer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    buffer.text()
-}
