@@ -67,7 +67,10 @@ catalogue! {
     UNKNOWN_FIELD: InvalidArgument, "The body or query names a field the API does not have.";
     INVALID_FIELD: InvalidArgument, "A field has the wrong type or shape.";
     UNREADABLE_BODY: InvalidArgument, "The request body could not be read.";
-    UNSUPPORTED_MEDIA_TYPE: InvalidArgument (415), "The body is not sent as application/json.";
+    // UNIMPLEMENTED, as for METHOD_NOT_ALLOWED: the request is well formed
+    // but asks for something this API does not support (another media
+    // type), which is not bad input (INVALID_ARGUMENT).
+    UNSUPPORTED_MEDIA_TYPE: Unimplemented (415), "The body is not sent as application/json.";
     BODY_TOO_LARGE: ResourceExhausted (413), "The body is larger than 64 KiB.";
     BAD_REQUEST: InvalidArgument, "The HTTP request is malformed.";
     MALFORMED_REQUEST: InvalidArgument, "The gRPC request message cannot be decoded: not protobuf of the method's request type, or a string field that is not UTF-8.";

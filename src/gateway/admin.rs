@@ -133,7 +133,7 @@ pub async fn create_employee(
 #[utoipa::path(
     patch, path = "/api/employees/{id}", tag = "fleet administration", operation_id = "updateEmployee",
     params(
-        ("id" = String, Path, description = "The employee's id."),
+        ("id" = String, Path, example = "emp-00042", description = "The employee's id."),
         ("If-Match" = Option<String>, Header,
          description = "The etag last read; the change fails with 409 (ETAG_MISMATCH) if the employee changed since.")),
     request_body = EmployeeChangesJson,
@@ -311,7 +311,7 @@ pub async fn list_drivers(
 /// Read one driver.
 #[utoipa::path(
     get, path = "/api/drivers/{id}", tag = "fleet", operation_id = "getDriver",
-    params(("id" = String, Path, description = "The driver's id, e.g. drv-0007.")),
+    params(("id" = String, Path, example = "drv-0007", description = "The driver's id, e.g. drv-0007.")),
     responses(
         (status = 200, description = "The driver.", body = DriverJson),
     )
@@ -366,7 +366,7 @@ pub async fn create_driver(
 #[utoipa::path(
     patch, path = "/api/drivers/{id}", tag = "fleet administration", operation_id = "updateDriver",
     params(
-        ("id" = String, Path, description = "The driver's id."),
+        ("id" = String, Path, example = "drv-0007", description = "The driver's id."),
         ("If-Match" = Option<String>, Header,
          description = "The etag last read; the change fails with 409 (ETAG_MISMATCH) if the driver changed since.")),
     request_body = DriverChangesJson,
@@ -479,7 +479,7 @@ pub async fn create_vehicle(
 #[utoipa::path(
     patch, path = "/api/vehicles/{id}", tag = "fleet administration", operation_id = "updateVehicle",
     params(
-        ("id" = String, Path, description = "The vehicle's id."),
+        ("id" = String, Path, example = "veh-0007", description = "The vehicle's id."),
         ("If-Match" = Option<String>, Header,
          description = "The etag last read; the change fails with 409 (ETAG_MISMATCH) if the vehicle changed since.")),
     request_body = VehicleChangesJson,
@@ -589,7 +589,7 @@ async fn reactivate_vehicle(
 #[utoipa::path(
     put, path = "/api/vehicles/{id}/driver", tag = "fleet administration",
     operation_id = "assignDriver",
-    params(("id" = String, Path, description = "The vehicle's id.")),
+    params(("id" = String, Path, example = "veh-0007", description = "The vehicle's id.")),
     request_body = DriverAssignmentJson,
     responses(
         (status = 200, description = "Assigned.", body = AssignedDriverJson),
@@ -663,7 +663,7 @@ pub async fn list_vehicle_blocks(
 #[utoipa::path(
     post, path = "/api/vehicles/{id}/blocks", tag = "fleet administration",
     operation_id = "createVehicleBlock",
-    params(("id" = String, Path, description = "The vehicle's id."), CancelQuery),
+    params(("id" = String, Path, example = "veh-0042", description = "The vehicle's id."), CancelQuery),
     request_body = NewBlockJson,
     responses(
         (status = 201, description = "Added.", body = CreatedBlockJson, headers(

@@ -95,8 +95,8 @@ impl EmployeeChangesJson {
 /// A driver to add.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "Corine Becker", "phone": "+44 20 7946 0000",
-    "license_number": "DL91214855"}))]
+#[schema(example = json!({"id": "drv-new-01", "name": "Corine Becker",
+    "phone": "+44 20 7946 0000", "license_number": "BECKE751224C99AB"}))]
 pub struct NewDriverJson {
     /// Assigned when absent.
     #[serde(default)]
@@ -160,8 +160,8 @@ impl DriverChangesJson {
 /// A vehicle to add, with the driver who drives it from today.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"registration": "KD25 XRT", "make": "Ford", "model": "Transit",
-    "seats": 8, "driver_id": "drv-0042"}))]
+#[schema(example = json!({"registration": "KD26 XRT", "make": "Ford", "model": "Transit",
+    "seats": 8, "driver_id": "drv-new-01"}))]
 pub struct NewVehicleJson {
     /// Assigned when absent.
     #[serde(default)]
@@ -176,7 +176,8 @@ pub struct NewVehicleJson {
     /// Passenger seats, driver excluded: 0 to 100.
     #[serde(default)]
     pub seats: i32,
-    /// An active driver who drives no other vehicle from today.
+    /// An active driver who drives no other vehicle from today (the
+    /// example's is the driver the `POST /api/drivers` example adds).
     #[serde(default)]
     #[schema(required = true)]
     pub driver_id: String,
@@ -200,7 +201,7 @@ impl From<NewVehicleJson> for v1::Vehicle {
 /// changes with `PUT /api/vehicles/{id}/driver`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"registration": "KD25 XRU"}))]
+#[schema(example = json!({"registration": "KD26 XRU"}))]
 pub struct VehicleChangesJson {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
@@ -238,8 +239,10 @@ impl VehicleChangesJson {
 /// Who drives the vehicle, from when.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"driver_id": "drv-0042", "effective_date": "2099-01-01"}))]
+#[schema(example = json!({"driver_id": "drv-new-01", "effective_date": "2099-01-31"}))]
 pub struct DriverAssignmentJson {
+    /// An active driver who drives no other vehicle from `effective_date`
+    /// (the example's is the driver the `POST /api/drivers` example adds).
     #[serde(default)]
     #[schema(required = true)]
     pub driver_id: String,
@@ -252,7 +255,7 @@ pub struct DriverAssignmentJson {
 /// An out-of-service period to add.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"start_date": "2099-01-01", "end_date": "2099-01-03",
+#[schema(example = json!({"start_date": "2099-01-31", "end_date": "2099-02-06",
     "reason": "Annual servicing"}))]
 pub struct NewBlockJson {
     /// First day out of service, today or later.

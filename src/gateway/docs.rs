@@ -37,9 +37,14 @@ const API_KEY: &str = "apiKey";
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
 
-/// Stands for a bookable date in examples; replaced by today + 7 days when
-/// the document is served.
-pub const EXAMPLE_DATE: &str = "2099-01-01";
+/// Example dates are written as days of [`EXAMPLE_YEAR`], its 1 January
+/// standing for today: when the document is served each becomes as many
+/// days after the service's today (in ORG_TIMEZONE), so `2099-01-08` is a
+/// week ahead and `2099-01-31` a month.
+pub const EXAMPLE_YEAR: i32 = 2099;
+
+/// A bookable date in examples: a week ahead.
+pub const EXAMPLE_DATE: &str = "2099-01-08";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -412,7 +417,7 @@ pub fn example_body(reason: &Reason) -> Value {
                 "FIELD_TOO_LONG" => "purpose",
                 "UNKNOWN_FIELD" => "colour",
                 "NOTHING_TO_UPDATE" | "MALFORMED_JSON" | "MISSING_BODY" | "UNREADABLE_BODY"
-                | "UNSUPPORTED_MEDIA_TYPE" => "body",
+=> "body",
                 _ => "allocation_date",
             };
             (
@@ -572,13 +577,33 @@ fn error_responses(list: &[Reason]) -> BTreeMap<String, utoipa::openapi::Respons
         .collect()
 }
 
-/// Today, as the service reckons it; example dates are a week after it.
+/// Today, as the service reckons it; example dates are counted from it.
 pub type Today = Arc<dyn Fn() -> NaiveDate + Send + Sync>;
 
-/// The document as served: example dates set to a week after `today`.
+/// The document as served: each example date of [`EXAMPLE_YEAR`] moved to
+/// as many days after `today` (timestamps keep their time of day).
 fn served(document: &str, today: NaiveDate) -> String {
-    let day = (today + chrono::Days::new(7)).to_string();
-    document.replace(EXAMPLE_DATE, &day)
+    let year = format!("{EXAMPLE_YEAR}-");
+    let base = NaiveDate::from_ymd_opt(EXAMPLE_YEAR, 1, 1).expect("1 January exists");
+    let mut out = String::with_capacity(document.len());
+    let mut rest = document;
+    while let Some(at) = rest.find(&year) {
+        out.push_str(&rest[..at]);
+        let candidate = rest.get(at..at + 10).unwrap_or_default();
+        match NaiveDate::parse_from_str(candidate, "%Y-%m-%d") {
+            Ok(date) => {
+                let day = today.checked_add_signed(date - base).unwrap_or(today);
+                out.push_str(&day.to_string());
+                rest = &rest[at + 10..];
+            }
+            Err(_) => {
+                out.push_str(&year);
+                rest = &rest[at + year.len()..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether this build carries ReDoc's bundle (see build.rs).

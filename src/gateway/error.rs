@@ -54,10 +54,10 @@ pub fn code_name(code: Code) -> &'static str {
 #[schema(example = json!({"error": {
     "code": 409,
     "status": "ALREADY_EXISTS",
-    "message": "vehicle \"veh-0007\" is already booked on 2026-12-03 by allocation \"01a21a50-a9c3-7207-becc-cc45f2634d1f\"",
+    "message": "vehicle \"veh-0007\" is already booked on 2099-01-08 by allocation \"01a21a50-a9c3-7207-becc-cc45f2634d1f\"",
     "reason": "VEHICLE_ALREADY_BOOKED",
     "field_violations": [],
-    "metadata": {"allocation_id": "01a21a50-a9c3-7207-becc-cc45f2634d1f", "vehicle_id": "veh-0007", "allocation_date": "2026-12-03"}
+    "metadata": {"allocation_id": "01a21a50-a9c3-7207-becc-cc45f2634d1f", "vehicle_id": "veh-0007", "allocation_date": "2099-01-08"}
 }}))]
 pub struct ErrorResponse {
     pub error: ErrorBody,

@@ -45,7 +45,7 @@ pub enum SnapshotJson {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
     "sequence": 42,
-    "event_time": "2026-11-26T09:30:00.123Z",
+    "event_time": "2099-01-01T09:30:00.123Z",
     "actor": {"id": "emp-00042", "roles": ["employee"]},
     "request_id": "0193a1b2-0000-7000-8000-000000000001",
     "kind": "allocation.created",
@@ -53,8 +53,8 @@ pub enum SnapshotJson {
     "before": null,
     "after": {"allocation": {"id": "01a21a50-a9c3-7207-becc-cc45f2634d1f",
         "employee_id": "emp-00042", "vehicle_id": "veh-0007", "driver_id": "drv-0007",
-        "allocation_date": "2099-01-01", "purpose": "Client visit",
-        "create_time": "2026-11-26T09:30:00.123Z", "update_time": "2026-11-26T09:30:00.123Z",
+        "allocation_date": "2099-01-08", "purpose": "Client visit",
+        "create_time": "2099-01-01T09:30:00.123Z", "update_time": "2099-01-01T09:30:00.123Z",
         "etag": "1"}},
     "resume_token": "42"
 }))]
@@ -112,6 +112,23 @@ impl From<v1::Event> for EventJson {
     }
 }
 
+/// One Server-Sent Event as it comes over the wire, parsed into its
+/// fields.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"event": "message", "id": "42",
+    "data": "{\"sequence\":42,\"kind\":\"allocation.created\",\"...\":\"...\"}"}))]
+pub struct SseEventJson {
+    /// `message` (no `event:` line) for an event, `heartbeat` or `error`.
+    pub event: String,
+    /// The event's sequence (for a heartbeat, its `resume_token`): what
+    /// `Last-Event-ID` resumes after.
+    pub id: Option<String>,
+    /// One line of JSON: an EventJson for `message`, `{"latest_sequence",
+    /// "resume_token"}` for `heartbeat`, an ErrorResponse for `error`.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
 /// One page of events.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventPageJson {
@@ -121,11 +138,11 @@ pub struct EventPageJson {
     pub next_page_token: String,
 }
 
-/// The filters of the event list and stream; all that are given must match.
+/// The event list's filters and page; all filters given must match.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-pub struct EventQuery {
+pub struct EventListQuery {
     /// The resource changed, e.g. `allocations/{id}`.
     pub resource: Option<String>,
     /// Events of this employee (their bookings, and the employee).
@@ -142,16 +159,56 @@ pub struct EventQuery {
     /// Up to this instant (RFC 3339, excluded).
     #[param(format = DateTime)]
     pub end_time: Option<String>,
-    /// List only: rows per page, default 50, at most 500.
+    /// Rows per page, default 50, at most 500.
     #[param(minimum = 0)]
     pub page_size: Option<i32>,
-    /// List only: `next_page_token` of the previous page.
+    /// `next_page_token` of the previous page.
     pub page_token: Option<String>,
-    /// Stream only: start after this sequence (default: every stored event).
+    // The stream's parameters, read to refuse them with a pointer to it.
+    #[param(ignore)]
+    pub after_sequence: Option<serde::de::IgnoredAny>,
+    #[param(ignore)]
+    pub resume_token: Option<serde::de::IgnoredAny>,
+    #[param(ignore)]
+    pub from_now: Option<serde::de::IgnoredAny>,
+}
+
+/// The stream's filters and where it starts; all filters given must match.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventStreamQuery {
+    /// The resource changed, e.g. `allocations/{id}`.
+    pub resource: Option<String>,
+    /// Events of this employee (their bookings, and the employee).
+    pub employee_id: Option<String>,
+    /// Events of this vehicle (its bookings and blocks, and the vehicle).
+    pub vehicle_id: Option<String>,
+    /// Events made by this principal.
+    pub actor: Option<String>,
+    /// One kind, or several separated by commas.
+    pub kind: Option<String>,
+    /// From this instant on (RFC 3339, included).
+    #[param(format = DateTime)]
+    pub start_time: Option<String>,
+    /// Up to this instant (RFC 3339, excluded).
+    #[param(format = DateTime)]
+    pub end_time: Option<String>,
+    /// Start after this sequence (default: every stored event); at most the
+    /// newest event's.
     #[param(minimum = 0)]
     pub after_sequence: Option<i64>,
-    /// Stream only: an event's `resume_token` (or use `Last-Event-ID`).
+    /// An event's or heartbeat's `resume_token` (or use `Last-Event-ID`).
     pub resume_token: Option<String>,
+    /// `true`: only events stored after the stream starts, none of the
+    /// stored ones. Not with `after_sequence`, `resume_token` or
+    /// `Last-Event-ID`.
+    pub from_now: Option<bool>,
+    // The list's parameters, read to refuse them with a pointer to it.
+    #[param(ignore)]
+    pub page_size: Option<serde::de::IgnoredAny>,
+    #[param(ignore)]
+    pub page_token: Option<serde::de::IgnoredAny>,
 }
 
 /// An RFC 3339 query parameter as a protobuf timestamp.
@@ -181,7 +238,7 @@ fn timestamp(
 /// of bookings; an `employee` the events of their own bookings.
 #[utoipa::path(
     get, path = "/api/events", tag = "events", operation_id = "listEvents",
-    params(EventQuery),
+    params(EventListQuery),
     responses(
         (status = 200, description = "One page of events, oldest first.", body = EventPageJson),
     )
@@ -189,14 +246,14 @@ fn timestamp(
 pub async fn list_events(
     State(upstream): State<Upstream>,
     Extension(id): Extension<RequestId>,
-    ApiQuery(q): ApiQuery<EventQuery>,
+    ApiQuery(q): ApiQuery<EventListQuery>,
 ) -> Result<Json<EventPageJson>, ApiError> {
-    if q.after_sequence.is_some() || q.resume_token.is_some() {
-        let field = if q.after_sequence.is_some() {
-            "after_sequence"
-        } else {
-            "resume_token"
-        };
+    let stream_only = [
+        ("after_sequence", q.after_sequence.is_some()),
+        ("resume_token", q.resume_token.is_some()),
+        ("from_now", q.from_now.is_some()),
+    ];
+    if let Some((field, _)) = stream_only.iter().find(|(_, given)| *given) {
         return Err(ApiError::invalid_field(
             reasons::UNKNOWN_FIELD,
             field,
@@ -229,30 +286,38 @@ pub async fn list_events(
 /// Follow the audit trail as Server-Sent Events.
 ///
 /// Sends every stored event after `after_sequence` (or `resume_token`, or
-/// the `Last-Event-ID` header a reconnecting EventSource sends), then live
-/// ones, in sequence order, with no gap and no duplicate. Each event's SSE
-/// `id` is its sequence and its data the event's JSON. An `event: heartbeat`
-/// every 15 seconds carries `{"latest_sequence", "resume_token"}`; a
-/// subscriber that falls too far behind gets `event: error` with the error
-/// JSON (reason `WATCH_TOO_SLOW`, `metadata.resume_token`) and the stream
-/// ends. Filters and access as for the list.
+/// the `Last-Event-ID` header a reconnecting EventSource sends; or, with
+/// `from_now=true`, after the newest stored event), then live ones, in
+/// sequence order, with no gap and no duplicate. Filters and access as for
+/// the list.
+///
+/// The answer is a `text/event-stream` that does not end. Its events:
+///
+/// - no `event:` line (an EventSource `message`): `id:` is the event's
+///   sequence and `data:` an **EventJson** (the schema of the list's
+///   events) as one line of JSON;
+/// - `event: heartbeat`, every 15 seconds while nothing else is sent:
+///   `data:` is `{"latest_sequence": 42, "resume_token": "42"}`;
+/// - `event: error`, last: `data:` is an **ErrorResponse**, e.g. reason
+///   `WATCH_TOO_SLOW` with `metadata.resume_token` for a subscriber that
+///   fell too far behind.
 #[utoipa::path(
     get, path = "/api/events/stream", tag = "events", operation_id = "streamEvents",
     params(
-        EventQuery,
+        EventStreamQuery,
         ("Last-Event-ID" = Option<String>, Header,
          description = "The id of the last event received: the stream resumes after it."),
     ),
     responses(
-        (status = 200, description = "A stream of events (text/event-stream); each `data:` is an Event.",
-         content_type = "text/event-stream", body = EventJson),
+        (status = 200, description = "The stream: each event as the SSE fields `event`, `id` and `data` (see the operation's description for what `data` holds per `event`).",
+         content_type = "text/event-stream", body = SseEventJson),
     )
 )]
 pub async fn stream_events(
     State(upstream): State<Upstream>,
     Extension(id): Extension<RequestId>,
     headers: HeaderMap,
-    ApiQuery(q): ApiQuery<EventQuery>,
+    ApiQuery(q): ApiQuery<EventStreamQuery>,
 ) -> Result<Response, ApiError> {
     if q.page_size.is_some() || q.page_token.is_some() {
         let field = if q.page_size.is_some() {
@@ -288,6 +353,7 @@ pub async fn stream_events(
         after_sequence: q.after_sequence.unwrap_or_default(),
         // The header wins: it is what a reconnecting EventSource knows.
         resume_token: last_event_id.or(q.resume_token).unwrap_or_default(),
+        from_now: q.from_now.unwrap_or_default(),
     };
     let stream = upstream
         .events

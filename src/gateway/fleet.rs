@@ -51,7 +51,7 @@ pub async fn list_employees(
 /// Read one employee.
 #[utoipa::path(
     get, path = "/api/employees/{id}", tag = "fleet", operation_id = "getEmployee",
-    params(("id" = String, Path, description = "The employee's id, e.g. emp-00042.")),
+    params(("id" = String, Path, example = "emp-00042", description = "The employee's id, e.g. emp-00042.")),
     responses(
         (status = 200, description = "The employee.", body = EmployeeJson),
     )
@@ -104,7 +104,7 @@ pub async fn list_vehicles(
 /// Read one vehicle, with its driver.
 #[utoipa::path(
     get, path = "/api/vehicles/{id}", tag = "fleet", operation_id = "getVehicle",
-    params(("id" = String, Path, description = "The vehicle's id, e.g. veh-0007.")),
+    params(("id" = String, Path, example = "veh-0007", description = "The vehicle's id, e.g. veh-0007.")),
     responses(
         (status = 200, description = "The vehicle.", body = VehicleJson),
     )

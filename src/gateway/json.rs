@@ -17,10 +17,10 @@ use crate::proto::v1;
     "employee_id": "emp-00042",
     "vehicle_id": "veh-0007",
     "driver_id": "drv-0007",
-    "allocation_date": "2099-01-01",
+    "allocation_date": "2099-01-08",
     "purpose": "Client visit",
-    "create_time": "2026-11-26T09:30:00.123Z",
-    "update_time": "2026-11-26T09:30:00.123Z",
+    "create_time": "2099-01-01T09:30:00.123Z",
+    "update_time": "2099-01-01T09:30:00.123Z",
     "etag": "1"
 }))]
 pub struct AllocationJson {
@@ -70,7 +70,7 @@ impl From<v1::Allocation> for AllocationJson {
 #[schema(example = json!({
     "employee_id": "emp-00042",
     "vehicle_id": "veh-0007",
-    "allocation_date": "2099-01-01",
+    "allocation_date": "2099-01-08",
     "purpose": "Client visit"
 }))]
 pub struct NewAllocationJson {
@@ -104,7 +104,7 @@ impl From<NewAllocationJson> for v1::Allocation {
 /// Changes to a booking: the fields present are changed, the others kept.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"allocation_date": "2099-01-01", "purpose": "Board meeting"}))]
+#[schema(example = json!({"allocation_date": "2099-01-08", "purpose": "Board meeting"}))]
 pub struct AllocationChangesJson {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
@@ -199,7 +199,7 @@ impl From<HistoryQuery> for v1::ListAllocationHistoryRequest {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": "emp-00042", "name": "Joel Hodkiewicz",
     "email": "joel.hodkiewicz@example.com", "department": "Sales", "active": true,
-    "create_time": "2026-11-26T09:30:00.123Z", "update_time": "2026-11-26T09:30:00.123Z",
+    "create_time": "2099-01-01T09:30:00.123Z", "update_time": "2099-01-01T09:30:00.123Z",
     "etag": "1"}))]
 pub struct EmployeeJson {
     pub id: String,
@@ -295,10 +295,10 @@ impl From<v1::Driver> for DriverJson {
     "model": "Corolla", "seats": 4, "driver_id": "drv-0007",
     "driver": {"id": "drv-0007", "name": "Corine Becker", "phone": "(129) 974-4431",
                "license_number": "DL91214855", "active": true,
-               "create_time": "2026-11-26T09:30:00.123Z",
-               "update_time": "2026-11-26T09:30:00.123Z", "etag": "1"},
-    "retired": false, "create_time": "2026-11-26T09:30:00.123Z",
-    "update_time": "2026-11-26T09:30:00.123Z", "etag": "1"}))]
+               "create_time": "2099-01-01T09:30:00.123Z",
+               "update_time": "2099-01-01T09:30:00.123Z", "etag": "1"},
+    "retired": false, "create_time": "2099-01-01T09:30:00.123Z",
+    "update_time": "2099-01-01T09:30:00.123Z", "etag": "1"}))]
 pub struct VehicleJson {
     pub id: String,
     pub registration: String,

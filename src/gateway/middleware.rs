@@ -179,6 +179,37 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     replaced
 }
 
+/// Ends every JSON body with a newline, as a terminal expects (`curl`
+/// output then ends its line). A JSON body is whole in memory already (a
+/// page at most), never a stream, so it is read back and extended here.
+pub async fn json_newline(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    // Only a body of known length: never a stream.
+    if !is_json
+        || http_body::Body::size_hint(response.body())
+            .exact()
+            .is_none()
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::new(reasons::INTERNAL, "internal error").into_response();
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    let mut body = Vec::with_capacity(bytes.len() + 1);
+    body.extend_from_slice(&bytes);
+    body.push(b'\n');
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 /// The answer to a request the connection layer refused before reading it
 /// ([`crate::server::Refused`]): given by [`json_errors`], inside the
 /// request-id and CORS layers, so that it carries their headers like every

@@ -26,6 +26,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::response::Redirect;
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::util::option_layer;
@@ -116,6 +117,8 @@ pub fn router(
 ) -> Router {
     let (api, openapi) = api_routes().split_for_parts();
     let mut router = Router::new()
+        // Where a newcomer's browser lands: the API's documentation.
+        .route("/", get(|| async { Redirect::temporary("/docs/") }))
         .merge(api.with_state(upstream))
         .merge(docs::routes(documented(openapi), today));
     if let Some(handle) = metrics {
@@ -130,6 +133,7 @@ pub fn router(
             middleware::time_limit,
         ))
         .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(axum::middleware::from_fn(middleware::json_newline))
         .layer(option_layer(cors(&config.cors)))
         .layer(axum::middleware::from_fn(middleware::request_id))
 }

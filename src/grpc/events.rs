@@ -339,6 +339,13 @@ impl EventService for EventApi {
             },
         );
         let has_token = !r.resume_token.is_empty();
+        if r.from_now && (has_token || r.after_sequence != 0) {
+            violations.push(Violation::new(
+                "from_now",
+                ViolationReason::InvalidValue,
+                "from_now starts the stream at the newest event; it cannot be combined with after_sequence or resume_token",
+            ));
+        }
         let after = match (r.after_sequence, non_empty(r.resume_token)) {
             (_, Some(token)) => violations.check(parse_resume_token(&token)),
             (n, None) if n < 0 => {
@@ -359,6 +366,12 @@ impl EventService for EventApi {
             "after_sequence"
         };
         check_not_beyond(self.ctx.store.as_ref(), field, after).await?;
+        // The newest event before the watch starts: what follows is "now on".
+        let after = if r.from_now {
+            self.ctx.store.latest_event_sequence().await?
+        } else {
+            after
+        };
         let slot = self
             .streams
             .take(caller.caller_key())

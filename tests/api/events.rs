@@ -668,3 +668,79 @@ async fn a_stalled_stream_is_ended_and_gives_its_slot_back() {
     // Ended after the stall timeout, though its connection stays open.
     watch_once_free(&app).await;
 }
+
+#[tokio::test]
+async fn a_watch_from_now_skips_the_stored_events_and_refuses_a_start_as_well() {
+    let app = spawn_app().await;
+    book_each(&app, 2).await;
+    let mut stream = app
+        .watch(
+            &app.admin,
+            WatchEventsRequest {
+                from_now: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let later = app.book(2, 2, 1).await.unwrap();
+    let event = next_event(&mut stream).await;
+    assert_eq!(event.resource, format!("allocations/{}", later.id));
+    assert_eq!(event.sequence, app.newest_event().await);
+
+    for request in [
+        WatchEventsRequest {
+            from_now: true,
+            after_sequence: 1,
+            ..Default::default()
+        },
+        WatchEventsRequest {
+            from_now: true,
+            resume_token: "1".into(),
+            ..Default::default()
+        },
+    ] {
+        let status = app.watch(&app.admin, request).await.unwrap_err();
+        assert_status(&status, Code::InvalidArgument, "INVALID_VALUE");
+        assert!(status.message().contains("from_now"), "{status:?}");
+    }
+}
+
+#[tokio::test]
+async fn sse_from_now_streams_only_what_follows_and_refuses_a_last_event_id_as_well() {
+    let app = spawn_app().await;
+    book_each(&app, 2).await;
+    let response = app
+        .http
+        .get(app.url("/api/events/stream?from_now=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let later = app.book(2, 2, 1).await.unwrap();
+    let streamed = sse(response, 1).await;
+    assert_eq!(
+        streamed[0].2["resource"],
+        format!("allocations/{}", later.id)
+    );
+    assert_eq!(
+        streamed[0].0.as_deref(),
+        Some(app.newest_event().await.to_string().as_str())
+    );
+
+    let (status, _, body) = app
+        .send(
+            app.http
+                .get(app.url("/api/events/stream?from_now=true"))
+                .header("last-event-id", "1"),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field_violations"][0]["field"], "from_now");
+    // A list has no "now on".
+    let (status, _, body) = app
+        .send(app.http.get(app.url("/api/events?from_now=true")))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["reason"], "UNKNOWN_FIELD");
+}

@@ -59,7 +59,7 @@ async fn bad_bodies_are_refused_in_the_error_shape() {
         status,
         &body,
         415,
-        "INVALID_ARGUMENT",
+        "UNIMPLEMENTED",
         "UNSUPPORTED_MEDIA_TYPE",
     );
 
@@ -299,4 +299,70 @@ async fn gateway_only_mode_serves_a_remote_grpc_server() {
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_root_redirects_to_the_documentation() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let response = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(response.headers()[reqwest::header::LOCATION], "/docs/");
+    // Followed, it lands on Swagger UI.
+    let page = app.get("/").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("swagger-ui"));
+}
+
+#[tokio::test]
+async fn every_json_body_ends_with_a_newline() {
+    let app = spawn_app().await;
+    let created = app
+        .http
+        .post(app.url("/api/allocations"))
+        .json(&json!({"employee_id": app.employee(0), "vehicle_id": app.vehicle(0), "allocation_date": app.day(1)}))
+        .send()
+        .await
+        .unwrap();
+    let requests = [
+        ("a creation", created),
+        ("a page", app.get("/api/vehicles").await),
+        (
+            "a read",
+            app.get(&format!("/api/vehicles/{}", app.vehicle(0))).await,
+        ),
+        (
+            "a refusal",
+            app.get("/api/vehicles/available?date=yesterday").await,
+        ),
+        ("an unknown path", app.get("/api/bookings").await),
+        ("the document", app.get("/openapi.json").await),
+        ("a probe", app.get("/healthz").await),
+    ];
+    for (what, response) in requests {
+        assert_eq!(
+            response.headers()[CONTENT_TYPE],
+            "application/json",
+            "{what}"
+        );
+        let length = response.content_length();
+        let body = response.bytes().await.unwrap();
+        assert!(
+            body.ends_with(b"}\n"),
+            "{what}: {:?}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(!body[..body.len() - 1].contains(&b'\n'), "{what}: one line");
+        if let Some(length) = length {
+            assert_eq!(
+                length,
+                body.len() as u64,
+                "{what}: Content-Length counts it"
+            );
+        }
+        serde_json::from_slice::<Value>(&body).expect("still JSON");
+    }
 }
