@@ -196,7 +196,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             (Arc::clone(&store) as Arc<dyn Store>, Some(store))
         }
     };
-    let (employees, vehicles) = seed::generate_fleet(&FLEET);
+    let (employees, vehicles) = seed::generate_fleet(&FLEET, options.now);
     if options.fleet && sqlite.is_empty().await.unwrap() {
         sqlite
             .insert_fleet(employees.clone(), vehicles.clone())
