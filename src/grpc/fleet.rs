@@ -370,11 +370,14 @@ impl FleetService for FleetApi {
         let (answers, answered) = tokio::sync::mpsc::channel(1);
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
-            let served = import_pass(&ctx, &caller, input, &answers, IMPORT_IDLE).await;
-            if let Err(status) = served {
-                let _ = answers.send(Err(status)).await;
-            }
+            let last = import_pass(&ctx, &caller, input, &answers, IMPORT_IDLE).await;
+            // Free before the last answer, so that the caller's next pass
+            // (the apply after the check) finds no import running.
+            drop(permit);
+            let last = last.map(|answer| ImportFleetResponse {
+                answer: Some(answer),
+            });
+            let _ = tokio::time::timeout(IMPORT_IDLE, answers.send(last)).await;
         });
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             answered,
@@ -916,14 +919,15 @@ impl FleetService for FleetApi {
 /// Runs one `ImportFleet` pass: the store's fleet session, fed the rows of
 /// `input` chunk by chunk, each answered with its verdicts, until `finish`.
 /// Anything else (an error, a stream that ends or stays silent for `idle`)
-/// drops the session unfinished, which writes nothing.
+/// drops the session unfinished, which writes nothing. Returns the last
+/// answer (finished, or an apply's refusal), the session ended.
 pub async fn import_pass<S>(
     ctx: &ServiceContext,
     caller: &RequestContext,
     mut input: S,
     answers: &tokio::sync::mpsc::Sender<Result<ImportFleetResponse, Status>>,
     idle: std::time::Duration,
-) -> Result<(), Status>
+) -> Result<v1::import_fleet_response::Answer, Status>
 where
     S: tokio_stream::Stream<Item = Result<ImportFleetRequest, Status>> + Unpin,
 {
@@ -1016,8 +1020,7 @@ where
                 None => {
                     let refusal = Refusal::of(&DomainError::Invalid(violations.into_vec()));
                     if pass == FleetPass::Apply {
-                        answer(Answer::Refused(import_refusal(refusal))).await?;
-                        return Ok(());
+                        return Ok(Answer::Refused(import_refusal(refusal)));
                     }
                     verdicts.push(Some(v1::ImportVerdict {
                         verdict: Some(v1::import_verdict::Verdict::Refusal(import_refusal(
@@ -1030,8 +1033,7 @@ where
         let decided = match session.run(requests).await {
             Ok(decided) => decided,
             Err(StoreError::Rejected(refusal)) => {
-                answer(Answer::Refused(import_refusal(Refusal::of(&refusal)))).await?;
-                return Ok(());
+                return Ok(Answer::Refused(import_refusal(Refusal::of(&refusal))));
             }
             Err(error) => return Err(error.into()),
         };
@@ -1073,9 +1075,9 @@ where
         answer(Answer::Verdicts(v1::ImportVerdicts { verdicts })).await?;
     }
     match session.finish().await {
-        Ok(()) => answer(Answer::Finished(v1::ImportFinished {})).await,
+        Ok(()) => Ok(Answer::Finished(v1::ImportFinished {})),
         Err(StoreError::Rejected(refusal)) => {
-            answer(Answer::Refused(import_refusal(Refusal::of(&refusal)))).await
+            Ok(Answer::Refused(import_refusal(Refusal::of(&refusal))))
         }
         Err(error) => Err(error.into()),
     }

@@ -448,8 +448,7 @@ impl TestApp {
     }
 
     /// The newest event's sequence ever (0 before the first), as the store
-    /// signals it: events may have been pruned since (the seeded fleet's
-    /// are, at startup: they are older than the retention).
+    /// signals it: events may have been pruned since.
     pub async fn newest_event(&self) -> i64 {
         *self.store.event_signal().borrow() as i64
     }
