@@ -77,7 +77,7 @@ async fn a_flood_of_unread_streams_leaves_other_callers_served() {
             allocations: 0,
             seed: 1,
         },
-        app.clock.now(),
+        vehicle_allocation::clock::Clock::now(app.clock.as_ref()),
     );
     app.store.insert_fleet(employees, vehicles).await.unwrap();
     let booked = app
@@ -202,7 +202,7 @@ async fn stalled_event_streams_hold_little_memory_each() {
             allocations: 0,
             seed: 1,
         },
-        app.clock.now(),
+        vehicle_allocation::clock::Clock::now(app.clock.as_ref()),
     );
     app.store.insert_fleet(employees, vehicles).await.unwrap();
     let rss_before = rss_mib();
