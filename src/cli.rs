@@ -117,6 +117,11 @@ async fn open_for_loading(common: &CommonArgs, seeding: bool) -> Result<CachedSe
         storage::open(&common.store()).await
     }
     .map_err(|e| e.to_string())?;
+    with_redis(common, store)
+}
+
+/// `store` behind Redis when there is one.
+fn with_redis(common: &CommonArgs, store: Arc<dyn storage::Store>) -> Result<CachedSetup, String> {
     if common.redis_url.is_some() {
         storage::with_cache(store, &common.cache()).map_err(|e| e.to_string())
     } else {
@@ -177,26 +182,58 @@ async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String
     if files == ImportFiles::default() {
         return Err(ImportError::NoFiles.to_string());
     }
-    let setup = open_for_loading(common, false).await?;
+    let config = common.store();
+    // The rows go to the service when one is named, or when one holds the
+    // data directory: then loading staff needs no downtime.
+    let target = match &args.server {
+        Some(url) => ImportTarget::Server(url.clone()),
+        None => match storage::open(&config).await {
+            Ok(store) => ImportTarget::Store(with_redis(common, store)?),
+            Err(storage::OpenError::Embedded(storage::sqlite::OpenError::Locked { path, pid })) => {
+                let url = format!("http://{}", local(args.grpc_addr));
+                eprintln!(
+                    "the data directory {} is in use by a running service (pid {pid}): \
+                     sending the rows to it at GRPC_ADDR {url}",
+                    path.display()
+                );
+                ImportTarget::Server(url)
+            }
+            Err(error) => return Err(error.to_string()),
+        },
+    };
     let started = std::time::Instant::now();
     let now = SystemClock.now();
     let window = common.policy().window(now);
-    match import::import(setup.store.as_ref(), &files, now, window, args.dry_run).await {
+    let limits = import::Limits::default();
+    let (imported, into, setup) = match target {
+        ImportTarget::Store(setup) => {
+            let sessions = import::StoreSessions(setup.store.as_ref());
+            let imported =
+                import::import_through(&sessions, &files, now, window, args.dry_run, limits).await;
+            (imported, describe(&config), Some(setup))
+        }
+        ImportTarget::Server(url) => {
+            let sessions = remote_sessions(&url).await?;
+            let imported =
+                import::import_through(&sessions, &files, now, window, args.dry_run, limits).await;
+            (imported, format!("the service at {url}"), None)
+        }
+    };
+    match imported {
         Ok(report) => {
             if args.dry_run {
                 print!("{}", report.plan());
                 println!("dry run: nothing was written");
             } else if report.written {
                 println!(
-                    "imported into {} in {:.1}s",
-                    describe(&common.store()),
+                    "imported into {into} in {:.1}s",
                     started.elapsed().as_secs_f64()
                 );
             } else {
                 println!("nothing to change: the store already holds these rows");
             }
             print!("{}", report.summary(args.dry_run));
-            check_delivered(&setup)
+            setup.as_ref().map_or(Ok(()), check_delivered)
         }
         Err(ImportError::Rejected(rejection)) => {
             for problem in &rejection.problems {
@@ -210,6 +247,52 @@ async fn run_import(args: &ImportArgs, common: &CommonArgs) -> Result<(), String
         }
         Err(other) => Err(other.to_string()),
     }
+}
+
+/// Where an import's rows are decided.
+enum ImportTarget {
+    Store(CachedSetup),
+    /// A running service's URL.
+    Server(String),
+}
+
+/// The sessions of the service at `url`, as the credential in the
+/// environment: `IMPORT_API_KEY`, or else `IMPORT_BEARER_TOKEN`.
+async fn remote_sessions(url: &str) -> Result<import::remote::RemoteSessions, String> {
+    use import::remote::Credential;
+    let credential = match (
+        std::env::var("IMPORT_API_KEY"),
+        std::env::var("IMPORT_BEARER_TOKEN"),
+    ) {
+        (Ok(key), _) if !key.is_empty() => Credential::ApiKey(key),
+        (_, Ok(token)) if !token.is_empty() => Credential::Bearer(token),
+        _ => Credential::None,
+    };
+    let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+        .map_err(|e| format!("--server {url}: {e}"))?
+        .connect_timeout(std::time::Duration::from_secs(5));
+    if url.starts_with("https://") {
+        endpoint = endpoint
+            .tls_config(tonic::transport::ClientTlsConfig::new().with_native_roots())
+            .map_err(|e| format!("--server {url}: {e}"))?;
+    }
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| format!("cannot reach the service at {url}: {e}; nothing was written"))?;
+    Ok(import::remote::RemoteSessions::new(channel, credential))
+}
+
+/// `addr`, an unspecified IP (0.0.0.0, as a container's GRPC_ADDR says)
+/// meaning this host.
+fn local(mut addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
 }
 
 async fn run_erase_employee(args: &EraseEmployeeArgs, common: &CommonArgs) -> Result<(), String> {
@@ -273,13 +356,7 @@ fn run_token(args: &TokenArgs) -> Result<String, String> {
 }
 
 async fn run_health_check(args: &HealthCheckArgs) -> Result<(), String> {
-    let mut addr = args.grpc_addr;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
+    let addr = local(args.grpc_addr);
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|e| e.to_string())?
         .connect_timeout(args.timeout)

@@ -598,6 +598,16 @@ pub struct ImportArgs {
     /// unchanged, writing nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Send the rows to the service running at URL (e.g.
+    /// http://127.0.0.1:50051) instead of opening the store: it writes
+    /// them, all or none. Credentials come from IMPORT_API_KEY or
+    /// IMPORT_BEARER_TOKEN (a fleet_admin's).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Where the service using DATA_DIR listens, when it is running: the
+    /// rows are sent to it there.
+    #[arg(long, env = "GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    pub grpc_addr: SocketAddr,
 }
 
 /// Options of `erase-employee`.

@@ -114,6 +114,7 @@ catalogue! {
     ROLE_REQUIRED: PermissionDenied, "The caller's roles do not allow this call; metadata.roles names those that would.";
     RATE_LIMITED: ResourceExhausted, "Too many requests, or failed authentications, from this caller; Retry-After says when to come back.";
     OVERLOADED: ResourceExhausted (503), "The server holds as many requests as it takes at once (MAX_IN_FLIGHT_REQUESTS), or as many of this caller's as one caller may (MAX_IN_FLIGHT_PER_CALLER); retry after a short, random pause.";
+    IMPORT_RUNNING: ResourceExhausted, "Another import is running on the service (ImportFleet takes one at a time); retry when it has ended.";
     TOO_MANY_STREAMS: ResourceExhausted, "The caller has as many event streams open as one caller may (MAX_WATCH_STREAMS_PER_CALLER), or the server as many as it takes (MAX_WATCH_STREAMS); close one, or retry after the delay in RetryInfo.";
     // The service itself.
     STORE_UNAVAILABLE: Unavailable, "The service cannot reach its store; retry later.";

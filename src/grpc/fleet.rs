@@ -1,11 +1,15 @@
 //! `FleetService`: employees, drivers, vehicles, their administration and
 //! availability.
 
+use std::sync::Arc;
+
 use chrono::NaiveDate;
+use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::allocation::new_id;
 use super::convert::{self, non_empty};
+use super::status::with_reason;
 use super::{ServiceContext, allow, context, mask};
 use crate::domain::access::{Action, authorize};
 use crate::domain::admin::{
@@ -26,13 +30,22 @@ use crate::proto::v1::{
     DeactivateDriverRequest, DeactivateDriverResponse, DeactivateEmployeeRequest,
     DeactivateEmployeeResponse, DeleteVehicleBlockRequest, EraseEmployeeRequest,
     EraseEmployeeResponse, GetDriverRequest, GetEmployeeRequest, GetVehicleRequest,
-    ListAvailableVehiclesRequest, ListAvailableVehiclesResponse, ListDriversRequest,
-    ListDriversResponse, ListEmployeesRequest, ListEmployeesResponse, ListVehicleBlocksRequest,
-    ListVehicleBlocksResponse, ListVehiclesRequest, ListVehiclesResponse,
-    ReactivateEmployeeRequest, ReactivateVehicleRequest, RetireVehicleRequest,
-    RetireVehicleResponse, UpdateDriverRequest, UpdateEmployeeRequest, UpdateVehicleRequest,
-    fleet_service_server::FleetService,
+    ImportFleetRequest, ImportFleetResponse, ListAvailableVehiclesRequest,
+    ListAvailableVehiclesResponse, ListDriversRequest, ListDriversResponse, ListEmployeesRequest,
+    ListEmployeesResponse, ListVehicleBlocksRequest, ListVehicleBlocksResponse,
+    ListVehiclesRequest, ListVehiclesResponse, ReactivateEmployeeRequest, ReactivateVehicleRequest,
+    RetireVehicleRequest, RetireVehicleResponse, UpdateDriverRequest, UpdateEmployeeRequest,
+    UpdateVehicleRequest, fleet_service_server::FleetService,
 };
+use crate::reasons;
+
+/// Rows one `ImportFleet` message may carry.
+pub const IMPORT_ROWS_MAX: usize = 1000;
+
+/// How long an `ImportFleet` stream may leave the service waiting (for its
+/// next message, or to take an answer) before its pass is ended and rolled
+/// back: the pass holds the store's writer.
+pub const IMPORT_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 const EMPLOYEE_FIELDS: [&str; 3] = ["name", "email", "department"];
 const DRIVER_FIELDS: [&str; 3] = ["name", "phone", "license_number"];
@@ -41,11 +54,16 @@ const VEHICLE_FIELDS: [&str; 4] = ["registration", "make", "model", "seats"];
 /// The `FleetService` implementation.
 pub struct FleetApi {
     ctx: ServiceContext,
+    /// One `ImportFleet` pass at a time: each holds a store transaction.
+    imports: Arc<tokio::sync::Semaphore>,
 }
 
 impl FleetApi {
     pub fn new(ctx: ServiceContext) -> Self {
-        Self { ctx }
+        Self {
+            ctx,
+            imports: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
     }
 
     fn today(&self) -> NaiveDate {
@@ -334,6 +352,38 @@ fn decode_vehicle_update(request: UpdateVehicleRequest) -> Result<FleetCommand, 
 
 #[tonic::async_trait]
 impl FleetService for FleetApi {
+    type ImportFleetStream =
+        tokio_stream::wrappers::ReceiverStream<Result<ImportFleetResponse, Status>>;
+
+    async fn import_fleet(
+        &self,
+        request: Request<tonic::Streaming<ImportFleetRequest>>,
+    ) -> Result<Response<Self::ImportFleetStream>, Status> {
+        let caller = fleet_admin(&request)?;
+        let Ok(permit) = Arc::clone(&self.imports).try_acquire_owned() else {
+            return Err(with_reason(
+                reasons::IMPORT_RUNNING,
+                "another import is running; retry when it has ended",
+            ));
+        };
+        let input = request.into_inner();
+        let (answers, answered) = tokio::sync::mpsc::channel(1);
+        let ctx = self.ctx.clone();
+        tokio::spawn(async move {
+            let last = import_pass(&ctx, &caller, input, &answers, IMPORT_IDLE).await;
+            // Free before the last answer, so that the caller's next pass
+            // (the apply after the check) finds no import running.
+            drop(permit);
+            let last = last.map(|answer| ImportFleetResponse {
+                answer: Some(answer),
+            });
+            let _ = tokio::time::timeout(IMPORT_IDLE, answers.send(last)).await;
+        });
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            answered,
+        )))
+    }
+
     async fn list_employees(
         &self,
         request: Request<ListEmployeesRequest>,
@@ -863,5 +913,234 @@ impl FleetService for FleetApi {
                 .collect(),
             total_size: page.total_size as i64,
         }))
+    }
+}
+
+/// Runs one `ImportFleet` pass: the store's fleet session, fed the rows of
+/// `input` chunk by chunk, each answered with its verdicts, until `finish`.
+/// Anything else (an error, a stream that ends or stays silent for `idle`)
+/// drops the session unfinished, which writes nothing. Returns the last
+/// answer (finished, or an apply's refusal), the session ended.
+pub async fn import_pass<S>(
+    ctx: &ServiceContext,
+    caller: &RequestContext,
+    mut input: S,
+    answers: &tokio::sync::mpsc::Sender<Result<ImportFleetResponse, Status>>,
+    idle: std::time::Duration,
+) -> Result<v1::import_fleet_response::Answer, Status>
+where
+    S: tokio_stream::Stream<Item = Result<ImportFleetRequest, Status>> + Unpin,
+{
+    use crate::import::{Refusal, RowOutcome};
+    use crate::storage::{FleetPass, StoreError};
+    use v1::import_fleet_request::Step;
+    use v1::import_fleet_response::Answer;
+
+    let silent = || {
+        with_reason(
+            reasons::TIMEOUT,
+            &format!(
+                "the import stream was silent for {}s; nothing was written",
+                idle.as_secs_f64()
+            ),
+        )
+    };
+    let out_of_order = |what: &str| {
+        Status::from(DomainError::Invalid(vec![Violation::new(
+            "step",
+            crate::domain::ViolationReason::InvalidValue,
+            what,
+        )]))
+    };
+    let mut next = async || match tokio::time::timeout(idle, input.next()).await {
+        Err(_) => Err(silent()),
+        Ok(None) => Err(out_of_order(
+            "the stream ended before finish; nothing was written",
+        )),
+        Ok(Some(message)) => message.map(|m| m.step),
+    };
+    let pass = match next().await? {
+        Some(Step::Start(pass)) => match v1::ImportPass::try_from(pass) {
+            Ok(v1::ImportPass::Check) => FleetPass::Check,
+            Ok(v1::ImportPass::Apply) => FleetPass::Apply,
+            _ => {
+                return Err(out_of_order(
+                    "start must be IMPORT_PASS_CHECK or IMPORT_PASS_APPLY",
+                ));
+            }
+        },
+        _ => return Err(out_of_order("the first message must be start")),
+    };
+    let mut session = ctx.store.fleet_session(pass).await?;
+    let answer = async |answer: Answer| {
+        let message = Ok(ImportFleetResponse {
+            answer: Some(answer),
+        });
+        match tokio::time::timeout(idle, answers.send(message)).await {
+            Ok(Ok(())) => Ok(()),
+            // The caller went away: nobody to tell.
+            Ok(Err(_)) => Err(Status::cancelled("the caller went away")),
+            Err(_) => Err(silent()),
+        }
+    };
+    loop {
+        let rows = match next().await? {
+            Some(Step::Rows(rows)) => rows.rows,
+            Some(Step::Finish(_)) => break,
+            _ => return Err(out_of_order("after start come rows, then finish")),
+        };
+        if rows.len() > IMPORT_ROWS_MAX {
+            return Err(Status::from(DomainError::Invalid(vec![Violation::new(
+                "rows",
+                crate::domain::ViolationReason::TooLong,
+                format!(
+                    "rows: at most {IMPORT_ROWS_MAX} a message, not {}",
+                    rows.len()
+                ),
+            )])));
+        }
+        let now = ctx.now();
+        let window = ctx.window(now);
+        // Rows whose form is bad are refused here; the others go to the
+        // store, their verdicts put back in the rows' order.
+        let mut verdicts: Vec<Option<v1::ImportVerdict>> = Vec::with_capacity(rows.len());
+        let mut requests = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut violations = Violations::new();
+            match import_command(row, now, &mut violations) {
+                Some(command) => {
+                    verdicts.push(None);
+                    requests.push(FleetRequest {
+                        command,
+                        now,
+                        window,
+                        origin: caller.origin(),
+                    });
+                }
+                None => {
+                    let refusal = Refusal::of(&DomainError::Invalid(violations.into_vec()));
+                    if pass == FleetPass::Apply {
+                        return Ok(Answer::Refused(import_refusal(refusal)));
+                    }
+                    verdicts.push(Some(v1::ImportVerdict {
+                        verdict: Some(v1::import_verdict::Verdict::Refusal(import_refusal(
+                            refusal,
+                        ))),
+                    }));
+                }
+            }
+        }
+        let decided = match session.run(requests).await {
+            Ok(decided) => decided,
+            Err(StoreError::Rejected(refusal)) => {
+                return Ok(Answer::Refused(import_refusal(Refusal::of(&refusal))));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let mut decided = decided.into_iter();
+        let verdicts = verdicts
+            .into_iter()
+            .map(|verdict| {
+                verdict.unwrap_or_else(|| {
+                    let verdict = match decided.next() {
+                        Some(Ok(outcome)) => {
+                            let outcome = RowOutcome::of(&outcome);
+                            v1::import_verdict::Verdict::Change(v1::ImportRowChange {
+                                changed: outcome.changed,
+                                created: outcome.change == crate::import::Change::Create,
+                                fields: match outcome.change {
+                                    crate::import::Change::Update(fields) => {
+                                        fields.iter().map(|f| (*f).to_owned()).collect()
+                                    }
+                                    _ => Vec::new(),
+                                },
+                                bookings_redriven: outcome.redriven as u32,
+                            })
+                        }
+                        Some(Err(refusal)) => v1::import_verdict::Verdict::Refusal(import_refusal(
+                            Refusal::of(&refusal),
+                        )),
+                        None => v1::import_verdict::Verdict::Refusal(v1::ImportRowRefusal {
+                            reason: reasons::INTERNAL.name.to_owned(),
+                            message: "internal error".to_owned(),
+                            ..Default::default()
+                        }),
+                    };
+                    v1::ImportVerdict {
+                        verdict: Some(verdict),
+                    }
+                })
+            })
+            .collect();
+        answer(Answer::Verdicts(v1::ImportVerdicts { verdicts })).await?;
+    }
+    match session.finish().await {
+        Ok(()) => Ok(Answer::Finished(v1::ImportFinished {})),
+        Err(StoreError::Rejected(refusal)) => {
+            Ok(Answer::Refused(import_refusal(Refusal::of(&refusal))))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn import_refusal(refusal: crate::import::Refusal) -> v1::ImportRowRefusal {
+    v1::ImportRowRefusal {
+        reason: refusal.reason,
+        field: refusal.column,
+        message: refusal.message,
+        missing_driver_id: refusal.missing_driver.unwrap_or_default(),
+    }
+}
+
+/// The command an imported row stands for, checked by the rules of the
+/// matching Create call (a caller's rows are not trusted for having been
+/// checked where they were read).
+fn import_command(
+    row: v1::ImportRow,
+    now: chrono::DateTime<chrono::Utc>,
+    violations: &mut Violations,
+) -> Option<FleetCommand> {
+    use v1::import_row::Entity;
+    match row.entity {
+        Some(Entity::Employee(e)) => EmployeeInput {
+            id: e.id,
+            name: e.name,
+            email: e.email,
+            department: e.department,
+        }
+        .check("", now, violations)
+        .map(|employee| FleetCommand::PutEmployee {
+            employee,
+            upsert: true,
+        }),
+        Some(Entity::Driver(d)) => DriverInput {
+            id: d.id,
+            name: d.name,
+            phone: d.phone,
+            license_number: d.license_number,
+        }
+        .check("", now, violations)
+        .map(|driver| FleetCommand::PutDriver {
+            driver,
+            upsert: true,
+        }),
+        Some(Entity::Vehicle(v)) => VehicleInput {
+            id: v.id,
+            registration: v.registration,
+            make: v.make,
+            model: v.model,
+            seats: v.seats,
+            driver_id: v.driver_id,
+        }
+        .check("", now, violations)
+        .map(|(vehicle, driver_id)| FleetCommand::PutVehicle {
+            vehicle,
+            driver_id,
+            upsert: true,
+        }),
+        None => {
+            violations.push(Violation::required("entity"));
+            None
+        }
     }
 }

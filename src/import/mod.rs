@@ -9,6 +9,8 @@
 //! running the same files again changes nothing.
 
 mod read;
+pub mod remote;
+pub mod session;
 #[cfg(test)]
 mod tests;
 
@@ -23,10 +25,11 @@ use crate::domain::admin::{DriverInput, EmployeeInput, VehicleInput};
 use crate::domain::error::{Echo, Resource, Violation, ViolationReason, Violations};
 use crate::domain::{BookingWindow, DomainError, FleetCommand, FleetOutcome, FleetRequest, Origin};
 use crate::progress::DelayedProgress;
-use crate::storage::{FleetPass, FleetSession, Store, StoreError};
+use crate::storage::{FleetPass, Store, StoreError};
 
 pub use read::Format;
 use read::{Fingerprint, Item, Rows};
+pub use session::{Refusal, RowOutcome, RowVerdict, Session, Sessions, StoreSessions};
 
 /// The reasons of problems only an import has; the others are the API's.
 pub mod reason {
@@ -117,23 +120,17 @@ pub struct Problem {
     /// The column, when the problem is one value's.
     pub column: String,
     /// A reason of [`reason`] or of the API's catalogue.
-    pub reason: &'static str,
+    pub reason: String,
     pub message: String,
 }
 
 impl Problem {
-    fn new(
-        file: &str,
-        line: usize,
-        column: &str,
-        reason: &'static str,
-        message: impl ToString,
-    ) -> Self {
+    fn new(file: &str, line: usize, column: &str, reason: &str, message: impl ToString) -> Self {
         Self {
             file: file.to_owned(),
             line,
             column: column.to_owned(),
-            reason,
+            reason: reason.to_owned(),
             message: message.to_string(),
         }
     }
@@ -335,7 +332,7 @@ pub enum ImportError {
 
     /// The check passed but the store changed before the write.
     #[error("the stored data changed during the import: {0}; nothing was written, run it again")]
-    Raced(DomainError),
+    Raced(Refusal),
 
     /// The file read for the write was not the one checked.
     #[error("{path} changed during the import; nothing was written, run it again")]
@@ -343,6 +340,10 @@ pub enum ImportError {
 
     #[error(transparent)]
     Store(StoreError),
+
+    /// A running service's answer to an import sent to it.
+    #[error("{0}")]
+    Server(String),
 }
 
 /// Imports `files` into `store`: checks every row, then (unless `dry_run`)
@@ -373,6 +374,19 @@ pub async fn import_with(
     dry_run: bool,
     limits: Limits,
 ) -> Result<ImportReport, ImportError> {
+    import_through(&StoreSessions(store), files, now, window, dry_run, limits).await
+}
+
+/// [`import_with`], its rows decided by the sessions of `sessions`: a
+/// store's here, or a running service's.
+pub async fn import_through(
+    sessions: &dyn Sessions,
+    files: &ImportFiles,
+    now: DateTime<Utc>,
+    window: BookingWindow,
+    dry_run: bool,
+    limits: Limits,
+) -> Result<ImportReport, ImportError> {
     let sources = files.sources();
     if sources.is_empty() {
         return Err(ImportError::NoFiles);
@@ -394,10 +408,7 @@ pub async fn import_with(
     let kinds: Vec<Kind> = sources.iter().map(|(kind, _)| *kind).collect();
 
     let bar = DelayedProgress::bytes("checking rows", total_bytes);
-    let mut session = store
-        .fleet_session(FleetPass::Check)
-        .await
-        .map_err(ImportError::Store)?;
+    let mut session = sessions.open(FleetPass::Check).await?;
     let mut fingerprints = Vec::new();
     let mut checker = Checker::default();
     for (at, ((kind, path), format)) in sources.iter().zip(&formats).enumerate() {
@@ -406,7 +417,7 @@ pub async fn import_with(
             .await?;
         fingerprints.push(fingerprint);
     }
-    session.finish().await.map_err(ImportError::Store)?;
+    session.finish().await?;
     bar.finish();
     drop(checker);
 
@@ -432,10 +443,7 @@ pub async fn import_with(
 
     let bar = DelayedProgress::bytes("writing rows in one transaction", total_bytes);
     let mut pass = Pass::new(now, window, limits);
-    let mut session = store
-        .fleet_session(FleetPass::Apply)
-        .await
-        .map_err(ImportError::Store)?;
+    let mut session = sessions.open(FleetPass::Apply).await?;
     for (((kind, path), format), checked) in sources.iter().zip(&formats).zip(fingerprints) {
         let file = path.display().to_string();
         let mut rows = Rows::new(*kind, &file, *format, open(path)?);
@@ -464,10 +472,7 @@ pub async fn import_with(
     }
     let committed = session.finish().await;
     bar.finish();
-    committed.map_err(|error| match error {
-        StoreError::Rejected(refusal) => ImportError::Raced(refusal),
-        other => ImportError::Store(other),
-    })?;
+    committed?;
     Ok(pass.tally.report(kinds, true))
 }
 
@@ -513,7 +518,7 @@ impl Pass {
     /// Writes a chunk's rows in the apply session.
     async fn apply(
         &mut self,
-        session: &mut dyn FleetSession,
+        session: &mut dyn Session,
         kind: Kind,
         file: &str,
         chunk: &mut Chunk,
@@ -523,10 +528,7 @@ impl Pass {
         if requests.is_empty() {
             return Ok(());
         }
-        let verdicts = session.run(requests).await.map_err(|error| match error {
-            StoreError::Rejected(refusal) => ImportError::Raced(refusal),
-            other => ImportError::Store(other),
-        })?;
+        let verdicts = session.run(requests).await?;
         for ((line, id), verdict) in chunk.entries.drain(..).zip(verdicts) {
             let outcome = verdict.map_err(ImportError::Raced)?;
             self.tally.add(kind, file, line, id, &outcome);
@@ -626,8 +628,8 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, kind: Kind, file: &str, line: usize, id: String, outcome: &FleetOutcome) {
-        let change = change_of(outcome);
+    fn add(&mut self, kind: Kind, file: &str, line: usize, id: String, outcome: &RowOutcome) {
+        let change = outcome.change.clone();
         self.anything |= outcome.changed;
         let at = match self.counts.iter().position(|(k, _)| *k == kind) {
             Some(at) => at,
@@ -649,7 +651,7 @@ impl Tally {
                 file: file.to_owned(),
                 line,
                 change,
-                bookings_redriven: outcome.redriven.len(),
+                bookings_redriven: outcome.redriven,
             });
         } else {
             self.not_shown += 1;
@@ -730,7 +732,7 @@ impl Checker {
     async fn check_path(
         &mut self,
         pass: &mut Pass,
-        session: &mut dyn FleetSession,
+        session: &mut dyn Session,
         source: usize,
         kind: Kind,
         path: &Path,
@@ -773,7 +775,7 @@ impl Checker {
     async fn check_source(
         &mut self,
         pass: &mut Pass,
-        session: &mut dyn FleetSession,
+        session: &mut dyn Session,
         source: usize,
         kind: Kind,
         file: &str,
@@ -903,14 +905,14 @@ impl Checker {
     async fn check_chunk(
         &mut self,
         pass: &mut Pass,
-        session: &mut dyn FleetSession,
+        session: &mut dyn Session,
         kind: Kind,
         file: &str,
         chunk: &mut Chunk,
     ) -> Result<(), ImportError> {
         let requests = std::mem::take(&mut chunk.requests);
         if !requests.is_empty() {
-            let verdicts = session.run(requests).await.map_err(ImportError::Store)?;
+            let verdicts = session.run(requests).await?;
             for ((line, id), verdict) in chunk.entries.drain(..).zip(verdicts) {
                 let refusal = match verdict {
                     Ok(outcome) => {
@@ -923,15 +925,18 @@ impl Checker {
                     self.refused_drivers
                         .insert(self.digest(&id), line_u32(line));
                 }
-                let problem = match &refusal {
-                    DomainError::NotFound {
-                        resource: Resource::Driver,
-                        id,
-                    } if self.refused_drivers.contains_key(&self.digest(id)) => {
+                let problem = match &refusal.missing_driver {
+                    Some(id) if self.refused_drivers.contains_key(&self.digest(id)) => {
                         let driver_line = self.refused_drivers[&self.digest(id)] as usize;
                         driver_row_invalid(file, line, id, driver_line)
                     }
-                    _ => Problem::new(file, line, &column_of(&refusal), refusal.reason(), &refusal),
+                    _ => Problem::new(
+                        file,
+                        line,
+                        &refusal.column,
+                        &refusal.reason,
+                        &refusal.message,
+                    ),
                 };
                 chunk.problems.push(Finding::Ready(problem));
             }

@@ -87,19 +87,19 @@ struct Recorder {
 }
 
 #[async_trait::async_trait]
-impl FleetSession for Recorder {
-    async fn run(
-        &mut self,
-        chunk: Vec<FleetRequest>,
-    ) -> crate::storage::StoreResult<crate::storage::Verdicts> {
+impl Session for Recorder {
+    async fn run(&mut self, chunk: Vec<FleetRequest>) -> Result<Vec<RowVerdict>, ImportError> {
         let commands: Vec<FleetCommand> = chunk.into_iter().map(|r| r.command).collect();
-        let verdicts = commands.iter().map(|c| Ok(created(c))).collect();
+        let verdicts = commands
+            .iter()
+            .map(|c| Ok(RowOutcome::of(&created(c))))
+            .collect();
         let read = self.read.load(Ordering::SeqCst);
         self.chunks.lock().unwrap().push((commands, read));
         Ok(verdicts)
     }
 
-    async fn finish(self: Box<Self>) -> crate::storage::StoreResult<()> {
+    async fn finish(self: Box<Self>) -> Result<(), ImportError> {
         Ok(())
     }
 }

@@ -2,20 +2,15 @@
 
 use std::collections::HashSet;
 
+use chrono::{DateTime, Utc};
 use fake::Fake;
 use fake::faker::name::en::{FirstName, LastName, Name};
-use fake::faker::phone_number::en::CellNumber;
 use rand::RngExt;
 use rand::rngs::ChaCha8Rng;
 
 use crate::domain::{Driver, Employee, Vehicle};
 
 const EMAIL_DOMAIN: &str = "example.com";
-
-/// The create and update time of generated entities: the epoch, as for
-/// entities stored before they had times, so that generation stays a pure
-/// function of the plan.
-const SEEDED_AT: chrono::DateTime<chrono::Utc> = chrono::DateTime::UNIX_EPOCH;
 
 const DEPARTMENTS: &[&str] = &[
     "Customer Support",
@@ -73,8 +68,8 @@ pub fn driver_id(n: usize) -> String {
     format!("drv-{n:04}")
 }
 
-/// `count` employees with unique emails.
-pub fn employees(rng: &mut ChaCha8Rng, count: usize) -> Vec<Employee> {
+/// `count` employees with unique emails, made at `now`.
+pub fn employees(rng: &mut ChaCha8Rng, count: usize, now: DateTime<Utc>) -> Vec<Employee> {
     let mut emails = HashSet::with_capacity(count);
     (1..=count)
         .map(|n| {
@@ -95,8 +90,8 @@ pub fn employees(rng: &mut ChaCha8Rng, count: usize) -> Vec<Employee> {
                 email,
                 department: DEPARTMENTS[rng.random_range(0..DEPARTMENTS.len())].to_owned(),
                 active: true,
-                create_time: SEEDED_AT,
-                update_time: SEEDED_AT,
+                create_time: now,
+                update_time: now,
                 version: 1,
             }
         })
@@ -104,8 +99,8 @@ pub fn employees(rng: &mut ChaCha8Rng, count: usize) -> Vec<Employee> {
 }
 
 /// `count` vehicles, each with its own driver, with unique plates and
-/// licence numbers.
-pub fn vehicles(rng: &mut ChaCha8Rng, count: usize) -> Vec<Vehicle> {
+/// licence numbers, made at `now`.
+pub fn vehicles(rng: &mut ChaCha8Rng, count: usize, now: DateTime<Utc>) -> Vec<Vehicle> {
     let mut plates = HashSet::with_capacity(count);
     let mut licences = HashSet::with_capacity(count);
     (1..=count)
@@ -122,17 +117,17 @@ pub fn vehicles(rng: &mut ChaCha8Rng, count: usize) -> Vec<Vehicle> {
                 model: model.to_owned(),
                 seats,
                 retired: false,
-                create_time: SEEDED_AT,
-                update_time: SEEDED_AT,
+                create_time: now,
+                update_time: now,
                 version: 1,
                 driver: Some(Driver {
                     id: driver_id(n),
                     name: Name().fake_with_rng(rng),
-                    phone: CellNumber().fake_with_rng(rng),
+                    phone: phone(rng),
                     license_number,
                     active: true,
-                    create_time: SEEDED_AT,
-                    update_time: SEEDED_AT,
+                    create_time: now,
+                    update_time: now,
                     version: 1,
                 }),
             }
@@ -146,6 +141,13 @@ fn plate(rng: &mut ChaCha8Rng) -> String {
     let (a, b) = (letter(), letter());
     let (c, d, e) = (letter(), letter(), letter());
     format!("{a}{b}{:02} {c}{d}{e}", rng.random_range(10..=25u32))
+}
+
+/// A British mobile number from Ofcom's range for drama, `07700 900000` to
+/// `07700 900999`: one locale with the plates, and no real person's number
+/// (as `example.com` for the emails).
+fn phone(rng: &mut ChaCha8Rng) -> String {
+    format!("07700 900{:03}", rng.random_range(0..1000u32))
 }
 
 fn unique(seen: &mut HashSet<String>, mut make: impl FnMut() -> String) -> String {

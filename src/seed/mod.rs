@@ -3,7 +3,7 @@
 //! The same seed gives the same data on the same day: names, ids, plates,
 //! bookings and their timestamps all come from one seeded generator, and the
 //! dates are laid out around "today" so that the demo always has bookings
-//! ahead as well as history behind.
+//! ahead as well as history behind. The fleet is made at the seed's clock.
 
 mod bookings;
 pub mod fleet;
@@ -62,11 +62,12 @@ pub enum SeedError {
     Store(#[from] StoreError),
 }
 
-/// The employees and vehicles of `plan`.
-pub fn generate_fleet(plan: &SeedPlan) -> (Vec<Employee>, Vec<Vehicle>) {
+/// The employees and vehicles of `plan`, made at `now` (the seed's clock):
+/// their times and their events' times are those of the seed.
+pub fn generate_fleet(plan: &SeedPlan, now: DateTime<Utc>) -> (Vec<Employee>, Vec<Vehicle>) {
     let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-    let employees = fleet::employees(&mut rng, plan.employees);
-    let vehicles = fleet::vehicles(&mut rng, plan.vehicles);
+    let employees = fleet::employees(&mut rng, plan.employees, now);
+    let vehicles = fleet::vehicles(&mut rng, plan.vehicles, now);
     (employees, vehicles)
 }
 
@@ -108,7 +109,7 @@ pub async fn seed(
     } else if !store.is_empty().await? {
         return Err(SeedError::NotEmpty);
     }
-    let (employees, vehicles) = generate_fleet(plan);
+    let (employees, vehicles) = generate_fleet(plan, now);
     let mut bookings = booking_generator(plan, &employees, &vehicles, policy, now)?;
     let report = SeedReport {
         employees: employees.len(),
@@ -140,7 +141,7 @@ pub fn all_bookings(
     policy: &BookingPolicy,
     now: DateTime<Utc>,
 ) -> Result<Vec<Allocation>, SeedError> {
-    let (employees, vehicles) = generate_fleet(plan);
+    let (employees, vehicles) = generate_fleet(plan, now);
     let mut bookings = booking_generator(plan, &employees, &vehicles, policy, now)?;
     let mut all = Vec::with_capacity(bookings.remaining());
     while let Some(batch) = bookings.next_batch(BATCH) {

@@ -23,13 +23,13 @@ fn plan(employees: usize, vehicles: usize, allocations: usize) -> SeedPlan {
 fn the_same_seed_gives_the_same_data() {
     let plan = plan(50, 20, 2000);
     let policy = BookingPolicy::default();
-    assert_eq!(generate_fleet(&plan), generate_fleet(&plan));
+    assert_eq!(generate_fleet(&plan, now()), generate_fleet(&plan, now()));
     assert_eq!(
         all_bookings(&plan, &policy, now()).unwrap(),
         all_bookings(&plan, &policy, now()).unwrap()
     );
     let other = SeedPlan { seed: 8, ..plan };
-    assert_ne!(generate_fleet(&plan), generate_fleet(&other));
+    assert_ne!(generate_fleet(&plan, now()), generate_fleet(&other, now()));
     // Only the date matters, not the time of day.
     let later = now() + chrono::Duration::hours(9);
     assert_eq!(
@@ -41,14 +41,14 @@ fn the_same_seed_gives_the_same_data() {
 #[test]
 fn the_fleet_does_not_depend_on_the_number_of_bookings() {
     assert_eq!(
-        generate_fleet(&plan(30, 10, 0)),
-        generate_fleet(&plan(30, 10, 900))
+        generate_fleet(&plan(30, 10, 0), now()),
+        generate_fleet(&plan(30, 10, 900), now())
     );
 }
 
 #[test]
 fn fleet_values_are_unique_where_they_must_be() {
-    let (employees, vehicles) = generate_fleet(&plan(2000, 1000, 0));
+    let (employees, vehicles) = generate_fleet(&plan(2000, 1000, 0), now());
     let distinct = |values: Vec<&str>| values.iter().collect::<HashSet<_>>().len();
     assert_eq!(
         distinct(employees.iter().map(|e| e.email.as_str()).collect()),
@@ -92,7 +92,7 @@ fn fleet_values_are_unique_where_they_must_be() {
 fn bookings_obey_every_rule_and_span_past_and_future() {
     let plan = plan(40, 15, 3000);
     let policy = BookingPolicy::default();
-    let (employees, vehicles) = generate_fleet(&plan);
+    let (employees, vehicles) = generate_fleet(&plan, now());
     let bookings = all_bookings(&plan, &policy, now()).unwrap();
     assert_eq!(bookings.len(), 3000);
 
@@ -151,4 +151,52 @@ fn a_tight_fleet_spreads_bookings_over_more_days() {
             m
         });
     assert!(per_day.values().all(|&n| n <= 4), "at most 80% of 5 a day");
+}
+
+#[test]
+fn the_fleet_is_made_at_the_seeds_clock() {
+    let clock = crate::clock::ManualClock::new(now());
+    let made = crate::clock::Clock::now(&clock);
+    let (employees, vehicles) = generate_fleet(&plan(40, 15, 0), made);
+    assert!(
+        employees
+            .iter()
+            .all(|e| e.create_time == made && e.update_time == made)
+    );
+    for v in &vehicles {
+        let driver = v.driver.as_ref().unwrap();
+        assert!(v.create_time == made && v.update_time == made, "{v:?}");
+        assert!(
+            driver.create_time == made && driver.update_time == made,
+            "{driver:?}"
+        );
+    }
+}
+
+#[test]
+fn plates_and_phone_numbers_are_british() {
+    // A plate as `KD19 XRT`; a mobile number as `07700 900123`.
+    let plate = |p: &str| {
+        let b = p.as_bytes();
+        b.len() == 8
+            && b[..2].iter().all(u8::is_ascii_uppercase)
+            && b[2..4].iter().all(u8::is_ascii_digit)
+            && b[4] == b' '
+            && b[5..].iter().all(u8::is_ascii_uppercase)
+    };
+    let phone = |p: &str| {
+        let b = p.as_bytes();
+        b.len() == 12
+            && p.starts_with("07")
+            && b[5] == b' '
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 5 || c.is_ascii_digit())
+    };
+    let (_, vehicles) = generate_fleet(&plan(0, 500, 0), now());
+    for v in &vehicles {
+        assert!(plate(&v.registration), "{}", v.registration);
+        let number = &v.driver.as_ref().unwrap().phone;
+        assert!(phone(number), "{number}");
+    }
 }

@@ -968,3 +968,360 @@ fn erase_employee_pseudonymises_the_stored_employee_once_and_names_an_unknown_on
     let said = text(&unknown.stderr);
     assert!(said.contains("emp-nobody"), "{said}");
 }
+
+#[tokio::test]
+async fn a_demo_start_keeps_every_event_of_the_demo_made_at_the_seeds_clock() {
+    let app = spawn_app_with(AppOptions {
+        fleet: false,
+        demo: true,
+        ..AppOptions::default()
+    })
+    .await;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        app.faults.pruning_passes(1),
+    )
+    .await
+    .expect("the pruning at startup ends");
+    let seeded = 1000 + 300 + 300 + 5000;
+    assert_eq!(app.newest_event().await, seeded);
+    let events = app.events_after(&app.admin, 0).await.unwrap();
+    assert_eq!(events.len(), seeded as usize, "none pruned");
+    assert_eq!(events[0].sequence, 1);
+
+    let made = prost_types::Timestamp {
+        seconds: start_time().timestamp(),
+        nanos: 0,
+    };
+    let (mut employees, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let page = app
+            .fleet
+            .clone()
+            .list_employees(ListEmployeesRequest {
+                page_size: 500,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        employees.extend(page.employees);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(employees.len(), 1000);
+    assert!(
+        employees
+            .iter()
+            .all(|e| e.create_time.as_ref() == Some(&made))
+    );
+}
+
+/// An app with an empty store and two API keys: `admin-key` of a fleet
+/// administrator, `agent-key` of a booking agent.
+async fn app_for_imports() -> (crate::helpers::TestApp, tempfile::TempDir) {
+    use crate::identity::key_entry;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(
+        &keys,
+        format!(
+            "{}{}",
+            key_entry("hr-import", "admin-key", &["fleet_admin"]),
+            key_entry("gate", "agent-key", &["booking_agent"])
+        ),
+    )
+    .unwrap();
+    let app = spawn_app_with(AppOptions {
+        fleet: false,
+        auth: vehicle_allocation::auth::AuthSettings {
+            api_keys_file: Some(keys),
+            ..Default::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    (app, dir)
+}
+
+/// `args` run by the binary beside the test's server (whose runtime must
+/// keep serving meanwhile).
+async fn run_beside(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        run(&args, &envs)
+    })
+    .await
+    .unwrap()
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// The output with the line naming where the rows went and how long it
+/// took left out: the rest is the report.
+fn report(output: &Output) -> (String, String) {
+    let stdout = text(&output.stdout)
+        .lines()
+        .filter(|line| !line.starts_with("imported into "))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    (stdout, text(&output.stderr))
+}
+
+async fn stored_employees(app: &crate::helpers::TestApp) -> Vec<String> {
+    let mut ids: Vec<String> = app
+        .store
+        .list_employees(
+            None,
+            true,
+            PageRequest {
+                size: 100,
+                after: None,
+            },
+        )
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn import_with_server_reports_as_a_local_import_and_writes_all_or_nothing() {
+    let (app, _keys) = app_for_imports().await;
+    let local = tempfile::tempdir().unwrap();
+    let local_dir = local.path().to_str().unwrap().to_owned();
+    let server = format!("http://{}", app.channel_addr());
+    let (drivers, vehicles, employees) = (
+        example("drivers.csv"),
+        example("vehicles.csv"),
+        example("employees.csv"),
+    );
+    let all = [
+        "--drivers",
+        drivers.as_str(),
+        "--vehicles",
+        vehicles.as_str(),
+        "--employees",
+        employees.as_str(),
+    ];
+    let admin = || vec![("IMPORT_API_KEY", "admin-key".to_owned())];
+    // The same import, here and through the server.
+    let both = |extra: Vec<&str>| {
+        let here = strings(&[&["import", "--data-dir", &local_dir], &extra[..]].concat());
+        let there = strings(&[&["import", "--server", &server], &extra[..]].concat());
+        async move {
+            let here = run_beside(here, vec![]).await;
+            let there = run_beside(there, admin()).await;
+            (here, there)
+        }
+    };
+
+    let (here, there) = both([&all[..], &["--dry-run"]].concat()).await;
+    assert!(there.status.success(), "{}", text(&there.stderr));
+    assert_eq!(report(&there), report(&here));
+    assert!(text(&there.stdout).contains("dry run: nothing was written"));
+    assert!(
+        stored_employees(&app).await.is_empty(),
+        "a dry run writes nothing"
+    );
+
+    let (here, there) = both(all.to_vec()).await;
+    assert!(there.status.success(), "{}", text(&there.stderr));
+    assert_eq!(report(&there), report(&here));
+    assert!(
+        text(&there.stdout).starts_with(&format!("imported into the service at {server} in ")),
+        "{}",
+        text(&there.stdout)
+    );
+    assert_eq!(
+        stored_employees(&app).await,
+        ["emp-0001", "emp-0002", "emp-0003"]
+    );
+
+    // A good row and a bad one, the bad one's e-mail taken in the store.
+    let bad = local.path().join("more-employees.csv");
+    std::fs::write(
+        &bad,
+        "id,name,email,department\n\
+         emp-0004,Good Row,good.row@example.org,Sales\n\
+         emp-0006,Taken Address,priya.shah@example.org,\n",
+    )
+    .unwrap();
+    let bad = bad.display().to_string();
+    let (here, there) = both(vec!["--employees", bad.as_str()]).await;
+    assert_eq!(there.status.code(), Some(1));
+    assert_eq!(report(&there), report(&here));
+    assert!(
+        text(&there.stderr).contains("EMAIL_TAKEN"),
+        "{}",
+        text(&there.stderr)
+    );
+    assert_eq!(
+        stored_employees(&app).await,
+        ["emp-0001", "emp-0002", "emp-0003"],
+        "nothing of the refused file"
+    );
+}
+
+#[tokio::test]
+async fn import_with_server_refuses_a_caller_who_is_not_a_fleet_admin() {
+    let (app, _keys) = app_for_imports().await;
+    let server = format!("http://{}", app.channel_addr());
+    let employees = example("employees.csv");
+    for envs in [
+        vec![("IMPORT_API_KEY", "agent-key".to_owned())],
+        vec![],
+        vec![("IMPORT_API_KEY", "no-such-key".to_owned())],
+    ] {
+        let output = run_beside(
+            strings(&["import", "--server", &server, "--employees", &employees]),
+            envs.clone(),
+        )
+        .await;
+        assert_eq!(output.status.code(), Some(1), "{envs:?}");
+        let stderr = text(&output.stderr);
+        assert!(
+            stderr.contains("the service refused the import")
+                && stderr.contains("nothing was written"),
+            "{envs:?}: {stderr}"
+        );
+    }
+    assert!(stored_employees(&app).await.is_empty());
+}
+
+#[tokio::test]
+async fn import_beside_a_service_holding_the_data_directory_sends_the_rows_to_it() {
+    let (app, _keys) = app_for_imports().await;
+    let data_dir = app.data_dir.path().to_str().unwrap().to_owned();
+    let addr = app.channel_addr().to_string();
+    let employees = example("employees.csv");
+    let output = run_beside(
+        strings(&[
+            "import",
+            "--data-dir",
+            &data_dir,
+            "--grpc-addr",
+            &addr,
+            "--employees",
+            &employees,
+        ]),
+        vec![("IMPORT_API_KEY", "admin-key".to_owned())],
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("is in use by a running service (pid")
+            && stderr.contains(&format!(
+                "sending the rows to it at GRPC_ADDR http://{addr}"
+            )),
+        "{stderr}"
+    );
+    assert_eq!(
+        stored_employees(&app).await,
+        ["emp-0001", "emp-0002", "emp-0003"]
+    );
+}
+
+/// `ImportFleet`'s first message and a chunk of `n` employees.
+fn import_messages(n: usize) -> Vec<v1::ImportFleetRequest> {
+    use v1::import_fleet_request::Step;
+    let rows = (0..n)
+        .map(|i| v1::ImportRow {
+            entity: Some(v1::import_row::Entity::Employee(v1::ImportEmployee {
+                id: format!("emp-{i}"),
+                name: format!("Person {i}"),
+                email: format!("person.{i}@example.org"),
+                department: String::new(),
+            })),
+        })
+        .collect();
+    vec![
+        v1::ImportFleetRequest {
+            step: Some(Step::Start(v1::ImportPass::Apply.into())),
+        },
+        v1::ImportFleetRequest {
+            step: Some(Step::Rows(v1::ImportRows { rows })),
+        },
+    ]
+}
+
+#[tokio::test]
+async fn import_fleet_takes_one_pass_at_a_time_and_bounded_chunks() {
+    use crate::helpers::Cred;
+    let (app, _keys) = app_for_imports().await;
+    let admin = Cred::ApiKey("admin-key".into());
+    // A pass that holds on: its stream stays open.
+    let (held, held_rows) = tokio::sync::mpsc::channel(4);
+    let mut first = app
+        .fleet
+        .clone()
+        .import_fleet(admin.grpc(tokio_stream::wrappers::ReceiverStream::new(held_rows)))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = app
+        .fleet
+        .clone()
+        .import_fleet(admin.grpc(tokio_stream::iter(import_messages(1))))
+        .await
+        .unwrap_err();
+    crate::helpers::assert_status(&second, tonic::Code::ResourceExhausted, "IMPORT_RUNNING");
+
+    // More rows in a message than allowed end the pass, writing nothing.
+    for message in import_messages(1001) {
+        held.send(message).await.unwrap();
+    }
+    let refused = first.message().await.unwrap_err();
+    crate::helpers::assert_status(&refused, tonic::Code::InvalidArgument, "FIELD_TOO_LONG");
+    assert!(refused.message().contains("at most 1000"), "{refused:?}");
+    assert!(stored_employees(&app).await.is_empty());
+
+    // The next pass may run once the first has ended.
+    let mut messages = import_messages(1000);
+    messages.push(v1::ImportFleetRequest {
+        step: Some(v1::import_fleet_request::Step::Finish(v1::ImportFinish {})),
+    });
+    let mut answers = app
+        .fleet
+        .clone()
+        .import_fleet(admin.grpc(tokio_stream::iter(messages)))
+        .await
+        .unwrap()
+        .into_inner();
+    let verdicts = answers.message().await.unwrap().unwrap();
+    assert!(matches!(
+        verdicts.answer,
+        Some(v1::import_fleet_response::Answer::Verdicts(v)) if v.verdicts.len() == 1000
+    ));
+    let finished = answers.message().await.unwrap().unwrap();
+    assert!(matches!(
+        finished.answer,
+        Some(v1::import_fleet_response::Answer::Finished(_))
+    ));
+    assert_eq!(
+        app.store
+            .list_employees(
+                None,
+                true,
+                PageRequest {
+                    size: 10,
+                    after: None
+                }
+            )
+            .await
+            .unwrap()
+            .total_size,
+        1000
+    );
+}

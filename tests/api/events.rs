@@ -108,6 +108,8 @@ async fn each_role_reads_the_events_it_may() {
     let as_ = |employee: usize, roles: &[Role]| {
         Cred::Bearer(token(&app.employee(employee), roles, app.clock_now()))
     };
+    // After the fleet's events.
+    let start = app.newest_event().await;
     let mine = app.book(0, 0, 1).await.unwrap();
     let others = app.book(1, 1, 1).await.unwrap();
     // A fleet change: an event only auditors and administrators see.
@@ -125,7 +127,7 @@ async fn each_role_reads_the_events_it_may() {
     let booking = |a: &v1::Allocation| format!("allocations/{}", a.id);
     let vehicle = format!("vehicles/{}", app.vehicle(5));
     for role in [Role::Auditor, Role::FleetAdmin] {
-        let seen = resources(app.events_after(&as_(9, &[role]), 0).await.unwrap());
+        let seen = resources(app.events_after(&as_(9, &[role]), start).await.unwrap());
         assert_eq!(
             seen,
             BTreeSet::from([booking(&mine), booking(&others), vehicle.clone()]),
@@ -133,13 +135,13 @@ async fn each_role_reads_the_events_it_may() {
         );
     }
     let agent = resources(
-        app.events_after(&as_(9, &[Role::BookingAgent]), 0)
+        app.events_after(&as_(9, &[Role::BookingAgent]), start)
             .await
             .unwrap(),
     );
     assert_eq!(agent, BTreeSet::from([booking(&mine), booking(&others)]));
     let employee = as_(0, &[Role::Employee]);
-    let own = resources(app.events_after(&employee, 0).await.unwrap());
+    let own = resources(app.events_after(&employee, start).await.unwrap());
     assert_eq!(own, BTreeSet::from([booking(&mine)]));
 
     // Asking for more than that is refused, not silently narrowed.
@@ -375,9 +377,17 @@ async fn a_subscriber_that_stops_reading_is_ended_with_a_token_that_resumes_with
 #[tokio::test]
 async fn a_stream_ends_on_shutdown_with_a_token_that_resumes_after_the_restart() {
     let mut app = spawn_app().await;
+    // After the fleet's events.
+    let start = app.newest_event().await;
     let first = app.book(0, 0, 1).await.unwrap();
     let mut stream = app
-        .watch(&app.admin, WatchEventsRequest::default())
+        .watch(
+            &app.admin,
+            WatchEventsRequest {
+                resume_token: start.to_string(),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let seen = next_event(&mut stream).await;
@@ -552,19 +562,12 @@ async fn events_older_than_the_retention_are_pruned_in_the_background() {
                 .len()
         }
     };
-    // The seeded fleet's events date from 1970: pruned at startup.
-    let pruned = async {
-        while visible(&app).await > 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), pruned)
-        .await
-        .expect("the seeded events are pruned");
+    // The fleet's events date from the start, as the first booking's.
     app.book(0, 0, 1).await.unwrap();
     app.clock.advance(chrono::Duration::days(29));
     app.book(1, 1, 1).await.unwrap();
-    // A month on, the first booking's event is past the retention.
+    // A month on, the fleet's and the first booking's events are past the
+    // retention.
     app.clock.advance(chrono::Duration::days(2));
     let one_left = async {
         while visible(&app).await > 1 {

@@ -196,7 +196,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
             (Arc::clone(&store) as Arc<dyn Store>, Some(store))
         }
     };
-    let (employees, vehicles) = seed::generate_fleet(&FLEET);
+    let (employees, vehicles) = seed::generate_fleet(&FLEET, options.now);
     if options.fleet && sqlite.is_empty().await.unwrap() {
         sqlite
             .insert_fleet(employees.clone(), vehicles.clone())
@@ -448,8 +448,7 @@ impl TestApp {
     }
 
     /// The newest event's sequence ever (0 before the first), as the store
-    /// signals it: events may have been pruned since (the seeded fleet's
-    /// are, at startup: they are older than the retention).
+    /// signals it: events may have been pruned since.
     pub async fn newest_event(&self) -> i64 {
         *self.store.event_signal().borrow() as i64
     }

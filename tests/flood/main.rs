@@ -70,12 +70,15 @@ async fn a_flood_of_unread_streams_leaves_other_callers_served() {
         ..AppOptions::default()
     })
     .await;
-    let (employees, vehicles) = vehicle_allocation::seed::generate_fleet(&SeedPlan {
-        employees: 10,
-        vehicles: 500,
-        allocations: 0,
-        seed: 1,
-    });
+    let (employees, vehicles) = vehicle_allocation::seed::generate_fleet(
+        &SeedPlan {
+            employees: 10,
+            vehicles: 500,
+            allocations: 0,
+            seed: 1,
+        },
+        vehicle_allocation::clock::Clock::now(app.clock.as_ref()),
+    );
     app.store.insert_fleet(employees, vehicles).await.unwrap();
     let booked = app
         .create(vehicle_allocation::proto::v1::Allocation {
@@ -192,12 +195,15 @@ async fn stalled_event_streams_hold_little_memory_each() {
     })
     .await;
     // Thousands of stored events: megabytes for a stream to replay.
-    let (employees, vehicles) = vehicle_allocation::seed::generate_fleet(&SeedPlan {
-        employees: 10,
-        vehicles: 2000,
-        allocations: 0,
-        seed: 1,
-    });
+    let (employees, vehicles) = vehicle_allocation::seed::generate_fleet(
+        &SeedPlan {
+            employees: 10,
+            vehicles: 2000,
+            allocations: 0,
+            seed: 1,
+        },
+        vehicle_allocation::clock::Clock::now(app.clock.as_ref()),
+    );
     app.store.insert_fleet(employees, vehicles).await.unwrap();
     let rss_before = rss_mib();
     let mut held = Vec::new();

@@ -27,7 +27,10 @@ impl Fixture {
     };
 
     pub async fn load(store: &dyn Store) -> Self {
-        let (employees, vehicles) = seed::generate_fleet(&Self::PLAN);
+        // The real time, not a fixed one: MongoDB's TTL monitor expires
+        // idempotency keys by the server's clock.
+        let now = Utc::now().trunc_subsecs(3);
+        let (employees, vehicles) = seed::generate_fleet(&Self::PLAN, now);
         store
             .insert_fleet(employees.clone(), vehicles.clone())
             .await
@@ -35,9 +38,7 @@ impl Fixture {
         Self {
             employees,
             vehicles,
-            // The real time, not a fixed one: MongoDB's TTL monitor expires
-            // idempotency keys by the server's clock.
-            now: Utc::now().trunc_subsecs(3),
+            now,
             policy: BookingPolicy::default(),
         }
     }

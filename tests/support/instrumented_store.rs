@@ -34,6 +34,9 @@ pub struct Instruments {
     hold_creates: Mutex<Option<Arc<Gate>>>,
     hold_reads: Mutex<Option<Arc<Gate>>>,
     reads: AtomicUsize,
+    /// Pruning passes finished: calls that found less than their limit.
+    prune_passes: AtomicUsize,
+    pruned: Notify,
 }
 
 #[allow(dead_code)]
@@ -55,6 +58,19 @@ impl Instruments {
         let gate = Arc::new(Gate::default());
         *self.hold_reads.lock().unwrap() = Some(Arc::clone(&gate));
         gate
+    }
+
+    /// Waits until `n` pruning passes have finished.
+    pub async fn pruning_passes(&self, n: usize) {
+        loop {
+            let notified = self.pruned.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.prune_passes.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// How many cacheable reads reached the store.
@@ -213,7 +229,12 @@ impl Store for InstrumentedStore {
         before: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> StoreResult<u64> {
-        self.inner.prune_events(before, limit).await
+        let pruned = self.inner.prune_events(before, limit).await;
+        if matches!(pruned, Ok(n) if n < limit as u64) {
+            self.instruments.prune_passes.fetch_add(1, Ordering::SeqCst);
+            self.instruments.pruned.notify_waiters();
+        }
+        pruned
     }
     async fn reset(&self) -> StoreResult<()> {
         self.inner.reset().await

@@ -243,11 +243,14 @@ mod opening {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SqliteStore::open(dir.path()).unwrap();
-            let (employees, vehicles) = generate_fleet(&SeedPlan {
-                employees: 2000,
-                vehicles: 300,
-                ..SeedPlan::default()
-            });
+            let (employees, vehicles) = generate_fleet(
+                &SeedPlan {
+                    employees: 2000,
+                    vehicles: 300,
+                    ..SeedPlan::default()
+                },
+                "2026-11-26T10:00:00Z".parse().unwrap(),
+            );
             store.insert_fleet(employees, vehicles).await.unwrap();
         }
         SqliteStore::open_checked(dir.path()).unwrap();
@@ -276,11 +279,14 @@ mod opening {
         let path = dir.path().join(DATABASE_FILE);
         let size = || std::fs::metadata(&path).unwrap().len();
         let empty = size();
-        let (employees, vehicles) = generate_fleet(&SeedPlan {
-            employees: 2000,
-            vehicles: 300,
-            ..SeedPlan::default()
-        });
+        let (employees, vehicles) = generate_fleet(
+            &SeedPlan {
+                employees: 2000,
+                vehicles: 300,
+                ..SeedPlan::default()
+            },
+            "2026-11-26T10:00:00Z".parse().unwrap(),
+        );
         store.insert_fleet(employees, vehicles).await.unwrap();
         let wal = std::fs::metadata(dir.path().join(format!("{DATABASE_FILE}-wal")))
             .unwrap()
@@ -314,11 +320,14 @@ mod health {
         let store = SqliteStore::open(dir.path()).unwrap();
         store.ping().await.unwrap();
         store.inject_full_disk(true);
-        let (employees, vehicles) = generate_fleet(&SeedPlan {
-            employees: 5,
-            vehicles: 2,
-            ..SeedPlan::default()
-        });
+        let (employees, vehicles) = generate_fleet(
+            &SeedPlan {
+                employees: 5,
+                vehicles: 2,
+                ..SeedPlan::default()
+            },
+            "2026-11-26T10:00:00Z".parse().unwrap(),
+        );
         let error = store
             .insert_fleet(employees.clone(), vehicles.clone())
             .await
@@ -388,11 +397,14 @@ mod events {
     async fn a_write_whose_commit_fails_leaves_neither_change_nor_event() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let (employees, vehicles) = generate_fleet(&SeedPlan {
-            employees: 3,
-            vehicles: 2,
-            ..SeedPlan::default()
-        });
+        let (employees, vehicles) = generate_fleet(
+            &SeedPlan {
+                employees: 3,
+                vehicles: 2,
+                ..SeedPlan::default()
+            },
+            "2026-11-26T10:00:00Z".parse().unwrap(),
+        );
         store
             .insert_fleet(employees.clone(), vehicles.clone())
             .await
@@ -489,7 +501,7 @@ mod subjects {
             seed: 7,
         };
         const SEEDED: usize = 6000;
-        let (employees, vehicles) = seed::generate_fleet(&plan);
+        let (employees, vehicles) = seed::generate_fleet(&plan, now);
         store.insert_fleet(employees, vehicles).await.unwrap();
         let mut bookings = seed::all_bookings(&plan, &BookingPolicy::default(), now).unwrap();
         // The first part is indexed; the rest stays below the batch.
