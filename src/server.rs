@@ -206,6 +206,8 @@ pub struct ConnectionState {
     /// REST requests seen, and those being handled (gRPC leaves both 0).
     requests: AtomicU64,
     in_flight: AtomicUsize,
+    /// Of those, responses streamed as they are made (SSE).
+    streaming: AtomicUsize,
     /// Milliseconds after `opened` that the last request started or ended:
     /// idleness counts from there, not from bytes (an HTTP/2 ping answer
     /// is not a request).
@@ -223,6 +225,7 @@ impl ConnectionState {
             read: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            streaming: AtomicUsize::new(0),
             last_active_ms: AtomicU64::new(0),
             reader: atomic_waker::AtomicWaker::new(),
         }
@@ -621,9 +624,13 @@ pub async fn serve_http(
                     );
                     let service = Tracked::new(service, &state, timeout);
                     let service = TowerToHyperService::new(service);
+                    let cut = cut_stalled_streams(Arc::clone(&state), stopping.clone());
                     let io = Guarded::new(stream, slot, state, silence, stopping);
                     let connection = builder.serve_connection(TokioIo::new(io), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
+                    tokio::select! {
+                        _ = watcher.watch(connection.into_owned()) => {}
+                        () = cut => {}
+                    }
                 }
                 None => {
                     let service = tower::ServiceExt::map_request(
@@ -636,15 +643,40 @@ pub async fn serve_http(
                         },
                     );
                     let service = TowerToHyperService::new(Tracked::new(service, &state, timeout));
+                    let cut = cut_stalled_streams(Arc::clone(&state), stopping.clone());
                     let io = Guarded::new(tcp, slot, state, silence, stopping);
                     let connection = builder.serve_connection(TokioIo::new(io), service);
-                    let _ = watcher.watch(connection.into_owned()).await;
+                    tokio::select! {
+                        _ = watcher.watch(connection.into_owned()) => {}
+                        () = cut => {}
+                    }
                 }
             }
         });
     }
     drop(connections);
     graceful.shutdown().await;
+}
+
+/// Completes, so that the connection is dropped, once shutdown began
+/// [`STOP_WRITE_GRACE`] ago and only streamed responses are left: an event
+/// stream ends with a last heartbeat on shutdown, and a reader that has not
+/// taken it by then stopped reading. This covers HTTP/2, whose stalled
+/// streams do not stall the socket as HTTP/1.1's do.
+async fn cut_stalled_streams(state: Arc<ConnectionState>, stopping: watch::Receiver<bool>) {
+    stopped(stopping).await;
+    tokio::time::sleep(STOP_WRITE_GRACE).await;
+    loop {
+        let in_flight = state.in_flight.load(Ordering::Acquire);
+        if in_flight > 0 && in_flight == state.streaming.load(Ordering::Acquire) {
+            tracing::debug!(
+                streams = in_flight,
+                "closing a connection whose streams are not read"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A REST connection's service: checks the request's size, reads its body
@@ -687,10 +719,43 @@ impl Drop for InFlight {
     }
 }
 
+/// Counts a streamed response while it lives.
+struct Streaming(Arc<ConnectionState>);
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.0.streaming.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A response body that keeps its request in flight until it is dropped.
 struct Finishing {
     body: axum::body::Body,
     in_flight: InFlight,
+    _streaming: Option<Streaming>,
+}
+
+/// `response` with its body keeping the request in flight, and counted as
+/// streamed when it is an event stream.
+fn finishing(
+    response: Response<axum::body::Body>,
+    in_flight: InFlight,
+) -> Response<axum::body::Body> {
+    let streamed = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let streaming = streamed.then(|| {
+        in_flight.0.streaming.fetch_add(1, Ordering::AcqRel);
+        Streaming(Arc::clone(&in_flight.0))
+    });
+    response.map(|body| {
+        axum::body::Body::new(Finishing {
+            body,
+            in_flight,
+            _streaming: streaming,
+        })
+    })
 }
 
 impl http_body::Body for Finishing {
@@ -751,9 +816,7 @@ where
                     let in_flight = InFlight::new(&state);
                     let body = axum::body::Body::empty();
                     let response = inner.call(Request::from_parts(parts, body)).await?;
-                    return Ok(
-                        response.map(|body| axum::body::Body::new(Finishing { body, in_flight }))
-                    );
+                    return Ok(finishing(response, in_flight));
                 }
                 None => {
                     let limited =
@@ -767,8 +830,7 @@ where
                             let response = inner.call(Request::from_parts(parts, body)).await?;
                             // In flight until hyper has the whole body, so
                             // that shutdown does not cut the response off.
-                            return Ok(response
-                                .map(|body| axum::body::Body::new(Finishing { body, in_flight })));
+                            return Ok(finishing(response, in_flight));
                         }
                         Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => {
                             Some(Refused::BodyTooLarge)
@@ -786,7 +848,7 @@ where
                 .call(Request::from_parts(parts, axum::body::Body::empty()))
                 .await?;
             // In flight until hyper has the whole body, as above.
-            Ok(closing(response).map(|body| axum::body::Body::new(Finishing { body, in_flight })))
+            Ok(finishing(closing(response), in_flight))
         })
     }
 }

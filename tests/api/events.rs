@@ -747,3 +747,41 @@ async fn sse_from_now_streams_only_what_follows_and_refuses_a_last_event_id_as_w
     assert_eq!(status, reqwest::StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["reason"], "UNKNOWN_FIELD");
 }
+
+#[tokio::test]
+async fn shutdown_cuts_an_http2_event_stream_whose_reader_stopped_reading() {
+    let mut app = spawn_app_with(AppOptions {
+        shutdown_timeout: Duration::from_secs(60),
+        ..AppOptions::default()
+    })
+    .await;
+    app.book(0, 0, 1).await.unwrap();
+    // A reader that never opens its window: the stream's last heartbeat
+    // can never reach it.
+    let tcp = tokio::net::TcpStream::connect(app.http_addr())
+        .await
+        .unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, prost::bytes::Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::get(format!("http://{}/api/events/stream", app.http_addr()))
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let started = std::time::Instant::now();
+    app.begin_shutdown();
+    let _ = app.server().await.unwrap();
+    // Cut after a short grace, not held for the shutdown timeout.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+    drop(response);
+}
