@@ -305,6 +305,46 @@ mod opening {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     }
+
+    /// A reader in the way when the commit's checkpoint runs: the pages are
+    /// copied once it has gone, with no commit after it to wake anyone.
+    #[tokio::test]
+    async fn a_checkpoint_a_reader_held_back_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        let size = || std::fs::metadata(&path).unwrap().len();
+        // A snapshot from before the commit.
+        let reader = rusqlite::Connection::open(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM employees", [], |row| row.get(0))
+            .unwrap();
+        let empty = size();
+        let (employees, vehicles) = generate_fleet(
+            &SeedPlan {
+                employees: 2000,
+                vehicles: 300,
+                ..SeedPlan::default()
+            },
+            "2026-11-26T10:00:00Z".parse().unwrap(),
+        );
+        store.insert_fleet(employees, vehicles).await.unwrap();
+        // Time for the checkpoint the commit woke, which the reader stops.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(size() < empty + 256 * 1024, "copied past the reader");
+        reader.execute_batch("COMMIT").unwrap();
+        drop(reader);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() < empty + 256 * 1024 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never copied after the reader went: {} bytes",
+                size()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }
 
 mod health {

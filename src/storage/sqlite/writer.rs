@@ -369,14 +369,36 @@ const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(2
 /// little left to copy: it stays only to let the WAL start over from its
 /// beginning, which needs every page copied while no commit runs.
 fn checkpoint_while_woken(conn: &Connection, woken: &std::sync::mpsc::Receiver<()>) {
-    while woken.recv().is_ok() {
+    use std::sync::mpsc::RecvTimeoutError;
+    // Whether the last checkpoint left frames behind (a reader was in the
+    // way): then it is tried again after a while, not only at the next
+    // commit, which may never come.
+    let mut behind = false;
+    loop {
+        let woke = if behind {
+            woken.recv_timeout(CHECKPOINT_RETRY)
+        } else {
+            woken.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        };
+        if woke == Err(RecvTimeoutError::Disconnected) {
+            return;
+        }
         // A checkpoint that finds a reader in the way copies what it can.
-        if let Err(error) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!(%error, "background checkpoint failed; the writer's own will copy the pages");
+        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        }) {
+            Ok((frames, copied)) => behind = copied < frames,
+            Err(error) => {
+                tracing::warn!(%error, "background checkpoint failed; the writer's own will copy the pages");
+                behind = true;
+            }
         }
         std::thread::sleep(CHECKPOINT_PAUSE);
     }
 }
+
+/// How soon a checkpoint that left frames behind is tried again.
+const CHECKPOINT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs a request that begins and ends its own transactions; one it left
 /// open is rolled back.
