@@ -47,6 +47,17 @@ pub const IMPORT_ROWS_MAX: usize = 1000;
 /// back: the pass holds the store's writer.
 pub const IMPORT_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Rows one `ImportFleet` pass may carry in all: a pass is one transaction,
+/// whose pages stay in the WAL until it ends.
+pub const IMPORT_PASS_ROWS_MAX: usize = 1_000_000;
+
+/// How long a pass may hold the writer: a minute, and a millisecond more
+/// for each row sent (an import runs at thousands of rows a second), so
+/// that a caller trickling rows cannot hold every other write for long.
+fn pass_allowance(rows: usize) -> std::time::Duration {
+    std::time::Duration::from_secs(60) + std::time::Duration::from_millis(rows as u64)
+}
+
 const EMPLOYEE_FIELDS: [&str; 3] = ["name", "email", "department"];
 const DRIVER_FIELDS: [&str; 3] = ["name", "phone", "license_number"];
 const VEHICLE_FIELDS: [&str; 4] = ["registration", "make", "model", "seats"];
@@ -952,14 +963,31 @@ where
             what,
         )]))
     };
-    let mut next = async || match tokio::time::timeout(idle, input.next()).await {
-        Err(_) => Err(silent()),
-        Ok(None) => Err(out_of_order(
-            "the stream ended before finish; nothing was written",
-        )),
-        Ok(Some(message)) => message.map(|m| m.step),
+    let started = tokio::time::Instant::now();
+    let mut sent = 0usize;
+    let too_slow = |sent: usize| {
+        with_reason(
+            reasons::TIMEOUT,
+            &format!(
+                "the import pass held the store for {} s with {sent} rows sent; send rows faster, or fewer; nothing was written",
+                pass_allowance(sent).as_secs()
+            ),
+        )
     };
-    let pass = match next().await? {
+    let mut next = async |sent: usize| {
+        let by = (started + pass_allowance(sent)).min(tokio::time::Instant::now() + idle);
+        match tokio::time::timeout_at(by, input.next()).await {
+            Err(_) if tokio::time::Instant::now() >= started + pass_allowance(sent) => {
+                Err(too_slow(sent))
+            }
+            Err(_) => Err(silent()),
+            Ok(None) => Err(out_of_order(
+                "the stream ended before finish; nothing was written",
+            )),
+            Ok(Some(message)) => message.map(|m| m.step),
+        }
+    };
+    let pass = match next(0).await? {
         Some(Step::Start(pass)) => match v1::ImportPass::try_from(pass) {
             Ok(v1::ImportPass::Check) => FleetPass::Check,
             Ok(v1::ImportPass::Apply) => FleetPass::Apply,
@@ -984,11 +1012,22 @@ where
         }
     };
     loop {
-        let rows = match next().await? {
+        let rows = match next(sent).await? {
             Some(Step::Rows(rows)) => rows.rows,
             Some(Step::Finish(_)) => break,
             _ => return Err(out_of_order("after start come rows, then finish")),
         };
+        if rows.is_empty() {
+            return Err(out_of_order("rows must hold at least one row"));
+        }
+        sent += rows.len();
+        if sent > IMPORT_PASS_ROWS_MAX {
+            return Err(Status::from(DomainError::Invalid(vec![Violation::new(
+                "rows",
+                crate::domain::ViolationReason::TooLong,
+                format!("rows: at most {IMPORT_PASS_ROWS_MAX} in one import; split the files"),
+            )])));
+        }
         if rows.len() > IMPORT_ROWS_MAX {
             return Err(Status::from(DomainError::Invalid(vec![Violation::new(
                 "rows",

@@ -1325,3 +1325,27 @@ async fn import_fleet_takes_one_pass_at_a_time_and_bounded_chunks() {
         1000
     );
 }
+
+#[tokio::test]
+async fn an_import_message_without_rows_ends_the_pass() {
+    use crate::helpers::Cred;
+    let (app, _keys) = app_for_imports().await;
+    let admin = Cred::ApiKey("admin-key".into());
+    // An empty message would reset the silence timer while sending nothing:
+    // a way to hold the store's writer without importing anything.
+    let refused = app
+        .fleet
+        .clone()
+        .import_fleet(admin.grpc(tokio_stream::iter(import_messages(0))))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap_err();
+    crate::helpers::assert_status(&refused, tonic::Code::InvalidArgument, "INVALID_VALUE");
+    assert!(
+        refused.message().contains("at least one row"),
+        "{refused:?}"
+    );
+}
