@@ -89,12 +89,14 @@ impl CallerSlots {
     }
 
     /// Slots taken, over every caller.
-    pub fn taken(&self) -> usize {
+    #[cfg(test)]
+    fn taken(&self) -> usize {
         self.taken.load(Ordering::Acquire)
     }
 
     /// Slots `key` holds.
-    pub fn held_by(&self, key: &str) -> usize {
+    #[cfg(test)]
+    fn held_by(&self, key: &str) -> usize {
         let shard = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
         shard.get(key).copied().unwrap_or(0)
     }

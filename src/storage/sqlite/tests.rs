@@ -270,15 +270,8 @@ mod opening {
         assert!(error.to_string().contains("restore"), "{error}");
     }
 
-    /// Committed pages reach the database file long before the writer's own
-    /// checkpoint would copy them (at 10,000 WAL pages, about 40 MiB).
-    #[tokio::test]
-    async fn the_background_checkpointer_copies_committed_pages() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path()).unwrap();
-        let path = dir.path().join(DATABASE_FILE);
-        let size = || std::fs::metadata(&path).unwrap().len();
-        let empty = size();
+    /// Writes a fleet of 2,600 events: a few hundred KiB of pages.
+    async fn write_a_fleet(store: &SqliteStore) {
         let (employees, vehicles) = generate_fleet(
             &SeedPlan {
                 employees: 2000,
@@ -288,6 +281,31 @@ mod opening {
             "2026-11-26T10:00:00Z".parse().unwrap(),
         );
         store.insert_fleet(employees, vehicles).await.unwrap();
+    }
+
+    /// Waits up to 10 s for the database file to grow past `bytes`.
+    async fn copied_past(path: &std::path::Path, bytes: u64, why: &str) {
+        let size = || std::fs::metadata(path).unwrap().len();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while size() < bytes {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{why}: {} bytes",
+                size()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Committed pages reach the database file long before the writer's own
+    /// checkpoint would copy them (at 10,000 WAL pages, about 40 MiB).
+    #[tokio::test]
+    async fn the_background_checkpointer_copies_committed_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let path = dir.path().join(DATABASE_FILE);
+        let empty = std::fs::metadata(&path).unwrap().len();
+        write_a_fleet(&store).await;
         let wal = std::fs::metadata(dir.path().join(format!("{DATABASE_FILE}-wal")))
             .unwrap()
             .len();
@@ -295,15 +313,7 @@ mod opening {
             wal < 10_000 * 4096,
             "below the writer's own threshold: {wal}"
         );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while size() < empty + 256 * 1024 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nothing was copied: {} bytes",
-                size()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        copied_past(&path, empty + 256 * 1024, "nothing was copied").await;
     }
 
     /// A reader in the way when the commit's checkpoint runs: the pages are
@@ -313,37 +323,26 @@ mod opening {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
         let path = dir.path().join(DATABASE_FILE);
-        let size = || std::fs::metadata(&path).unwrap().len();
         // A snapshot from before the commit.
         let reader = rusqlite::Connection::open(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         let _: i64 = reader
             .query_row("SELECT count(*) FROM employees", [], |row| row.get(0))
             .unwrap();
-        let empty = size();
-        let (employees, vehicles) = generate_fleet(
-            &SeedPlan {
-                employees: 2000,
-                vehicles: 300,
-                ..SeedPlan::default()
-            },
-            "2026-11-26T10:00:00Z".parse().unwrap(),
-        );
-        store.insert_fleet(employees, vehicles).await.unwrap();
+        let empty = std::fs::metadata(&path).unwrap().len();
+        write_a_fleet(&store).await;
         // Time for the checkpoint the commit woke, which the reader stops.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-        assert!(size() < empty + 256 * 1024, "copied past the reader");
+        let held = std::fs::metadata(&path).unwrap().len();
+        assert!(held < empty + 256 * 1024, "copied past the reader");
         reader.execute_batch("COMMIT").unwrap();
         drop(reader);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while size() < empty + 256 * 1024 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "never copied after the reader went: {} bytes",
-                size()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
+        copied_past(
+            &path,
+            empty + 256 * 1024,
+            "never copied after the reader went",
+        )
+        .await;
     }
 }
 
