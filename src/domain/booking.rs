@@ -227,18 +227,159 @@ fn check_slot(
         .ok_or_else(|| DomainError::not_found(Resource::Vehicle, vehicle_id))?;
     let driver_id = check_bookable(employee, vehicle, timeline, facts.block.as_ref(), date)?;
     if let Some(holder) = &facts.vehicle_holder {
-        return Err(DomainError::VehicleAlreadyBooked {
-            vehicle_id: vehicle_id.to_owned(),
-            date,
-            allocation_id: holder.clone(),
-        });
+        return Err(SlotRule::Vehicle.refusal(employee_id, vehicle_id, date, holder.clone()));
     }
     if let Some(holder) = &facts.employee_holder {
-        return Err(DomainError::EmployeeAlreadyBooked {
-            employee_id: employee_id.to_owned(),
-            date,
-            allocation_id: holder.clone(),
-        });
+        return Err(SlotRule::Employee.refusal(employee_id, vehicle_id, date, holder.clone()));
     }
     Ok(driver_id)
+}
+
+/// A unique index on bookings that a store's write broke. The write path
+/// decides from the slot's facts first, so only seeding, which writes
+/// bookings as they are, meets one as a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotIndex {
+    /// One booking per vehicle and date.
+    VehicleDate,
+    /// One booking per driver and date.
+    DriverDate,
+    /// One booking per employee and date.
+    EmployeeDate,
+}
+
+/// A booking rule that a slot index stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotRule {
+    /// A vehicle is never booked twice on a date.
+    Vehicle,
+    /// An employee holds at most one booking per date.
+    Employee,
+}
+
+impl SlotIndex {
+    /// The rule the index stands for. A driver drives one vehicle a day, so
+    /// the (driver, date) index fires for a vehicle booked twice as well,
+    /// and may fire first: the vehicle's slot is the one taken.
+    pub fn rule(self) -> SlotRule {
+        match self {
+            Self::VehicleDate | Self::DriverDate => SlotRule::Vehicle,
+            Self::EmployeeDate => SlotRule::Employee,
+        }
+    }
+}
+
+impl SlotRule {
+    /// The field of a booking, and its value in `wanted`, that a booking
+    /// holding `wanted`'s slot shares (on the same date).
+    pub fn field(self, wanted: &Allocation) -> (&'static str, &str) {
+        match self {
+            Self::Vehicle => ("vehicle_id", &wanted.vehicle_id),
+            Self::Employee => ("employee_id", &wanted.employee_id),
+        }
+    }
+
+    /// Whether `other` holds the slot `wanted` would take.
+    pub fn held_by(self, wanted: &Allocation, other: &Allocation) -> bool {
+        other.date == wanted.date
+            && other.id != wanted.id
+            && match self {
+                Self::Vehicle => other.vehicle_id == wanted.vehicle_id,
+                Self::Employee => other.employee_id == wanted.employee_id,
+            }
+    }
+
+    /// The refusal of a booking of `employee_id` and `vehicle_id` on `date`
+    /// whose slot the booking `holder` takes.
+    pub fn refusal(
+        self,
+        employee_id: &str,
+        vehicle_id: &str,
+        date: NaiveDate,
+        holder: String,
+    ) -> DomainError {
+        match self {
+            Self::Vehicle => DomainError::VehicleAlreadyBooked {
+                vehicle_id: vehicle_id.to_owned(),
+                date,
+                allocation_id: holder,
+            },
+            Self::Employee => DomainError::EmployeeAlreadyBooked {
+                employee_id: employee_id.to_owned(),
+                date,
+                allocation_id: holder,
+            },
+        }
+    }
+
+    /// The refusal of `wanted`, whose slot the booking `holder` takes.
+    pub fn refused(self, wanted: &Allocation, holder: String) -> DomainError {
+        self.refusal(&wanted.employee_id, &wanted.vehicle_id, wanted.date, holder)
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    fn booking(id: &str, employee: &str, vehicle: &str, driver: &str, day: u32) -> Allocation {
+        let at = DateTime::UNIX_EPOCH;
+        Allocation {
+            id: id.into(),
+            employee_id: employee.into(),
+            vehicle_id: vehicle.into(),
+            driver_id: driver.into(),
+            date: NaiveDate::from_ymd_opt(2030, 1, day).unwrap(),
+            purpose: String::new(),
+            create_time: at,
+            update_time: at,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn each_index_stands_for_its_rule_and_the_driver_s_for_the_vehicle_s() {
+        assert_eq!(SlotIndex::VehicleDate.rule(), SlotRule::Vehicle);
+        assert_eq!(SlotIndex::DriverDate.rule(), SlotRule::Vehicle);
+        assert_eq!(SlotIndex::EmployeeDate.rule(), SlotRule::Employee);
+    }
+
+    #[test]
+    fn the_holder_shares_the_rule_s_field_and_date_and_is_another_booking() {
+        let wanted = booking("b", "e1", "v1", "d1", 5);
+        let cases = [
+            (SlotRule::Vehicle, booking("a", "e2", "v1", "d1", 5), true),
+            (SlotRule::Vehicle, booking("a", "e1", "v2", "d2", 5), false),
+            (SlotRule::Vehicle, booking("a", "e2", "v1", "d1", 6), false),
+            (SlotRule::Vehicle, wanted.clone(), false),
+            (SlotRule::Employee, booking("a", "e1", "v2", "d2", 5), true),
+            (SlotRule::Employee, booking("a", "e2", "v1", "d1", 5), false),
+        ];
+        for (rule, other, held) in cases {
+            assert_eq!(rule.held_by(&wanted, &other), held, "{rule:?} {other:?}");
+        }
+        assert_eq!(SlotRule::Vehicle.field(&wanted), ("vehicle_id", "v1"));
+        assert_eq!(SlotRule::Employee.field(&wanted), ("employee_id", "e1"));
+    }
+
+    #[test]
+    fn the_refusal_names_the_slot_and_its_holder() {
+        let wanted = booking("b", "e1", "v1", "d1", 5);
+        assert_eq!(
+            SlotRule::Vehicle.refused(&wanted, "a".into()),
+            DomainError::VehicleAlreadyBooked {
+                vehicle_id: "v1".into(),
+                date: wanted.date,
+                allocation_id: "a".into(),
+            }
+        );
+        assert_eq!(
+            SlotRule::Employee.refused(&wanted, "a".into()),
+            DomainError::EmployeeAlreadyBooked {
+                employee_id: "e1".into(),
+                date: wanted.date,
+                allocation_id: "a".into(),
+            }
+        );
+    }
 }

@@ -4,6 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use super::allocation::Etag;
+use super::error::DomainError;
 
 /// A member of staff who can book vehicles.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -104,6 +105,24 @@ pub fn timeline_start() -> NaiveDate {
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
 }
 
+/// The timeline of a seeded vehicle: its driver has driven it since ever.
+/// A vehicle is seeded with a driver (and the driver with it); one without
+/// is refused, as a booking of it could never be made.
+pub fn seeded_timeline(vehicle: &Vehicle) -> Result<Vec<Assignment>, DomainError> {
+    let driver = vehicle
+        .driver
+        .as_ref()
+        .ok_or_else(|| DomainError::NoDriver {
+            vehicle_id: vehicle.id.clone(),
+            date: timeline_start(),
+        })?;
+    Ok(vec![Assignment {
+        driver_id: driver.id.clone(),
+        start: timeline_start(),
+        end: None,
+    }])
+}
+
 /// The driver of the timeline `periods` on `date`.
 pub fn driver_on(periods: &[Assignment], date: NaiveDate) -> Option<&str> {
     periods
@@ -162,6 +181,42 @@ mod tests {
             start,
             end,
         }
+    }
+
+    #[test]
+    fn a_seeded_vehicle_has_had_its_driver_since_ever_and_needs_one() {
+        let driver = Driver {
+            id: "d1".into(),
+            name: "D".into(),
+            phone: String::new(),
+            license_number: "L1".into(),
+            active: true,
+            create_time: DateTime::UNIX_EPOCH,
+            update_time: DateTime::UNIX_EPOCH,
+            version: 1,
+        };
+        let mut vehicle = Vehicle {
+            id: "v1".into(),
+            registration: "R1".into(),
+            make: String::new(),
+            model: String::new(),
+            seats: 4,
+            retired: false,
+            driver: Some(driver),
+            create_time: DateTime::UNIX_EPOCH,
+            update_time: DateTime::UNIX_EPOCH,
+            version: 1,
+        };
+        let timeline = seeded_timeline(&vehicle).unwrap();
+        assert_eq!(timeline, vec![period("d1", timeline_start(), None)]);
+        vehicle.driver = None;
+        assert_eq!(
+            seeded_timeline(&vehicle).unwrap_err(),
+            DomainError::NoDriver {
+                vehicle_id: "v1".into(),
+                date: timeline_start(),
+            }
+        );
     }
 
     #[test]
