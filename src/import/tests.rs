@@ -1,3 +1,4 @@
+use crate::storage::prelude::*;
 use std::path::{Path, PathBuf};
 
 use chrono::TimeZone;

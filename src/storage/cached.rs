@@ -66,6 +66,7 @@
 //! older than such a write, for at most the TTL: the guarantee above holds
 //! for writers that can reach Redis.
 
+use crate::storage::{BookingStore, FleetStore, Maintenance};
 use std::any::Any;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -578,7 +579,7 @@ impl<T: Weigh> Weigh for Page<T> {
 }
 
 #[async_trait]
-impl Store for CachedStore {
+impl BookingStore for CachedStore {
     async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
         let result = self.inner.create_allocation(new).await;
         // A new booking has no entry of its own yet (refusals are not
@@ -638,7 +639,10 @@ impl Store for CachedStore {
         )
         .await
     }
+}
 
+#[async_trait]
+impl FleetStore for CachedStore {
     async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
         self.cached(
             CacheKind::Employee,
@@ -743,7 +747,10 @@ impl Store for CachedStore {
             touched: BTreeSet::new(),
         }))
     }
+}
 
+#[async_trait]
+impl Maintenance for CachedStore {
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
@@ -754,32 +761,6 @@ impl Store for CachedStore {
 
     async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey> {
         self.inner.page_token_key(candidate).await
-    }
-
-    // Events are read from the store: a log read in order gains nothing
-    // from a cache.
-    async fn list_events(
-        &self,
-        filter: &crate::domain::EventFilter,
-        page: PageRequest<u64>,
-    ) -> StoreResult<Page<crate::domain::Event>> {
-        self.inner.list_events(filter, page).await
-    }
-
-    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.event_signal()
-    }
-
-    async fn latest_event_sequence(&self) -> StoreResult<u64> {
-        self.inner.latest_event_sequence().await
-    }
-
-    async fn prune_events(
-        &self,
-        before: chrono::DateTime<chrono::Utc>,
-        limit: usize,
-    ) -> StoreResult<u64> {
-        self.inner.prune_events(before, limit).await
     }
 
     async fn reset(&self) -> StoreResult<()> {

@@ -1,8 +1,11 @@
 //! A [`Store`] that times every operation of the store behind it, by
 //! backend and operation, and counts those that fail for a storage reason.
+//! It also counts the bookings created, changed and cancelled, by calls
+//! and by fleet commands, here alone: its answers are durable writes.
 //! It sits right on the backend, under the cache, so a cache hit is not a
 //! store operation. Each operation is a (debug) span, which traces carry.
 
+use crate::storage::{BookingStore, EventLog, FleetStore, Maintenance};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -115,10 +118,18 @@ impl FleetSession for MeteredSession {
 }
 
 #[async_trait]
-impl Store for MeteredStore {
+impl BookingStore for MeteredStore {
     async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
-        self.timed("create_allocation", self.inner.create_allocation(new))
-            .await
+        let id = new.id.clone();
+        let made = self
+            .timed("create_allocation", self.inner.create_allocation(new))
+            .await?;
+        // A retry answers the booking an earlier request made, under that
+        // request's id.
+        if made.id == id {
+            crate::metrics::booking_created();
+        }
+        Ok(made)
     }
 
     async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
@@ -127,13 +138,19 @@ impl Store for MeteredStore {
     }
 
     async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
-        self.timed("update_allocation", self.inner.update_allocation(update))
-            .await
+        let updated = self
+            .timed("update_allocation", self.inner.update_allocation(update))
+            .await?;
+        crate::metrics::booking_changed();
+        Ok(updated)
     }
 
     async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
-        self.timed("delete_allocation", self.inner.delete_allocation(deletion))
-            .await
+        let cancelled = self
+            .timed("delete_allocation", self.inner.delete_allocation(deletion))
+            .await?;
+        crate::metrics::booking_cancelled();
+        Ok(cancelled)
     }
 
     async fn list_allocation_history(
@@ -147,7 +164,10 @@ impl Store for MeteredStore {
         )
         .await
     }
+}
 
+#[async_trait]
+impl FleetStore for MeteredStore {
     async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
         self.timed("get_employee", self.inner.get_employee(id))
             .await
@@ -248,7 +268,36 @@ impl Store for MeteredStore {
             redriven: 0,
         }))
     }
+}
 
+#[async_trait]
+impl EventLog for MeteredStore {
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest<u64>,
+    ) -> StoreResult<Page<Event>> {
+        self.timed("list_events", self.inner.list_events(filter, page))
+            .await
+    }
+
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.event_signal()
+    }
+
+    async fn latest_event_sequence(&self) -> StoreResult<u64> {
+        self.timed("latest_event_sequence", self.inner.latest_event_sequence())
+            .await
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.timed("prune_events", self.inner.prune_events(before, limit))
+            .await
+    }
+}
+
+#[async_trait]
+impl Maintenance for MeteredStore {
     async fn ping(&self) -> StoreResult<()> {
         self.timed("ping", self.inner.ping()).await
     }
@@ -276,29 +325,6 @@ impl Store for MeteredStore {
             self.inner.insert_allocations(allocations),
         )
         .await
-    }
-
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-        page: PageRequest<u64>,
-    ) -> StoreResult<Page<Event>> {
-        self.timed("list_events", self.inner.list_events(filter, page))
-            .await
-    }
-
-    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.event_signal()
-    }
-
-    async fn latest_event_sequence(&self) -> StoreResult<u64> {
-        self.timed("latest_event_sequence", self.inner.latest_event_sequence())
-            .await
-    }
-
-    async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
-        self.timed("prune_events", self.inner.prune_events(before, limit))
-            .await
     }
 
     async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey> {

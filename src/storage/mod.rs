@@ -1,23 +1,38 @@
-//! Persistence: one [`Store`] trait, one module per backend.
+//! Persistence: the store's traits by concern, the steps of every write,
+//! one module per backend, and the decorators (cache, meters).
 //!
-//! The transport layer talks only to `dyn Store`, so the embedded SQLite
-//! backend and the MongoDB backend are interchangeable, and one conformance
-//! suite (`tests/storage`) holds every backend to the same behaviour.
+//! The rules live in [`crate::domain`]. A backend reads the facts a
+//! command is decided from *inside* its write transaction, lets the domain
+//! decide, and writes what was decided with its event ([`steps`]), so that
+//! no concurrent writer can change the facts in between. Unique indexes
+//! stay as a backstop. Where a backend restates a rule in its query
+//! language for speed (the bookable vehicles of a day), the conformance
+//! suite (`tests/storage`) holds its answers to the domain's definition.
 //!
-//! Backends enforce the booking rules that need the stored state *inside*
-//! their write transactions: uniqueness through unique indexes, and "history
-//! is read-only" and etag checks against the row being changed. Checks made
-//! before a write and outside it would race with concurrent writers.
+//! Each backend has the same layout: `bookings`, `fleet`, `events`,
+//! `maintenance` (each with its trait's impl), `transaction` (the steps'
+//! reads and writes), `errors`, and its encoding (`rows` for SQLite,
+//! `documents` for MongoDB).
 
 pub mod cached;
+mod layered;
 pub mod metered;
 pub mod mongo;
 pub mod sqlite;
+mod steps;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+
+pub use layered::Layered;
+
+/// The store's traits, for calling their methods on a concrete store
+/// (`dyn Store` has them all already).
+pub mod prelude {
+    pub use super::{BookingStore as _, EventLog as _, FleetStore as _, Maintenance as _};
+}
 
 use crate::domain::booking::BookingDecision;
 use crate::domain::{
@@ -181,9 +196,17 @@ pub fn with_cache(
     Ok(match crate::cache::open(config)? {
         None => CachedSetup { store, cache: None },
         Some(backend) => {
-            let cached = Arc::new(cached::CachedStore::new(store, backend));
+            let cached = Arc::new(cached::CachedStore::new(Arc::clone(&store), backend));
+            // Events are read from the store: a log read in order gains
+            // nothing from a cache.
+            let layered = Layered {
+                bookings: cached.clone(),
+                fleet: cached.clone(),
+                maintenance: cached.clone(),
+                ..Layered::of(store)
+            };
             CachedSetup {
-                store: Arc::clone(&cached) as Arc<dyn Store>,
+                store: Arc::new(layered),
                 cache: Some(cached),
             }
         }
@@ -197,27 +220,18 @@ pub(crate) trait Decided {
     fn cancelled(self) -> StoreResult<Allocation>;
 }
 
-/// The backends call these once the decided write is durable, so the
-/// booking counters are kept here, once for every backend.
 impl Decided for BookingDecision {
     fn created(self) -> StoreResult<Allocation> {
         match self {
             Self::Replay(made) => Ok(made),
-            Self::Write(write) => {
-                let made = write.after.ok_or_else(|| unexpected("a create"))?;
-                crate::metrics::booking_created();
-                Ok(made)
-            }
+            Self::Write(write) => write.after.ok_or_else(|| unexpected("a create")),
         }
     }
 
     fn updated(self) -> StoreResult<UpdatedAllocation> {
         match self {
             Self::Write(write) => match (write.before, write.after) {
-                (Some(before), Some(after)) => {
-                    crate::metrics::booking_changed();
-                    Ok(UpdatedAllocation { before, after })
-                }
+                (Some(before), Some(after)) => Ok(UpdatedAllocation { before, after }),
                 _ => Err(unexpected("an update")),
             },
             Self::Replay(_) => Err(unexpected("an update")),
@@ -227,10 +241,7 @@ impl Decided for BookingDecision {
     fn cancelled(self) -> StoreResult<Allocation> {
         match self {
             Self::Write(write) => match (write.before, write.after) {
-                (Some(before), None) => {
-                    crate::metrics::booking_cancelled();
-                    Ok(before)
-                }
+                (Some(before), None) => Ok(before),
                 _ => Err(unexpected("a cancel")),
             },
             Self::Replay(_) => Err(unexpected("a cancel")),
@@ -277,28 +288,32 @@ pub trait FleetSession: Send {
 /// Shorthand for storage results.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// Everything the service persists.
+/// Everything the service persists, one trait per concern: a decorator
+/// (the cache, the meters) implements the concerns it changes and takes
+/// the others from the store it wraps ([`Layered`]).
 ///
 /// Reads see every write that was acknowledged before they started.
+pub trait Store: BookingStore + FleetStore + EventLog + Maintenance {}
+
+impl<T: BookingStore + FleetStore + EventLog + Maintenance + ?Sized> Store for T {}
+
+/// Bookings: each change decided by [`crate::domain::booking`] inside the
+/// store's transaction (see [`steps`]), and the history.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Books `new.vehicle_id` for `new.employee_id` on `new.date`.
-    ///
-    /// With an idempotency key that was seen within the idempotency window,
-    /// returns the booking made then instead. Otherwise checks the date
-    /// window, that the employee and vehicle exist, and the two uniqueness
-    /// rules, and records the vehicle's driver.
+pub trait BookingStore: Send + Sync + 'static {
+    /// Books `new.vehicle_id` for `new.employee_id` on `new.date`, or, for
+    /// a retry with an idempotency key seen within the idempotency window,
+    /// answers the booking made then.
     async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation>;
 
     /// One booking by id.
     async fn get_allocation(&self, id: &str) -> StoreResult<Allocation>;
 
-    /// Applies `update` after [`AllocationUpdate::check`] passes against the
-    /// stored booking, re-recording the driver when the vehicle changes.
+    /// Changes a booking as [`crate::domain::booking::decide`] allows.
     async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation>;
 
-    /// Deletes a booking after [`AllocationDeletion::check`] passes; returns
-    /// what was deleted.
+    /// Cancels a booking as [`crate::domain::booking::decide`] allows;
+    /// returns what was cancelled.
     async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation>;
 
     /// Bookings matching `filter`, newest first (date descending, then id
@@ -308,7 +323,12 @@ pub trait Store: Send + Sync + 'static {
         filter: &HistoryFilter,
         page: PageRequest<HistoryCursor>,
     ) -> StoreResult<Page<Allocation>>;
+}
 
+/// The fleet: employees, drivers, vehicles with their driver timelines,
+/// out-of-service blocks, and the commands that change them.
+#[async_trait]
+pub trait FleetStore: Send + Sync + 'static {
     /// One employee by id, deactivated or not.
     async fn get_employee(&self, id: &str) -> StoreResult<Employee>;
 
@@ -344,8 +364,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Page<Vehicle>>;
 
     /// Vehicles that can be booked on `date` (today or later), in id order,
-    /// with their drivers that day: not retired, not out of service, with a
-    /// driver, and not booked.
+    /// with their drivers that day: those the domain's definition of
+    /// bookable admits, and not booked.
     async fn list_available_vehicles(
         &self,
         date: NaiveDate,
@@ -365,36 +385,19 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>>;
 
     /// Opens a session that decides fleet commands in chunks, in order, in
-    /// one transaction, as [`Store::apply_fleet`] would: each command is
-    /// decided from the facts as the commands before it, in this chunk and
-    /// the earlier ones, left them. An import sends its rows this way, so
-    /// that no more than a chunk of them is held at once.
+    /// one transaction, as [`FleetStore::apply_fleet`] would: each command
+    /// is decided from the facts as the commands before it, in this chunk
+    /// and the earlier ones, left them. An import sends its rows this way,
+    /// so that no more than a chunk of them is held at once.
     ///
     /// On SQLite the session holds the writer until it ends: finish it (or
     /// drop it) before making any other write, and send chunks promptly.
     async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>>;
+}
 
-    /// Succeeds when the store can serve reads and writes; drives health.
-    async fn ping(&self) -> StoreResult<()>;
-
-    /// Whether the store holds no employees, vehicles or bookings.
-    async fn is_empty(&self) -> StoreResult<bool>;
-
-    /// Deletes everything, in one transaction where the backend has them.
-    async fn reset(&self) -> StoreResult<()>;
-
-    /// Adds employees, and vehicles with their drivers, who have driven them
-    /// since ever (for seeding).
-    async fn insert_fleet(
-        &self,
-        employees: Vec<Employee>,
-        vehicles: Vec<Vehicle>,
-    ) -> StoreResult<()>;
-
-    /// Adds bookings as they are, past ones included (for seeding). The
-    /// uniqueness rules still hold: a batch that breaks one is refused whole.
-    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()>;
-
+/// The event log: every change's event, in sequence order.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
     /// Events matching `filter` with a sequence above `page.after`, oldest
     /// first. Events are not counted: `total_size` is 0.
     async fn list_events(
@@ -415,6 +418,31 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes up to `limit` of the events older than `before`; returns how
     /// many it deleted.
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64>;
+}
+
+/// Health, seeding and upkeep.
+#[async_trait]
+pub trait Maintenance: Send + Sync + 'static {
+    /// Succeeds when the store can serve reads and writes; drives health.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Whether the store holds no employees, vehicles or bookings.
+    async fn is_empty(&self) -> StoreResult<bool>;
+
+    /// Deletes everything, in one transaction where the backend has them.
+    async fn reset(&self) -> StoreResult<()>;
+
+    /// Adds employees, and vehicles with their drivers, who have driven them
+    /// since ever ([`crate::domain::fleet::seeded_timeline`]; for seeding).
+    async fn insert_fleet(
+        &self,
+        employees: Vec<Employee>,
+        vehicles: Vec<Vehicle>,
+    ) -> StoreResult<()>;
+
+    /// Adds bookings as they are, past ones included (for seeding). The
+    /// uniqueness rules still hold: a batch that breaks one is refused whole.
+    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()>;
 
     /// The key page tokens are signed with: the stored one, or `candidate`,
     /// stored now, when there is none yet (the first start). Replicas that

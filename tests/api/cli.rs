@@ -9,7 +9,7 @@ use vehicle_allocation::proto::v1::{
     self, CreateAllocationRequest, ListAllocationHistoryRequest, ListEmployeesRequest,
 };
 use vehicle_allocation::seed::{self, SeedPlan};
-use vehicle_allocation::storage::Store;
+use vehicle_allocation::storage::prelude::*;
 use vehicle_allocation::storage::sqlite::SqliteStore;
 
 use crate::helpers::{AppOptions, spawn_app_with, start_time};

@@ -15,6 +15,7 @@ use vehicle_allocation::domain::{
 };
 use vehicle_allocation::seed::SeedPlan;
 use vehicle_allocation::storage::cached::CachedStore;
+use vehicle_allocation::storage::prelude::*;
 use vehicle_allocation::storage::{self, Store};
 
 use crate::fixture::Fixture;

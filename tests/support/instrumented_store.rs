@@ -11,7 +11,9 @@ use vehicle_allocation::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, Employee, HistoryCursor, HistoryFilter,
     NewAllocation, Page, PageRequest, UpdatedAllocation, Vehicle,
 };
-use vehicle_allocation::storage::{Store, StoreError, StoreResult};
+use vehicle_allocation::storage::{
+    BookingStore, EventLog, FleetStore, Maintenance, Store, StoreError, StoreResult,
+};
 
 /// Holds calls until released.
 #[derive(Default)]
@@ -103,7 +105,7 @@ impl InstrumentedStore {
 }
 
 #[async_trait]
-impl Store for InstrumentedStore {
+impl BookingStore for InstrumentedStore {
     async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
         let gate = self.instruments.hold_creates.lock().unwrap().clone();
         if let Some(gate) = gate {
@@ -111,16 +113,20 @@ impl Store for InstrumentedStore {
         }
         self.inner.create_allocation(new).await
     }
+
     async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
         self.instruments.read().await;
         self.inner.get_allocation(id).await
     }
+
     async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
         self.inner.update_allocation(update).await
     }
+
     async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
         self.inner.delete_allocation(deletion).await
     }
+
     async fn list_allocation_history(
         &self,
         filter: &HistoryFilter,
@@ -129,10 +135,15 @@ impl Store for InstrumentedStore {
         self.instruments.read().await;
         self.inner.list_allocation_history(filter, page).await
     }
+}
+
+#[async_trait]
+impl FleetStore for InstrumentedStore {
     async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
         self.instruments.read().await;
         self.inner.get_employee(id).await
     }
+
     async fn list_employees(
         &self,
         department: Option<&str>,
@@ -143,10 +154,12 @@ impl Store for InstrumentedStore {
             .list_employees(department, show_deactivated, page)
             .await
     }
+
     async fn get_driver(&self, id: &str) -> StoreResult<vehicle_allocation::domain::Driver> {
         self.instruments.read().await;
         self.inner.get_driver(id).await
     }
+
     async fn list_drivers(
         &self,
         show_deactivated: bool,
@@ -154,10 +167,12 @@ impl Store for InstrumentedStore {
     ) -> StoreResult<Page<vehicle_allocation::domain::Driver>> {
         self.inner.list_drivers(show_deactivated, page).await
     }
+
     async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle> {
         self.instruments.read().await;
         self.inner.get_vehicle(id, on).await
     }
+
     async fn list_vehicles(
         &self,
         show_retired: bool,
@@ -166,6 +181,7 @@ impl Store for InstrumentedStore {
     ) -> StoreResult<Page<Vehicle>> {
         self.inner.list_vehicles(show_retired, on, page).await
     }
+
     async fn list_vehicle_blocks(
         &self,
         vehicle_id: &str,
@@ -173,18 +189,21 @@ impl Store for InstrumentedStore {
     ) -> StoreResult<Page<vehicle_allocation::domain::VehicleBlock>> {
         self.inner.list_vehicle_blocks(vehicle_id, page).await
     }
+
     async fn apply_fleet(
         &self,
         requests: Vec<vehicle_allocation::domain::FleetRequest>,
     ) -> StoreResult<Vec<vehicle_allocation::domain::FleetOutcome>> {
         self.inner.apply_fleet(requests).await
     }
+
     async fn fleet_session(
         &self,
         pass: vehicle_allocation::storage::FleetPass,
     ) -> StoreResult<Box<dyn vehicle_allocation::storage::FleetSession>> {
         self.inner.fleet_session(pass).await
     }
+
     async fn list_available_vehicles(
         &self,
         date: NaiveDate,
@@ -193,24 +212,10 @@ impl Store for InstrumentedStore {
         self.instruments.read().await;
         self.inner.list_available_vehicles(date, page).await
     }
-    async fn ping(&self) -> StoreResult<()> {
-        if self.instruments.ping_fails.load(Ordering::SeqCst) {
-            return Err(StoreError::unavailable(
-                "test fault",
-                std::io::Error::other("the store is switched off"),
-            ));
-        }
-        self.inner.ping().await
-    }
-    async fn is_empty(&self) -> StoreResult<bool> {
-        self.inner.is_empty().await
-    }
-    async fn page_token_key(
-        &self,
-        candidate: vehicle_allocation::domain::PageKey,
-    ) -> StoreResult<vehicle_allocation::domain::PageKey> {
-        self.inner.page_token_key(candidate).await
-    }
+}
+
+#[async_trait]
+impl EventLog for InstrumentedStore {
     async fn list_events(
         &self,
         filter: &vehicle_allocation::domain::EventFilter,
@@ -218,12 +223,15 @@ impl Store for InstrumentedStore {
     ) -> StoreResult<Page<vehicle_allocation::domain::Event>> {
         self.inner.list_events(filter, page).await
     }
+
     fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.event_signal()
     }
+
     async fn latest_event_sequence(&self) -> StoreResult<u64> {
         self.inner.latest_event_sequence().await
     }
+
     async fn prune_events(
         &self,
         before: chrono::DateTime<chrono::Utc>,
@@ -236,9 +244,35 @@ impl Store for InstrumentedStore {
         }
         pruned
     }
+}
+
+#[async_trait]
+impl Maintenance for InstrumentedStore {
+    async fn ping(&self) -> StoreResult<()> {
+        if self.instruments.ping_fails.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable(
+                "test fault",
+                std::io::Error::other("the store is switched off"),
+            ));
+        }
+        self.inner.ping().await
+    }
+
+    async fn is_empty(&self) -> StoreResult<bool> {
+        self.inner.is_empty().await
+    }
+
+    async fn page_token_key(
+        &self,
+        candidate: vehicle_allocation::domain::PageKey,
+    ) -> StoreResult<vehicle_allocation::domain::PageKey> {
+        self.inner.page_token_key(candidate).await
+    }
+
     async fn reset(&self) -> StoreResult<()> {
         self.inner.reset().await
     }
+
     async fn insert_fleet(
         &self,
         employees: Vec<Employee>,
@@ -246,6 +280,7 @@ impl Store for InstrumentedStore {
     ) -> StoreResult<()> {
         self.inner.insert_fleet(employees, vehicles).await
     }
+
     async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
         self.inner.insert_allocations(allocations).await
     }

@@ -292,6 +292,31 @@ async fn every_counter_moves_by_exactly_what_the_calls_did() {
 }
 
 #[tokio::test]
+async fn a_retried_create_counts_one_booking() {
+    let _turn = SERIAL.lock().await;
+    let app = metered_app(AppOptions::default()).await;
+    let before = parse(&scrape(&app).await);
+    let request = || {
+        app.admin.grpc(v1::CreateAllocationRequest {
+            allocation: Some(v1::Allocation {
+                employee_id: app.employee(0),
+                vehicle_id: app.vehicle(0),
+                allocation_date: app.day(1),
+                ..Default::default()
+            }),
+            request_id: "0d3c5a1e-6b7f-4c2a-9e8d-1f2a3b4c5d6e".into(),
+        })
+    };
+    let made = app.allocations.clone().create_allocation(request()).await;
+    let again = app.allocations.clone().create_allocation(request()).await;
+    assert_eq!(made.unwrap().into_inner(), again.unwrap().into_inner());
+    let after = parse(&scrape(&app).await);
+    let created =
+        |scrape: &Exposition| value(scrape, "vehicle_allocation_bookings_created_total", &[]);
+    assert_eq!(created(&after) - created(&before), 1.0);
+}
+
+#[tokio::test]
 async fn metrics_stay_off_the_public_port_once_callers_authenticate() {
     let _turn = SERIAL.lock().await;
     collector();

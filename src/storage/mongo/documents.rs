@@ -15,6 +15,7 @@ use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::IndexOptions;
 
 use crate::domain::allocation::IDEMPOTENCY_WINDOW;
+use crate::domain::booking::SlotRule;
 use crate::domain::{Allocation, HistoryCursor, HistoryFilter, IdempotencyKey};
 
 mod events;
@@ -305,30 +306,15 @@ pub fn bookings_on(day: NaiveDate) -> Document {
     doc! { "allocation_date": date(day) }
 }
 
-/// Whether `other` holds the slot of `wanted` under the unique `index`.
-pub fn same_slot(index: &str, wanted: &Allocation, other: &Allocation) -> bool {
-    other.date == wanted.date
-        && other.id != wanted.id
-        && match index {
-            VEHICLE_DATE_UNIQUE => other.vehicle_id == wanted.vehicle_id,
-            EMPLOYEE_DATE_UNIQUE => other.employee_id == wanted.employee_id,
-            _ => false,
-        }
-}
-
-/// The holder of the slot a duplicate-key error reported: the booking, other
-/// than `wanted` itself, with the same vehicle (or employee) and date.
-pub fn slot_holder(index: &str, wanted: &Allocation) -> Option<Document> {
-    let (field, value) = match index {
-        VEHICLE_DATE_UNIQUE => ("vehicle_id", &wanted.vehicle_id),
-        EMPLOYEE_DATE_UNIQUE => ("employee_id", &wanted.employee_id),
-        _ => return None,
-    };
+/// The booking, other than `wanted` itself, that holds the slot `wanted`
+/// would take under `rule`.
+pub fn slot_holder(rule: SlotRule, wanted: &Allocation) -> Document {
+    let (field, value) = rule.field(wanted);
     let mut holder = Document::new();
     holder.insert(field, value);
     holder.insert("allocation_date", date(wanted.date));
     holder.insert("_id", doc! { "$ne": &wanted.id });
-    Some(holder)
+    holder
 }
 
 fn index(keys: Document, name: &str, unique: bool) -> IndexModel {

@@ -6,6 +6,9 @@
 //! The stream starts with the first watcher and ends with the last, and
 //! resumes from its resume token after an error.
 
+use super::decoded;
+use crate::domain::{Event, EventFilter, Page, PageRequest};
+use chrono::{DateTime, Utc};
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
@@ -13,7 +16,9 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 
 use super::{MongoStore, classify, collect, documents as d};
+use crate::storage::EventLog;
 use crate::storage::StoreResult;
+use async_trait::async_trait;
 
 /// The pause before a failed change stream is opened again.
 const REOPEN_PAUSE: Duration = Duration::from_secs(1);
@@ -135,5 +140,47 @@ impl MongoStore {
             .await
             .map_err(classify("pruning events"))?;
         Ok(deleted.deleted_count)
+    }
+}
+
+#[async_trait]
+impl EventLog for MongoStore {
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest<u64>,
+    ) -> StoreResult<Page<Event>> {
+        let cursor = self
+            .events
+            .find(d::event_filter(filter, page.after))
+            .sort(d::sequence_sort())
+            .limit(page.size as i64 + 1)
+            .await
+            .map_err(classify("listing events"))?;
+        let rows = collect(cursor, "listing events").await?;
+        let rows = decoded(rows.iter().map(d::event_from).collect())?;
+        Ok(Page::from_rows(rows, page.size, 0))
+    }
+
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.subscribe_events()
+    }
+
+    async fn latest_event_sequence(&self) -> StoreResult<u64> {
+        // The counter every write transaction takes its sequences from: it
+        // holds every replica's committed events, and no aborted ones.
+        let counter = self
+            .settings
+            .find_one(d::by_id(d::EVENT_SEQUENCE))
+            .await
+            .map_err(classify("reading the event sequence counter"))?;
+        match counter {
+            Some(counter) => decoded(d::sequence_from(&counter)),
+            None => Ok(0),
+        }
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.prune_events_before(before, limit).await
     }
 }

@@ -9,16 +9,25 @@
 //! ([`d::claim`]): of two such transactions the second to write fails with a
 //! write conflict and is retried by the driver, against the new facts.
 
+use super::{collect, decoded};
+use crate::domain::{
+    DomainError, Driver, Employee, Page, PageRequest, Resource, Vehicle, VehicleBlock,
+};
+use chrono::NaiveDate;
 use mongodb::ClientSession;
 use mongodb::bson::Document;
 use mongodb::error::Error as MongoError;
 use mongodb::options::{ReadConcern, WriteConcern};
 
+use super::transaction::MongoTransaction;
 use super::{MongoStore, classify, collect_in, documents as d, raised_in_transaction};
-use crate::domain::admin::{self, FactQuery, Facts, FleetWrite};
-use crate::domain::{Allocation, DomainError, FleetOutcome, FleetRequest};
+use crate::domain::admin::{FactQuery, Facts, FleetWrite};
+use crate::domain::{Allocation, FleetOutcome, FleetRequest};
+use crate::storage::FleetStore;
+use crate::storage::steps;
 use crate::storage::{FleetPass, FleetSession, Verdicts};
 use crate::storage::{StoreError, StoreResult};
+use async_trait::async_trait;
 
 /// Refusals and decoding failures travel through the transaction as the
 /// driver's custom errors, which abort it.
@@ -47,18 +56,7 @@ impl MongoStore {
             .write_concern(WriteConcern::majority())
             .and_run((self.clone(), requests), |session, (store, requests)| {
                 Box::pin(async move {
-                    let mut outcomes = Vec::with_capacity(requests.len());
-                    for request in requests.iter() {
-                        let query = request.command.needs(request.window.today);
-                        let facts = store.read_facts(session, &query).await?;
-                        let (write, outcome) =
-                            admin::decide(request, facts).map_err(MongoError::custom)?;
-                        store.claim(session, &query).await?;
-                        store.apply_write(session, &write).await?;
-                        store.append_events(session, &write.events).await?;
-                        outcomes.push(outcome);
-                    }
-                    Ok(outcomes)
+                    steps::apply_fleet(&mut MongoTransaction { store, session }, requests).await
                 })
             })
             .await;
@@ -95,33 +93,7 @@ impl MongoStore {
         }))
     }
 
-    /// Decides one command in the session's transaction: a refusal is
-    /// `Ok(Err)`; on a check, nothing is claimed and no event is appended
-    /// (a check must not take sequences: the counter would hold up every
-    /// writer until it ends).
-    async fn decide_in(
-        &self,
-        session: &mut ClientSession,
-        pass: FleetPass,
-        request: &FleetRequest,
-    ) -> Result<Result<FleetOutcome, DomainError>, MongoError> {
-        let query = request.command.needs(request.window.today);
-        let facts = self.read_facts(session, &query).await?;
-        let (write, outcome) = match admin::decide(request, facts) {
-            Ok(decided) => decided,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        if pass == FleetPass::Apply {
-            self.claim(session, &query).await?;
-        }
-        self.apply_write(session, &write).await?;
-        if pass == FleetPass::Apply {
-            self.append_events(session, &write.events).await?;
-        }
-        Ok(Ok(outcome))
-    }
-
-    async fn read_facts(
+    pub(super) async fn read_facts(
         &self,
         session: &mut ClientSession,
         query: &FactQuery,
@@ -217,7 +189,7 @@ impl MongoStore {
 
     /// Writes to every document whose facts the decision read (see the
     /// module documentation).
-    async fn claim(
+    pub(super) async fn claim(
         &self,
         session: &mut ClientSession,
         query: &FactQuery,
@@ -237,7 +209,8 @@ impl MongoStore {
         Ok(())
     }
 
-    async fn apply_write(
+    /// Writes what a command decided (not its events).
+    pub(super) async fn apply_write(
         &self,
         session: &mut ClientSession,
         write: &FleetWrite,
@@ -350,26 +323,18 @@ impl FleetSession for MongoFleetSession {
         if self.failed {
             return Err(session_over());
         }
-        let mut verdicts = Vec::with_capacity(chunk.len());
-        for request in &chunk {
-            let decided = self
-                .store
-                .decide_in(&mut self.session, self.pass, request)
-                .await;
-            let failure = match decided {
-                Ok(Err(refusal)) if self.pass == FleetPass::Apply => StoreError::Rejected(refusal),
-                Ok(verdict) => {
-                    verdicts.push(verdict);
-                    continue;
-                }
-                Err(error) => raised_in_transaction(&error)
-                    .unwrap_or_else(|| super::errors::classify("changing the fleet", error)),
-            };
-            self.failed = true;
-            let _ = self.session.abort_transaction().await;
-            return Err(failure);
-        }
-        Ok(verdicts)
+        let mut tx = MongoTransaction {
+            store: &self.store,
+            session: &mut self.session,
+        };
+        let error = match steps::fleet_chunk(&mut tx, &chunk, self.pass).await {
+            Ok(verdicts) => return Ok(verdicts),
+            Err(error) => error,
+        };
+        self.failed = true;
+        let _ = self.session.abort_transaction().await;
+        Err(raised_in_transaction(&error)
+            .unwrap_or_else(|| super::errors::classify("changing the fleet", error)))
     }
 
     async fn finish(mut self: Box<Self>) -> StoreResult<()> {
@@ -404,5 +369,170 @@ impl FleetSession for MongoFleetSession {
                 }
             }
         }
+    }
+}
+
+impl MongoStore {
+    async fn vehicles_page(
+        &self,
+        pipeline: Vec<Document>,
+        size: usize,
+        total: u64,
+    ) -> StoreResult<Page<Vehicle>> {
+        let cursor = self
+            .vehicles
+            .aggregate(pipeline)
+            .await
+            .map_err(classify("listing vehicles"))?;
+        let rows = collect(cursor, "listing vehicles")
+            .await?
+            .iter()
+            .map(d::vehicle_from)
+            .collect::<Result<Vec<_>, _>>();
+        Ok(Page::from_rows(decoded(rows)?, size, total))
+    }
+}
+
+#[async_trait]
+impl FleetStore for MongoStore {
+    async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
+        let found = self
+            .employees
+            .find_one(d::by_id(id))
+            .await
+            .map_err(classify("reading an employee"))?
+            .ok_or_else(|| DomainError::not_found(Resource::Employee, id))?;
+        decoded(d::employee_from(&found))
+    }
+
+    async fn list_employees(
+        &self,
+        department: Option<&str>,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Employee>> {
+        self.find_page(
+            &self.employees,
+            d::employees_filter(department, show_deactivated, page.after.as_deref()),
+            d::employees_filter(department, show_deactivated, None),
+            d::id_sort(),
+            page.size,
+            d::employee_from,
+            "listing employees",
+        )
+        .await
+    }
+
+    async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
+        let found = self
+            .drivers
+            .find_one(d::by_id(id))
+            .await
+            .map_err(classify("reading a driver"))?
+            .ok_or_else(|| DomainError::not_found(Resource::Driver, id))?;
+        decoded(d::driver_from(&found))
+    }
+
+    async fn list_drivers(
+        &self,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Driver>> {
+        self.find_page(
+            &self.drivers,
+            d::drivers_filter(show_deactivated, page.after.as_deref()),
+            d::drivers_filter(show_deactivated, None),
+            d::id_sort(),
+            page.size,
+            d::driver_from,
+            "listing drivers",
+        )
+        .await
+    }
+
+    async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle> {
+        let page = self
+            .vehicles_page(d::vehicles_pipeline(d::by_id(id), on, 1), 1, 1)
+            .await?;
+        page.items
+            .into_iter()
+            .next()
+            .ok_or_else(|| DomainError::not_found(Resource::Vehicle, id).into())
+    }
+
+    async fn list_vehicles(
+        &self,
+        show_retired: bool,
+        on: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        let total = self
+            .count(&self.vehicles, d::vehicles_filter(show_retired, None))
+            .await?;
+        let pipeline = d::vehicles_pipeline(
+            d::vehicles_filter(show_retired, page.after.as_deref()),
+            on,
+            page.size as i64 + 1,
+        );
+        self.vehicles_page(pipeline, page.size, total).await
+    }
+
+    async fn list_available_vehicles(
+        &self,
+        date: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        let total = async {
+            let cursor = self
+                .vehicles
+                .aggregate(d::available_count_pipeline(date))
+                .await
+                .map_err(classify("counting available vehicles"))?;
+            let counted = collect(cursor, "counting available vehicles").await?;
+            Ok::<_, StoreError>(match counted.first() {
+                Some(doc) => decoded(d::count_from(doc))?,
+                None => 0,
+            })
+        };
+        let pipeline =
+            d::available_vehicles_pipeline(date, page.after.as_deref(), page.size as i64 + 1);
+        let (total, page) = tokio::try_join!(total, self.vehicles_page(pipeline, page.size, 0))?;
+        Ok(Page {
+            total_size: total,
+            ..page
+        })
+    }
+
+    async fn list_vehicle_blocks(
+        &self,
+        vehicle_id: &str,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<VehicleBlock>> {
+        let vehicle = self
+            .vehicles
+            .find_one(d::by_id(vehicle_id))
+            .await
+            .map_err(classify("reading a vehicle"))?;
+        if vehicle.is_none() {
+            return Err(DomainError::not_found(Resource::Vehicle, vehicle_id).into());
+        }
+        self.find_page(
+            &self.blocks,
+            d::blocks_filter(vehicle_id, page.after.as_deref()),
+            d::blocks_filter(vehicle_id, None),
+            d::id_sort(),
+            page.size,
+            d::block_from,
+            "listing blocks",
+        )
+        .await
+    }
+
+    async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
+        self.apply_fleet_batch(requests).await
+    }
+
+    async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>> {
+        self.open_fleet_session(pass).await
     }
 }

@@ -7,41 +7,32 @@
 //! decision with its events. Each such transaction writes the documents it
 //! decided from and the event sequence counter, so two concurrent writers
 //! meet in a write conflict, which the driver retries against the new facts
-//! (see [`booking`] and [`fleet`]). The unique indexes on bookings stay as a
+//! (see [`bookings`] and [`fleet`]). The unique indexes on bookings stay as a
 //! backstop, and name the rule a seeding batch breaks.
 //!
 //! Every document it sends is built in [`documents`], where each is unit
 //! tested; the storage conformance suite runs against a real server when
 //! `MONGODB_URL` is set.
 
-mod booking;
+mod bookings;
 pub mod documents;
 mod errors;
 mod events;
 mod fleet;
+mod maintenance;
+mod transaction;
 
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
-use mongodb::bson::{Document, doc};
+use mongodb::bson::Document;
 use mongodb::error::Error as MongoError;
 use mongodb::event::EventHandler;
 use mongodb::event::cmap::{CmapEvent, ConnectionCheckoutFailedReason};
 use mongodb::options::{ClientOptions, WriteConcern};
 use mongodb::{Client, ClientSession, Collection, Cursor, Database, SessionCursor};
 
-use crate::domain::allocation::allocation_not_found;
-use crate::domain::booking::BookingCommand;
-use crate::domain::event::{seeded_bookings, seeded_fleet};
-use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, Event,
-    EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Origin,
-    Page, PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle, VehicleBlock,
-};
-use crate::storage::{
-    Decided as _, FleetPass, FleetSession, Store, StoreError, StoreResult, error_chain,
-};
+use crate::domain::{DomainError, Page};
+use crate::storage::{StoreError, StoreResult, error_chain};
 
 use documents as d;
 pub use errors::{duplicate_key_message, index_name};
@@ -70,7 +61,7 @@ pub enum MongoOpenError {
     },
 }
 
-/// Whether the indexes (which are the booking rules) exist yet, and when
+/// Whether the indexes (the backstop of the booking rules) exist yet, and when
 /// creating them is tried next.
 #[derive(Debug)]
 struct Indexes {
@@ -232,8 +223,6 @@ impl MongoStore {
         }
     }
 
-    /// Refuses writes while the indexes, which enforce the booking rules,
-    /// may be missing.
     /// A session, for a transaction.
     async fn session(&self) -> StoreResult<ClientSession> {
         self.client
@@ -242,6 +231,8 @@ impl MongoStore {
             .map_err(classify("starting a session"))
     }
 
+    /// Refuses writes while the indexes, the backstop of the booking rules,
+    /// may be missing.
     fn writable(&self) -> StoreResult<()> {
         if self.indexes.ready() {
             Ok(())
@@ -303,77 +294,6 @@ impl MongoStore {
             .map_err(classify("dropping the database"))
     }
 
-    async fn find_allocation(&self, id: &str) -> StoreResult<Option<Allocation>> {
-        let found = self
-            .allocations
-            .find_one(d::by_id(id))
-            .await
-            .map_err(classify("reading an allocation"))?;
-        match found {
-            Some(document) => decoded(d::allocation_from(&document)).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    /// Turns a duplicate-key error on `wanted` into the rule it stands for,
-    /// naming the booking in the way: one of `batch` written with it, or one
-    /// already stored (the lookup runs after the failed write was rolled
-    /// back, so the holder may be gone by then; the rule fired all the same).
-    async fn conflict(
-        &self,
-        error: MongoError,
-        wanted: &Allocation,
-        batch: &[Allocation],
-    ) -> StoreError {
-        let Some(index) = duplicate_key_message(&error)
-            .and_then(index_name)
-            .map(str::to_owned)
-        else {
-            return errors::classify("writing an allocation", error);
-        };
-        // A driver drives one vehicle a day, so their index fires for a
-        // vehicle booked twice as well (and `wanted` may not know its
-        // driver yet): the vehicle's slot is the one taken.
-        let index = if index == d::DRIVER_DATE_UNIQUE {
-            d::VEHICLE_DATE_UNIQUE.to_owned()
-        } else {
-            index
-        };
-        let Some(filter) = d::slot_holder(&index, wanted) else {
-            return errors::classify("writing an allocation", error);
-        };
-        let allocation_id = match batch
-            .iter()
-            .find(|other| d::same_slot(&index, wanted, other))
-        {
-            Some(other) => other.id.clone(),
-            None => match self.allocations.find_one(filter).await {
-                Ok(Some(holder)) => match d::id_of(d::ALLOCATIONS, &holder) {
-                    Ok(id) => id,
-                    Err(malformed) => {
-                        return StoreError::internal("reading the slot holder", malformed);
-                    }
-                },
-                Ok(None) => String::new(),
-                Err(error) => return errors::classify("finding the slot holder", error),
-            },
-        };
-        let rule = if index == d::VEHICLE_DATE_UNIQUE {
-            DomainError::VehicleAlreadyBooked {
-                vehicle_id: wanted.vehicle_id.clone(),
-                date: wanted.date,
-                allocation_id,
-            }
-        } else {
-            DomainError::EmployeeAlreadyBooked {
-                employee_id: wanted.employee_id.clone(),
-                date: wanted.date,
-                allocation_id,
-            }
-        };
-        rule.into()
-    }
-
     /// One page of `collection` matching `filter` in `sort` order (up to
     /// `size + 1` documents, the extra one telling whether more follow),
     /// with the total matching `count_filter`, read concurrently.
@@ -409,25 +329,6 @@ impl MongoStore {
             .await
             .map_err(classify("counting"))
     }
-
-    async fn vehicles_page(
-        &self,
-        pipeline: Vec<Document>,
-        size: usize,
-        total: u64,
-    ) -> StoreResult<Page<Vehicle>> {
-        let cursor = self
-            .vehicles
-            .aggregate(pipeline)
-            .await
-            .map_err(classify("listing vehicles"))?;
-        let rows = collect(cursor, "listing vehicles")
-            .await?
-            .iter()
-            .map(d::vehicle_from)
-            .collect::<Result<Vec<_>, _>>();
-        Ok(Page::from_rows(decoded(rows)?, size, total))
-    }
 }
 
 fn indexes_missing(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -441,426 +342,6 @@ fn raised_in_transaction(error: &MongoError) -> Option<StoreError> {
         return Some(rule.clone().into());
     }
     error.get_custom::<StoreError>().cloned()
-}
-
-#[async_trait]
-impl Store for MongoStore {
-    async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
-        self.write_booking(BookingCommand::Create(new))
-            .await?
-            .created()
-    }
-
-    async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
-        self.find_allocation(id)
-            .await?
-            .ok_or_else(|| allocation_not_found(id).into())
-    }
-
-    async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
-        self.write_booking(BookingCommand::Update(update))
-            .await?
-            .updated()
-    }
-
-    async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
-        self.write_booking(BookingCommand::Cancel(deletion))
-            .await?
-            .cancelled()
-    }
-
-    async fn list_allocation_history(
-        &self,
-        filter: &HistoryFilter,
-        page: PageRequest<HistoryCursor>,
-    ) -> StoreResult<Page<Allocation>> {
-        self.find_page(
-            &self.allocations,
-            d::history_filter(filter, page.after.as_ref()),
-            d::history_filter(filter, None),
-            d::history_sort(),
-            page.size,
-            d::allocation_from,
-            "listing history",
-        )
-        .await
-    }
-
-    async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
-        let found = self
-            .employees
-            .find_one(d::by_id(id))
-            .await
-            .map_err(classify("reading an employee"))?
-            .ok_or_else(|| DomainError::not_found(Resource::Employee, id))?;
-        decoded(d::employee_from(&found))
-    }
-
-    async fn list_employees(
-        &self,
-        department: Option<&str>,
-        show_deactivated: bool,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<Employee>> {
-        self.find_page(
-            &self.employees,
-            d::employees_filter(department, show_deactivated, page.after.as_deref()),
-            d::employees_filter(department, show_deactivated, None),
-            d::id_sort(),
-            page.size,
-            d::employee_from,
-            "listing employees",
-        )
-        .await
-    }
-
-    async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
-        let found = self
-            .drivers
-            .find_one(d::by_id(id))
-            .await
-            .map_err(classify("reading a driver"))?
-            .ok_or_else(|| DomainError::not_found(Resource::Driver, id))?;
-        decoded(d::driver_from(&found))
-    }
-
-    async fn list_drivers(
-        &self,
-        show_deactivated: bool,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<Driver>> {
-        self.find_page(
-            &self.drivers,
-            d::drivers_filter(show_deactivated, page.after.as_deref()),
-            d::drivers_filter(show_deactivated, None),
-            d::id_sort(),
-            page.size,
-            d::driver_from,
-            "listing drivers",
-        )
-        .await
-    }
-
-    async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle> {
-        let page = self
-            .vehicles_page(d::vehicles_pipeline(d::by_id(id), on, 1), 1, 1)
-            .await?;
-        page.items
-            .into_iter()
-            .next()
-            .ok_or_else(|| DomainError::not_found(Resource::Vehicle, id).into())
-    }
-
-    async fn list_vehicles(
-        &self,
-        show_retired: bool,
-        on: NaiveDate,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<Vehicle>> {
-        let total = self
-            .count(&self.vehicles, d::vehicles_filter(show_retired, None))
-            .await?;
-        let pipeline = d::vehicles_pipeline(
-            d::vehicles_filter(show_retired, page.after.as_deref()),
-            on,
-            page.size as i64 + 1,
-        );
-        self.vehicles_page(pipeline, page.size, total).await
-    }
-
-    async fn list_available_vehicles(
-        &self,
-        date: NaiveDate,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<Vehicle>> {
-        let total = async {
-            let cursor = self
-                .vehicles
-                .aggregate(d::available_count_pipeline(date))
-                .await
-                .map_err(classify("counting available vehicles"))?;
-            let counted = collect(cursor, "counting available vehicles").await?;
-            Ok::<_, StoreError>(match counted.first() {
-                Some(doc) => decoded(d::count_from(doc))?,
-                None => 0,
-            })
-        };
-        let pipeline =
-            d::available_vehicles_pipeline(date, page.after.as_deref(), page.size as i64 + 1);
-        let (total, page) = tokio::try_join!(total, self.vehicles_page(pipeline, page.size, 0))?;
-        Ok(Page {
-            total_size: total,
-            ..page
-        })
-    }
-
-    async fn list_vehicle_blocks(
-        &self,
-        vehicle_id: &str,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<VehicleBlock>> {
-        let vehicle = self
-            .vehicles
-            .find_one(d::by_id(vehicle_id))
-            .await
-            .map_err(classify("reading a vehicle"))?;
-        if vehicle.is_none() {
-            return Err(DomainError::not_found(Resource::Vehicle, vehicle_id).into());
-        }
-        self.find_page(
-            &self.blocks,
-            d::blocks_filter(vehicle_id, page.after.as_deref()),
-            d::blocks_filter(vehicle_id, None),
-            d::id_sort(),
-            page.size,
-            d::block_from,
-            "listing blocks",
-        )
-        .await
-    }
-
-    async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
-        self.apply_fleet_batch(requests).await
-    }
-
-    async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>> {
-        self.open_fleet_session(pass).await
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        self.ensure_indexes().await?;
-        self.health
-            .run_command(doc! { "ping": 1 })
-            .await
-            .map(drop)
-            .map_err(classify("pinging MongoDB"))
-    }
-
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-        page: PageRequest<u64>,
-    ) -> StoreResult<Page<Event>> {
-        let cursor = self
-            .events
-            .find(d::event_filter(filter, page.after))
-            .sort(d::sequence_sort())
-            .limit(page.size as i64 + 1)
-            .await
-            .map_err(classify("listing events"))?;
-        let rows = collect(cursor, "listing events").await?;
-        let rows = decoded(rows.iter().map(d::event_from).collect())?;
-        Ok(Page::from_rows(rows, page.size, 0))
-    }
-
-    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.subscribe_events()
-    }
-
-    async fn latest_event_sequence(&self) -> StoreResult<u64> {
-        // The counter every write transaction takes its sequences from: it
-        // holds every replica's committed events, and no aborted ones.
-        let counter = self
-            .settings
-            .find_one(d::by_id(d::EVENT_SEQUENCE))
-            .await
-            .map_err(classify("reading the event sequence counter"))?;
-        match counter {
-            Some(counter) => decoded(d::sequence_from(&counter)),
-            None => Ok(0),
-        }
-    }
-
-    async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
-        self.prune_events_before(before, limit).await
-    }
-
-    async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey> {
-        let settings = &self.settings;
-        let filter = d::by_id(d::PAGE_TOKEN_KEY);
-        let upsert = settings
-            .update_one(filter.clone(), d::page_key_upsert(candidate.bytes()))
-            .upsert(true)
-            .write_concern(WriteConcern::majority())
-            .await;
-        // Two replicas upserting at once: one inserts, the other may fail
-        // on the duplicate _id; both then read the one that was stored.
-        if let Err(error) = upsert
-            && errors::duplicate_key_message(&error).is_none()
-        {
-            return Err(classify("storing the page-token key")(error));
-        }
-        let stored = settings
-            .find_one(filter)
-            .await
-            .map_err(classify("reading the page-token key"))?
-            .ok_or_else(|| {
-                StoreError::internal(
-                    "reading the page-token key",
-                    std::io::Error::other("the key vanished after it was stored"),
-                )
-            })?;
-        let bytes = decoded(d::page_key_from(&stored))?;
-        PageKey::from_stored(&bytes).ok_or_else(|| {
-            StoreError::internal(
-                "reading the page-token key",
-                std::io::Error::other(format!("the stored key is {} bytes, not 32", bytes.len())),
-            )
-        })
-    }
-
-    async fn is_empty(&self) -> StoreResult<bool> {
-        for collection in [&self.employees, &self.vehicles, &self.allocations] {
-            let any = collection
-                .find_one(Document::new())
-                .await
-                .map_err(classify("checking for data"))?;
-            if any.is_some() {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Drops the collections and recreates their indexes: a transaction
-    /// could not hold the deletion of a million documents.
-    async fn reset(&self) -> StoreResult<()> {
-        // No writes between the drop and the new indexes: the indexes are
-        // the booking rules.
-        self.indexes
-            .ready
-            .store(false, std::sync::atomic::Ordering::Release);
-        // The event sequence counter (in settings) stays: sequences never
-        // go back, so watchers' resume tokens stay valid.
-        for collection in [
-            &self.events,
-            &self.keys,
-            &self.blocks,
-            &self.allocations,
-            &self.vehicles,
-            &self.drivers,
-            &self.employees,
-        ] {
-            collection
-                .drop()
-                .await
-                .map_err(classify("dropping a collection"))?;
-        }
-        self.create_indexes()
-            .await
-            .map_err(|e| StoreError::unavailable("recreating indexes", e))?;
-        self.indexes
-            .ready
-            .store(true, std::sync::atomic::Ordering::Release);
-        Ok(())
-    }
-
-    /// One transaction, so that a failure leaves no partial fleet behind.
-    async fn insert_fleet(
-        &self,
-        employees: Vec<Employee>,
-        vehicles: Vec<Vehicle>,
-    ) -> StoreResult<()> {
-        self.writable()?;
-        let batches: Vec<(Collection<Document>, Vec<Document>)> = vec![
-            (
-                self.employees.clone(),
-                employees.iter().map(d::employee_document).collect(),
-            ),
-            (
-                self.drivers.clone(),
-                vehicles
-                    .iter()
-                    .filter_map(|v| v.driver.as_ref().map(d::driver_document))
-                    .collect(),
-            ),
-            (
-                self.vehicles.clone(),
-                vehicles
-                    .iter()
-                    .map(|v| {
-                        let since_ever = v.driver.iter().map(|driver| crate::domain::Assignment {
-                            driver_id: driver.id.clone(),
-                            start: crate::domain::fleet::timeline_start(),
-                            end: None,
-                        });
-                        d::vehicle_document(v, &since_ever.collect::<Vec<_>>())
-                    })
-                    .collect(),
-            ),
-        ];
-        let events = seeded_fleet(&employees, &vehicles, &Origin::system("seed"));
-        let mut session = self.session().await?;
-        session
-            .start_transaction()
-            .write_concern(WriteConcern::majority())
-            .and_run(
-                (self.clone(), batches, events),
-                |session, (store, batches, events)| {
-                    Box::pin(async move {
-                        for (collection, documents) in batches.iter() {
-                            if !documents.is_empty() {
-                                collection
-                                    .insert_many(documents.iter())
-                                    .session(&mut *session)
-                                    .await?;
-                            }
-                        }
-                        store.append_events(session, events).await
-                    })
-                },
-            )
-            .await
-            .map_err(|error| {
-                raised_in_transaction(&error)
-                    .unwrap_or_else(|| errors::classify("inserting the fleet", error))
-            })
-    }
-
-    /// One `insert_many` in a transaction: a batch that breaks a rule is
-    /// refused whole. Ordered, because inside a transaction the server stops
-    /// at the first error anyway, and an unordered insert of several batches
-    /// would go on sending into the aborted transaction (and be retried as
-    /// transient until the driver gives up).
-    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
-        self.writable()?;
-        if allocations.is_empty() {
-            return Ok(());
-        }
-        let documents: Vec<Document> = allocations.iter().map(d::allocation_document).collect();
-        let events = seeded_bookings(&allocations, &Origin::system("seed"));
-        let mut session = self.session().await?;
-        let result = session
-            .start_transaction()
-            .write_concern(WriteConcern::majority())
-            .and_run(
-                (self.clone(), documents, events),
-                |session, (store, documents, events)| {
-                    Box::pin(async move {
-                        store
-                            .allocations
-                            .insert_many(documents.iter())
-                            .session(&mut *session)
-                            .await?;
-                        store.append_events(session, events).await
-                    })
-                },
-            )
-            .await;
-        let error = match result {
-            Ok(()) => return Ok(()),
-            Err(error) => error,
-        };
-        if let Some(raised) = raised_in_transaction(&error) {
-            return Err(raised);
-        }
-        match errors::duplicate_key_position(&error) {
-            Some(position) if position < allocations.len() => Err(self
-                .conflict(error, &allocations[position], &allocations[..position])
-                .await),
-            _ => Err(errors::classify("inserting allocations", error)),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -5,10 +5,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::queries::{millis, read_instant};
+use super::SqliteStore;
+use super::rows::{millis, read_instant};
 use crate::domain::admin::Erasure;
 use crate::domain::{Actor, Event, EventFilter, EventKind, NewEvent, Page, PageRequest, Snapshot};
+use crate::storage::EventLog;
 use crate::storage::{StoreError, StoreResult};
+use async_trait::async_trait;
 
 const EVENT_COLUMNS: &str =
     "sequence, event_time, kind, resource, actor_id, actor_roles, request_id, before, after";
@@ -339,4 +342,32 @@ pub fn prune(conn: &Connection, before: DateTime<Utc>, limit: usize) -> StoreRes
         subjects.execute([sequence])?;
     }
     Ok(old.len() as u64)
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        page: PageRequest<u64>,
+    ) -> StoreResult<Page<Event>> {
+        let filter = filter.clone();
+        self.readers
+            .read(move |conn| list(conn, &filter, &page))
+            .await
+    }
+
+    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.events.clone()
+    }
+
+    async fn latest_event_sequence(&self) -> StoreResult<u64> {
+        self.readers.read(latest_sequence).await
+    }
+
+    async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
+        self.writer
+            .write(move |conn| prune(conn, before, limit))
+            .await
+    }
 }

@@ -1,17 +1,22 @@
 //! The SQL of fleet administration: the facts a fleet command is decided
 //! from, the writes it decides, and the fleet's reads.
 
+use crate::domain::fleet::timeline_start;
+use crate::domain::{DomainError, FleetOutcome, Resource};
+use crate::storage::FleetSession;
 use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::queries::{
-    ALLOCATION_COLUMNS, allocation_from_row, count_bookings, days, millis, read_date, read_instant,
-};
-use crate::domain::admin::{
-    self, BookingOwner, FactQuery, Facts, FleetOutcome, FleetRequest, FleetWrite, Unique,
-};
+use super::bookings::count_bookings;
+use super::rows::{ALLOCATION_COLUMNS, allocation_from_row, days, millis, read_date, read_instant};
+use super::transaction::SqliteTransaction;
+use super::{SqliteStore, found};
+use crate::domain::admin::{BookingOwner, FactQuery, Facts, FleetRequest, FleetWrite, Unique};
 use crate::domain::{Assignment, Driver, Employee, Page, PageRequest, Vehicle, VehicleBlock};
+use crate::storage::FleetStore;
+use crate::storage::steps::{self, without_waiting};
 use crate::storage::{FleetPass, StoreError, StoreResult, Verdicts};
+use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 pub const EMPLOYEE_COLUMNS: &str =
@@ -404,43 +409,6 @@ pub fn read_facts(conn: &Connection, query: &FactQuery) -> StoreResult<Facts> {
     Ok(facts)
 }
 
-/// Decides and writes each request in turn.
-pub fn apply_fleet(conn: &Connection, requests: &[FleetRequest]) -> StoreResult<Vec<FleetOutcome>> {
-    requests
-        .iter()
-        .map(|request| apply_one(conn, request))
-        .collect()
-}
-
-fn apply_one(conn: &Connection, request: &FleetRequest) -> StoreResult<FleetOutcome> {
-    let facts = read_facts(conn, &request.command.needs(request.window.today))?;
-    let (write, outcome) = admin::decide(request, facts)?;
-    apply_write(conn, &write)?;
-    Ok(outcome)
-}
-
-/// Decides and writes each request in turn, each inside a savepoint; a
-/// refused request is rolled back on its own, so the ones after it are
-/// decided without it. The caller rolls the whole check back.
-fn check_chunk(conn: &Connection, requests: &[FleetRequest]) -> StoreResult<Verdicts> {
-    let mut outcomes = Vec::with_capacity(requests.len());
-    for request in requests {
-        conn.execute_batch("SAVEPOINT fleet_check_one")?;
-        match apply_one(conn, request) {
-            Ok(outcome) => {
-                conn.execute_batch("RELEASE fleet_check_one")?;
-                outcomes.push(Ok(outcome));
-            }
-            Err(StoreError::Rejected(refusal)) => {
-                conn.execute_batch("ROLLBACK TO fleet_check_one; RELEASE fleet_check_one")?;
-                outcomes.push(Err(refusal));
-            }
-            Err(other) => return Err(other),
-        }
-    }
-    Ok(outcomes)
-}
-
 /// What a fleet session's caller sends the writer.
 pub enum SessionMessage {
     Chunk(Vec<FleetRequest>),
@@ -478,12 +446,10 @@ fn run_in_transaction(
     answers: &mpsc::Sender<StoreResult<Verdicts>>,
 ) -> StoreResult<()> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let served = match pass {
-        FleetPass::Check => serve(conn, chunks, answers, check_chunk),
-        FleetPass::Apply => serve(conn, chunks, answers, |conn, chunk| {
-            Ok(apply_fleet(conn, chunk)?.into_iter().map(Ok).collect())
-        }),
-    };
+    let served = serve(conn, chunks, answers, |conn, chunk| {
+        let mut tx = SqliteTransaction(conn);
+        without_waiting(steps::fleet_chunk(&mut tx, chunk, pass))
+    });
     match (pass, served) {
         (FleetPass::Apply, Ok(())) => Ok(conn.execute_batch("COMMIT")?),
         (_, served) => {
@@ -524,7 +490,7 @@ fn abandoned() -> StoreError {
     )
 }
 
-/// Writes what a command decided.
+/// Writes what a command decided (not its events).
 pub fn apply_write(conn: &Connection, write: &FleetWrite) -> StoreResult<()> {
     if let Some(e) = &write.employee {
         put_employee(conn, e)?;
@@ -593,7 +559,7 @@ pub fn apply_write(conn: &Connection, write: &FleetWrite) -> StoreResult<()> {
     if let Some(erasure) = &write.erase {
         super::events::erase(conn, erasure)?;
     }
-    super::events::append(conn, &write.events)
+    Ok(())
 }
 
 /// Fails unless a guarded write changed exactly one row.
@@ -702,4 +668,167 @@ pub fn replace_timeline(
             .execute(params![vehicle_id, last.driver_id])?;
     }
     Ok(())
+}
+
+#[async_trait]
+impl FleetStore for SqliteStore {
+    async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
+        let id = id.to_owned();
+        self.readers
+            .read(move |conn| found(Resource::Employee, &id, find_employee(conn, &id)?))
+            .await
+    }
+
+    async fn list_employees(
+        &self,
+        department: Option<&str>,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Employee>> {
+        let department = department.map(str::to_owned);
+        self.readers
+            .read(move |conn| list_employees(conn, department.as_deref(), show_deactivated, &page))
+            .await
+    }
+
+    async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
+        let id = id.to_owned();
+        self.readers
+            .read(move |conn| found(Resource::Driver, &id, find_driver(conn, &id)?))
+            .await
+    }
+
+    async fn list_drivers(
+        &self,
+        show_deactivated: bool,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Driver>> {
+        self.readers
+            .read(move |conn| list_drivers(conn, show_deactivated, &page))
+            .await
+    }
+
+    async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle> {
+        let id = id.to_owned();
+        self.readers
+            .read(move |conn| found(Resource::Vehicle, &id, find_vehicle(conn, &id, on)?))
+            .await
+    }
+
+    async fn list_vehicles(
+        &self,
+        show_retired: bool,
+        on: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        self.readers
+            .read(move |conn| list_vehicles(conn, on, false, show_retired, &page))
+            .await
+    }
+
+    async fn list_available_vehicles(
+        &self,
+        date: NaiveDate,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<Vehicle>> {
+        self.readers
+            .read(move |conn| list_vehicles(conn, date, true, false, &page))
+            .await
+    }
+
+    async fn list_vehicle_blocks(
+        &self,
+        vehicle_id: &str,
+        page: PageRequest<String>,
+    ) -> StoreResult<Page<VehicleBlock>> {
+        let vehicle_id = vehicle_id.to_owned();
+        self.readers
+            .read(move |conn| {
+                if find_vehicle(conn, &vehicle_id, timeline_start())?.is_none() {
+                    return Err(DomainError::not_found(Resource::Vehicle, &vehicle_id).into());
+                }
+                list_blocks(conn, &vehicle_id, &page)
+            })
+            .await
+    }
+
+    async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
+        self.writer
+            .write(move |conn| super::transaction::apply_fleet(conn, &requests))
+            .await
+    }
+
+    async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>> {
+        // One chunk each way at a time: the memory a session holds.
+        let (chunks, mut received) = mpsc::channel(1);
+        let (answer, answers) = mpsc::channel(1);
+        let done = tokio::spawn(
+            self.writer
+                .write_alone(move |conn| run_session(conn, pass, &mut received, &answer)),
+        );
+        Ok(Box::new(SqliteFleetSession {
+            chunks,
+            answers,
+            done: Some(done),
+        }))
+    }
+}
+
+/// A fleet session: a request on the writer's thread that takes chunks
+/// through `chunks` and answers through `answers` (see
+/// [`run_session`]).
+struct SqliteFleetSession {
+    chunks: mpsc::Sender<SessionMessage>,
+    answers: mpsc::Receiver<StoreResult<Verdicts>>,
+    /// The request's end: once the transaction is committed (or not).
+    done: Option<tokio::task::JoinHandle<StoreResult<()>>>,
+}
+
+impl SqliteFleetSession {
+    /// Why the request ended early.
+    async fn ended(&mut self) -> StoreError {
+        match self.done.take() {
+            Some(done) => match done.await {
+                Ok(Err(error)) => error,
+                Ok(Ok(())) => session_failed("the session ended early"),
+                Err(_) => session_failed("the session's task failed"),
+            },
+            None => session_failed("the session has ended"),
+        }
+    }
+}
+
+fn session_failed(why: &str) -> StoreError {
+    StoreError::internal(
+        "running a fleet session",
+        std::io::Error::other(why.to_owned()),
+    )
+}
+
+#[async_trait]
+impl FleetSession for SqliteFleetSession {
+    async fn run(&mut self, chunk: Vec<FleetRequest>) -> StoreResult<Verdicts> {
+        if self
+            .chunks
+            .send(SessionMessage::Chunk(chunk))
+            .await
+            .is_err()
+        {
+            return Err(self.ended().await);
+        }
+        match self.answers.recv().await {
+            Some(answer) => answer,
+            None => Err(self.ended().await),
+        }
+    }
+
+    async fn finish(mut self: Box<Self>) -> StoreResult<()> {
+        let _ = self.chunks.send(SessionMessage::Finish).await;
+        match self.done.take() {
+            Some(done) => done
+                .await
+                .unwrap_or_else(|_| Err(session_failed("the session's task failed"))),
+            None => Err(session_failed("the session has ended")),
+        }
+    }
 }

@@ -4,30 +4,24 @@
 //! database server. One writer thread commits in groups (see [`writer`]);
 //! a pool of read-only connections serves reads beside it (see [`reader`]).
 
+mod bookings;
+mod errors;
 mod events;
 mod fleet;
-mod queries;
+mod maintenance;
 mod reader;
+mod rows;
 mod schema;
+mod transaction;
 mod writer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::domain::booking::BookingCommand;
-use crate::domain::{
-    Allocation, AllocationDeletion, AllocationUpdate, DomainError, Driver, Employee, Event,
-    EventFilter, FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page,
-    PageKey, PageRequest, Resource, UpdatedAllocation, Vehicle, VehicleBlock,
-};
-use crate::storage::{
-    Decided as _, FleetPass, FleetSession, Store, StoreError, StoreResult, Verdicts,
-};
-use tokio::sync::mpsc;
+use crate::domain::{DomainError, Resource};
+use crate::storage::StoreResult;
 
 pub use schema::MigrationError;
 
@@ -298,307 +292,10 @@ impl SqliteStore {
     }
 }
 
+/// `row`, or a not-found refusal naming `resource` and `id`.
 fn found<T>(resource: Resource, id: &str, row: Option<T>) -> StoreResult<T> {
     row.ok_or_else(|| DomainError::not_found(resource, id).into())
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
-        let decision = self
-            .writer
-            .write(move |conn| queries::write_booking(conn, &BookingCommand::Create(new)))
-            .await?;
-        decision.created()
-    }
-
-    async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
-        let id = id.to_owned();
-        self.readers
-            .read(move |conn| {
-                found(
-                    Resource::Allocation,
-                    &id,
-                    queries::find_allocation(conn, &id)?,
-                )
-            })
-            .await
-    }
-
-    async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
-        let decision = self
-            .writer
-            .write(move |conn| queries::write_booking(conn, &BookingCommand::Update(update)))
-            .await?;
-        decision.updated()
-    }
-
-    async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
-        let decision = self
-            .writer
-            .write(move |conn| queries::write_booking(conn, &BookingCommand::Cancel(deletion)))
-            .await?;
-        decision.cancelled()
-    }
-
-    async fn list_allocation_history(
-        &self,
-        filter: &HistoryFilter,
-        page: PageRequest<HistoryCursor>,
-    ) -> StoreResult<Page<Allocation>> {
-        let filter = filter.clone();
-        self.readers
-            .read(move |conn| queries::list_allocation_history(conn, &filter, &page))
-            .await
-    }
-
-    async fn get_employee(&self, id: &str) -> StoreResult<Employee> {
-        let id = id.to_owned();
-        self.readers
-            .read(move |conn| found(Resource::Employee, &id, fleet::find_employee(conn, &id)?))
-            .await
-    }
-
-    async fn list_employees(
-        &self,
-        department: Option<&str>,
-        show_deactivated: bool,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<Employee>> {
-        let department = department.map(str::to_owned);
-        self.readers
-            .read(move |conn| {
-                fleet::list_employees(conn, department.as_deref(), show_deactivated, &page)
-            })
-            .await
-    }
-
-    async fn get_driver(&self, id: &str) -> StoreResult<Driver> {
-        let id = id.to_owned();
-        self.readers
-            .read(move |conn| found(Resource::Driver, &id, fleet::find_driver(conn, &id)?))
-            .await
-    }
-
-    async fn list_drivers(
-        &self,
-        show_deactivated: bool,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<Driver>> {
-        self.readers
-            .read(move |conn| fleet::list_drivers(conn, show_deactivated, &page))
-            .await
-    }
-
-    async fn get_vehicle(&self, id: &str, on: NaiveDate) -> StoreResult<Vehicle> {
-        let id = id.to_owned();
-        self.readers
-            .read(move |conn| found(Resource::Vehicle, &id, fleet::find_vehicle(conn, &id, on)?))
-            .await
-    }
-
-    async fn list_vehicles(
-        &self,
-        show_retired: bool,
-        on: NaiveDate,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<Vehicle>> {
-        self.readers
-            .read(move |conn| fleet::list_vehicles(conn, on, false, show_retired, &page))
-            .await
-    }
-
-    async fn list_available_vehicles(
-        &self,
-        date: NaiveDate,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<Vehicle>> {
-        self.readers
-            .read(move |conn| fleet::list_vehicles(conn, date, true, false, &page))
-            .await
-    }
-
-    async fn list_vehicle_blocks(
-        &self,
-        vehicle_id: &str,
-        page: PageRequest<String>,
-    ) -> StoreResult<Page<VehicleBlock>> {
-        let vehicle_id = vehicle_id.to_owned();
-        self.readers
-            .read(move |conn| {
-                if fleet::find_vehicle(conn, &vehicle_id, crate::domain::fleet::timeline_start())?
-                    .is_none()
-                {
-                    return Err(DomainError::not_found(Resource::Vehicle, &vehicle_id).into());
-                }
-                fleet::list_blocks(conn, &vehicle_id, &page)
-            })
-            .await
-    }
-
-    async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
-        self.writer
-            .write(move |conn| fleet::apply_fleet(conn, &requests))
-            .await
-    }
-
-    async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>> {
-        // One chunk each way at a time: the memory a session holds.
-        let (chunks, mut received) = mpsc::channel(1);
-        let (answer, answers) = mpsc::channel(1);
-        let done = tokio::spawn(
-            self.writer
-                .write_alone(move |conn| fleet::run_session(conn, pass, &mut received, &answer)),
-        );
-        Ok(Box::new(SqliteFleetSession {
-            chunks,
-            answers,
-            done: Some(done),
-        }))
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        if !self.writer.is_running() {
-            return Err(StoreError::unavailable(
-                "the SQLite writer has stopped",
-                std::io::Error::other("writer thread exited"),
-            ));
-        }
-        // Writes failed for a storage reason (full disk, read-only file):
-        // not serving until a probe write goes through.
-        if let Some(failure) = self.writer.failure() {
-            self.writer.write(queries::probe_write).await.map_err(|_| {
-                StoreError::unavailable("writing to the database", std::io::Error::other(failure))
-            })?;
-        }
-        // Reading the schema touches the file, so a vanished or unreadable
-        // database shows up here. On a connection of its own: health must
-        // not queue behind the readers' requests.
-        let conn = Arc::clone(&self.health);
-        tokio::task::spawn_blocking(move || {
-            let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-            conn.prepare_cached("SELECT count(*) FROM sqlite_schema")?
-                .query_row([], |row| row.get::<_, i64>(0))?;
-            Ok(())
-        })
-        .await
-        .map_err(|error| StoreError::internal("pinging SQLite", error))?
-    }
-
-    async fn is_empty(&self) -> StoreResult<bool> {
-        self.readers.read(queries::is_empty).await
-    }
-
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-        page: PageRequest<u64>,
-    ) -> StoreResult<Page<Event>> {
-        let filter = filter.clone();
-        self.readers
-            .read(move |conn| events::list(conn, &filter, &page))
-            .await
-    }
-
-    fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.events.clone()
-    }
-
-    async fn latest_event_sequence(&self) -> StoreResult<u64> {
-        self.readers.read(events::latest_sequence).await
-    }
-
-    async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
-        self.writer
-            .write(move |conn| events::prune(conn, before, limit))
-            .await
-    }
-
-    async fn page_token_key(&self, candidate: PageKey) -> StoreResult<PageKey> {
-        self.writer
-            .write(move |conn| queries::page_token_key(conn, &candidate))
-            .await
-    }
-
-    async fn reset(&self) -> StoreResult<()> {
-        self.writer.write(queries::reset).await
-    }
-
-    async fn insert_fleet(
-        &self,
-        employees: Vec<Employee>,
-        vehicles: Vec<Vehicle>,
-    ) -> StoreResult<()> {
-        self.writer
-            .write(move |conn| queries::insert_fleet(conn, &employees, &vehicles))
-            .await
-    }
-
-    async fn insert_allocations(&self, allocations: Vec<Allocation>) -> StoreResult<()> {
-        self.writer
-            .write(move |conn| queries::insert_allocations(conn, &allocations))
-            .await
-    }
-}
-
 #[cfg(test)]
 mod tests;
-
-/// A fleet session: a request on the writer's thread that takes chunks
-/// through `chunks` and answers through `answers` (see
-/// [`fleet::run_session`]).
-struct SqliteFleetSession {
-    chunks: mpsc::Sender<fleet::SessionMessage>,
-    answers: mpsc::Receiver<StoreResult<Verdicts>>,
-    /// The request's end: once the transaction is committed (or not).
-    done: Option<tokio::task::JoinHandle<StoreResult<()>>>,
-}
-
-impl SqliteFleetSession {
-    /// Why the request ended early.
-    async fn ended(&mut self) -> StoreError {
-        match self.done.take() {
-            Some(done) => match done.await {
-                Ok(Err(error)) => error,
-                Ok(Ok(())) => session_failed("the session ended early"),
-                Err(_) => session_failed("the session's task failed"),
-            },
-            None => session_failed("the session has ended"),
-        }
-    }
-}
-
-fn session_failed(why: &str) -> StoreError {
-    StoreError::internal(
-        "running a fleet session",
-        std::io::Error::other(why.to_owned()),
-    )
-}
-
-#[async_trait]
-impl FleetSession for SqliteFleetSession {
-    async fn run(&mut self, chunk: Vec<FleetRequest>) -> StoreResult<Verdicts> {
-        if self
-            .chunks
-            .send(fleet::SessionMessage::Chunk(chunk))
-            .await
-            .is_err()
-        {
-            return Err(self.ended().await);
-        }
-        match self.answers.recv().await {
-            Some(answer) => answer,
-            None => Err(self.ended().await),
-        }
-    }
-
-    async fn finish(mut self: Box<Self>) -> StoreResult<()> {
-        let _ = self.chunks.send(fleet::SessionMessage::Finish).await;
-        match self.done.take() {
-            Some(done) => done
-                .await
-                .unwrap_or_else(|_| Err(session_failed("the session's task failed"))),
-            None => Err(session_failed("the session has ended")),
-        }
-    }
-}

@@ -71,7 +71,7 @@ fn in_read_transaction<T>(
 ) -> StoreResult<T> {
     let tx = conn
         .unchecked_transaction()
-        .map_err(|e| super::queries::classify("starting a read", e))?;
+        .map_err(|e| super::errors::classify("starting a read", e))?;
     let result = work(&tx);
     // A read-only transaction has nothing to commit; ending it releases the
     // snapshot so the WAL can be checkpointed.

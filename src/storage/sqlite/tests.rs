@@ -6,7 +6,7 @@ use chrono::NaiveDate;
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
-use super::queries::{history_conditions, history_page_query};
+use super::bookings::{history_conditions, history_page_query};
 use super::schema;
 use crate::domain::{HistoryCursor, HistoryFilter, PageRequest};
 
@@ -200,7 +200,7 @@ fn upgrading_from_version_1_totals_the_existing_bookings() {
 mod opening {
     use super::super::{DATABASE_FILE, OpenError, SqliteStore};
     use crate::seed::{SeedPlan, generate_fleet};
-    use crate::storage::Store as _;
+    use crate::storage::prelude::*;
 
     #[test]
     fn a_data_directory_is_opened_by_one_store_at_a_time() {
@@ -351,7 +351,8 @@ mod health {
 
     use super::super::SqliteStore;
     use crate::seed::{SeedPlan, generate_fleet};
-    use crate::storage::{Store as _, StoreError};
+    use crate::storage::StoreError;
+    use crate::storage::prelude::*;
 
     #[tokio::test]
     async fn failing_writes_fail_the_ping_until_a_probe_write_succeeds() {
@@ -430,7 +431,8 @@ mod events {
     use super::super::SqliteStore;
     use crate::domain::{Actor, BookingPolicy, EventFilter, NewAllocation, Origin, PageRequest};
     use crate::seed::{SeedPlan, generate_fleet};
-    use crate::storage::{Store as _, StoreError};
+    use crate::storage::StoreError;
+    use crate::storage::prelude::*;
 
     #[tokio::test]
     async fn a_write_whose_commit_fails_leaves_neither_change_nor_event() {
@@ -505,7 +507,7 @@ mod subjects {
     use super::super::{DATABASE_FILE, SqliteStore};
     use crate::domain::{BookingPolicy, Event, EventFilter, PageRequest};
     use crate::seed::{self, SeedPlan};
-    use crate::storage::Store as _;
+    use crate::storage::prelude::*;
 
     /// Every event matching `filter`, page by page.
     async fn pages(store: &SqliteStore, filter: &EventFilter, size: usize) -> Vec<u64> {

@@ -11,9 +11,9 @@
 //! - all requests of a batch are answered only after the batch's COMMIT has
 //!   reached the disk, so an acknowledged write is durable; if the COMMIT
 //!   fails, every request of the batch is answered with that failure;
-//! - requests run one after another on one connection, so each one sees the
-//!   writes of those before it and the unique indexes decide conflicts
-//!   exactly as they would across separate transactions.
+//! - requests run one after another on one connection, so each one decides
+//!   from facts that include the writes of those before it, exactly as it
+//!   would in a transaction of its own.
 //!
 //! Batches form by themselves: while one batch is being flushed, new requests
 //! queue up and become the next batch. Under light load a batch holds one
@@ -451,7 +451,7 @@ fn run_batch(
             // connection is unusable and the next BEGIN reports it.
             let _ = conn.execute_batch("ROLLBACK");
         }
-        super::queries::classify("committing a write batch", error)
+        super::errors::classify("committing a write batch", error)
     });
     (result, kept_changes)
 }

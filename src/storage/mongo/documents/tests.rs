@@ -458,23 +458,19 @@ fn vehicle_pipelines_join_the_driver_of_the_day_and_keep_bookable_vehicles() {
 }
 
 #[test]
-fn the_slot_holder_is_the_other_booking_under_the_index_that_fired() {
+fn the_slot_holder_is_the_other_booking_under_the_rule_broken() {
+    use crate::domain::booking::SlotRule;
     let wanted = booking();
     assert_eq!(
-        slot_holder(VEHICLE_DATE_UNIQUE, &wanted),
-        Some(
-            doc! { "vehicle_id": "veh-0002", "allocation_date": bdate("2026-12-03T00:00:00Z"),
-            "_id": { "$ne": "01a2-b" } }
-        )
+        slot_holder(SlotRule::Vehicle, &wanted),
+        doc! { "vehicle_id": "veh-0002", "allocation_date": bdate("2026-12-03T00:00:00Z"),
+        "_id": { "$ne": "01a2-b" } }
     );
     assert_eq!(
-        slot_holder(EMPLOYEE_DATE_UNIQUE, &wanted),
-        Some(
-            doc! { "employee_id": "emp-00001", "allocation_date": bdate("2026-12-03T00:00:00Z"),
-            "_id": { "$ne": "01a2-b" } }
-        )
+        slot_holder(SlotRule::Employee, &wanted),
+        doc! { "employee_id": "emp-00001", "allocation_date": bdate("2026-12-03T00:00:00Z"),
+        "_id": { "$ne": "01a2-b" } }
     );
-    assert_eq!(slot_holder("_id_", &wanted), None);
 }
 
 #[test]
@@ -656,24 +652,6 @@ fn every_history_filter_has_an_index_that_serves_it_and_its_sort() {
     }
     assert!(history.contains(&sort), "the date range filter");
     let _ = Bson::Null;
-}
-
-#[test]
-fn a_batch_names_its_own_slot_holder() {
-    let first = booking();
-    let mut clash = booking();
-    clash.id = "01a2-c".into();
-    clash.employee_id = "emp-00009".into();
-    assert!(same_slot(VEHICLE_DATE_UNIQUE, &clash, &first));
-    assert!(!same_slot(EMPLOYEE_DATE_UNIQUE, &clash, &first));
-    assert!(
-        !same_slot(VEHICLE_DATE_UNIQUE, &first, &first),
-        "not itself"
-    );
-    let mut next_day = first.clone();
-    next_day.id = "01a2-d".into();
-    next_day.date = day("2026-12-04");
-    assert!(!same_slot(VEHICLE_DATE_UNIQUE, &clash, &next_day));
 }
 
 #[test]

@@ -9,18 +9,26 @@
 //! facts. The domain then names the booking in the way; the unique indexes
 //! are a backstop.
 
+use crate::domain::allocation::allocation_not_found;
+use crate::domain::{
+    Allocation, AllocationDeletion, AllocationUpdate, HistoryCursor, HistoryFilter, NewAllocation,
+    Page, PageRequest, UpdatedAllocation,
+};
 use mongodb::ClientSession;
 use mongodb::bson::Document;
 use mongodb::error::Error as MongoError;
 use mongodb::options::{ReadConcern, ReturnDocument, WriteConcern};
 
 use super::fleet::{gone, malformed};
+use super::transaction::MongoTransaction;
 use super::{MongoStore, documents as d, raised_in_transaction};
+use super::{classify, decoded};
 use crate::domain::NewEvent;
-use crate::domain::booking::{
-    self, BookingCommand, BookingDecision, BookingFacts, BookingWrite, Slot, Subject,
-};
+use crate::domain::booking::{BookingCommand, BookingDecision, BookingFacts, BookingWrite, Slot};
 use crate::storage::StoreResult;
+use crate::storage::steps;
+use crate::storage::{BookingStore, Decided as _};
+use async_trait::async_trait;
 
 impl MongoStore {
     /// Decides and writes a change to a booking in one transaction.
@@ -38,7 +46,9 @@ impl MongoStore {
             // latter trips a compiler bug (rust-lang/rust#96865) that makes
             // the future not provably `Send`.
             .and_run((self.clone(), command), |session, (store, command)| {
-                Box::pin(async move { store.booking_in(session, command).await })
+                Box::pin(async move {
+                    steps::write_booking(&mut MongoTransaction { store, session }, command).await
+                })
             })
             .await
             .map_err(|error| {
@@ -47,43 +57,8 @@ impl MongoStore {
             })
     }
 
-    async fn booking_in(
-        &self,
-        session: &mut ClientSession,
-        command: &BookingCommand,
-    ) -> Result<BookingDecision, MongoError> {
-        let mut facts = BookingFacts::default();
-        match command.subject() {
-            Subject::Booking(id) => facts.existing = self.booking(session, id).await?,
-            Subject::Key {
-                request_id,
-                live_after,
-            } => {
-                let earlier = self
-                    .keys
-                    .find_one(d::idempotency_key_since(request_id, live_after))
-                    .session(&mut *session)
-                    .await?;
-                if let Some(earlier) = earlier {
-                    let (allocation_id, fingerprint) =
-                        d::idempotency_from(&earlier).map_err(malformed)?;
-                    facts.existing = self.booking(session, &allocation_id).await?;
-                    facts.earlier_key = Some((allocation_id, fingerprint));
-                }
-            }
-            Subject::Nothing => {}
-        }
-        if let Some(slot) = command.slot(&facts) {
-            self.read_slot(session, &slot, &mut facts).await?;
-        }
-        let decision = booking::decide(command, facts).map_err(MongoError::custom)?;
-        if let BookingDecision::Write(write) = &decision {
-            self.apply_booking(session, write).await?;
-        }
-        Ok(decision)
-    }
-
-    async fn booking(
+    /// One booking by id.
+    pub(super) async fn booking(
         &self,
         session: &mut ClientSession,
         id: &str,
@@ -97,8 +72,25 @@ impl MongoStore {
             .map_err(malformed)
     }
 
+    /// The booking id and fingerprint stored under `request_id` after
+    /// `live_after`.
+    pub(super) async fn idempotency_key(
+        &self,
+        session: &mut ClientSession,
+        request_id: &str,
+        live_after: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<(String, u64)>, MongoError> {
+        self.keys
+            .find_one(d::idempotency_key_since(request_id, live_after))
+            .session(&mut *session)
+            .await?
+            .map(|earlier| d::idempotency_from(&earlier))
+            .transpose()
+            .map_err(malformed)
+    }
+
     /// Reads (and claims) the facts of the slot a booking would take.
-    async fn read_slot(
+    pub(super) async fn read_slot(
         &self,
         session: &mut ClientSession,
         slot: &Slot,
@@ -150,7 +142,8 @@ impl MongoStore {
         Ok(())
     }
 
-    async fn apply_booking(
+    /// Writes a decided change: the booking and its key.
+    pub(super) async fn apply_booking(
         &self,
         session: &mut ClientSession,
         write: &BookingWrite,
@@ -198,8 +191,7 @@ impl MongoStore {
                 .session(&mut *session)
                 .await?;
         }
-        self.append_events(session, std::slice::from_ref(&write.event))
-            .await
+        Ok(())
     }
 
     /// Appends `events` with the next sequences, taken from the counter in
@@ -233,5 +225,63 @@ impl MongoStore {
             .session(&mut *session)
             .await?;
         Ok(())
+    }
+}
+
+impl MongoStore {
+    async fn find_allocation(&self, id: &str) -> StoreResult<Option<Allocation>> {
+        let found = self
+            .allocations
+            .find_one(d::by_id(id))
+            .await
+            .map_err(classify("reading an allocation"))?;
+        match found {
+            Some(document) => decoded(d::allocation_from(&document)).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+#[async_trait]
+impl BookingStore for MongoStore {
+    async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
+        self.write_booking(BookingCommand::Create(new))
+            .await?
+            .created()
+    }
+
+    async fn get_allocation(&self, id: &str) -> StoreResult<Allocation> {
+        self.find_allocation(id)
+            .await?
+            .ok_or_else(|| allocation_not_found(id).into())
+    }
+
+    async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
+        self.write_booking(BookingCommand::Update(update))
+            .await?
+            .updated()
+    }
+
+    async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
+        self.write_booking(BookingCommand::Cancel(deletion))
+            .await?
+            .cancelled()
+    }
+
+    async fn list_allocation_history(
+        &self,
+        filter: &HistoryFilter,
+        page: PageRequest<HistoryCursor>,
+    ) -> StoreResult<Page<Allocation>> {
+        self.find_page(
+            &self.allocations,
+            d::history_filter(filter, page.after.as_ref()),
+            d::history_filter(filter, None),
+            d::history_sort(),
+            page.size,
+            d::allocation_from,
+            "listing history",
+        )
+        .await
     }
 }
