@@ -72,6 +72,25 @@ impl std::fmt::Display for Etag {
     }
 }
 
+/// Checks that `resource` `id` is still at the version the caller read,
+/// when they sent its etag: one check for bookings and the fleet alike.
+pub fn check_etag(
+    resource: Resource,
+    id: &str,
+    expected: Option<Etag>,
+    current: Etag,
+) -> Result<(), DomainError> {
+    match expected {
+        Some(expected) if expected != current => Err(DomainError::EtagMismatch {
+            resource,
+            id: id.to_owned(),
+            expected: expected.to_string(),
+            current: current.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// A request to book, already validated for form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAllocation {
@@ -299,15 +318,12 @@ fn check_mutable(
             today: window.today,
         });
     }
-    match expected_etag {
-        Some(expected) if expected != existing.etag() => Err(DomainError::EtagMismatch {
-            resource: Resource::Allocation,
-            id: existing.id.clone(),
-            expected: expected.to_string(),
-            current: existing.etag().to_string(),
-        }),
-        _ => Ok(()),
-    }
+    check_etag(
+        Resource::Allocation,
+        &existing.id,
+        expected_etag,
+        existing.etag(),
+    )
 }
 
 /// Checks a required id field: present and not absurdly long.
