@@ -242,3 +242,6 @@ fn check_slot(
     }
     Ok(driver_id)
 }
+
+#[cfg(test)]
+mod tests;
