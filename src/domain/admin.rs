@@ -14,8 +14,9 @@ pub use input::*;
 
 use super::allocation::{Allocation, Etag, check_etag};
 use super::calendar::BookingWindow;
+use super::context::Origin;
 use super::error::{DomainError, Resource};
-use super::event::{EventKind, NewEvent, Origin, Snapshot};
+use super::event::{EventKind, NewEvent, Snapshot};
 use super::fleet::{
     Assignment, Driver, Employee, Vehicle, VehicleBlock, assign_from, driver_on, end_timeline,
 };

@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::calendar::BookingWindow;
+use super::context::Origin;
 use super::error::{DomainError, Echo, Resource, Violation, ViolationReason};
-use super::event::Origin;
 
 /// The longest purpose accepted, in characters.
 pub const PURPOSE_MAX_CHARS: usize = 500;
@@ -398,7 +398,7 @@ mod tests {
             expected_etag: etag.map(Etag),
             now: now(),
             window: window(),
-            origin: Origin::new(super::super::event::Actor::anonymous(), "req-1"),
+            origin: Origin::new(super::super::context::Actor::anonymous(), "req-1"),
         }
     }
 
@@ -433,7 +433,7 @@ mod tests {
             expected_etag: None,
             now: now(),
             window: window(),
-            origin: Origin::new(super::super::event::Actor::anonymous(), "req-1"),
+            origin: Origin::new(super::super::context::Actor::anonymous(), "req-1"),
         };
         assert_eq!(
             deletion.check(&past).unwrap_err().reason(),
