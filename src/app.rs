@@ -635,7 +635,7 @@ mod background {
     pub fn prune_events(
         store: Arc<dyn crate::storage::Store>,
         clock: Arc<dyn crate::clock::Clock>,
-        events: crate::config::EventSettings,
+        events: crate::grpc::events::EventSettings,
         mut stopping: watch::Receiver<bool>,
     ) {
         tokio::spawn(async move {

@@ -8,13 +8,14 @@ use clap::Parser;
 use crate::app::Application;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{
-    Cli, Command, CommonArgs, EraseEmployeeArgs, HealthCheckArgs, ImportArgs, LogFormat, SeedArgs,
-    ServeArgs, Settings, TokenArgs,
+    Cli, Command, CommonArgs, EraseEmployeeArgs, HealthCheckArgs, ImportArgs, SeedArgs, ServeArgs,
+    Settings, TokenArgs,
 };
 use crate::import::{self, ImportError, ImportFiles};
 use crate::seed::{self, SeedPlan};
 use crate::storage::{self, CachedSetup, StoreConfig};
 use crate::telemetry;
+use crate::telemetry::LogFormat;
 
 /// Runs the command named on the command line.
 pub fn run() -> ExitCode {

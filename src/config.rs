@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono_tz::Tz;
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::auth::AuthSettings;
 use crate::auth::jwt::{JwtConfig, KeySource};
@@ -21,9 +21,11 @@ use crate::domain::BookingPolicy;
 use crate::domain::access::Role;
 use crate::gateway::UpstreamTls;
 use crate::gateway::{CorsOrigins, GatewayConfig};
+use crate::grpc::events::EventSettings;
 use crate::server::ServerLimits;
 use crate::storage::StoreConfig;
 use crate::storage::mongo::MongoConfig;
+use crate::telemetry::LogFormat;
 use crate::tls::TlsSettings;
 
 /// Book a company vehicle for a day: a gRPC service on an embedded store.
@@ -620,15 +622,6 @@ pub struct EraseEmployeeArgs {
     pub cancel_conflicting_bookings: bool,
 }
 
-/// How log lines are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
-
 /// Everything `serve` needs, resolved and checked.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -677,46 +670,6 @@ impl Default for MetricsSettings {
         Self {
             enabled: true,
             addr: None,
-        }
-    }
-}
-
-/// How long events are kept, and how event streams behave.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventSettings {
-    /// Events older than this are pruned.
-    pub retention: chrono::Duration,
-    /// How often pruning runs (and once at startup).
-    pub prune_interval: Duration,
-    /// How often an idle event stream sends a heartbeat.
-    pub heartbeat: Duration,
-    /// Bytes of messages an event stream holds ahead of its subscriber
-    /// (`WATCH_BUFFER_BYTES`); past that, it reads on only as the
-    /// subscriber takes them.
-    pub watch_buffer_bytes: usize,
-    /// Event streams open at once, in all and per caller
-    /// (`MAX_WATCH_STREAMS`, `MAX_WATCH_STREAMS_PER_CALLER`).
-    pub max_streams: usize,
-    pub max_streams_per_caller: usize,
-    /// Streams reading stored events at once (`WATCH_REPLAYS`): a stream
-    /// catching up reads a page in its turn.
-    pub replays: usize,
-    /// A stream whose subscriber takes nothing for this long while
-    /// messages wait is ended with its resume token (`HTTP_IDLE_TIMEOUT`).
-    pub stall_timeout: Duration,
-}
-
-impl Default for EventSettings {
-    fn default() -> Self {
-        Self {
-            retention: chrono::Duration::days(730),
-            prune_interval: Duration::from_secs(3600),
-            heartbeat: Duration::from_secs(15),
-            watch_buffer_bytes: 32 * 1024,
-            max_streams: 256,
-            max_streams_per_caller: 16,
-            replays: 4,
-            stall_timeout: Duration::from_secs(60),
         }
     }
 }

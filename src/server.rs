@@ -92,6 +92,8 @@ pub const MAX_URI_BYTES: usize = 8 * 1024;
 /// The most header bytes, and headers, a REST request may carry.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 pub const MAX_HEADERS: usize = 100;
+/// The largest REST request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Connections beyond `MAX_CONNECTIONS` that loopback peers may open.
 pub const LOOPBACK_RESERVE: usize = 8;
@@ -819,8 +821,7 @@ where
                     return Ok(finishing(response, in_flight));
                 }
                 None => {
-                    let limited =
-                        http_body_util::Limited::new(body, crate::gateway::BODY_LIMIT_BYTES);
+                    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
                     match tokio::time::timeout(timeout, http_body_util::BodyExt::collect(limited))
                         .await
                     {

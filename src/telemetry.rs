@@ -31,13 +31,20 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-use crate::config::LogFormat;
-
 mod batch;
 mod line_time;
 mod plain;
 #[cfg(test)]
 pub(crate) mod testing;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
 
 /// The most a batch of lines holds, and so one write to stderr.
 const BATCH_BYTES: usize = 32 * 1024;

@@ -12,10 +12,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 mod input;
 pub use input::*;
 
-use super::allocation::{Allocation, Etag};
+use super::allocation::{Allocation, Etag, check_etag};
 use super::calendar::BookingWindow;
+use super::context::Origin;
 use super::error::{DomainError, Resource};
-use super::event::{EventKind, NewEvent, Origin, Snapshot};
+use super::event::{EventKind, NewEvent, Snapshot};
 use super::fleet::{
     Assignment, Driver, Employee, Vehicle, VehicleBlock, assign_from, driver_on, end_timeline,
 };
@@ -944,23 +945,6 @@ fn inactive(resource: Resource, id: &str) -> DomainError {
 
 fn require<T>(resource: Resource, id: &str, found: Option<T>) -> Result<T, DomainError> {
     found.ok_or_else(|| DomainError::not_found(resource, id))
-}
-
-fn check_etag(
-    resource: Resource,
-    id: &str,
-    expected: Option<Etag>,
-    current: Etag,
-) -> Result<(), DomainError> {
-    match expected {
-        Some(expected) if expected != current => Err(DomainError::EtagMismatch {
-            resource,
-            id: id.to_owned(),
-            expected: expected.to_string(),
-            current: current.to_string(),
-        }),
-        _ => Ok(()),
-    }
 }
 
 /// The bookings in the way, to cancel when the caller asked for that.

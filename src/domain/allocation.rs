@@ -3,8 +3,8 @@
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 use super::calendar::BookingWindow;
+use super::context::Origin;
 use super::error::{DomainError, Echo, Resource, Violation, ViolationReason};
-use super::event::Origin;
 
 /// The longest purpose accepted, in characters.
 pub const PURPOSE_MAX_CHARS: usize = 500;
@@ -69,6 +69,25 @@ impl Etag {
 impl std::fmt::Display for Etag {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+/// Checks that `resource` `id` is still at the version the caller read,
+/// when they sent its etag: one check for bookings and the fleet alike.
+pub fn check_etag(
+    resource: Resource,
+    id: &str,
+    expected: Option<Etag>,
+    current: Etag,
+) -> Result<(), DomainError> {
+    match expected {
+        Some(expected) if expected != current => Err(DomainError::EtagMismatch {
+            resource,
+            id: id.to_owned(),
+            expected: expected.to_string(),
+            current: current.to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -299,15 +318,12 @@ fn check_mutable(
             today: window.today,
         });
     }
-    match expected_etag {
-        Some(expected) if expected != existing.etag() => Err(DomainError::EtagMismatch {
-            resource: Resource::Allocation,
-            id: existing.id.clone(),
-            expected: expected.to_string(),
-            current: existing.etag().to_string(),
-        }),
-        _ => Ok(()),
-    }
+    check_etag(
+        Resource::Allocation,
+        &existing.id,
+        expected_etag,
+        existing.etag(),
+    )
 }
 
 /// Checks a required id field: present and not absurdly long.
@@ -382,7 +398,7 @@ mod tests {
             expected_etag: etag.map(Etag),
             now: now(),
             window: window(),
-            origin: Origin::new(super::super::event::Actor::anonymous(), "req-1"),
+            origin: Origin::new(super::super::context::Actor::anonymous(), "req-1"),
         }
     }
 
@@ -417,7 +433,7 @@ mod tests {
             expected_etag: None,
             now: now(),
             window: window(),
-            origin: Origin::new(super::super::event::Actor::anonymous(), "req-1"),
+            origin: Origin::new(super::super::context::Actor::anonymous(), "req-1"),
         };
         assert_eq!(
             deletion.check(&past).unwrap_err().reason(),

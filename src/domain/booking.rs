@@ -383,3 +383,6 @@ mod index_tests {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;

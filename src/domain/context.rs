@@ -6,8 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::access::{Principal, PrincipalKind};
-use super::event::{Actor, Origin};
+use super::principal::{Principal, PrincipalKind};
 
 #[derive(Debug, Clone)]
 pub struct RequestContext {
@@ -68,6 +67,58 @@ impl RequestContext {
                 .collect(),
         };
         Origin::new(actor, self.request_id.as_ref())
+    }
+}
+
+/// Who made a change: a principal's id and roles, or a command of the
+/// service itself (`system:seed`, `system:import`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Actor {
+    pub id: String,
+    pub roles: Vec<String>,
+}
+
+impl Actor {
+    /// The unauthenticated loopback caller (see
+    /// [`Principal::anonymous`]).
+    pub fn anonymous() -> Self {
+        Self {
+            id: "anonymous".to_owned(),
+            roles: vec!["fleet_admin".to_owned()],
+        }
+    }
+
+    /// A command of the service itself, such as `seed` or `import`.
+    pub fn system(command: &str) -> Self {
+        Self {
+            id: format!("system:{command}"),
+            roles: Vec::new(),
+        }
+    }
+}
+
+/// Who asked for a write, and in which request: what its events record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub actor: Actor,
+    pub request_id: String,
+}
+
+impl Origin {
+    pub fn new(actor: Actor, request_id: impl Into<String>) -> Self {
+        Self {
+            actor,
+            request_id: request_id.into(),
+        }
+    }
+
+    /// A command of the service itself (`seed`, `import`), one request id
+    /// for the whole run.
+    pub fn system(command: &str) -> Self {
+        Self::new(
+            Actor::system(command),
+            format!("{command}-{}", uuid::Uuid::now_v7()),
+        )
     }
 }
 

@@ -6,7 +6,7 @@
 
 use chrono::NaiveDate;
 
-use super::access::Denied;
+use super::principal::Role;
 
 /// The most characters of a caller's value an error message repeats: a
 /// long value would swell the message (and the `grpc-message` header, which
@@ -508,6 +508,55 @@ impl Violations {
             Ok(value())
         } else {
             Err(DomainError::Invalid(self.0))
+        }
+    }
+}
+
+/// Why an action is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// The caller may act on their own bookings only, and this one is not
+    /// theirs (or does not exist: the answer is the same, so ids can't be
+    /// probed).
+    NotOwner,
+    /// The action needs one of these roles, which the caller lacks.
+    RoleRequired(&'static [Role]),
+}
+
+impl Denied {
+    /// The machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotOwner => "NOT_OWNER",
+            Self::RoleRequired(_) => "ROLE_REQUIRED",
+        }
+    }
+
+    /// The roles that would do, comma-separated (`metadata.roles`).
+    pub fn roles_text(&self) -> String {
+        match self {
+            Self::NotOwner => String::new(),
+            Self::RoleRequired(roles) => roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotOwner => f.write_str(
+                "the caller may act only on their own bookings, and this is not one of them",
+            ),
+            Self::RoleRequired(roles) if roles.len() == 1 => {
+                write!(f, "this call needs the role {}", roles[0])
+            }
+            Self::RoleRequired(_) => {
+                write!(f, "this call needs one of the roles {}", self.roles_text())
+            }
         }
     }
 }

@@ -8,59 +8,8 @@
 use chrono::{DateTime, Utc};
 
 use super::allocation::Allocation;
+use super::context::{Actor, Origin};
 use super::fleet::{Driver, Employee, Vehicle, VehicleBlock};
-
-/// Who made a change: a principal's id and roles, or a command of the
-/// service itself (`system:seed`, `system:import`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Actor {
-    pub id: String,
-    pub roles: Vec<String>,
-}
-
-impl Actor {
-    /// The unauthenticated loopback caller (see
-    /// [`super::access::Principal::anonymous`]).
-    pub fn anonymous() -> Self {
-        Self {
-            id: "anonymous".to_owned(),
-            roles: vec!["fleet_admin".to_owned()],
-        }
-    }
-
-    /// A command of the service itself, such as `seed` or `import`.
-    pub fn system(command: &str) -> Self {
-        Self {
-            id: format!("system:{command}"),
-            roles: Vec::new(),
-        }
-    }
-}
-
-/// Who asked for a write, and in which request: what its events record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    pub actor: Actor,
-    pub request_id: String,
-}
-
-impl Origin {
-    pub fn new(actor: Actor, request_id: impl Into<String>) -> Self {
-        Self {
-            actor,
-            request_id: request_id.into(),
-        }
-    }
-
-    /// A command of the service itself (`seed`, `import`), one request id
-    /// for the whole run.
-    pub fn system(command: &str) -> Self {
-        Self::new(
-            Actor::system(command),
-            format!("{command}-{}", uuid::Uuid::now_v7()),
-        )
-    }
-}
 
 /// What happened to a resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

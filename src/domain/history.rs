@@ -4,6 +4,7 @@ use chrono::NaiveDate;
 
 use super::allocation::Allocation;
 use super::error::{DomainError, Violation, ViolationReason};
+use super::page::CursorKey;
 
 /// Which bookings the history report lists; every filter that is set must
 /// match.
@@ -83,6 +84,23 @@ impl HistoryCursor {
             date: allocation.date,
             id: allocation.id.clone(),
         }
+    }
+}
+
+/// The history continues after a date and id.
+impl CursorKey for HistoryCursor {
+    fn write(&self, out: &mut Vec<u8>) {
+        let days = self.date.to_epoch_days();
+        out.extend_from_slice(&days.to_be_bytes());
+        out.extend_from_slice(self.id.as_bytes());
+    }
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let (days, id) = bytes.split_first_chunk::<4>()?;
+        Some(Self {
+            date: NaiveDate::from_epoch_days(i32::from_be_bytes(*days))?,
+            id: String::from_utf8(id.to_vec()).ok()?,
+        })
     }
 }
 

@@ -15,6 +15,7 @@ pub mod event;
 pub mod fleet;
 pub mod history;
 pub mod page;
+pub mod principal;
 
 pub use admin::{FleetCommand, FleetEntity, FleetOutcome, FleetRequest};
 pub use allocation::{
@@ -22,8 +23,9 @@ pub use allocation::{
     NewAllocation, PURPOSE_MAX_CHARS, UpdatedAllocation,
 };
 pub use calendar::{BookingPolicy, BookingWindow, format_date, parse_date};
+pub use context::{Actor, Origin};
 pub use error::{DomainError, Resource, Violation, ViolationReason};
-pub use event::{Actor, Event, EventFilter, EventKind, NewEvent, Origin, Snapshot};
+pub use event::{Event, EventFilter, EventKind, NewEvent, Snapshot};
 pub use fleet::{Assignment, Driver, Employee, Vehicle, VehicleBlock};
 pub use history::{HistoryCursor, HistoryFilter};
 pub use page::{Page, PageKey, PageRequest, PageSize, PageToken};

@@ -9,10 +9,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::NaiveDate;
 
 use super::error::{DomainError, Violation, ViolationReason};
-use super::history::HistoryCursor;
 
 /// Page size when the request gives none.
 pub const DEFAULT_PAGE_SIZE: usize = 50;
@@ -165,22 +163,6 @@ impl CursorKey for u64 {
     }
 }
 
-impl CursorKey for HistoryCursor {
-    fn write(&self, out: &mut Vec<u8>) {
-        let days = self.date.to_epoch_days();
-        out.extend_from_slice(&days.to_be_bytes());
-        out.extend_from_slice(self.id.as_bytes());
-    }
-
-    fn read(bytes: &[u8]) -> Option<Self> {
-        let (days, id) = bytes.split_first_chunk::<4>()?;
-        Some(Self {
-            date: NaiveDate::from_epoch_days(i32::from_be_bytes(*days))?,
-            id: String::from_utf8(id.to_vec()).ok()?,
-        })
-    }
-}
-
 /// One list with its filters, as page tokens see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageToken {
@@ -286,7 +268,10 @@ pub fn fingerprint(parts: &[&[u8]]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use chrono::NaiveDate;
+
     use super::*;
+    use crate::domain::history::HistoryCursor;
 
     fn reason(err: DomainError) -> &'static str {
         err.reason()

@@ -84,7 +84,7 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
             reasons::BODY_TOO_LARGE,
             format!(
                 "the request body is larger than {} KiB",
-                super::BODY_LIMIT_BYTES / 1024
+                crate::server::MAX_BODY_BYTES / 1024
             ),
         )
     } else {

@@ -235,7 +235,7 @@ fn early_refusal(refused: crate::server::Refused) -> Response {
             reasons::BODY_TOO_LARGE,
             format!(
                 "the request body is larger than {} KiB",
-                super::BODY_LIMIT_BYTES / 1024
+                crate::server::MAX_BODY_BYTES / 1024
             ),
         ),
         Refused::UnreadableBody => ApiError::new(

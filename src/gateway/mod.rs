@@ -39,9 +39,6 @@ pub use upstream::{Upstream, UpstreamSetupError, UpstreamTls};
 
 use crate::grpc::REQUEST_ID_HEADER;
 
-/// The largest request body accepted.
-pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
-
 /// Which browser origins may call the API.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum CorsOrigins {
@@ -127,7 +124,7 @@ pub fn router(
     router
         .fallback(error::no_such_path)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(DefaultBodyLimit::max(crate::server::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             config.request_timeout,
             middleware::time_limit,

@@ -28,7 +28,6 @@ use super::convert::{self, non_empty};
 use super::outbox::{self, Refused};
 use super::shares::{CallerSlots, NoSlot, Slot};
 use super::{ServiceContext, context};
-use crate::config::EventSettings;
 use crate::domain::access::event_scope;
 use crate::domain::allocation::validate_id;
 use crate::domain::error::{Violation, ViolationReason, Violations};
@@ -42,6 +41,46 @@ use crate::proto::v1::{
 };
 use crate::reasons;
 use crate::storage::Store;
+
+/// How long events are kept, and how event streams behave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventSettings {
+    /// Events older than this are pruned.
+    pub retention: chrono::Duration,
+    /// How often pruning runs (and once at startup).
+    pub prune_interval: Duration,
+    /// How often an idle event stream sends a heartbeat.
+    pub heartbeat: Duration,
+    /// Bytes of messages an event stream holds ahead of its subscriber
+    /// (`WATCH_BUFFER_BYTES`); past that, it reads on only as the
+    /// subscriber takes them.
+    pub watch_buffer_bytes: usize,
+    /// Event streams open at once, in all and per caller
+    /// (`MAX_WATCH_STREAMS`, `MAX_WATCH_STREAMS_PER_CALLER`).
+    pub max_streams: usize,
+    pub max_streams_per_caller: usize,
+    /// Streams reading stored events at once (`WATCH_REPLAYS`): a stream
+    /// catching up reads a page in its turn.
+    pub replays: usize,
+    /// A stream whose subscriber takes nothing for this long while
+    /// messages wait is ended with its resume token (`HTTP_IDLE_TIMEOUT`).
+    pub stall_timeout: Duration,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            retention: chrono::Duration::days(730),
+            prune_interval: Duration::from_secs(3600),
+            heartbeat: Duration::from_secs(15),
+            watch_buffer_bytes: 32 * 1024,
+            max_streams: 256,
+            max_streams_per_caller: 16,
+            replays: 4,
+            stall_timeout: Duration::from_secs(60),
+        }
+    }
+}
 
 /// Events read from the store at a time while catching up.
 const CATCH_UP_PAGE: usize = 256;

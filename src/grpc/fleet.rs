@@ -262,16 +262,23 @@ fn decode_employee_update(request: UpdateEmployeeRequest) -> Result<FleetCommand
             &fields,
             "name",
             &e.name,
-            |f, v| admin::required_text(f, v, admin::NAME_MAX_CHARS),
+            admin::employee_name,
             p,
             &mut violations,
         ),
-        email: change(&fields, "email", &e.email, admin::email, p, &mut violations),
+        email: change(
+            &fields,
+            "email",
+            &e.email,
+            admin::employee_email,
+            p,
+            &mut violations,
+        ),
         department: change(
             &fields,
             "department",
             &e.department,
-            |f, v| admin::optional_text(f, v, 128),
+            admin::employee_department,
             p,
             &mut violations,
         ),
@@ -301,16 +308,23 @@ fn decode_driver_update(request: UpdateDriverRequest) -> Result<FleetCommand, Do
             &fields,
             "name",
             &d.name,
-            |f, v| admin::required_text(f, v, admin::NAME_MAX_CHARS),
+            admin::driver_name,
             p,
             &mut violations,
         ),
-        phone: change(&fields, "phone", &d.phone, admin::phone, p, &mut violations),
+        phone: change(
+            &fields,
+            "phone",
+            &d.phone,
+            admin::driver_phone,
+            p,
+            &mut violations,
+        ),
         license_number: change(
             &fields,
             "license_number",
             &d.license_number,
-            |f, v| admin::required_text(f, v, admin::CODE_MAX_CHARS),
+            admin::driver_license_number,
             p,
             &mut violations,
         ),
@@ -336,20 +350,33 @@ fn decode_vehicle_update(request: UpdateVehicleRequest) -> Result<FleetCommand, 
     ];
     let fields = mask::fields("vehicle", &paths, &VEHICLE_FIELDS, &set, &mut violations);
     let p = "vehicle";
-    let code = |f: &str, v: &str| admin::optional_text(f, v, admin::CODE_MAX_CHARS);
     let changes = VehicleChanges {
         registration: change(
             &fields,
             "registration",
             &v.registration,
-            |f, v| admin::required_text(f, v, admin::REGISTRATION_MAX_CHARS),
+            admin::vehicle_registration,
             p,
             &mut violations,
         ),
-        make: change(&fields, "make", &v.make, code, p, &mut violations),
-        model: change(&fields, "model", &v.model, code, p, &mut violations),
+        make: change(
+            &fields,
+            "make",
+            &v.make,
+            admin::vehicle_make,
+            p,
+            &mut violations,
+        ),
+        model: change(
+            &fields,
+            "model",
+            &v.model,
+            admin::vehicle_model,
+            p,
+            &mut violations,
+        ),
         seats: if fields.contains(&"seats") {
-            violations.check(admin::seats("vehicle.seats", i64::from(v.seats)))
+            violations.check(admin::seats(&field(p, "seats"), i64::from(v.seats)))
         } else {
             None
         },

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use tonic::Code;
-use vehicle_allocation::config::EventSettings;
 use vehicle_allocation::domain::access::Role;
 use vehicle_allocation::grpc::REQUEST_ID_HEADER;
+use vehicle_allocation::grpc::events::EventSettings;
 use vehicle_allocation::proto::v1::{
     self, DeleteAllocationRequest, ListEventsRequest, WatchEventsRequest, snapshot,
     watch_events_response::Message,

@@ -187,7 +187,7 @@ async fn stalled_event_streams_hold_little_memory_each() {
     // The defaults: one caller's 2,000 streams meet its share of the
     // streams, each stream its byte bound. (With the share raised to all
     // 256 streams of MAX_WATCH_STREAMS, this measured 94 MiB.)
-    let settings = vehicle_allocation::config::EventSettings::default();
+    let settings = vehicle_allocation::grpc::events::EventSettings::default();
     let app = spawn_app_with(AppOptions {
         fleet: false,
         events: settings,
@@ -261,7 +261,7 @@ async fn replaying_subscribers_and_other_callers_latency() {
     let app = spawn_app_with(AppOptions {
         demo: true,
         fleet: false,
-        events: vehicle_allocation::config::EventSettings {
+        events: vehicle_allocation::grpc::events::EventSettings {
             max_streams: SUBSCRIBERS,
             max_streams_per_caller: SUBSCRIBERS,
             ..Default::default()

@@ -26,8 +26,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
-use vehicle_allocation::config::LogFormat;
-use vehicle_allocation::telemetry::{self, OtlpProtocol, Telemetry, TraceSettings};
+use vehicle_allocation::telemetry::{self, LogFormat, OtlpProtocol, Telemetry, TraceSettings};
 
 /// One test at a time: they all read the same process-wide counters.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());

@@ -149,6 +149,45 @@ pub fn seats(field: &str, value: i64) -> Result<u32, Violation> {
         })
 }
 
+// Each field's form, one function each: create, import and update check a
+// field with the same function, so that its limit is written once.
+
+pub fn employee_name(field: &str, value: &str) -> Result<(), Violation> {
+    required_text(field, value, NAME_MAX_CHARS)
+}
+
+pub fn employee_email(field: &str, value: &str) -> Result<(), Violation> {
+    email(field, value)
+}
+
+pub fn employee_department(field: &str, value: &str) -> Result<(), Violation> {
+    optional_text(field, value, ID_MAX_CHARS)
+}
+
+pub fn driver_name(field: &str, value: &str) -> Result<(), Violation> {
+    required_text(field, value, NAME_MAX_CHARS)
+}
+
+pub fn driver_phone(field: &str, value: &str) -> Result<(), Violation> {
+    phone(field, value)
+}
+
+pub fn driver_license_number(field: &str, value: &str) -> Result<(), Violation> {
+    required_text(field, value, CODE_MAX_CHARS)
+}
+
+pub fn vehicle_registration(field: &str, value: &str) -> Result<(), Violation> {
+    required_text(field, value, REGISTRATION_MAX_CHARS)
+}
+
+pub fn vehicle_make(field: &str, value: &str) -> Result<(), Violation> {
+    optional_text(field, value, CODE_MAX_CHARS)
+}
+
+pub fn vehicle_model(field: &str, value: &str) -> Result<(), Violation> {
+    optional_text(field, value, CODE_MAX_CHARS)
+}
+
 /// A new employee as given; `id` is the caller's or an assigned one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EmployeeInput {
@@ -168,16 +207,11 @@ impl EmployeeInput {
     ) -> Option<Employee> {
         let before = violations.len();
         violations.check(chosen_id(&field(prefix, "id"), &self.id));
-        violations.check(required_text(
-            &field(prefix, "name"),
-            &self.name,
-            NAME_MAX_CHARS,
-        ));
-        violations.check(email(&field(prefix, "email"), &self.email));
-        violations.check(optional_text(
+        violations.check(employee_name(&field(prefix, "name"), &self.name));
+        violations.check(employee_email(&field(prefix, "email"), &self.email));
+        violations.check(employee_department(
             &field(prefix, "department"),
             &self.department,
-            ID_MAX_CHARS,
         ));
         (violations.len() == before).then_some(Employee {
             id: self.id,
@@ -210,16 +244,11 @@ impl DriverInput {
     ) -> Option<Driver> {
         let before = violations.len();
         violations.check(chosen_id(&field(prefix, "id"), &self.id));
-        violations.check(required_text(
-            &field(prefix, "name"),
-            &self.name,
-            NAME_MAX_CHARS,
-        ));
-        violations.check(phone(&field(prefix, "phone"), &self.phone));
-        violations.check(required_text(
+        violations.check(driver_name(&field(prefix, "name"), &self.name));
+        violations.check(driver_phone(&field(prefix, "phone"), &self.phone));
+        violations.check(driver_license_number(
             &field(prefix, "license_number"),
             &self.license_number,
-            CODE_MAX_CHARS,
         ));
         (violations.len() == before).then_some(Driver {
             id: self.id,
@@ -255,21 +284,12 @@ impl VehicleInput {
     ) -> Option<(Vehicle, String)> {
         let before = violations.len();
         violations.check(chosen_id(&field(prefix, "id"), &self.id));
-        violations.check(required_text(
+        violations.check(vehicle_registration(
             &field(prefix, "registration"),
             &self.registration,
-            REGISTRATION_MAX_CHARS,
         ));
-        violations.check(optional_text(
-            &field(prefix, "make"),
-            &self.make,
-            CODE_MAX_CHARS,
-        ));
-        violations.check(optional_text(
-            &field(prefix, "model"),
-            &self.model,
-            CODE_MAX_CHARS,
-        ));
+        violations.check(vehicle_make(&field(prefix, "make"), &self.make));
+        violations.check(vehicle_model(&field(prefix, "model"), &self.model));
         let seats = violations.check(seats(&field(prefix, "seats"), self.seats));
         violations.check(validate_id(&field(prefix, "driver_id"), &self.driver_id));
         let seats = seats?;
