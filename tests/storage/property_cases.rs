@@ -154,6 +154,46 @@ async fn build(store: &Shared, fx: &Fixture, rng: &mut ChaCha8Rng, seed: u64) ->
     }
     store.apply_fleet(spares).await.expect("add spare drivers");
 
+    // In some fleets a vehicle is added and retired on one day, then put
+    // back in service: it has no timeline at all.
+    if rng.random_bool(0.5) {
+        let day = rng.random_range(-PAST..DAYS - 1);
+        let id = "v99".to_owned();
+        let steps = [
+            (
+                day,
+                FleetCommand::PutVehicle {
+                    vehicle: fx.new_vehicle(&id, &format!("R{seed}-99")),
+                    driver_id: model.drivers[vehicles].clone(),
+                    upsert: false,
+                },
+            ),
+            (
+                day,
+                FleetCommand::SetVehicleRetired {
+                    id: id.clone(),
+                    retired: true,
+                    cancel_conflicting: true,
+                },
+            ),
+            (
+                day + 1,
+                FleetCommand::SetVehicleRetired {
+                    id,
+                    retired: false,
+                    cancel_conflicting: true,
+                },
+            ),
+        ];
+        for (day, command) in steps {
+            store
+                .apply_fleet(vec![made_on(fx, day, command.clone())])
+                .await
+                .unwrap_or_else(|e| panic!("seed {seed}: {command:?} failed: {e}"));
+            follow(&mut model, &command, fx.day(day));
+        }
+    }
+
     // Fleet commands on days in order, from before today to the last day
     // read back; each is decided by the store, and the model follows what
     // it accepted.
@@ -275,6 +315,15 @@ fn follow(model: &mut Model, command: &FleetCommand, today: NaiveDate) {
                 m.timeline = end_timeline(&m.timeline, today);
             }
             m.vehicle.retired = *retired;
+        }
+        FleetCommand::PutVehicle {
+            vehicle, driver_id, ..
+        } => {
+            let timeline = assign_from(&[], driver_id, today);
+            let vehicle = vehicle.clone();
+            model
+                .vehicles
+                .insert(vehicle.id.clone(), Modelled { vehicle, timeline });
         }
         FleetCommand::CreateBlock { block, .. } => model.blocks.push(block.clone()),
         FleetCommand::DeleteBlock { block_id, .. } => model.blocks.retain(|b| b.id != *block_id),
