@@ -18,7 +18,8 @@ use super::context::Origin;
 use super::error::{DomainError, Resource};
 use super::event::{EventKind, NewEvent, Snapshot};
 use super::fleet::{
-    Assignment, Driver, Employee, Vehicle, VehicleBlock, assign_from, driver_on, end_timeline,
+    Assignment, Driver, Employee, Unbookable, Vehicle, VehicleBlock, assign_from, bookable,
+    driver_on, end_timeline,
 };
 
 /// The fields of an employee an update may change.
@@ -875,24 +876,23 @@ pub fn check_bookable(
     if !employee.active {
         return Err(inactive(Resource::Employee, &employee.id));
     }
-    if vehicle.retired {
-        return Err(inactive(Resource::Vehicle, &vehicle.id));
-    }
-    if let Some(block) = block {
-        return Err(DomainError::VehicleOutOfService {
+    // Whether the slot is taken is the caller's to check (its refusal
+    // names the booking that holds it), so `Booked` never comes back.
+    match bookable(vehicle, timeline, block, false, date) {
+        Ok(driver) => Ok(driver.to_owned()),
+        Err(Unbookable::Retired) => Err(inactive(Resource::Vehicle, &vehicle.id)),
+        Err(Unbookable::OutOfService(block)) => Err(DomainError::VehicleOutOfService {
             vehicle_id: vehicle.id.clone(),
             date,
             block_id: block.id.clone(),
             start_date: block.start_date,
             end_date: block.end_date,
-        });
-    }
-    driver_on(timeline, date)
-        .map(str::to_owned)
-        .ok_or_else(|| DomainError::NoDriver {
+        }),
+        Err(Unbookable::NoDriver | Unbookable::Booked) => Err(DomainError::NoDriver {
             vehicle_id: vehicle.id.clone(),
             date,
-        })
+        }),
+    }
 }
 
 /// The ids the command itself holds, which are not conflicts with itself.

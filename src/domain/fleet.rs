@@ -131,6 +131,43 @@ pub fn driver_on(periods: &[Assignment], date: NaiveDate) -> Option<&str> {
         .map(|p| p.driver_id.as_str())
 }
 
+/// Why a vehicle can't be booked on a date, in the order [`bookable`]
+/// finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unbookable<'a> {
+    Retired,
+    /// Out of service under this block.
+    OutOfService(&'a VehicleBlock),
+    NoDriver,
+    Booked,
+}
+
+/// The one definition of a bookable vehicle: on `date`, `vehicle` (with
+/// its `timeline`) can be booked when it is not retired, no block covers
+/// the date (`block` is the one that does, if any), someone drives it that
+/// day, and it is not `booked` already. Returns who drives it. Every store
+/// query that filters or counts bookable vehicles is held to this by the
+/// storage conformance suite.
+pub fn bookable<'a>(
+    vehicle: &Vehicle,
+    timeline: &'a [Assignment],
+    block: Option<&'a VehicleBlock>,
+    booked: bool,
+    date: NaiveDate,
+) -> Result<&'a str, Unbookable<'a>> {
+    if vehicle.retired {
+        return Err(Unbookable::Retired);
+    }
+    if let Some(block) = block {
+        return Err(Unbookable::OutOfService(block));
+    }
+    let driver = driver_on(timeline, date).ok_or(Unbookable::NoDriver)?;
+    if booked {
+        return Err(Unbookable::Booked);
+    }
+    Ok(driver)
+}
+
 /// `periods` with nobody driving from `from` on: periods that start then or
 /// later go, the one running over `from` ends there.
 pub fn end_timeline(periods: &[Assignment], from: NaiveDate) -> Vec<Assignment> {
@@ -252,5 +289,120 @@ mod tests {
         assert_eq!(driver_on(&ended, day(4)), Some("d1"));
         assert_eq!(driver_on(&ended, day(5)), None);
         assert!(ended[0].reaches(day(4)) && !ended[0].reaches(day(5)));
+    }
+
+    fn vehicle(retired: bool) -> Vehicle {
+        let at = DateTime::UNIX_EPOCH;
+        Vehicle {
+            id: "v".into(),
+            registration: "R".into(),
+            make: String::new(),
+            model: String::new(),
+            seats: 4,
+            retired,
+            create_time: at,
+            update_time: at,
+            version: 1,
+            driver: None,
+        }
+    }
+
+    fn block(start: NaiveDate, end: NaiveDate) -> VehicleBlock {
+        VehicleBlock {
+            id: "b".into(),
+            vehicle_id: "v".into(),
+            start_date: start,
+            end_date: end,
+            reason: String::new(),
+            create_time: DateTime::UNIX_EPOCH,
+            update_time: DateTime::UNIX_EPOCH,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_vehicle_is_bookable_when_nothing_holds_it_back_and_the_first_reason_wins() {
+        // d1 drives up to the 10th, nobody on the 10th and 11th (the 11th is
+        // also out of service), d2 from the 12th.
+        let timeline = vec![
+            period("d1", timeline_start(), Some(day(10))),
+            period("d2", day(12), None),
+        ];
+        let servicing = block(day(5), day(6));
+        let repair = block(day(11), day(11));
+        let blocks = [servicing.clone(), repair.clone()];
+        let covering = |date| blocks.iter().find(|b| b.covers(date));
+        // Name, retired, date, booked, verdict.
+        type Case<'a> = (
+            &'a str,
+            bool,
+            NaiveDate,
+            bool,
+            Result<&'a str, Unbookable<'a>>,
+        );
+        let cases: &[Case] = &[
+            ("driven and free", false, day(4), false, Ok("d1")),
+            ("last day of a period", false, day(9), false, Ok("d1")),
+            (
+                "a period ends at midnight",
+                false,
+                day(10),
+                false,
+                Err(Unbookable::NoDriver),
+            ),
+            (
+                "blocked in the gap: the block first",
+                false,
+                day(11),
+                false,
+                Err(Unbookable::OutOfService(&repair)),
+            ),
+            ("first day of the next", false, day(12), false, Ok("d2")),
+            ("booked", false, day(12), true, Err(Unbookable::Booked)),
+            (
+                "first day of a block",
+                false,
+                day(5),
+                false,
+                Err(Unbookable::OutOfService(&servicing)),
+            ),
+            (
+                "last day of a block",
+                false,
+                day(6),
+                true,
+                Err(Unbookable::OutOfService(&servicing)),
+            ),
+            ("retired", true, day(4), false, Err(Unbookable::Retired)),
+            (
+                "retired and blocked",
+                true,
+                day(5),
+                true,
+                Err(Unbookable::Retired),
+            ),
+            (
+                "no driver and booked",
+                false,
+                day(10),
+                true,
+                Err(Unbookable::NoDriver),
+            ),
+        ];
+        for (name, retired, date, booked, expected) in cases {
+            let got = bookable(
+                &vehicle(*retired),
+                &timeline,
+                covering(*date),
+                *booked,
+                *date,
+            );
+            assert_eq!(&got, expected, "{name}");
+        }
+        assert_eq!(
+            bookable(&vehicle(false), &[], None, false, day(4)),
+            Err(Unbookable::NoDriver),
+            "an empty timeline"
+        );
     }
 }

@@ -15,6 +15,7 @@ use vehicle_allocation::storage::Store;
 pub use crate::event_cases::*;
 use crate::fixture::{Fixture, refused};
 pub use crate::fleet_cases::*;
+pub use crate::property_cases::*;
 
 /// Calls `$callback!($open; case, case, ...)` with every case below.
 macro_rules! for_each_case {
@@ -62,6 +63,7 @@ macro_rules! for_each_case {
             pruning_deletes_old_events_and_sequences_never_go_back,
             erasing_an_employee_leaves_their_name_and_email_in_no_table,
             positions_past_every_sequence_list_nothing_and_the_newest_is_read_back,
+            random_fleets_list_and_count_what_the_domain_calls_bookable,
         );
     };
 }

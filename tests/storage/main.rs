@@ -12,6 +12,7 @@ mod fixture;
 mod fleet_cases;
 #[path = "../support/instrumented_store.rs"]
 mod instrumented_store;
+mod property_cases;
 #[path = "../support/redis.rs"]
 mod redis_support;
 
