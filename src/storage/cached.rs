@@ -66,7 +66,6 @@
 //! older than such a write, for at most the TTL: the guarantee above holds
 //! for writers that can reach Redis.
 
-use crate::storage::{BookingStore, FleetStore, Maintenance};
 use std::any::Any;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -78,7 +77,6 @@ use async_trait::async_trait;
 use chrono::NaiveDate;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-
 use tracing::Instrument as _;
 
 use crate::cache::{CacheBackend, Fill, Payload, SingleFlight};
@@ -88,6 +86,7 @@ use crate::domain::{
     UpdatedAllocation, Vehicle, VehicleBlock,
 };
 use crate::metrics::{CacheCounters, CacheKind, CacheResult};
+use crate::storage::{BookingStore, FleetStore, Maintenance};
 use crate::storage::{FleetPass, FleetSession, Store, StoreError, StoreResult, Verdicts};
 
 /// The generation every entry depends on.

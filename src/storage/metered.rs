@@ -5,7 +5,6 @@
 //! It sits right on the backend, under the cache, so a cache hit is not a
 //! store operation. Each operation is a (debug) span, which traces carry.
 
-use crate::storage::{BookingStore, EventLog, FleetStore, Maintenance};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,6 +18,7 @@ use crate::domain::{
     FleetOutcome, FleetRequest, HistoryCursor, HistoryFilter, NewAllocation, Page, PageKey,
     PageRequest, UpdatedAllocation, Vehicle, VehicleBlock,
 };
+use crate::storage::{BookingStore, EventLog, FleetStore, Maintenance};
 use crate::storage::{FleetPass, FleetSession, Store, StoreError, StoreResult, Verdicts};
 
 /// See the module documentation.

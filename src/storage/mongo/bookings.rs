@@ -9,26 +9,24 @@
 //! facts. The domain then names the booking in the way; the unique indexes
 //! are a backstop.
 
+use async_trait::async_trait;
+use mongodb::ClientSession;
+use mongodb::error::Error as MongoError;
+use mongodb::options::{ReadConcern, WriteConcern};
+
+use super::errors::{gone, malformed};
+use super::transaction::MongoTransaction;
+use super::{MongoStore, documents as d, raised_in_transaction};
+use super::{classify, decoded};
 use crate::domain::allocation::allocation_not_found;
+use crate::domain::booking::{BookingCommand, BookingDecision, BookingFacts, BookingWrite, Slot};
 use crate::domain::{
     Allocation, AllocationDeletion, AllocationUpdate, HistoryCursor, HistoryFilter, NewAllocation,
     Page, PageRequest, UpdatedAllocation,
 };
-use mongodb::ClientSession;
-use mongodb::bson::Document;
-use mongodb::error::Error as MongoError;
-use mongodb::options::{ReadConcern, ReturnDocument, WriteConcern};
-
-use super::fleet::{gone, malformed};
-use super::transaction::MongoTransaction;
-use super::{MongoStore, documents as d, raised_in_transaction};
-use super::{classify, decoded};
-use crate::domain::NewEvent;
-use crate::domain::booking::{BookingCommand, BookingDecision, BookingFacts, BookingWrite, Slot};
 use crate::storage::StoreResult;
 use crate::storage::steps;
 use crate::storage::{BookingStore, Decided as _};
-use async_trait::async_trait;
 
 impl MongoStore {
     /// Decides and writes a change to a booking in one transaction.
@@ -191,39 +189,6 @@ impl MongoStore {
                 .session(&mut *session)
                 .await?;
         }
-        Ok(())
-    }
-
-    /// Appends `events` with the next sequences, taken from the counter in
-    /// this transaction.
-    pub(super) async fn append_events(
-        &self,
-        session: &mut ClientSession,
-        events: &[NewEvent],
-    ) -> Result<(), MongoError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let counter = self
-            .settings
-            .find_one_and_update(d::by_id(d::EVENT_SEQUENCE), d::take_sequences(events.len()))
-            .upsert(true)
-            .return_document(ReturnDocument::After)
-            .session(&mut *session)
-            .await?
-            .ok_or_else(|| gone("taking event sequences"))?;
-        let last = d::sequence_from(&counter).map_err(malformed)?;
-        let first = last + 1 - events.len() as u64;
-        let documents = events
-            .iter()
-            .zip(first..)
-            .map(|(event, sequence)| d::event_document(sequence, event))
-            .collect::<Result<Vec<Document>, _>>()
-            .map_err(malformed)?;
-        self.events
-            .insert_many(documents)
-            .session(&mut *session)
-            .await?;
         Ok(())
     }
 }

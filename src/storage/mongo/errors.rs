@@ -84,6 +84,20 @@ pub fn duplicate_key_position(error: &Error) -> Option<usize> {
     }
 }
 
+/// Refusals and decoding failures travel through the transaction as the
+/// driver's custom errors, which abort it.
+pub(super) fn malformed(m: super::documents::Malformed) -> Error {
+    Error::custom(StoreError::internal("decoding a MongoDB document", m))
+}
+
+/// A document read in the transaction was not there to write.
+pub(super) fn gone(context: &str) -> Error {
+    Error::custom(StoreError::internal(
+        context.to_owned(),
+        std::io::Error::other("the document changed inside the transaction"),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

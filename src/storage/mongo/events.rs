@@ -6,19 +6,21 @@
 //! The stream starts with the first watcher and ends with the last, and
 //! resumes from its resume token after an error.
 
-use super::decoded;
-use crate::domain::{Event, EventFilter, Page, PageRequest};
-use chrono::{DateTime, Utc};
 use std::time::Duration;
 
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use mongodb::ClientSession;
 use mongodb::bson::{Document, doc};
+use mongodb::error::Error as MongoError;
+use mongodb::options::ReturnDocument;
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 
-use super::{MongoStore, classify, collect, documents as d};
-use crate::storage::EventLog;
-use crate::storage::StoreResult;
-use async_trait::async_trait;
+use super::errors::{gone, malformed};
+use super::{MongoStore, classify, collect, decoded, documents as d};
+use crate::domain::{Event, EventFilter, NewEvent, Page, PageRequest};
+use crate::storage::{EventLog, StoreResult};
 
 /// The pause before a failed change stream is opened again.
 const REOPEN_PAUSE: Duration = Duration::from_secs(1);
@@ -182,5 +184,40 @@ impl EventLog for MongoStore {
 
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.prune_events_before(before, limit).await
+    }
+}
+
+impl MongoStore {
+    /// Appends `events` with the next sequences, taken from the counter in
+    /// this transaction.
+    pub(super) async fn append_events(
+        &self,
+        session: &mut ClientSession,
+        events: &[NewEvent],
+    ) -> Result<(), MongoError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let counter = self
+            .settings
+            .find_one_and_update(d::by_id(d::EVENT_SEQUENCE), d::take_sequences(events.len()))
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .session(&mut *session)
+            .await?
+            .ok_or_else(|| gone("taking event sequences"))?;
+        let last = d::sequence_from(&counter).map_err(malformed)?;
+        let first = last + 1 - events.len() as u64;
+        let documents = events
+            .iter()
+            .zip(first..)
+            .map(|(event, sequence)| d::event_document(sequence, event))
+            .collect::<Result<Vec<Document>, _>>()
+            .map_err(malformed)?;
+        self.events
+            .insert_many(documents)
+            .session(&mut *session)
+            .await?;
+        Ok(())
     }
 }

@@ -9,39 +9,26 @@
 //! ([`d::claim`]): of two such transactions the second to write fails with a
 //! write conflict and is retried by the driver, against the new facts.
 
-use super::{collect, decoded};
-use crate::domain::{
-    DomainError, Driver, Employee, Page, PageRequest, Resource, Vehicle, VehicleBlock,
-};
+use async_trait::async_trait;
 use chrono::NaiveDate;
 use mongodb::ClientSession;
 use mongodb::bson::Document;
 use mongodb::error::Error as MongoError;
 use mongodb::options::{ReadConcern, WriteConcern};
 
+use super::errors::{gone, malformed};
 use super::transaction::MongoTransaction;
 use super::{MongoStore, classify, collect_in, documents as d, raised_in_transaction};
+use super::{collect, decoded};
 use crate::domain::admin::{FactQuery, Facts, FleetWrite};
 use crate::domain::{Allocation, FleetOutcome, FleetRequest};
+use crate::domain::{
+    DomainError, Driver, Employee, Page, PageRequest, Resource, Vehicle, VehicleBlock,
+};
 use crate::storage::FleetStore;
 use crate::storage::steps;
 use crate::storage::{FleetPass, FleetSession, Verdicts};
 use crate::storage::{StoreError, StoreResult};
-use async_trait::async_trait;
-
-/// Refusals and decoding failures travel through the transaction as the
-/// driver's custom errors, which abort it.
-pub(super) fn malformed(m: d::Malformed) -> MongoError {
-    MongoError::custom(StoreError::internal("decoding a MongoDB document", m))
-}
-
-/// A document read in the transaction was not there to write.
-pub(super) fn gone(context: &str) -> MongoError {
-    MongoError::custom(StoreError::internal(
-        context.to_owned(),
-        std::io::Error::other("the document changed inside the transaction"),
-    ))
-}
 
 impl MongoStore {
     pub(super) async fn apply_fleet_batch(

@@ -1,7 +1,6 @@
 //! Upkeep of the MongoDB store: seeding, reset, the health check, the
 //! page-token key.
 
-use super::{classify, decoded};
 use async_trait::async_trait;
 use mongodb::Collection;
 use mongodb::bson::{Document, doc};
@@ -10,6 +9,7 @@ use mongodb::options::WriteConcern;
 
 use super::errors::{self, duplicate_key_message, index_name};
 use super::{MongoStore, documents as d, raised_in_transaction};
+use super::{classify, decoded};
 use crate::domain::booking::SlotIndex;
 use crate::domain::event::{seeded_bookings, seeded_fleet};
 use crate::domain::fleet::seeded_timeline;

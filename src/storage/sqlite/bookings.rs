@@ -1,21 +1,22 @@
 //! Bookings on SQLite: the reads and writes of [`crate::storage::steps`]
 //! for a booking change, the booking counts per day, and the history.
 
+use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use super::errors::expect_one;
 use super::rows::{ALLOCATION_COLUMNS, allocation_from_row, days, millis};
 use super::{SqliteStore, found};
 use crate::domain::booking::BookingCommand;
-use crate::domain::booking::{BookingFacts, BookingWrite, Slot, SlotIndex};
+use crate::domain::booking::{BookingWrite, Slot, SlotIndex, SlotRule};
 use crate::domain::{Allocation, HistoryCursor, HistoryFilter, Page, PageRequest};
 use crate::domain::{
     AllocationDeletion, AllocationUpdate, NewAllocation, Resource, UpdatedAllocation,
 };
 use crate::storage::{BookingStore, Decided as _};
 use crate::storage::{StoreError, StoreResult};
-use async_trait::async_trait;
 
 /// The booking id and fingerprint stored under `request_id` after
 /// `live_after`.
@@ -37,34 +38,27 @@ pub(super) fn idempotency_key(
     Ok(earlier.map(|(id, fingerprint)| (id, fingerprint as u64)))
 }
 
-/// Reads the facts of a slot a booking would take.
-pub(super) fn read_slot(
+/// The booking, other than `slot.except`, holding the slot under `rule`.
+pub(super) fn slot_holder(
     conn: &Connection,
+    rule: SlotRule,
     slot: &Slot,
-    facts: &mut BookingFacts,
-) -> StoreResult<()> {
-    facts.employee = super::fleet::find_employee(conn, &slot.employee_id)?;
-    if let Some(vehicle) = super::fleet::find_vehicle(conn, &slot.vehicle_id, slot.date)? {
-        let timeline = super::fleet::timeline(conn, &slot.vehicle_id)?;
-        facts.vehicle = Some((vehicle, timeline));
-    }
-    facts.block = super::fleet::block_on(conn, &slot.vehicle_id, slot.date)?;
-    let except = slot.except.as_deref().unwrap_or("");
-    let holder = |sql: &str, value: &str| -> StoreResult<Option<String>> {
-        Ok(conn
-            .prepare_cached(sql)?
-            .query_row(params![value, days(slot.date), except], |row| row.get(0))
-            .optional()?)
+) -> StoreResult<Option<String>> {
+    let (sql, value) = match rule {
+        SlotRule::Vehicle => (
+            "SELECT id FROM allocations WHERE vehicle_id = ?1 AND allocation_date = ?2 AND id <> ?3",
+            &slot.vehicle_id,
+        ),
+        SlotRule::Employee => (
+            "SELECT id FROM allocations WHERE employee_id = ?1 AND allocation_date = ?2 AND id <> ?3",
+            &slot.employee_id,
+        ),
     };
-    facts.vehicle_holder = holder(
-        "SELECT id FROM allocations WHERE vehicle_id = ?1 AND allocation_date = ?2 AND id <> ?3",
-        &slot.vehicle_id,
-    )?;
-    facts.employee_holder = holder(
-        "SELECT id FROM allocations WHERE employee_id = ?1 AND allocation_date = ?2 AND id <> ?3",
-        &slot.employee_id,
-    )?;
-    Ok(())
+    let except = slot.except.as_deref().unwrap_or("");
+    Ok(conn
+        .prepare_cached(sql)?
+        .query_row(params![value, days(slot.date), except], |row| row.get(0))
+        .optional()?)
 }
 
 /// Writes a decided change: the booking, its day's total and its key.
@@ -92,7 +86,7 @@ pub(super) fn apply_booking(conn: &Connection, write: &BookingWrite) -> StoreRes
                     after.version as i64,
                     before.version as i64,
                 ])?;
-            super::fleet::expect_one(changed, "updating an allocation")?;
+            expect_one(changed, "updating an allocation")?;
             if after.date != before.date {
                 count_bookings(conn, before.date, -1)?;
                 count_bookings(conn, after.date, 1)?;
@@ -102,7 +96,7 @@ pub(super) fn apply_booking(conn: &Connection, write: &BookingWrite) -> StoreRes
             let deleted = conn
                 .prepare_cached("DELETE FROM allocations WHERE id = ?1 AND version = ?2")?
                 .execute(params![before.id, before.version as i64])?;
-            super::fleet::expect_one(deleted, "cancelling an allocation")?;
+            expect_one(deleted, "cancelling an allocation")?;
             count_bookings(conn, before.date, -1)?;
         }
         (None, None) => {}
@@ -321,12 +315,7 @@ pub fn count_history(conn: &Connection, filter: &HistoryFilter) -> StoreResult<u
 #[async_trait]
 impl BookingStore for SqliteStore {
     async fn create_allocation(&self, new: NewAllocation) -> StoreResult<Allocation> {
-        let decision = self
-            .writer
-            .write(move |conn| {
-                super::transaction::write_booking(conn, &BookingCommand::Create(new))
-            })
-            .await?;
+        let decision = self.write_booking(BookingCommand::Create(new)).await?;
         decision.created()
     }
 
@@ -338,22 +327,12 @@ impl BookingStore for SqliteStore {
     }
 
     async fn update_allocation(&self, update: AllocationUpdate) -> StoreResult<UpdatedAllocation> {
-        let decision = self
-            .writer
-            .write(move |conn| {
-                super::transaction::write_booking(conn, &BookingCommand::Update(update))
-            })
-            .await?;
+        let decision = self.write_booking(BookingCommand::Update(update)).await?;
         decision.updated()
     }
 
     async fn delete_allocation(&self, deletion: AllocationDeletion) -> StoreResult<Allocation> {
-        let decision = self
-            .writer
-            .write(move |conn| {
-                super::transaction::write_booking(conn, &BookingCommand::Cancel(deletion))
-            })
-            .await?;
+        let decision = self.write_booking(BookingCommand::Cancel(deletion)).await?;
         decision.cancelled()
     }
 

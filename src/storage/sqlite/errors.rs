@@ -2,7 +2,7 @@
 
 use rusqlite::ErrorCode;
 
-use crate::storage::StoreError;
+use crate::storage::{StoreError, StoreResult};
 
 /// Turns a SQLite error into a storage error: failures of the environment
 /// (busy, I/O, full disk) are worth retrying, anything else is a bug.
@@ -42,5 +42,17 @@ fn without_sql(error: rusqlite::Error) -> rusqlite::Error {
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
         classify("SQLite", error)
+    }
+}
+
+/// Fails unless a guarded write changed exactly one row.
+pub(super) fn expect_one(rows: usize, context: &str) -> StoreResult<()> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::internal(
+            context.to_owned(),
+            std::io::Error::other(format!("{rows} rows changed, expected 1")),
+        ))
     }
 }

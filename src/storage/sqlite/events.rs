@@ -1,6 +1,7 @@
 //! The audit trail on SQLite: appended by the write functions in their own
 //! savepoint, read in sequence order.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -11,7 +12,6 @@ use crate::domain::admin::Erasure;
 use crate::domain::{Actor, Event, EventFilter, EventKind, NewEvent, Page, PageRequest, Snapshot};
 use crate::storage::EventLog;
 use crate::storage::{StoreError, StoreResult};
-use async_trait::async_trait;
 
 const EVENT_COLUMNS: &str =
     "sequence, event_time, kind, resource, actor_id, actor_roles, request_id, before, after";

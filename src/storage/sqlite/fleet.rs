@@ -1,31 +1,25 @@
 //! The SQL of fleet administration: the facts a fleet command is decided
 //! from, the writes it decides, and the fleet's reads.
 
-use crate::domain::fleet::timeline_start;
-use crate::domain::{DomainError, FleetOutcome, Resource};
-use crate::storage::FleetSession;
+use async_trait::async_trait;
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::bookings::count_bookings;
-use super::rows::{ALLOCATION_COLUMNS, allocation_from_row, days, millis, read_date, read_instant};
-use super::transaction::SqliteTransaction;
+use super::errors::expect_one;
+use super::rows::{
+    ALLOCATION_COLUMNS, BLOCK_COLUMNS, DRIVER_COLUMNS, EMPLOYEE_COLUMNS, VEHICLE_ROW,
+    allocation_from_row, block_from_row, days, driver_from_row, employee_from_row, millis,
+    read_date, vehicle_from_row,
+};
 use super::{SqliteStore, found};
 use crate::domain::admin::{BookingOwner, FactQuery, Facts, FleetRequest, FleetWrite, Unique};
+use crate::domain::fleet::timeline_start;
 use crate::domain::{Assignment, Driver, Employee, Page, PageRequest, Vehicle, VehicleBlock};
+use crate::domain::{DomainError, FleetOutcome, Resource};
+use crate::storage::FleetSession;
 use crate::storage::FleetStore;
-use crate::storage::steps::{self, without_waiting};
-use crate::storage::{FleetPass, StoreError, StoreResult, Verdicts};
-use async_trait::async_trait;
-use tokio::sync::mpsc;
-
-pub const EMPLOYEE_COLUMNS: &str =
-    "id, name, email, department, active, create_time, update_time, version";
-const DRIVER_COLUMNS: &str =
-    "d.id, d.name, d.phone, d.license_number, d.active, d.create_time, d.update_time, d.version";
-const VEHICLE_ROW: &str = "v.id, v.registration, v.make, v.model, v.seats, v.retired, v.create_time, v.update_time, v.version";
-const BLOCK_COLUMNS: &str =
-    "id, vehicle_id, start_date, end_date, reason, create_time, update_time, version";
+use crate::storage::{FleetPass, StoreResult};
 
 /// A vehicle with the driver who drives it on `?1`, if anyone does.
 fn vehicle_select() -> String {
@@ -34,74 +28,6 @@ fn vehicle_select() -> String {
            LEFT JOIN driver_assignments a ON a.vehicle_id = v.id AND {COVERS}
            LEFT JOIN drivers d ON d.id = a.driver_id"
     )
-}
-
-fn version(row: &Row<'_>, idx: usize) -> rusqlite::Result<u64> {
-    Ok(row.get::<_, i64>(idx)? as u64)
-}
-
-pub fn employee_from_row(row: &Row<'_>) -> rusqlite::Result<Employee> {
-    Ok(Employee {
-        id: row.get(0)?,
-        name: row.get(1)?,
-        email: row.get(2)?,
-        department: row.get(3)?,
-        active: row.get(4)?,
-        create_time: read_instant(row, 5)?,
-        update_time: read_instant(row, 6)?,
-        version: version(row, 7)?,
-    })
-}
-
-/// A driver from the eight columns from `at`.
-fn driver_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Driver> {
-    Ok(Driver {
-        id: row.get(at)?,
-        name: row.get(at + 1)?,
-        phone: row.get(at + 2)?,
-        license_number: row.get(at + 3)?,
-        active: row.get(at + 4)?,
-        create_time: read_instant(row, at + 5)?,
-        update_time: read_instant(row, at + 6)?,
-        version: version(row, at + 7)?,
-    })
-}
-
-fn driver_from_row(row: &Row<'_>) -> rusqlite::Result<Driver> {
-    driver_at(row, 0)
-}
-
-/// A vehicle from [`vehicle_select`]'s columns.
-pub fn vehicle_from_row(row: &Row<'_>) -> rusqlite::Result<Vehicle> {
-    let driver = match row.get::<_, Option<String>>(9)? {
-        Some(_) => Some(driver_at(row, 9)?),
-        None => None,
-    };
-    Ok(Vehicle {
-        id: row.get(0)?,
-        registration: row.get(1)?,
-        make: row.get(2)?,
-        model: row.get(3)?,
-        seats: row.get(4)?,
-        retired: row.get(5)?,
-        create_time: read_instant(row, 6)?,
-        update_time: read_instant(row, 7)?,
-        version: version(row, 8)?,
-        driver,
-    })
-}
-
-fn block_from_row(row: &Row<'_>) -> rusqlite::Result<VehicleBlock> {
-    Ok(VehicleBlock {
-        id: row.get(0)?,
-        vehicle_id: row.get(1)?,
-        start_date: read_date(row, 2)?,
-        end_date: read_date(row, 3)?,
-        reason: row.get(4)?,
-        create_time: read_instant(row, 5)?,
-        update_time: read_instant(row, 6)?,
-        version: version(row, 7)?,
-    })
 }
 
 // ------------------------------------------------------------------- reads
@@ -440,87 +366,6 @@ pub fn read_facts(conn: &Connection, query: &FactQuery) -> StoreResult<Facts> {
     Ok(facts)
 }
 
-/// What a fleet session's caller sends the writer.
-pub enum SessionMessage {
-    Chunk(Vec<FleetRequest>),
-    /// Ends the session: a check is rolled back, an apply kept.
-    Finish,
-}
-
-/// A fleet session, run on the writer's thread alone, in a transaction of
-/// its own: decides the chunks as they come and answers each, until told
-/// to finish. A check is rolled back; so is an apply that fails, or whose
-/// caller goes away unfinished. Without a savepoint around it, what it
-/// changes beyond the page cache spills to the WAL instead of memory.
-pub fn run_session(
-    conn: &Connection,
-    pass: FleetPass,
-    chunks: &mut mpsc::Receiver<SessionMessage>,
-    answers: &mpsc::Sender<StoreResult<Verdicts>>,
-) -> StoreResult<()> {
-    // The page cache for bulk loads is large; a session's is bounded too.
-    let cache: i64 = conn.query_row("PRAGMA cache_size", [], |row| row.get(0))?;
-    conn.execute_batch(&format!("PRAGMA cache_size = -{SESSION_CACHE_KIB}"))?;
-    let ran = run_in_transaction(conn, pass, chunks, answers);
-    conn.execute_batch(&format!("PRAGMA cache_size = {cache}"))?;
-    ran
-}
-
-/// The page cache of a fleet session's transaction: what it changes
-/// beyond it spills to the WAL.
-const SESSION_CACHE_KIB: u32 = 32 * 1024;
-
-fn run_in_transaction(
-    conn: &Connection,
-    pass: FleetPass,
-    chunks: &mut mpsc::Receiver<SessionMessage>,
-    answers: &mpsc::Sender<StoreResult<Verdicts>>,
-) -> StoreResult<()> {
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let served = serve(conn, chunks, answers, |conn, chunk| {
-        let mut tx = SqliteTransaction(conn);
-        without_waiting(steps::fleet_chunk(&mut tx, chunk, pass))
-    });
-    match (pass, served) {
-        (FleetPass::Apply, Ok(())) => Ok(conn.execute_batch("COMMIT")?),
-        (_, served) => {
-            conn.execute_batch("ROLLBACK")?;
-            served
-        }
-    }
-}
-
-fn serve(
-    conn: &Connection,
-    chunks: &mut mpsc::Receiver<SessionMessage>,
-    answers: &mpsc::Sender<StoreResult<Verdicts>>,
-    decide: impl Fn(&Connection, &[FleetRequest]) -> StoreResult<Verdicts>,
-) -> StoreResult<()> {
-    loop {
-        match chunks.blocking_recv() {
-            Some(SessionMessage::Chunk(chunk)) => {
-                let decided = decide(conn, &chunk);
-                let failed = decided.as_ref().err().cloned();
-                if answers.blocking_send(decided).is_err() {
-                    return Err(abandoned());
-                }
-                if let Some(error) = failed {
-                    return Err(error);
-                }
-            }
-            Some(SessionMessage::Finish) => return Ok(()),
-            None => return Err(abandoned()),
-        }
-    }
-}
-
-fn abandoned() -> StoreError {
-    StoreError::internal(
-        "running a fleet session",
-        std::io::Error::other("the session was dropped unfinished"),
-    )
-}
-
 /// Writes what a command decided (not its events).
 pub fn apply_write(conn: &Connection, write: &FleetWrite) -> StoreResult<()> {
     if let Some(e) = &write.employee {
@@ -591,18 +436,6 @@ pub fn apply_write(conn: &Connection, write: &FleetWrite) -> StoreResult<()> {
         super::events::erase(conn, erasure)?;
     }
     Ok(())
-}
-
-/// Fails unless a guarded write changed exactly one row.
-pub(super) fn expect_one(rows: usize, context: &str) -> StoreResult<()> {
-    if rows == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::internal(
-            context.to_owned(),
-            std::io::Error::other(format!("{rows} rows changed, expected 1")),
-        ))
-    }
 }
 
 pub fn put_employee(conn: &Connection, e: &Employee) -> StoreResult<()> {
@@ -784,82 +617,10 @@ impl FleetStore for SqliteStore {
     }
 
     async fn apply_fleet(&self, requests: Vec<FleetRequest>) -> StoreResult<Vec<FleetOutcome>> {
-        self.writer
-            .write(move |conn| super::transaction::apply_fleet(conn, &requests))
-            .await
+        self.apply_fleet_batch(requests).await
     }
 
     async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>> {
-        // One chunk each way at a time: the memory a session holds.
-        let (chunks, mut received) = mpsc::channel(1);
-        let (answer, answers) = mpsc::channel(1);
-        let done = tokio::spawn(
-            self.writer
-                .write_alone(move |conn| run_session(conn, pass, &mut received, &answer)),
-        );
-        Ok(Box::new(SqliteFleetSession {
-            chunks,
-            answers,
-            done: Some(done),
-        }))
-    }
-}
-
-/// A fleet session: a request on the writer's thread that takes chunks
-/// through `chunks` and answers through `answers` (see
-/// [`run_session`]).
-struct SqliteFleetSession {
-    chunks: mpsc::Sender<SessionMessage>,
-    answers: mpsc::Receiver<StoreResult<Verdicts>>,
-    /// The request's end: once the transaction is committed (or not).
-    done: Option<tokio::task::JoinHandle<StoreResult<()>>>,
-}
-
-impl SqliteFleetSession {
-    /// Why the request ended early.
-    async fn ended(&mut self) -> StoreError {
-        match self.done.take() {
-            Some(done) => match done.await {
-                Ok(Err(error)) => error,
-                Ok(Ok(())) => session_failed("the session ended early"),
-                Err(_) => session_failed("the session's task failed"),
-            },
-            None => session_failed("the session has ended"),
-        }
-    }
-}
-
-fn session_failed(why: &str) -> StoreError {
-    StoreError::internal(
-        "running a fleet session",
-        std::io::Error::other(why.to_owned()),
-    )
-}
-
-#[async_trait]
-impl FleetSession for SqliteFleetSession {
-    async fn run(&mut self, chunk: Vec<FleetRequest>) -> StoreResult<Verdicts> {
-        if self
-            .chunks
-            .send(SessionMessage::Chunk(chunk))
-            .await
-            .is_err()
-        {
-            return Err(self.ended().await);
-        }
-        match self.answers.recv().await {
-            Some(answer) => answer,
-            None => Err(self.ended().await),
-        }
-    }
-
-    async fn finish(mut self: Box<Self>) -> StoreResult<()> {
-        let _ = self.chunks.send(SessionMessage::Finish).await;
-        match self.done.take() {
-            Some(done) => done
-                .await
-                .unwrap_or_else(|_| Err(session_failed("the session's task failed"))),
-            None => Err(session_failed("the session has ended")),
-        }
+        Ok(self.open_fleet_session(pass))
     }
 }

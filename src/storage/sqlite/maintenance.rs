@@ -1,9 +1,11 @@
 //! Upkeep of the embedded store: seeding, reset, the health probe, the
 //! page-token key.
 
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use chrono::Utc;
 use rusqlite::Connection;
-use std::sync::Arc;
 
 use super::SqliteStore;
 use super::bookings::{count_bookings, insert_allocation};
@@ -12,7 +14,6 @@ use crate::domain::fleet::seeded_timeline;
 use crate::domain::{Allocation, Employee, Origin, PageKey, Vehicle};
 use crate::storage::Maintenance;
 use crate::storage::{StoreError, StoreResult};
-use async_trait::async_trait;
 
 /// Adds employees, and vehicles with drivers who have always driven them,
 /// with their events (by `system:seed`).
