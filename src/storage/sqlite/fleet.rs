@@ -204,6 +204,8 @@ fn bookable_condition() -> String {
 /// in none of them: when the driven and odd ones leave any vehicle
 /// unaccounted for, the count falls back to the condition itself.
 fn bookable_count() -> String {
+    // `facts` is read once and tallied in one pass: a CTE that is named
+    // twice is otherwise run twice.
     format!(
         "WITH
            driven(n) AS (SELECT count(*) FROM driver_assignments a WHERE {COVERS}),
@@ -213,7 +215,7 @@ fn bookable_count() -> String {
                       WHERE start_date <= ?1 AND end_date >= ?1
                UNION SELECT vehicle_id FROM driver_assignments
                       WHERE start_date > ?1 OR end_date <= ?1),
-           facts(retired, blocked, driven, booked) AS (
+           facts(retired, blocked, driven, booked) AS MATERIALIZED (
                SELECT v.retired,
                       EXISTS (SELECT 1 FROM vehicle_blocks b WHERE b.vehicle_id = v.id
                                AND b.end_date >= ?1 AND b.start_date <= ?1),
@@ -221,16 +223,20 @@ fn bookable_count() -> String {
                                WHERE a.vehicle_id = v.id AND {COVERS}),
                       EXISTS (SELECT 1 FROM allocations x
                                WHERE x.vehicle_id = v.id AND x.allocation_date = ?1)
-                 FROM odd o JOIN vehicles v ON v.id = o.id)
+                 FROM odd o JOIN vehicles v ON v.id = o.id),
+           tally(undriven, closed, closed_booked) AS (
+               SELECT coalesce(sum(NOT driven), 0),
+                      coalesce(sum(driven AND (retired OR blocked)), 0),
+                      coalesce(sum(booked AND (retired OR blocked OR NOT driven)), 0)
+                 FROM facts)
          SELECT CASE
-           WHEN (SELECT count(*) FROM vehicles) - (SELECT n FROM driven)
-                > (SELECT count(*) FROM facts WHERE NOT driven)
+           WHEN (SELECT count(*) FROM vehicles) - driven.n > tally.undriven
            THEN (SELECT count(*) FROM vehicles v WHERE {bookable})
-           ELSE (SELECT n FROM driven)
-                - (SELECT count(*) FROM facts WHERE driven AND (retired OR blocked))
+           ELSE driven.n - tally.closed
                 - coalesce((SELECT bookings FROM daily_bookings WHERE allocation_date = ?1), 0)
-                + (SELECT count(*) FROM facts WHERE booked AND (retired OR blocked OR NOT driven))
-         END",
+                + tally.closed_booked
+         END
+         FROM driven, tally",
         bookable = bookable_condition()
     )
 }
