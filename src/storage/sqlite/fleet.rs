@@ -195,15 +195,39 @@ fn bookable_condition() -> String {
 /// How many vehicles can be booked on `?1`, exactly, without probing the
 /// bookings of every vehicle (the probes into a million bookings are what
 /// cost: [`bookable_condition`] counted over 1,000 vehicles takes about
-/// 20 times as long as this). Bookable = driven − driven but retired or
-/// blocked − booked + booked but closed (retired, blocked or not driven).
-/// Only the `odd` vehicles can be closed: retired ones, blocked ones, and
-/// those with a period that leaves the day uncovered (a vehicle with
-/// periods and none covering the day has one that starts after it or ends
-/// by it); each of those is probed. A vehicle with no timeline at all is
-/// in none of them: when the driven and odd ones leave any vehicle
-/// unaccounted for, the count falls back to the condition itself.
+/// 20 times as long). Bookable = driven − closed (retired or blocked) −
+/// booked + booked but closed. When every vehicle is driven that day (one
+/// period covering it each), only the closed ones are probed; otherwise
+/// see [`bookable_count_some_undriven`].
 fn bookable_count() -> String {
+    format!(
+        "WITH driven(n) AS (SELECT count(*) FROM driver_assignments a WHERE {COVERS})
+         SELECT CASE
+           WHEN (SELECT count(*) FROM vehicles) = driven.n
+           THEN driven.n
+                - coalesce((SELECT bookings FROM daily_bookings WHERE allocation_date = ?1), 0)
+                - (SELECT count(*) - coalesce(sum(EXISTS (SELECT 1 FROM allocations x
+                                      WHERE x.vehicle_id = c.id AND x.allocation_date = ?1)), 0)
+                     FROM (SELECT id FROM vehicles WHERE retired = 1
+                           UNION SELECT vehicle_id FROM vehicle_blocks
+                                  WHERE start_date <= ?1 AND end_date >= ?1) c)
+           ELSE ({})
+         END
+         FROM driven",
+        bookable_count_some_undriven()
+    )
+}
+
+/// [`bookable_count`] when some vehicle has no driver on `?1`: driven −
+/// driven but closed − booked + booked on a vehicle closed or not driven.
+/// Only the `odd` vehicles can be closed or not driven: retired ones,
+/// blocked ones, and those with a period that leaves the day uncovered (a
+/// vehicle with periods and none covering the day has one that starts
+/// after it or ends by it); each of those is probed. A vehicle with no
+/// timeline at all is in none of them: when the driven and odd ones leave
+/// any vehicle unaccounted for, the count falls back to the condition
+/// itself.
+fn bookable_count_some_undriven() -> String {
     // `facts` is read once and tallied in one pass: a CTE that is named
     // twice is otherwise run twice.
     format!(
