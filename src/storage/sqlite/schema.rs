@@ -9,8 +9,9 @@ use rusqlite::Connection;
 /// The schema version this build writes, kept in `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i32 = 7;
 
-/// Version 1. Every index here serves a query in `queries.rs`; the unique
-/// ones are also the booking rules, enforced by SQLite on every write.
+/// Version 1. Every index here serves a query of the backend's modules;
+/// the unique ones are a backstop of the booking rules, which
+/// `crate::domain` decides.
 const SCHEMA_V1: &str = "
 CREATE TABLE employees (
     id         TEXT PRIMARY KEY,
@@ -70,7 +71,7 @@ pub const SCHEMA_V1_FOR_TESTS: &str = SCHEMA_V1;
 /// Version 2: bookings per day. Totals of date ranges (and of the whole
 /// history) sum a few hundred of these rows instead of counting up to a
 /// million index entries; free vehicles on a day are the fleet minus that
-/// day's bookings. The write functions in `queries.rs` keep it, in the same
+/// day's bookings. The write functions in `bookings.rs` keep it, in the same
 /// savepoint as the bookings they write (triggers would, too, but they make
 /// SQLite open a statement journal per row, which halves bulk loading).
 const SCHEMA_V2: &str = "
@@ -266,7 +267,7 @@ pub fn configure_checkpointer(conn: &Connection) -> rusqlite::Result<()> {
 /// Settings for the connections that only read.
 pub fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
     // SQLite's default page cache (about 2 MiB) per reader: 8 MiB each was
-    // tried and cost resident memory (see the README's Performance notes).
+    // tried and cost resident memory (see docs/performance.md).
     conn.execute_batch(
         "PRAGMA query_only = ON;
          PRAGMA busy_timeout = 5000;",
