@@ -250,7 +250,7 @@ impl FleetStore for MeteredStore {
             .timed("apply_fleet", self.inner.apply_fleet(requests))
             .await?;
         // Bookings a fleet change cancelled or gave another driver count
-        // like those the booking calls change (see `storage::Decided`).
+        // like those the booking calls change (see `update_allocation`).
         let (cancelled, redriven) = bookings_changed(&outcomes);
         count_bookings(cancelled, redriven);
         Ok(outcomes)

@@ -294,6 +294,7 @@ async fn every_counter_moves_by_exactly_what_the_calls_did() {
 #[tokio::test]
 async fn a_retried_create_counts_one_booking() {
     let _turn = SERIAL.lock().await;
+    collector();
     let app = metered_app(AppOptions::default()).await;
     let before = parse(&scrape(&app).await);
     let request = || {
