@@ -785,3 +785,41 @@ async fn shutdown_cuts_an_http2_event_stream_whose_reader_stopped_reading() {
     );
     drop(response);
 }
+
+#[tokio::test]
+async fn a_watcher_that_hears_no_signal_still_delivers_every_event_in_order() {
+    let app = spawn_app_with(AppOptions {
+        events: EventSettings {
+            heartbeat: Duration::from_millis(30),
+            ..EventSettings::default()
+        },
+        ..AppOptions::default()
+    })
+    .await;
+    let start = app.newest_event().await;
+    // As if the store's change stream had lost every change: only the
+    // catch-up read at each heartbeat finds the events.
+    app.faults.mute_event_signal();
+    let mut stream = app
+        .watch(
+            &app.admin,
+            WatchEventsRequest {
+                after_sequence: start,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut booked = Vec::new();
+    for e in 0..3 {
+        booked.push(app.book(e, e, 1).await.unwrap());
+    }
+    for (expected, booking) in (start + 1..).zip(&booked) {
+        // Heartbeats keep coming either way: the events must come too.
+        let event = tokio::time::timeout(Duration::from_secs(20), next_event(&mut stream))
+            .await
+            .expect("the event within 20 s");
+        assert_eq!(event.sequence, expected, "in order, none skipped");
+        assert_eq!(event.resource, format!("allocations/{}", booking.id));
+    }
+}

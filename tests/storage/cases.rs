@@ -67,6 +67,7 @@ macro_rules! for_each_case {
             pruning_deletes_old_events_and_sequences_never_go_back,
             erasing_an_employee_leaves_their_name_and_email_in_no_table,
             positions_past_every_sequence_list_nothing_and_the_newest_is_read_back,
+            readers_never_pass_an_event_that_commits_later,
             random_fleets_list_and_count_what_the_domain_calls_bookable,
         );
     };

@@ -581,3 +581,90 @@ pub async fn positions_past_every_sequence_list_nothing_and_the_newest_is_read_b
         }
     }
 }
+
+/// Twenty writers at once, some competing for the same vehicle, while two
+/// readers follow the log: one paging on from the last event it read, one
+/// moving its position up to every signalled sequence as a watch does.
+/// Neither may pass an event that commits later: each must end up having
+/// read every event, in order. (On MongoDB sequences are taken outside the
+/// transactions, so they can commit out of order.)
+pub async fn readers_never_pass_an_event_that_commits_later(store: &Shared, fx: &Fixture) {
+    const WRITERS: usize = 20;
+    const DAYS: i64 = 4;
+    let start = store.latest_event_sequence().await.unwrap();
+    let done = Arc::new(tokio::sync::Notify::new());
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = |follow_signal: bool| {
+        let store = Arc::clone(store);
+        let finished = Arc::clone(&finished);
+        let done = Arc::clone(&done);
+        tokio::spawn(async move {
+            let mut signal = store.event_signal();
+            let mut position = start;
+            let mut read = Vec::new();
+            loop {
+                let last_round = finished.load(std::sync::atomic::Ordering::SeqCst);
+                let committed = *signal.borrow_and_update();
+                let events = events_after(&store, &EventFilter::default(), position, 7).await;
+                if let Some(last) = events.last() {
+                    position = last.sequence;
+                }
+                read.extend(events.into_iter().map(|e| e.sequence));
+                if follow_signal {
+                    position = position.max(committed);
+                }
+                if last_round {
+                    return read;
+                }
+                tokio::select! {
+                    _ = signal.changed() => {}
+                    () = done.notified() => {}
+                    () = tokio::time::sleep(StdDuration::from_millis(5)) => {}
+                }
+            }
+        })
+    };
+    let readers = [reader(false), reader(true)];
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = Arc::clone(store);
+            let bookings: Vec<_> = (1..=DAYS)
+                .map(|day| fx.booking(w, w, fx.day(day)))
+                // Two writers want each of these vehicles on the same day.
+                .chain([fx.booking(w + WRITERS, w / 2, fx.day(DAYS + 1))])
+                .collect();
+            tokio::spawn(async move {
+                let mut created = 0;
+                for booking in bookings {
+                    match store.create_allocation(booking).await {
+                        Ok(_) => created += 1,
+                        Err(error) => {
+                            refused::<()>(Err(error));
+                        }
+                    }
+                }
+                created
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for writer in writers {
+        created += writer.await.unwrap();
+    }
+    // The last events are signalled (on MongoDB through the change
+    // stream) before the readers take their last round.
+    let newest = store.latest_event_sequence().await.unwrap();
+    signalled(store, newest).await;
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
+    done.notify_waiters();
+    let all: Vec<u64> = events_after(store, &EventFilter::default(), start, 100)
+        .await
+        .iter()
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(all.len(), created, "one event per booking made");
+    assert!(created >= WRITERS, "most bookings are made: {created}");
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), all, "every event, in order, once");
+    }
+}

@@ -39,6 +39,8 @@ pub struct Instruments {
     /// Pruning passes finished: calls that found less than their limit.
     prune_passes: AtomicUsize,
     pruned: Notify,
+    /// A signal that never moves, handed out instead of the store's.
+    muted_signal: Mutex<Option<tokio::sync::watch::Sender<u64>>>,
 }
 
 #[allow(dead_code)]
@@ -46,6 +48,13 @@ impl Instruments {
     /// Makes pings fail (or succeed again).
     pub fn fail_pings(&self, fail: bool) {
         self.ping_fails.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes later subscribers to the event signal hear nothing, as a
+    /// watcher does whose store lost a change.
+    pub fn mute_event_signal(&self) {
+        let (sender, _) = tokio::sync::watch::channel(0);
+        *self.muted_signal.lock().unwrap() = Some(sender);
     }
 
     /// Makes creates wait until the returned gate is released.
@@ -225,6 +234,9 @@ impl EventLog for InstrumentedStore {
     }
 
     fn event_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        if let Some(muted) = self.instruments.muted_signal.lock().unwrap().as_ref() {
+            return muted.subscribe();
+        }
         self.inner.event_signal()
     }
 

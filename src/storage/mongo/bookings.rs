@@ -4,18 +4,16 @@
 //!
 //! Every transaction writes the documents whose facts it decided from (the
 //! slot's employee and vehicle, claimed as in [`super::fleet`], the booking
-//! itself) and the event sequence counter, so of two concurrent writers the
-//! second meets a write conflict, which the driver retries against the new
-//! facts. The domain then names the booking in the way; the unique indexes
-//! are a backstop.
+//! itself, its idempotency key), so of two concurrent writers deciding
+//! from the same facts the second meets a write conflict, and is run again
+//! against the new facts ([`super::transaction::run`]). The domain then
+//! names the booking in the way; the unique indexes are a backstop.
 
 use async_trait::async_trait;
 use mongodb::ClientSession;
 use mongodb::error::Error as MongoError;
-use mongodb::options::{ReadConcern, WriteConcern};
 
 use super::errors::{gone, malformed};
-use super::transaction::MongoTransaction;
 use super::{MongoStore, documents as d, raised_in_transaction};
 use super::{classify, decoded};
 use crate::domain::allocation::allocation_not_found;
@@ -35,24 +33,17 @@ impl MongoStore {
         command: BookingCommand,
     ) -> StoreResult<BookingDecision> {
         self.writable()?;
-        let mut session = self.session().await?;
-        session
-            .start_transaction()
-            .read_concern(ReadConcern::snapshot())
-            .write_concern(WriteConcern::majority())
-            // `and_run` with owned context rather than `and_run2`: the
-            // latter trips a compiler bug (rust-lang/rust#96865) that makes
-            // the future not provably `Send`.
-            .and_run((self.clone(), command), |session, (store, command)| {
-                Box::pin(async move {
-                    steps::write_booking(&mut MongoTransaction { store, session }, command).await
-                })
-            })
-            .await
-            .map_err(|error| {
-                raised_in_transaction(&error)
-                    .unwrap_or_else(|| super::errors::classify("writing an allocation", error))
-            })
+        // `run` with owned context: capturing references trips a compiler
+        // bug (rust-lang/rust#96865) that makes the future not provably
+        // `Send`.
+        super::transaction::run(self, "booking", command, |mut tx, command| {
+            Box::pin(async move { steps::write_booking(&mut tx, command).await })
+        })
+        .await
+        .map_err(|error| {
+            raised_in_transaction(&error)
+                .unwrap_or_else(|| super::errors::classify("writing an allocation", error))
+        })
     }
 
     /// One booking by id.

@@ -1,25 +1,25 @@
-//! Watching and pruning the events collection on MongoDB.
+//! Watching, listing and pruning the events collection on MongoDB.
 //!
-//! One change stream per process follows the inserts into the events
-//! collection, whichever replica wrote them, and tells watchers the newest
-//! sequence; watchers then read the events themselves, in sequence order.
-//! The stream starts with the first watcher and ends with the last, and
-//! resumes from its resume token after an error.
+//! Every read of events stops at the watermark (see [`super::sequences`]):
+//! no reader passes a sequence that may still commit. One change stream
+//! per process follows the inserts into the events collection, whichever
+//! replica wrote them; each change moves the watermark on, read after the
+//! change's cluster time, and the watermark is what watchers are told, so
+//! a watcher is never told of a sequence it cannot read yet. The stream
+//! starts with the first watcher and ends with the last, and resumes from
+//! its resume token after an error; a change it misses is read by the
+//! watchers' catch-up on their heartbeat.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use mongodb::ClientSession;
 use mongodb::bson::{Document, doc};
-use mongodb::error::Error as MongoError;
-use mongodb::options::ReturnDocument;
 use tokio::sync::watch;
 use tokio_stream::StreamExt as _;
 
-use super::errors::{gone, malformed};
-use super::{MongoStore, classify, collect, decoded, documents as d};
-use crate::domain::{Event, EventFilter, NewEvent, Page, PageRequest};
+use super::{MongoStore, classify, collect, collect_in, decoded, documents as d};
+use crate::domain::{Event, EventFilter, Page, PageRequest};
 use crate::storage::{EventLog, StoreResult};
 
 /// The pause before a failed change stream is opened again.
@@ -53,19 +53,8 @@ impl MongoStore {
                 .await;
             match opened {
                 Ok(mut stream) => {
-                    // Whatever was written while no stream was open: the
-                    // counter says how far, and every watcher reads again.
-                    match self.settings.find_one(d::by_id(d::EVENT_SEQUENCE)).await {
-                        Ok(counter) => {
-                            let newest =
-                                counter.and_then(|c| d::sequence_from(&c).ok()).unwrap_or(0);
-                            sender.send_modify(|seen| *seen = (*seen).max(newest));
-                        }
-                        Err(error) => {
-                            tracing::warn!(error = %error, "cannot read the event sequence counter");
-                            sender.send_modify(|_| ());
-                        }
-                    }
+                    // Whatever was written while no stream was open.
+                    self.signal_watermark(&sender, None).await;
                     loop {
                         let next = tokio::select! {
                             () = sender.closed() => return,
@@ -74,21 +63,12 @@ impl MongoStore {
                         match next {
                             Some(Ok(change)) => {
                                 resume = stream.resume_token();
-                                let sequence = change
-                                    .full_document
-                                    .and_then(|event| event.get_i64("_id").ok());
-                                if let Some(sequence) = sequence {
-                                    sender.send_if_modified(|newest| {
-                                        let newer = sequence as u64 > *newest;
-                                        *newest = (*newest).max(sequence as u64);
-                                        newer
-                                    });
-                                }
+                                self.signal_watermark(&sender, change.cluster_time).await;
                             }
                             // The end of a stream is an invalidate (the
                             // collection dropped by a reset): nothing to
-                            // resume, a fresh stream follows, and the counter
-                            // read on opening covers the gap.
+                            // resume, a fresh stream follows, and the
+                            // watermark read on opening covers the gap.
                             Some(Err(error)) => {
                                 tracing::warn!(error = %error, "the events change stream failed; resuming it");
                                 break;
@@ -114,15 +94,44 @@ impl MongoStore {
         }
     }
 
+    /// Moves the watermark on, reading after `time` (a change's cluster
+    /// time), and tells the watchers. They are woken even when it did not
+    /// move: what they read is bounded by the watermark they find.
+    async fn signal_watermark(
+        &self,
+        sender: &watch::Sender<u64>,
+        time: Option<mongodb::bson::Timestamp>,
+    ) {
+        if let Some(time) = time {
+            self.watermark.read_after(time);
+        }
+        let watermark = match self.reading_session().await {
+            Ok(mut session) => self.watermark(&mut session).await,
+            Err(error) => Err(error),
+        };
+        match watermark {
+            Ok(watermark) => sender.send_modify(|seen| *seen = (*seen).max(watermark)),
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot read the events' watermark");
+                sender.send_modify(|_| ());
+            }
+        }
+    }
+
     /// Deletes up to `limit` of the oldest events before `before`.
     pub(super) async fn prune_events_before(
         &self,
         before: chrono::DateTime<chrono::Utc>,
         limit: usize,
     ) -> StoreResult<u64> {
+        let mut session = self.reading_session().await?;
+        let watermark = self.watermark(&mut session).await?;
+        // A process that starts later must not take the pruned sequences
+        // for a gap: the stored watermark covers them first.
+        self.persist_watermark(watermark).await?;
         let cursor = self
             .events
-            .find(d::events_before(before))
+            .find(d::events_before(before, watermark))
             .projection(doc! { "_id": 1 })
             .sort(doc! { "time": 1 })
             .limit(limit as i64)
@@ -152,14 +161,19 @@ impl EventLog for MongoStore {
         filter: &EventFilter,
         page: PageRequest<u64>,
     ) -> StoreResult<Page<Event>> {
+        let mut session = self.reading_session().await?;
+        let watermark = self.watermark(&mut session).await?;
         let cursor = self
             .events
-            .find(d::event_filter(filter, page.after))
+            .find(d::event_filter(filter, page.after, watermark))
             .sort(d::sequence_sort())
             .limit(page.size as i64 + 1)
+            .session(&mut session)
             .await
             .map_err(classify("listing events"))?;
-        let rows = collect(cursor, "listing events").await?;
+        let rows = collect_in(cursor, &mut session)
+            .await
+            .map_err(classify("listing events"))?;
         let rows = decoded(rows.iter().map(d::event_from).collect())?;
         Ok(Page::from_rows(rows, page.size, 0))
     }
@@ -169,55 +183,13 @@ impl EventLog for MongoStore {
     }
 
     async fn latest_event_sequence(&self) -> StoreResult<u64> {
-        // The counter every write transaction takes its sequences from: it
-        // holds every replica's committed events, and no aborted ones.
-        let counter = self
-            .settings
-            .find_one(d::by_id(d::EVENT_SEQUENCE))
-            .await
-            .map_err(classify("reading the event sequence counter"))?;
-        match counter {
-            Some(counter) => decoded(d::sequence_from(&counter)),
-            None => Ok(0),
-        }
+        // Every sequence up to the watermark is readable, on every replica
+        // that reads after this one.
+        let mut session = self.reading_session().await?;
+        self.watermark(&mut session).await
     }
 
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.prune_events_before(before, limit).await
-    }
-}
-
-impl MongoStore {
-    /// Appends `events` with the next sequences, taken from the counter in
-    /// this transaction.
-    pub(super) async fn append_events(
-        &self,
-        session: &mut ClientSession,
-        events: &[NewEvent],
-    ) -> Result<(), MongoError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let counter = self
-            .settings
-            .find_one_and_update(d::by_id(d::EVENT_SEQUENCE), d::take_sequences(events.len()))
-            .upsert(true)
-            .return_document(ReturnDocument::After)
-            .session(&mut *session)
-            .await?
-            .ok_or_else(|| gone("taking event sequences"))?;
-        let last = d::sequence_from(&counter).map_err(malformed)?;
-        let first = last + 1 - events.len() as u64;
-        let documents = events
-            .iter()
-            .zip(first..)
-            .map(|(event, sequence)| d::event_document(sequence, event))
-            .collect::<Result<Vec<Document>, _>>()
-            .map_err(malformed)?;
-        self.events
-            .insert_many(documents)
-            .session(&mut *session)
-            .await?;
-        Ok(())
     }
 }

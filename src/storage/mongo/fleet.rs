@@ -17,6 +17,7 @@ use mongodb::error::Error as MongoError;
 use mongodb::options::{ReadConcern, WriteConcern};
 
 use super::errors::{gone, malformed};
+use super::sequences::Taken;
 use super::transaction::MongoTransaction;
 use super::{MongoStore, classify, collect_in, documents as d, raised_in_transaction};
 use super::{collect, decoded};
@@ -36,18 +37,11 @@ impl MongoStore {
         requests: Vec<FleetRequest>,
     ) -> StoreResult<Vec<FleetOutcome>> {
         self.writable()?;
-        let mut session = self.session().await?;
-        let result = session
-            .start_transaction()
-            .read_concern(ReadConcern::snapshot())
-            .write_concern(WriteConcern::majority())
-            .and_run((self.clone(), requests), |session, (store, requests)| {
-                Box::pin(async move {
-                    steps::apply_fleet(&mut MongoTransaction { store, session }, requests).await
-                })
-            })
-            .await;
-        result.map_err(|error| {
+        super::transaction::run(self, "fleet", requests, |mut tx, requests| {
+            Box::pin(async move { steps::apply_fleet(&mut tx, requests).await })
+        })
+        .await
+        .map_err(|error| {
             raised_in_transaction(&error)
                 .unwrap_or_else(|| super::errors::classify("changing the fleet", error))
         })
@@ -77,6 +71,7 @@ impl MongoStore {
             session,
             pass,
             failed: false,
+            taken: Taken::new(),
         }))
     }
 
@@ -295,6 +290,10 @@ struct MongoFleetSession {
     pass: FleetPass,
     /// A failed chunk ends the session: its transaction is aborted.
     failed: bool,
+    /// The event sequences taken, given up unless the commit succeeds.
+    /// Each chunk takes its own as it ends, so the change feed waits
+    /// behind an open apply session (see issue 37's bounded imports).
+    taken: Taken,
 }
 
 fn session_over() -> StoreError {
@@ -310,16 +309,27 @@ impl FleetSession for MongoFleetSession {
         if self.failed {
             return Err(session_over());
         }
+        let mut events = Vec::new();
         let mut tx = MongoTransaction {
             store: &self.store,
             session: &mut self.session,
+            events: &mut events,
         };
-        let error = match steps::fleet_chunk(&mut tx, &chunk, self.pass).await {
-            Ok(verdicts) => return Ok(verdicts),
+        let decided = steps::fleet_chunk(&mut tx, &chunk, self.pass).await;
+        let error = match decided {
+            Ok(verdicts) => match self
+                .store
+                .insert_events(&mut self.session, &events, &mut self.taken)
+                .await
+            {
+                Ok(()) => return Ok(verdicts),
+                Err(error) => error,
+            },
             Err(error) => error,
         };
         self.failed = true;
         let _ = self.session.abort_transaction().await;
+        self.store.give_up(&self.taken).await;
         Err(raised_in_transaction(&error)
             .unwrap_or_else(|| super::errors::classify("changing the fleet", error)))
     }
@@ -350,6 +360,7 @@ impl FleetSession for MongoFleetSession {
                             tries += 1;
                         }
                         Err(error) => {
+                            self.store.give_up(&self.taken).await;
                             return Err(super::errors::classify("committing fleet changes", error));
                         }
                     }

@@ -141,6 +141,7 @@ impl Maintenance for MongoStore {
         self.create_indexes()
             .await
             .map_err(|e| StoreError::unavailable("recreating indexes", e))?;
+        self.reset_watermark().await?;
         self.indexes
             .ready
             .store(true, std::sync::atomic::Ordering::Release);
@@ -173,31 +174,25 @@ impl Maintenance for MongoStore {
             (self.vehicles.clone(), vehicle_documents),
         ];
         let events = seeded_fleet(&employees, &vehicles, &Origin::system("seed"));
-        let mut session = self.session().await?;
-        session
-            .start_transaction()
-            .write_concern(WriteConcern::majority())
-            .and_run(
-                (self.clone(), batches, events),
-                |session, (store, batches, events)| {
-                    Box::pin(async move {
-                        for (collection, documents) in batches.iter() {
-                            if !documents.is_empty() {
-                                collection
-                                    .insert_many(documents.iter())
-                                    .session(&mut *session)
-                                    .await?;
-                            }
-                        }
-                        store.append_events(session, events).await
-                    })
-                },
-            )
-            .await
-            .map_err(|error| {
-                raised_in_transaction(&error)
-                    .unwrap_or_else(|| errors::classify("inserting the fleet", error))
+        super::transaction::run(self, "seed", (batches, events), |tx, (batches, events)| {
+            Box::pin(async move {
+                for (collection, documents) in batches.iter() {
+                    if !documents.is_empty() {
+                        collection
+                            .insert_many(documents.iter())
+                            .session(&mut *tx.session)
+                            .await?;
+                    }
+                }
+                tx.events.extend_from_slice(events);
+                Ok(())
             })
+        })
+        .await
+        .map_err(|error| {
+            raised_in_transaction(&error)
+                .unwrap_or_else(|| errors::classify("inserting the fleet", error))
+        })
     }
 
     /// One `insert_many` in a transaction: a batch that breaks a rule is
@@ -212,24 +207,23 @@ impl Maintenance for MongoStore {
         }
         let documents: Vec<Document> = allocations.iter().map(d::allocation_document).collect();
         let events = seeded_bookings(&allocations, &Origin::system("seed"));
-        let mut session = self.session().await?;
-        let result = session
-            .start_transaction()
-            .write_concern(WriteConcern::majority())
-            .and_run(
-                (self.clone(), documents, events),
-                |session, (store, documents, events)| {
-                    Box::pin(async move {
-                        store
-                            .allocations
-                            .insert_many(documents.iter())
-                            .session(&mut *session)
-                            .await?;
-                        store.append_events(session, events).await
-                    })
-                },
-            )
-            .await;
+        let result = super::transaction::run(
+            self,
+            "seed",
+            (documents, events),
+            |tx, (documents, events)| {
+                Box::pin(async move {
+                    tx.store
+                        .allocations
+                        .insert_many(documents.iter())
+                        .session(&mut *tx.session)
+                        .await?;
+                    tx.events.extend_from_slice(events);
+                    Ok(())
+                })
+            },
+        )
+        .await;
         let error = match result {
             Ok(()) => return Ok(()),
             Err(error) => error,

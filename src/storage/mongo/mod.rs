@@ -5,10 +5,12 @@
 //! or to the fleet runs in one transaction (snapshot reads, majority
 //! writes) that reads the facts, lets the domain decide, and writes the
 //! decision with its events. Each such transaction writes the documents it
-//! decided from and the event sequence counter, so two concurrent writers
-//! meet in a write conflict, which the driver retries against the new facts
-//! (see [`bookings`] and [`fleet`]). The unique indexes on bookings stay as a
-//! backstop, and name the rule a seeding batch breaks.
+//! decided from, so two writers that decide from the same facts meet in a
+//! write conflict, and the second runs again against the new facts (see
+//! [`bookings`], [`fleet`] and [`transaction`]); writers that share no
+//! facts do not meet, the event sequences being taken outside the
+//! transactions (see [`sequences`]). The unique indexes on bookings stay as
+//! a backstop, and name the rule a seeding batch breaks.
 //!
 //! Every document it sends is built in [`documents`], where each is unit
 //! tested; the storage conformance suite runs against a real server when
@@ -20,6 +22,7 @@ mod errors;
 mod events;
 mod fleet;
 mod maintenance;
+mod sequences;
 mod transaction;
 
 use std::time::Duration;
@@ -107,8 +110,10 @@ pub struct MongoStore {
     blocks: Collection<Document>,
     events: Collection<Document>,
     settings: Collection<Document>,
-    /// The newest event's sequence, from the change stream; started by the
-    /// first watcher, ended with the last (see [`events`]).
+    /// How far the event log can be read without a gap (see [`sequences`]).
+    watermark: std::sync::Arc<sequences::Watermark>,
+    /// The events' watermark, moved on by the change stream; started by
+    /// the first watcher, ended with the last (see [`events`]).
     event_signal: std::sync::Arc<std::sync::Mutex<Option<tokio::sync::watch::Sender<u64>>>>,
 }
 
@@ -212,14 +217,18 @@ impl MongoStore {
                 "waiting to retry creating them",
             )));
         }
-        match self.create_indexes().await {
+        let prepared = match self.create_indexes().await {
+            Ok(()) => self.prepare_watermark().await.map_err(indexes_missing),
+            Err(error) => Err(indexes_missing(error)),
+        };
+        match prepared {
             Ok(()) => {
                 self.indexes
                     .ready
                     .store(true, std::sync::atomic::Ordering::Release);
                 Ok(())
             }
-            Err(error) => Err(indexes_missing(error)),
+            Err(error) => Err(error),
         }
     }
 
@@ -269,6 +278,7 @@ impl MongoStore {
                     .build(),
             ),
             settings: db.collection(d::SETTINGS),
+            watermark: Default::default(),
             event_signal: Default::default(),
             client,
             db,
@@ -329,6 +339,18 @@ impl MongoStore {
             .await
             .map_err(classify("counting"))
     }
+}
+
+/// Every transaction's options: snapshot reads and majority writes on the
+/// primary, whatever read preference the URL gives other reads.
+fn transaction_options() -> mongodb::options::TransactionOptions {
+    mongodb::options::TransactionOptions::builder()
+        .read_concern(mongodb::options::ReadConcern::snapshot())
+        .write_concern(WriteConcern::majority())
+        .selection_criteria(mongodb::options::SelectionCriteria::ReadPreference(
+            mongodb::options::ReadPreference::Primary,
+        ))
+        .build()
 }
 
 fn indexes_missing(source: impl std::error::Error + Send + Sync + 'static) -> StoreError {

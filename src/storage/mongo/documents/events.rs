@@ -1,7 +1,12 @@
-//! The audit trail's documents: one per event, `_id` its sequence, handed
-//! out by a counter in [`SETTINGS`] that every write transaction increments
-//! (two writers meet in a write conflict there, so sequences commit in
-//! order and an aborted transaction gives its sequence back).
+//! The audit trail's documents: one per event, `_id` its sequence.
+//!
+//! Sequences come from a counter in [`SETTINGS`], taken outside the
+//! writing transaction as its last step, so that writers do not meet in
+//! write conflicts on the counter. A sequence can therefore be taken by a
+//! transaction that has not committed yet, or never will: readers read up
+//! to the watermark, below which every sequence holds an event or a void
+//! (a sequence given up). See `docs/architecture.md`, "Event sequences on
+//! MongoDB".
 
 use chrono::{DateTime, Utc};
 use mongodb::IndexModel;
@@ -15,6 +20,11 @@ use crate::domain::{Actor, Event, EventFilter, EventKind, NewEvent, Snapshot};
 pub const EVENTS: &str = "events";
 /// The `_id` of the event sequence counter in [`SETTINGS`].
 pub const EVENT_SEQUENCE: &str = "event_sequence";
+
+/// The `_id` of the watermark in [`SETTINGS`]: a sequence at or below
+/// which every sequence is an event or a void (a lower bound, kept so that
+/// a restarted process need not scan the whole log).
+pub const EVENT_WATERMARK: &str = "event_watermark";
 
 /// The update that takes `count` sequences from the counter (creating it at
 /// 0 first); the counter's new value is the last one taken.
@@ -32,6 +42,45 @@ fn snapshot_document(snapshot: &Option<Snapshot>) -> Result<Bson, Malformed> {
         None => Ok(Bson::Null),
         Some(s) => bson::to_bson(s).map_err(|e| Malformed::new(EVENTS, e)),
     }
+}
+
+/// Raises the stored watermark to `value` (never lowers it).
+pub fn raise_watermark(value: u64) -> Document {
+    doc! { "$max": { "value": value as i64 } }
+}
+
+/// A sequence that was taken and given up (its transaction aborted, or its
+/// process died): it holds no event, so readers may pass it.
+pub fn void_document(sequence: u64, at: DateTime<Utc>) -> Document {
+    doc! { "_id": sequence as i64, "void": true, "time": instant(at) }
+}
+
+/// The sequences at or above `from`, in order, for finding the watermark:
+/// only their ids, on the `_id` index.
+pub fn sequences_from(from: u64) -> Document {
+    doc! { "_id": { "$gte": i64::try_from(from).unwrap_or(i64::MAX) } }
+}
+
+/// The sequence of an event or a void.
+pub fn sequence_of(doc: &Document) -> Result<u64, Malformed> {
+    read_int(EVENTS, doc, "_id").map(|v| v as u64)
+}
+
+/// The highest sequence reached from `watermark` through the ascending
+/// `sequences` without a gap (sequences at or below the watermark are
+/// passed over).
+pub fn contiguous(watermark: u64, sequences: impl IntoIterator<Item = u64>) -> u64 {
+    let mut reached = watermark;
+    for sequence in sequences {
+        if sequence <= reached {
+            continue;
+        }
+        if sequence != reached + 1 {
+            break;
+        }
+        reached = sequence;
+    }
+    reached
 }
 
 /// An event as stored. `employee_id` and `vehicle_ids` are copied out of the
@@ -92,14 +141,17 @@ pub fn event_from(doc: &Document) -> Result<Event, Malformed> {
     })
 }
 
-/// The events matching `filter` with a sequence above `after`.
-pub fn event_filter(filter: &EventFilter, after: Option<u64>) -> Document {
+/// The events matching `filter` with a sequence above `after` and at or
+/// below the watermark `upto`; voids have no kind, so none match.
+pub fn event_filter(filter: &EventFilter, after: Option<u64>, upto: u64) -> Document {
     let mut query = Document::new();
+    let mut sequence = Document::new();
     if let Some(after) = after {
         // Past every sequence a store holds: none, not a negative number.
-        let after = i64::try_from(after).unwrap_or(i64::MAX);
-        query.insert("_id", doc! { "$gt": after });
+        sequence.insert("$gt", i64::try_from(after).unwrap_or(i64::MAX));
     }
+    sequence.insert("$lte", i64::try_from(upto).unwrap_or(i64::MAX));
+    query.insert("_id", sequence);
     if let Some(resource) = &filter.resource {
         query.insert("resource", resource);
     }
@@ -112,7 +164,9 @@ pub fn event_filter(filter: &EventFilter, after: Option<u64>) -> Document {
     if let Some(actor) = &filter.actor {
         query.insert("actor.id", actor);
     }
-    if !filter.kinds.is_empty() {
+    if filter.kinds.is_empty() {
+        query.insert("kind", doc! { "$exists": true });
+    } else {
         let kinds: Vec<&str> = filter.kinds.iter().map(|k| k.as_str()).collect();
         query.insert("kind", doc! { "$in": kinds });
     }
@@ -157,9 +211,13 @@ pub fn sequence_sort() -> Document {
     doc! { "_id": 1 }
 }
 
-/// The events older than `before`, for pruning.
-pub fn events_before(before: DateTime<Utc>) -> Document {
-    doc! { "time": { "$lt": instant(before) } }
+/// The events (and voids) older than `before` and at or below the
+/// watermark, for pruning: a sequence above it may be a gap still to fill.
+pub fn events_before(before: DateTime<Utc>, watermark: u64) -> Document {
+    doc! {
+        "time": { "$lt": instant(before) },
+        "_id": { "$lte": i64::try_from(watermark).unwrap_or(i64::MAX) },
+    }
 }
 
 /// The change stream's pipeline: inserted events only (pruning deletes).
@@ -247,7 +305,11 @@ mod tests {
 
     #[test]
     fn the_filter_names_each_field_given() {
-        assert_eq!(event_filter(&EventFilter::default(), None), doc! {});
+        assert_eq!(
+            event_filter(&EventFilter::default(), None, 50),
+            doc! { "_id": { "$lte": 50_i64 }, "kind": { "$exists": true } },
+            "a void (no kind) is never listed, nor a sequence past the watermark"
+        );
         let start = DateTime::from_timestamp_millis(1_000).unwrap();
         let end = DateTime::from_timestamp_millis(2_000).unwrap();
         let filter = EventFilter {
@@ -260,9 +322,9 @@ mod tests {
             end_time: Some(end),
         };
         assert_eq!(
-            event_filter(&filter, Some(41)),
+            event_filter(&filter, Some(41), 50),
             doc! {
-                "_id": { "$gt": 41_i64 },
+                "_id": { "$gt": 41_i64, "$lte": 50_i64 },
                 "resource": "allocations/a1",
                 "employee_id": "e1",
                 "vehicle_ids": "v2",
@@ -280,8 +342,11 @@ mod tests {
     fn a_position_past_i64_is_past_every_event_not_before_them() {
         for after in [i64::MAX as u64, i64::MAX as u64 + 1, u64::MAX] {
             assert_eq!(
-                event_filter(&EventFilter::default(), Some(after)),
-                doc! { "_id": { "$gt": i64::MAX } }
+                event_filter(&EventFilter::default(), Some(after), u64::MAX),
+                doc! {
+                    "_id": { "$gt": i64::MAX, "$lte": i64::MAX },
+                    "kind": { "$exists": true },
+                }
             );
         }
     }
@@ -290,8 +355,11 @@ mod tests {
     fn pruning_and_the_change_stream_name_their_documents() {
         let at = DateTime::from_timestamp_millis(5_000).unwrap();
         assert_eq!(
-            events_before(at),
-            doc! { "time": { "$lt": bson::DateTime::from_millis(5_000) } }
+            events_before(at, 90),
+            doc! {
+                "time": { "$lt": bson::DateTime::from_millis(5_000) },
+                "_id": { "$lte": 90_i64 },
+            }
         );
         assert_eq!(
             inserted_events(),
@@ -370,5 +438,29 @@ mod tests {
             sequence_from(&doc! { "_id": EVENT_SEQUENCE, "value": 9_i64 }).unwrap(),
             9
         );
+    }
+
+    #[test]
+    fn the_watermark_stops_at_the_first_gap() {
+        assert_eq!(contiguous(4, [5, 6, 7]), 7);
+        assert_eq!(contiguous(4, [5, 7, 8]), 5, "6 may still commit");
+        assert_eq!(contiguous(4, [6, 7]), 4);
+        assert_eq!(contiguous(4, []), 4);
+        assert_eq!(contiguous(4, [3, 4, 5]), 5, "at or below it: passed over");
+        assert_eq!(contiguous(0, [1, 2]), 2);
+    }
+
+    #[test]
+    fn a_given_up_sequence_is_stored_as_a_void_and_the_watermark_only_rises() {
+        let at = DateTime::from_timestamp_millis(9_000).unwrap();
+        let void = void_document(12, at);
+        assert_eq!(
+            void,
+            doc! { "_id": 12_i64, "void": true, "time": bson::DateTime::from_millis(9_000) }
+        );
+        assert_eq!(sequence_of(&void).unwrap(), 12);
+        assert!(event_from(&void).is_err(), "a void is not an event");
+        assert_eq!(raise_watermark(12), doc! { "$max": { "value": 12_i64 } });
+        assert_eq!(sequences_from(13), doc! { "_id": { "$gte": 13_i64 } });
     }
 }

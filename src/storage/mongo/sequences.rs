@@ -1,0 +1,429 @@
+//! Event sequences on MongoDB without a counter in every transaction.
+//!
+//! A writing transaction buffers its events and, as its last step before
+//! committing, takes their sequences from the counter with one atomic
+//! update outside the transaction (so no two transactions meet in a write
+//! conflict there), then inserts them in the transaction. Sequences can
+//! therefore commit out of order, and some never do (an aborted attempt,
+//! a process that died): the writer stores a *void* for each sequence it
+//! gave up, and a reader that finds a gap open for longer than any
+//! transaction can live ([`GAP_GRACE`]) fills it with a void itself.
+//!
+//! Readers never pass a gap: they read up to the *watermark*, the highest
+//! sequence below which every sequence holds an event or a void, found by
+//! a majority read in a causally consistent session; each later read runs
+//! after it (`afterClusterTime`), so it sees everything the watermark
+//! counted. The proof is in `docs/architecture.md`, "Event sequences on
+//! MongoDB".
+
+use std::ops::Range;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use mongodb::ClientSession;
+use mongodb::bson::{Document, Timestamp, doc};
+use mongodb::error::{Error as MongoError, ErrorKind};
+use mongodb::options::{ReadConcern, ReturnDocument, WriteConcern};
+
+use super::errors::{gone, malformed};
+use super::{MongoStore, classify, collect_in, documents as d};
+use crate::domain::NewEvent;
+use crate::storage::{StoreError, StoreResult};
+
+/// How long a gap may stay open before a reader fills it with a void:
+/// longer than a transaction can live on the server
+/// (`transactionLifetimeLimitSeconds`, 60 s by default) and than this
+/// service's own attempts at one, so the sequence's writer is gone.
+pub const GAP_GRACE: Duration = Duration::from_secs(90);
+
+/// Sequences read per query when looking for the watermark, and queries
+/// per look (a reader far behind moves on at the next one).
+const SCAN_BATCH: i64 = 1_000;
+const SCAN_ROUNDS: usize = 10;
+
+/// The stored watermark is raised once per this many sequences: it only
+/// spares a restarted process a long scan.
+const PERSIST_EVERY: u64 = 1_000;
+
+/// What this process knows of the event log's watermark.
+#[derive(Debug, Default)]
+pub(super) struct Watermark {
+    /// The highest sequence at or below which none is missing.
+    value: AtomicU64,
+    /// Whether `value` was loaded from the store yet.
+    loaded: AtomicBool,
+    /// The gap above the watermark, and since when it was seen.
+    gap: Mutex<GapWatch>,
+    /// The cluster time of the newest read that moved the watermark (or of
+    /// the newest change event): reads of events run after it.
+    read_after: Mutex<Option<Timestamp>>,
+}
+
+impl Watermark {
+    pub(super) fn reset(&self, value: u64) {
+        self.value.store(value, Ordering::Release);
+        self.loaded.store(true, Ordering::Release);
+        *self.gap.lock().unwrap_or_else(|e| e.into_inner()) = GapWatch::default();
+    }
+
+    /// Reads of events must run after `time`.
+    pub(super) fn read_after(&self, time: Timestamp) {
+        let mut after = self.read_after.lock().unwrap_or_else(|e| e.into_inner());
+        if after.is_none_or(|t| t < time) {
+            *after = Some(time);
+        }
+    }
+}
+
+/// The one gap a reader waits behind: fill it once it has been open for
+/// the grace period.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct GapWatch {
+    seen: Option<(u64, Instant)>,
+}
+
+impl GapWatch {
+    /// Notes the gap at `sequence` (or none); whether it has been open for
+    /// `grace` and should be filled.
+    pub(super) fn overdue(&mut self, gap: Option<u64>, now: Instant, grace: Duration) -> bool {
+        match (gap, self.seen) {
+            (None, _) => {
+                self.seen = None;
+                false
+            }
+            (Some(gap), Some((seen, since))) if seen == gap => now.duration_since(since) >= grace,
+            (Some(gap), _) => {
+                self.seen = Some((gap, now));
+                false
+            }
+        }
+    }
+}
+
+/// The sequences one attempt at a transaction took, to be given up if it
+/// does not commit.
+pub(super) type Taken = Vec<Range<u64>>;
+
+impl MongoStore {
+    /// Takes `count` sequences from the counter, outside any transaction,
+    /// majority-acknowledged so that no failover can hand them out again.
+    async fn take_sequences(&self, count: usize) -> Result<Range<u64>, MongoError> {
+        let counter = self
+            .settings
+            .find_one_and_update(d::by_id(d::EVENT_SEQUENCE), d::take_sequences(count))
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .write_concern(WriteConcern::majority())
+            .await?
+            .ok_or_else(|| gone("taking event sequences"))?;
+        let last = d::sequence_from(&counter).map_err(malformed)?;
+        Ok(last + 1 - count as u64..last + 1)
+    }
+
+    /// Inserts `events` in the session's transaction with sequences taken
+    /// now, recording them in `taken` before anything can fail.
+    pub(super) async fn insert_events(
+        &self,
+        session: &mut ClientSession,
+        events: &[NewEvent],
+        taken: &mut Taken,
+    ) -> Result<(), MongoError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let sequences = self.take_sequences(events.len()).await?;
+        taken.push(sequences.clone());
+        let documents = events
+            .iter()
+            .zip(sequences)
+            .map(|(event, sequence)| d::event_document(sequence, event))
+            .collect::<Result<Vec<Document>, _>>()
+            .map_err(malformed)?;
+        self.events
+            .insert_many(documents)
+            .session(&mut *session)
+            .await
+            .map_err(|error| match super::errors::duplicate_key_message(&error) {
+                // A reader filled the sequence, taking this writer for dead:
+                // the attempt is retried with new ones.
+                Some(_) => MongoError::custom(StoreError::unavailable(
+                    "inserting events",
+                    std::io::Error::other("their sequence was given up as a gap"),
+                )),
+                None => error,
+            })?;
+        Ok(())
+    }
+
+    /// Gives up sequences whose transaction did not commit: a void for
+    /// each, unless its event is there (a commit whose outcome was not
+    /// known). Failing, it leaves the gap to readers to fill.
+    pub(super) async fn give_up(&self, taken: &Taken) {
+        let now = Utc::now();
+        let voids: Vec<Document> = taken
+            .iter()
+            .flat_map(|range| range.clone())
+            .map(|sequence| d::void_document(sequence, now))
+            .collect();
+        if voids.is_empty() {
+            return;
+        }
+        if let Err(error) = self.fill(voids).await {
+            tracing::warn!(error = %error, "cannot give up event sequences; readers fill the gap later");
+        }
+    }
+
+    /// Inserts voids; one whose sequence holds an event already is skipped.
+    async fn fill(&self, voids: Vec<Document>) -> Result<(), MongoError> {
+        match self
+            .events
+            .insert_many(voids)
+            .ordered(false)
+            .write_concern(WriteConcern::majority())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if only_duplicates(&error) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A causally consistent session whose reads run after every read
+    /// that moved the watermark: it sees what they counted.
+    pub(super) async fn reading_session(&self) -> StoreResult<ClientSession> {
+        let mut session = self
+            .client
+            .start_session()
+            .causal_consistency(true)
+            .await
+            .map_err(classify("starting a session"))?;
+        let after = *self
+            .watermark
+            .read_after
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(after) = after {
+            session.advance_operation_time(after);
+        }
+        Ok(session)
+    }
+
+    /// The watermark, moved up as far as the events read in `session`
+    /// allow, filling a gap that stayed open past [`GAP_GRACE`].
+    pub(super) async fn watermark(&self, session: &mut ClientSession) -> StoreResult<u64> {
+        self.advance_watermark(session)
+            .await
+            .map_err(classify("finding the events' watermark"))
+    }
+
+    async fn advance_watermark(&self, session: &mut ClientSession) -> Result<u64, MongoError> {
+        if !self.watermark.loaded.load(Ordering::Acquire) {
+            self.load_watermark(session).await?;
+        }
+        let start = self.watermark.value.load(Ordering::Acquire);
+        let mut reached = start;
+        for _ in 0..SCAN_ROUNDS {
+            let cursor = self
+                .events
+                .find(d::sequences_from(reached + 1))
+                .projection(doc! { "_id": 1 })
+                .sort(d::sequence_sort())
+                .limit(SCAN_BATCH)
+                .session(&mut *session)
+                .await?;
+            let sequences = collect_in(cursor, session)
+                .await?
+                .iter()
+                .map(d::sequence_of)
+                .collect::<Result<Vec<u64>, _>>()
+                .map_err(malformed)?;
+            let next = d::contiguous(reached, sequences.iter().copied());
+            let beyond = sequences.last().is_some_and(|&last| last > next);
+            let overdue = self
+                .watermark
+                .gap
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .overdue(beyond.then_some(next + 1), Instant::now(), GAP_GRACE);
+            reached = next;
+            if overdue {
+                tracing::warn!(
+                    sequence = next + 1,
+                    "an event sequence stayed missing past the grace period; filling it with a void"
+                );
+                self.fill(vec![d::void_document(next + 1, Utc::now())])
+                    .await?;
+                continue;
+            }
+            if beyond || sequences.len() < SCAN_BATCH as usize {
+                break;
+            }
+        }
+        if let Some(time) = session.operation_time() {
+            self.watermark.read_after(time);
+        }
+        if reached > start {
+            self.watermark.value.fetch_max(reached, Ordering::AcqRel);
+            if reached / PERSIST_EVERY > start / PERSIST_EVERY {
+                self.raise_stored_watermark(reached).await?;
+            }
+        }
+        Ok(self.watermark.value.load(Ordering::Acquire).max(reached))
+    }
+
+    async fn raise_stored_watermark(&self, value: u64) -> Result<(), MongoError> {
+        self.settings
+            .update_one(d::by_id(d::EVENT_WATERMARK), d::raise_watermark(value))
+            .upsert(true)
+            .await
+            .map(drop)
+    }
+
+    /// Raises the stored watermark to `value`, a watermark this process
+    /// found.
+    pub(super) async fn persist_watermark(&self, value: u64) -> StoreResult<()> {
+        self.raise_stored_watermark(value)
+            .await
+            .map_err(classify("raising the events' watermark"))
+    }
+
+    /// The stored watermark, or a first one: see [`Self::first_watermark`].
+    async fn load_watermark(&self, session: &mut ClientSession) -> Result<(), MongoError> {
+        let stored = self
+            .settings
+            .find_one(d::by_id(d::EVENT_WATERMARK))
+            .session(&mut *session)
+            .await?;
+        let value = match stored {
+            Some(stored) => d::sequence_from(&stored).map_err(malformed)?,
+            None => self.first_watermark(session).await?,
+        };
+        self.watermark.value.fetch_max(value, Ordering::AcqRel);
+        self.watermark.loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The watermark of a log that has none stored (a new store, or one
+    /// written by a version that took sequences inside its transactions):
+    /// just below its oldest event, or, with no event, the counter read at
+    /// majority. Run at startup before this process writes; a version that
+    /// took sequences in its transactions has none taken but uncommitted.
+    async fn first_watermark(&self, session: &mut ClientSession) -> Result<u64, MongoError> {
+        let oldest = self
+            .events
+            .find_one(Document::new())
+            .sort(d::sequence_sort())
+            .projection(doc! { "_id": 1 })
+            .session(&mut *session)
+            .await?;
+        let value = match oldest {
+            Some(oldest) => d::sequence_of(&oldest)
+                .map_err(malformed)?
+                .saturating_sub(1),
+            None => self.counter_at_majority(session).await?,
+        };
+        self.raise_stored_watermark(value).await?;
+        Ok(value)
+    }
+
+    /// The event sequence counter's value, majority-committed.
+    async fn counter_at_majority(&self, session: &mut ClientSession) -> Result<u64, MongoError> {
+        let counter = self
+            .db
+            .collection_with_options::<Document>(
+                d::SETTINGS,
+                mongodb::options::CollectionOptions::builder()
+                    .read_concern(ReadConcern::majority())
+                    .build(),
+            )
+            .find_one(d::by_id(d::EVENT_SEQUENCE))
+            .session(&mut *session)
+            .await?;
+        counter
+            .map(|c| d::sequence_from(&c).map_err(malformed))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Loads the watermark at startup, before this process writes (see
+    /// [`Self::first_watermark`]).
+    pub(super) async fn prepare_watermark(&self) -> StoreResult<()> {
+        let mut session = self.reading_session().await?;
+        self.load_watermark(&mut session)
+            .await
+            .map_err(classify("loading the events' watermark"))
+    }
+
+    /// After the events were dropped by a reset (no writes meanwhile):
+    /// every sequence taken so far is passed.
+    pub(super) async fn reset_watermark(&self) -> StoreResult<()> {
+        let mut session = self.reading_session().await?;
+        let counter = self
+            .counter_at_majority(&mut session)
+            .await
+            .map_err(classify("reading the event sequence counter"))?;
+        self.persist_watermark(counter).await?;
+        self.watermark.reset(counter);
+        Ok(())
+    }
+}
+
+/// Whether every failure of an unordered insert was a duplicate key.
+fn only_duplicates(error: &MongoError) -> bool {
+    match error.kind.as_ref() {
+        ErrorKind::InsertMany(failure) => {
+            failure.write_concern_error.is_none()
+                && failure
+                    .write_errors
+                    .as_ref()
+                    .is_some_and(|errors| errors.iter().all(|e| e.code == 11000))
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_is_filled_only_after_it_stayed_open_for_the_grace_period() {
+        let grace = Duration::from_secs(90);
+        let start = Instant::now();
+        let mut watch = GapWatch::default();
+        assert!(!watch.overdue(Some(7), start, grace), "first seen");
+        assert!(!watch.overdue(Some(7), start + Duration::from_secs(89), grace));
+        assert!(watch.overdue(Some(7), start + grace, grace));
+        // Another gap starts its own clock.
+        assert!(!watch.overdue(Some(9), start + grace * 2, grace));
+        assert!(!watch.overdue(Some(9), start + grace * 2 + Duration::from_secs(1), grace));
+        // No gap forgets the last one.
+        assert!(!watch.overdue(None, start + grace * 3, grace));
+        assert!(!watch.overdue(Some(9), start + grace * 4, grace));
+    }
+
+    #[test]
+    fn reads_run_after_the_newest_time_seen() {
+        let watermark = Watermark::default();
+        watermark.read_after(Timestamp {
+            time: 10,
+            increment: 2,
+        });
+        watermark.read_after(Timestamp {
+            time: 10,
+            increment: 1,
+        });
+        assert_eq!(
+            *watermark.read_after.lock().unwrap(),
+            Some(Timestamp {
+                time: 10,
+                increment: 2
+            })
+        );
+        watermark.reset(5);
+        assert_eq!(watermark.value.load(Ordering::Acquire), 5);
+        assert!(watermark.loaded.load(Ordering::Acquire));
+    }
+}
