@@ -89,9 +89,23 @@ class Service:
         finally:
             conn.close()
 
+    def call_patiently(self, method, path, body=None, headers=None, patience=60):
+        """call(), retried on a 429/5xx or a broken connection for up to
+        `patience` seconds (the checks run just after the last failover)."""
+        give_up = time.monotonic() + patience
+        while True:
+            try:
+                status, answer = self.call(method, path, body, headers)
+                if status not in TRANSIENT or time.monotonic() > give_up:
+                    return status, answer
+            except (OSError, http.client.HTTPException):
+                if time.monotonic() > give_up:
+                    raise
+            time.sleep(1)
+
     def get(self, path, **params):
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
-        status, body = self.call("GET", f"{path}?{query}" if query else path)
+        status, body = self.call_patiently("GET", f"{path}?{query}" if query else path)
         if status != 200:
             raise RuntimeError(f"GET {self.url}{path}?{query}: {status} {body}")
         return body
@@ -499,7 +513,7 @@ def main():
     for n, write in enumerate(acked):
         expected = write.body
         for service in services:
-            status, body = service.call("GET", f"/api/allocations/{write.booking_id}")
+            status, body = service.call_patiently("GET", f"/api/allocations/{write.booking_id}")
             if status != 200:
                 stats.fail(f"{write.key}: GET {service.url}/api/allocations/{write.booking_id} answered {status}")
                 continue
@@ -510,10 +524,10 @@ def main():
             stats.fail(f"{write.key}: the history holds {held} for its employee and date, "
                        f"not just {write.booking_id}")
         service = services[(n + 1) % len(services)]
-        status, body = service.call("POST", "/api/allocations", expected,
-                                    {"Idempotency-Key": write.key,
-                                     "x-request-id": f"{write.key}.replay"})
-        if not (200 <= status < 300 and body.get("id") == write.booking_id):
+        status, body = service.call_patiently("POST", "/api/allocations", expected,
+                                              {"Idempotency-Key": write.key,
+                                               "x-request-id": f"{write.key}.replay"})
+        if not (200 <= status < 300 and (body or {}).get("id") == write.booking_id):
             stats.fail(f"{write.key}: replayed on {service.url}: {status} "
                        f"{(body or {}).get('id') or reason(body)}, not {write.booking_id}")
     replayed = sum(1 for e in services[0].list_all(
