@@ -60,11 +60,30 @@ impl MongoStore {
                             () = sender.closed() => return,
                             next = stream.next() => next,
                         };
-                        match next {
+                        let next = match next {
                             Some(Ok(change)) => {
+                                // Changes already received move the
+                                // watermark once, not once each.
+                                let mut time = change.cluster_time;
+                                let ended = loop {
+                                    match tokio::time::timeout(Duration::ZERO, stream.next()).await
+                                    {
+                                        Ok(Some(Ok(more))) => time = time.max(more.cluster_time),
+                                        Ok(ended) => break Some(ended),
+                                        Err(_) => break None,
+                                    }
+                                };
                                 resume = stream.resume_token();
-                                self.signal_watermark(&sender, change.cluster_time).await;
+                                self.signal_watermark(&sender, time).await;
+                                match ended {
+                                    Some(ended) => ended,
+                                    None => continue,
+                                }
                             }
+                            other => other,
+                        };
+                        match next {
+                            Some(Ok(_)) => unreachable!("changes are handled above"),
                             // The end of a stream is an invalidate (the
                             // collection dropped by a reset): nothing to
                             // resume, a fresh stream follows, and the

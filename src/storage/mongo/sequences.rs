@@ -199,6 +199,11 @@ impl MongoStore {
             .causal_consistency(true)
             .await
             .map_err(classify("starting a session"))?;
+        self.read_after_watermark(&mut session);
+        Ok(session)
+    }
+
+    fn read_after_watermark(&self, session: &mut ClientSession) {
         let after = *self
             .watermark
             .read_after
@@ -207,7 +212,6 @@ impl MongoStore {
         if let Some(after) = after {
             session.advance_operation_time(after);
         }
-        Ok(session)
     }
 
     /// The watermark, moved up as far as the events read in `session`
@@ -223,6 +227,10 @@ impl MongoStore {
             self.load_watermark(session).await?;
         }
         let start = self.watermark.value.load(Ordering::Acquire);
+        // Whoever raised the watermark to `start` noted its read's time
+        // first: reading after it, this session sees every sequence the
+        // watermark counts, even on a new primary.
+        self.read_after_watermark(session);
         let mut reached = start;
         for _ in 0..SCAN_ROUNDS {
             let cursor = self
