@@ -33,6 +33,7 @@ pub const WRITER_BATCH: &str = "vehicle_allocation_store_writer_batch_size";
 pub const WRITER_QUEUE: &str = "vehicle_allocation_store_writer_queue_depth";
 pub const MONGO_CHECKOUTS: &str = "vehicle_allocation_mongodb_pool_checkouts_total";
 pub const MONGO_CHECKOUT_FAILURES: &str = "vehicle_allocation_mongodb_pool_checkout_failures_total";
+pub const MONGO_TRANSACTION_ATTEMPTS: &str = "vehicle_allocation_mongodb_transaction_attempts";
 pub const CACHE_REQUESTS: &str = "vehicle_allocation_cache_requests_total";
 pub const CACHE_DEGRADED: &str = "vehicle_allocation_cache_degraded";
 pub const REDIS_DURATION: &str = "vehicle_allocation_cache_redis_call_duration_seconds";
@@ -55,6 +56,10 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Requests per group commit: one up to the writer's largest batch.
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
+/// Tries per committed MongoDB transaction: 1 without contention; the
+/// upper buckets show the event counter's conflicts.
+const ATTEMPT_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 5.0, 8.0, 13.0];
+
 /// How often histogram samples are folded into their buckets, so that a
 /// service nobody scrapes does not keep every sample in memory.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -70,6 +75,12 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(WRITER_BATCH.into()), BATCH_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full(MONGO_TRANSACTION_ATTEMPTS.into()),
+                        ATTEMPT_BUCKETS,
+                    )
                 })
                 .expect("bucket lists are not empty")
                 .build_recorder();
@@ -161,6 +172,10 @@ fn describe() {
     describe_counter!(
         MONGO_CHECKOUT_FAILURES,
         "Connection checkouts from the MongoDB driver's pool that failed, by reason."
+    );
+    describe_histogram!(
+        MONGO_TRANSACTION_ATTEMPTS,
+        "Attempts each MongoDB transaction took, committed or not, by operation (booking, fleet, seed)."
     );
     describe_counter!(
         CACHE_REQUESTS,
@@ -385,15 +400,18 @@ pub fn redis_call(operation: &'static str, took: Duration) {
     histogram!(REDIS_DURATION, "operation" => operation).record(took.as_secs_f64());
 }
 
-/// TEMPORARY until the metrics branch lands.
-pub fn mongo_transaction_attempts(_operation: &'static str, _attempts: u32) {}
-
 pub fn mongo_checkout() {
     counter!(MONGO_CHECKOUTS).increment(1);
 }
 
 pub fn mongo_checkout_failed(reason: &'static str) {
     counter!(MONGO_CHECKOUT_FAILURES, "reason" => reason).increment(1);
+}
+
+/// How many tries a committed transaction of `operation` ("booking",
+/// "fleet") took, the first included.
+pub fn mongo_transaction_attempts(operation: &'static str, attempts: u32) {
+    histogram!(MONGO_TRANSACTION_ATTEMPTS, "operation" => operation).record(f64::from(attempts));
 }
 
 #[cfg(test)]
@@ -416,6 +434,27 @@ pub(crate) mod tests {
         text.lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
             .map(|value| value.parse().unwrap())
+    }
+
+    #[test]
+    fn transaction_attempts_fall_in_their_buckets() {
+        let _turn = scrape_turn();
+        let handle = install();
+        let series = |le: &str| {
+            format!("{MONGO_TRANSACTION_ATTEMPTS}_bucket{{operation=\"fleet\",le=\"{le}\"}}")
+        };
+        let before = render(&handle);
+        let count = |text: &str, le: &str| sample(text, &series(le)).unwrap_or(0.0);
+        mongo_transaction_attempts("fleet", 1);
+        mongo_transaction_attempts("fleet", 4);
+        let after = render(&handle);
+        assert_eq!(count(&after, "1") - count(&before, "1"), 1.0, "{after}");
+        assert_eq!(count(&after, "3") - count(&before, "3"), 1.0, "{after}");
+        assert_eq!(count(&after, "5") - count(&before, "5"), 2.0, "{after}");
+        assert!(
+            after.contains(&format!("# HELP {MONGO_TRANSACTION_ATTEMPTS} ")),
+            "{after}"
+        );
     }
 
     #[test]

@@ -14,11 +14,12 @@ use chrono::NaiveDate;
 use mongodb::ClientSession;
 use mongodb::bson::Document;
 use mongodb::error::Error as MongoError;
-use mongodb::options::{ReadConcern, WriteConcern};
+use std::time::Duration;
 
-use super::errors::{gone, malformed};
+use super::errors::{gone, malformed, retry_commit, retry_transaction};
 use super::sequences::Taken;
 use super::transaction::MongoTransaction;
+use super::transaction_options;
 use super::{MongoStore, classify, collect_in, documents as d, raised_in_transaction};
 use super::{collect, decoded};
 use crate::domain::admin::{FactQuery, Facts, FleetWrite};
@@ -51,25 +52,24 @@ impl MongoStore {
     /// chunks (see [`FleetSession`]). The driver's retry of a whole
     /// transaction needs every command at once, so an apply whose commit
     /// meets a write conflict fails with a storage error instead: run the
-    /// import again.
+    /// import again. A check keeps its chunks and replays them instead
+    /// (see [`MongoFleetSession::run`]).
     pub(super) async fn open_fleet_session(
         &self,
         pass: FleetPass,
     ) -> StoreResult<Box<dyn FleetSession>> {
         self.writable()?;
         let mut session = self.session().await?;
-        let start = session
+        session
             .start_transaction()
-            .read_concern(ReadConcern::snapshot());
-        let started = match pass {
-            FleetPass::Check => start.await,
-            FleetPass::Apply => start.write_concern(WriteConcern::majority()).await,
-        };
-        started.map_err(classify("starting a transaction"))?;
+            .with_options(transaction_options())
+            .await
+            .map_err(classify("starting a transaction"))?;
         Ok(Box::new(MongoFleetSession {
             store: self.clone(),
             session,
             pass,
+            checked: Vec::new(),
             failed: false,
             taken: Taken::new(),
         }))
@@ -288,12 +288,28 @@ struct MongoFleetSession {
     store: MongoStore,
     session: ClientSession,
     pass: FleetPass,
+    /// The chunks a check has run, to replay in a new transaction when its
+    /// transaction has to be retried (bounded by the import's size limit).
+    checked: Vec<FleetRequest>,
     /// A failed chunk ends the session: its transaction is aborted.
     failed: bool,
     /// The event sequences taken, given up unless the commit succeeds.
     /// Each chunk takes its own as it ends, so the change feed waits
     /// behind an open apply session (see issue 37's bounded imports).
     taken: Taken,
+}
+
+/// Tries of one check chunk, the first included, before UNAVAILABLE.
+const CHECK_ATTEMPTS: u32 = 5;
+
+/// Whether a chunk whose `attempt`-th try (from 1) failed with `error` is
+/// tried again, and after what pause: on a check, while the transaction
+/// may be retried (a write conflict with a concurrent booking, an
+/// election). An apply is not: its earlier chunks' outcomes are answered
+/// already and must not be decided again.
+fn check_retry(pass: FleetPass, attempt: u32, error: &MongoError) -> Option<Duration> {
+    (pass == FleetPass::Check && attempt < CHECK_ATTEMPTS && retry_transaction(error))
+        .then(|| Duration::from_millis(10 << attempt.min(8)))
 }
 
 fn session_over() -> StoreError {
@@ -303,11 +319,19 @@ fn session_over() -> StoreError {
     )
 }
 
-#[async_trait::async_trait]
-impl FleetSession for MongoFleetSession {
-    async fn run(&mut self, chunk: Vec<FleetRequest>) -> StoreResult<Verdicts> {
-        if self.failed {
-            return Err(session_over());
+impl MongoFleetSession {
+    /// Runs `chunk` in the session's transaction; with `fresh`, in a new
+    /// transaction after replaying the chunks checked before it.
+    async fn attempt(
+        &mut self,
+        chunk: &[FleetRequest],
+        fresh: bool,
+    ) -> Result<Verdicts, MongoError> {
+        if fresh {
+            self.session
+                .start_transaction()
+                .with_options(transaction_options())
+                .await?;
         }
         let mut events = Vec::new();
         let mut tx = MongoTransaction {
@@ -315,20 +339,46 @@ impl FleetSession for MongoFleetSession {
             session: &mut self.session,
             events: &mut events,
         };
-        let decided = steps::fleet_chunk(&mut tx, &chunk, self.pass).await;
-        let error = match decided {
-            Ok(verdicts) => match self
-                .store
-                .insert_events(&mut self.session, &events, &mut self.taken)
-                .await
-            {
-                Ok(()) => return Ok(verdicts),
-                Err(error) => error,
-            },
-            Err(error) => error,
+        if fresh {
+            // Their verdicts were answered already; only their effects count.
+            steps::fleet_chunk(&mut tx, &self.checked, self.pass).await?;
+        }
+        let verdicts = steps::fleet_chunk(&mut tx, chunk, self.pass).await?;
+        // An apply's events take their sequences as its chunk ends (a
+        // check has none).
+        self.store
+            .insert_events(&mut self.session, &events, &mut self.taken)
+            .await?;
+        Ok(verdicts)
+    }
+}
+
+#[async_trait::async_trait]
+impl FleetSession for MongoFleetSession {
+    async fn run(&mut self, chunk: Vec<FleetRequest>) -> StoreResult<Verdicts> {
+        if self.failed {
+            return Err(session_over());
+        }
+        let mut attempt = 1;
+        let error = loop {
+            match self.attempt(&chunk, attempt > 1).await {
+                Ok(verdicts) => {
+                    if self.pass == FleetPass::Check {
+                        self.checked.extend(chunk);
+                    }
+                    return Ok(verdicts);
+                }
+                Err(error) => {
+                    let _ = self.session.abort_transaction().await;
+                    match check_retry(self.pass, attempt, &error) {
+                        Some(pause) => tokio::time::sleep(pause).await,
+                        None => break error,
+                    }
+                    attempt += 1;
+                }
+            }
         };
         self.failed = true;
-        let _ = self.session.abort_transaction().await;
         self.store.give_up(&self.taken).await;
         Err(raised_in_transaction(&error)
             .unwrap_or_else(|| super::errors::classify("changing the fleet", error)))
@@ -351,12 +401,7 @@ impl FleetSession for MongoFleetSession {
                     match self.session.commit_transaction().await {
                         Ok(()) => return Ok(()),
                         // A commit may be retried when its result is unknown.
-                        Err(error)
-                            if tries < 3
-                                && error.contains_label(
-                                    mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT,
-                                ) =>
-                        {
+                        Err(error) if tries < 3 && retry_commit(&error) => {
                             tries += 1;
                         }
                         Err(error) => {
@@ -532,5 +577,32 @@ impl FleetStore for MongoStore {
 
     async fn fleet_session(&self, pass: FleetPass) -> StoreResult<Box<dyn FleetSession>> {
         self.open_fleet_session(pass).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::mongo::errors::tests::labelled;
+
+    #[test]
+    fn a_check_is_retried_a_few_times_with_growing_pauses() {
+        let conflict = labelled(mongodb::error::TRANSIENT_TRANSACTION_ERROR);
+        let pauses: Vec<Duration> = (1..=CHECK_ATTEMPTS)
+            .map_while(|attempt| check_retry(FleetPass::Check, attempt, &conflict))
+            .collect();
+        assert_eq!(pauses.len() as u32, CHECK_ATTEMPTS - 1, "then UNAVAILABLE");
+        assert!(pauses.windows(2).all(|w| w[0] < w[1]), "{pauses:?}");
+        assert!(pauses.iter().sum::<Duration>() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn only_a_check_and_only_a_transient_transaction_error_is_retried() {
+        let conflict = labelled(mongodb::error::TRANSIENT_TRANSACTION_ERROR);
+        assert!(check_retry(FleetPass::Apply, 1, &conflict).is_none());
+        let commit = labelled(mongodb::error::UNKNOWN_TRANSACTION_COMMIT_RESULT);
+        assert!(check_retry(FleetPass::Check, 1, &commit).is_none());
+        let refusal = MongoError::custom("refused");
+        assert!(check_retry(FleetPass::Check, 1, &refusal).is_none());
     }
 }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use mongodb::ClientSession;
 use mongodb::error::Error as MongoError;
-use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 
 use super::MongoStore;
+use super::errors::{retry_commit, retry_transaction};
 use super::sequences::Taken;
 use crate::domain::admin::{FactQuery, Facts, FleetWrite};
 use crate::domain::booking::{BookingFacts, BookingWrite, Slot};
@@ -156,7 +156,7 @@ pub(super) async fn run<R, C>(
                     Ok(()) => return Ok(decided),
                     Err(error)
                         if commits < MAX_COMMITS
-                            && error.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                            && retry_commit(&error)
                             && !max_time_expired(&error) => {}
                     Err(error) => return Err(error),
                 }
@@ -172,7 +172,7 @@ pub(super) async fn run<R, C>(
         };
         store.give_up(&taken).await;
         let pause = backoff(attempts + 1);
-        if error.contains_label(TRANSIENT_TRANSACTION_ERROR)
+        if retry_transaction(&error)
             && attempts < MAX_ATTEMPTS
             && started.elapsed() + pause < MAX_TIME
         {
