@@ -114,8 +114,8 @@ impl MongoStore {
     }
 
     /// Moves the watermark on, reading after `time` (a change's cluster
-    /// time), and tells the watchers. They are woken even when it did not
-    /// move: what they read is bounded by the watermark they find.
+    /// time), and tells the watchers if it moved; with no `time` (a stream
+    /// just opened), tells them in any case.
     async fn signal_watermark(
         &self,
         sender: &watch::Sender<u64>,
@@ -129,6 +129,16 @@ impl MongoStore {
             Err(error) => Err(error),
         };
         match watermark {
+            // Watchers wake when there is more to read: a change behind a
+            // gap moves nothing.
+            Ok(watermark) if time.is_some() => {
+                sender.send_if_modified(|seen| {
+                    let moved = watermark > *seen;
+                    *seen = (*seen).max(watermark);
+                    moved
+                });
+            }
+            // A stream (re)opened: whatever was missed, every watcher reads.
             Ok(watermark) => sender.send_modify(|seen| *seen = (*seen).max(watermark)),
             Err(error) => {
                 tracing::warn!(error = %error, "cannot read the events' watermark");

@@ -23,7 +23,7 @@ use super::transaction_options;
 use super::{MongoStore, classify, collect_in, documents as d, raised_in_transaction};
 use super::{collect, decoded};
 use crate::domain::admin::{FactQuery, Facts, FleetWrite};
-use crate::domain::{Allocation, FleetOutcome, FleetRequest};
+use crate::domain::{Allocation, FleetOutcome, FleetRequest, NewEvent};
 use crate::domain::{
     DomainError, Driver, Employee, Page, PageRequest, Resource, Vehicle, VehicleBlock,
 };
@@ -71,7 +71,7 @@ impl MongoStore {
             pass,
             checked: Vec::new(),
             failed: false,
-            taken: Taken::new(),
+            events: Vec::new(),
         }))
     }
 
@@ -293,10 +293,10 @@ struct MongoFleetSession {
     checked: Vec<FleetRequest>,
     /// A failed chunk ends the session: its transaction is aborted.
     failed: bool,
-    /// The event sequences taken, given up unless the commit succeeds.
-    /// Each chunk takes its own as it ends, so the change feed waits
-    /// behind an open apply session (see issue 37's bounded imports).
-    taken: Taken,
+    /// The events an apply decided: they take their sequences when it
+    /// finishes, just before the commit, so that the change feed does not
+    /// wait behind an open session.
+    events: Vec<NewEvent>,
 }
 
 /// Tries of one check chunk, the first included, before UNAVAILABLE.
@@ -333,23 +333,16 @@ impl MongoFleetSession {
                 .with_options(transaction_options())
                 .await?;
         }
-        let mut events = Vec::new();
         let mut tx = MongoTransaction {
             store: &self.store,
             session: &mut self.session,
-            events: &mut events,
+            events: &mut self.events,
         };
         if fresh {
             // Their verdicts were answered already; only their effects count.
             steps::fleet_chunk(&mut tx, &self.checked, self.pass).await?;
         }
-        let verdicts = steps::fleet_chunk(&mut tx, chunk, self.pass).await?;
-        // An apply's events take their sequences as its chunk ends (a
-        // check has none).
-        self.store
-            .insert_events(&mut self.session, &events, &mut self.taken)
-            .await?;
-        Ok(verdicts)
+        steps::fleet_chunk(&mut tx, chunk, self.pass).await
     }
 }
 
@@ -379,7 +372,6 @@ impl FleetSession for MongoFleetSession {
             }
         };
         self.failed = true;
-        self.store.give_up(&self.taken).await;
         Err(raised_in_transaction(&error)
             .unwrap_or_else(|| super::errors::classify("changing the fleet", error)))
     }
@@ -396,16 +388,32 @@ impl FleetSession for MongoFleetSession {
                 Ok(())
             }
             FleetPass::Apply => {
+                let mut taken = Taken::new(&self.store);
+                let events = std::mem::take(&mut self.events);
+                if let Err(error) = self
+                    .store
+                    .insert_events(&mut self.session, &events, &mut taken)
+                    .await
+                {
+                    let _ = self.session.abort_transaction().await;
+                    taken.give_up().await;
+                    return Err(raised_in_transaction(&error).unwrap_or_else(|| {
+                        super::errors::classify("inserting fleet events", error)
+                    }));
+                }
                 let mut tries = 0;
                 loop {
                     match self.session.commit_transaction().await {
-                        Ok(()) => return Ok(()),
+                        Ok(()) => {
+                            taken.keep();
+                            return Ok(());
+                        }
                         // A commit may be retried when its result is unknown.
                         Err(error) if tries < 3 && retry_commit(&error) => {
                             tries += 1;
                         }
                         Err(error) => {
-                            self.store.give_up(&self.taken).await;
+                            taken.give_up().await;
                             return Err(super::errors::classify("committing fleet changes", error));
                         }
                     }

@@ -38,6 +38,9 @@ use crate::storage::{StoreError, StoreResult};
 /// service's own attempts at one, so the sequence's writer is gone.
 pub const GAP_GRACE: Duration = Duration::from_secs(90);
 
+/// How long a reader waits for voids it fills.
+const FILL_TIME: Duration = Duration::from_secs(5);
+
 /// Sequences read per query when looking for the watermark, and queries
 /// per look (a reader far behind moves on at the next one).
 const SCAN_BATCH: i64 = 1_000;
@@ -81,30 +84,81 @@ impl Watermark {
 /// the grace period.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct GapWatch {
-    seen: Option<(u64, Instant)>,
+    /// The first missing sequence, the first present above it when the gap
+    /// was first seen, and when.
+    seen: Option<(u64, u64, Instant)>,
 }
 
 impl GapWatch {
-    /// Notes the gap at `sequence` (or none); whether it has been open for
-    /// `grace` and should be filled.
-    pub(super) fn overdue(&mut self, gap: Option<u64>, now: Instant, grace: Duration) -> bool {
+    /// Notes the gap from `gap.0` up to `gap.1` (the first sequence present
+    /// above it), or none; the sequences to fill because they have been
+    /// missing for `grace`. Every sequence below the one present when the
+    /// gap was first seen was taken before then, so the whole range is
+    /// overdue at once (a writer takes its sequences in one range).
+    pub(super) fn overdue(
+        &mut self,
+        gap: Option<(u64, u64)>,
+        now: Instant,
+        grace: Duration,
+    ) -> Option<Range<u64>> {
         match (gap, self.seen) {
             (None, _) => {
                 self.seen = None;
-                false
+                None
             }
-            (Some(gap), Some((seen, since))) if seen == gap => now.duration_since(since) >= grace,
-            (Some(gap), _) => {
-                self.seen = Some((gap, now));
-                false
+            (Some((first, present)), Some((seen, below, since))) if seen == first => {
+                (now.duration_since(since) >= grace).then(|| first..below.min(present))
+            }
+            (Some((first, present)), _) => {
+                self.seen = Some((first, present, now));
+                None
             }
         }
     }
 }
 
 /// The sequences one attempt at a transaction took, to be given up if it
-/// does not commit.
-pub(super) type Taken = Vec<Range<u64>>;
+/// does not commit: [`Taken::keep`] once it has, [`Taken::give_up`] once
+/// it cannot; dropped undecided (a request cancelled at its deadline, an
+/// import abandoned), they are given up in the background.
+pub(super) struct Taken {
+    store: MongoStore,
+    ranges: Vec<Range<u64>>,
+}
+
+impl Taken {
+    pub(super) fn new(store: &MongoStore) -> Self {
+        Self {
+            store: store.clone(),
+            ranges: Vec::new(),
+        }
+    }
+
+    /// The transaction committed.
+    pub(super) fn keep(mut self) {
+        self.ranges.clear();
+    }
+
+    /// The transaction did not commit (or may not have).
+    pub(super) async fn give_up(mut self) {
+        let ranges = std::mem::take(&mut self.ranges);
+        self.store.give_up(&ranges).await;
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if self.ranges.is_empty() {
+            return;
+        }
+        let ranges = std::mem::take(&mut self.ranges);
+        let store = self.store.clone();
+        // With no runtime left (shutdown), readers fill the gap.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            drop(runtime.spawn(async move { store.give_up(&ranges).await }));
+        }
+    }
+}
 
 impl MongoStore {
     /// Takes `count` sequences from the counter, outside any transaction,
@@ -133,8 +187,13 @@ impl MongoStore {
         if events.is_empty() {
             return Ok(());
         }
-        let sequences = self.take_sequences(events.len()).await?;
-        taken.push(sequences.clone());
+        // Outside the transaction, a failure carries no transient label:
+        // one worth retrying travels as UNAVAILABLE, which `run` retries.
+        let sequences = self
+            .take_sequences(events.len())
+            .await
+            .map_err(|error| MongoError::custom(classify("taking event sequences")(error)))?;
+        taken.ranges.push(sequences.clone());
         let documents = events
             .iter()
             .zip(sequences)
@@ -147,7 +206,7 @@ impl MongoStore {
             .await
             .map_err(|error| match super::errors::duplicate_key_message(&error) {
                 // A reader filled the sequence, taking this writer for dead:
-                // the attempt is retried with new ones.
+                // UNAVAILABLE, which `run` retries with new sequences.
                 Some(_) => MongoError::custom(StoreError::unavailable(
                     "inserting events",
                     std::io::Error::other("their sequence was given up as a gap"),
@@ -160,7 +219,7 @@ impl MongoStore {
     /// Gives up sequences whose transaction did not commit: a void for
     /// each, unless its event is there (a commit whose outcome was not
     /// known). Failing, it leaves the gap to readers to fill.
-    pub(super) async fn give_up(&self, taken: &Taken) {
+    async fn give_up(&self, taken: &[Range<u64>]) {
         let now = Utc::now();
         let voids: Vec<Document> = taken
             .iter()
@@ -176,17 +235,23 @@ impl MongoStore {
     }
 
     /// Inserts voids; one whose sequence holds an event already is skipped.
+    /// A void meeting a transaction that inserted its sequence waits for
+    /// it to end: not for longer than [`FILL_TIME`], so that no reader
+    /// stalls behind it (the next reader tries again).
     async fn fill(&self, voids: Vec<Document>) -> Result<(), MongoError> {
-        match self
+        let insert = self
             .events
             .insert_many(voids)
             .ordered(false)
-            .write_concern(WriteConcern::majority())
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(error) if only_duplicates(&error) => Ok(()),
-            Err(error) => Err(error),
+            .write_concern(WriteConcern::majority());
+        match tokio::time::timeout(FILL_TIME, insert).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) if only_duplicates(&error) => Ok(()),
+            Ok(Err(error)) => Err(error),
+            Err(_) => {
+                tracing::warn!("filling event sequences timed out; trying again later");
+                Ok(())
+            }
         }
     }
 
@@ -232,7 +297,24 @@ impl MongoStore {
         // watermark counts, even on a new primary.
         self.read_after_watermark(session);
         let mut reached = start;
-        for _ in 0..SCAN_ROUNDS {
+        let mut rounds = 0;
+        let mut asked_stored = false;
+        loop {
+            if rounds == SCAN_ROUNDS {
+                // Far behind (an idle process): the stored watermark, which
+                // busy processes raise, may be further on. Read in this
+                // session, after its writer's read.
+                if asked_stored {
+                    break;
+                }
+                asked_stored = true;
+                rounds = 0;
+                if let Some(stored) = self.stored_watermark(session).await? {
+                    reached = reached.max(stored);
+                }
+                continue;
+            }
+            rounds += 1;
             let cursor = self
                 .events
                 .find(d::sequences_from(reached + 1))
@@ -248,24 +330,33 @@ impl MongoStore {
                 .collect::<Result<Vec<u64>, _>>()
                 .map_err(malformed)?;
             let next = d::contiguous(reached, sequences.iter().copied());
-            let beyond = sequences.last().is_some_and(|&last| last > next);
+            let gap = sequences
+                .iter()
+                .find(|&&present| present > next)
+                .map(|&present| (next + 1, present));
             let overdue = self
                 .watermark
                 .gap
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .overdue(beyond.then_some(next + 1), Instant::now(), GAP_GRACE);
+                .overdue(gap, Instant::now(), GAP_GRACE);
             reached = next;
-            if overdue {
+            if let Some(missing) = overdue {
                 tracing::warn!(
-                    sequence = next + 1,
-                    "an event sequence stayed missing past the grace period; filling it with a void"
+                    first = missing.start,
+                    last = missing.end - 1,
+                    "event sequences stayed missing past the grace period; filling them with voids"
                 );
-                self.fill(vec![d::void_document(next + 1, Utc::now())])
-                    .await?;
+                let now = Utc::now();
+                self.fill(
+                    missing
+                        .map(|sequence| d::void_document(sequence, now))
+                        .collect(),
+                )
+                .await?;
                 continue;
             }
-            if beyond || sequences.len() < SCAN_BATCH as usize {
+            if gap.is_some() || sequences.len() < SCAN_BATCH as usize {
                 break;
             }
         }
@@ -274,11 +365,31 @@ impl MongoStore {
         }
         if reached > start {
             self.watermark.value.fetch_max(reached, Ordering::AcqRel);
-            if reached / PERSIST_EVERY > start / PERSIST_EVERY {
-                self.raise_stored_watermark(reached).await?;
+            if reached / PERSIST_EVERY > start / PERSIST_EVERY
+                && let Err(error) = self.raise_stored_watermark(reached).await
+            {
+                // Only a restart's head start is lost.
+                tracing::warn!(error = %error, "cannot store the events' watermark");
             }
         }
-        Ok(self.watermark.value.load(Ordering::Acquire).max(reached))
+        // Another read may have raised the watermark since `start`: this
+        // session reads after that read too before it uses the bound.
+        let bound = self.watermark.value.load(Ordering::Acquire).max(reached);
+        self.read_after_watermark(session);
+        Ok(bound)
+    }
+
+    /// The stored watermark, if any.
+    async fn stored_watermark(
+        &self,
+        session: &mut ClientSession,
+    ) -> Result<Option<u64>, MongoError> {
+        self.settings
+            .find_one(d::by_id(d::EVENT_WATERMARK))
+            .session(&mut *session)
+            .await?
+            .map(|stored| d::sequence_from(&stored).map_err(malformed))
+            .transpose()
     }
 
     async fn raise_stored_watermark(&self, value: u64) -> Result<(), MongoError> {
@@ -298,16 +409,15 @@ impl MongoStore {
     }
 
     /// The stored watermark, or a first one: see [`Self::first_watermark`].
+    /// Reads that use it run after this one, which came after its writer's.
     async fn load_watermark(&self, session: &mut ClientSession) -> Result<(), MongoError> {
-        let stored = self
-            .settings
-            .find_one(d::by_id(d::EVENT_WATERMARK))
-            .session(&mut *session)
-            .await?;
-        let value = match stored {
-            Some(stored) => d::sequence_from(&stored).map_err(malformed)?,
+        let value = match self.stored_watermark(session).await? {
+            Some(stored) => stored,
             None => self.first_watermark(session).await?,
         };
+        if let Some(time) = session.operation_time() {
+            self.watermark.read_after(time);
+        }
         self.watermark.value.fetch_max(value, Ordering::AcqRel);
         self.watermark.loaded.store(true, Ordering::Release);
         Ok(())
@@ -315,25 +425,24 @@ impl MongoStore {
 
     /// The watermark of a log that has none stored (a new store, or one
     /// written by a version that took sequences inside its transactions):
-    /// just below its oldest event, or, with no event, the counter read at
-    /// majority. Run at startup before this process writes; a version that
-    /// took sequences in its transactions has none taken but uncommitted.
+    /// the counter read at majority. Run at startup, before this process
+    /// writes, and stored only if no other process stored one meanwhile
+    /// (that one is taken instead): a process of this version writes only
+    /// after one is stored, and the older version committed its sequences
+    /// with its counter, so none below the counter at majority is in flight.
+    /// Replicas of the older version must be stopped first: they cannot
+    /// read the voids.
     async fn first_watermark(&self, session: &mut ClientSession) -> Result<u64, MongoError> {
-        let oldest = self
-            .events
-            .find_one(Document::new())
-            .sort(d::sequence_sort())
-            .projection(doc! { "_id": 1 })
+        let counter = self.counter_at_majority(session).await?;
+        let stored = self
+            .settings
+            .find_one_and_update(d::by_id(d::EVENT_WATERMARK), d::first_watermark(counter))
+            .upsert(true)
+            .return_document(ReturnDocument::After)
             .session(&mut *session)
-            .await?;
-        let value = match oldest {
-            Some(oldest) => d::sequence_of(&oldest)
-                .map_err(malformed)?
-                .saturating_sub(1),
-            None => self.counter_at_majority(session).await?,
-        };
-        self.raise_stored_watermark(value).await?;
-        Ok(value)
+            .await?
+            .ok_or_else(|| gone("storing the first watermark"))?;
+        d::sequence_from(&stored).map_err(malformed)
     }
 
     /// The event sequence counter's value, majority-committed.
@@ -401,15 +510,26 @@ mod tests {
         let grace = Duration::from_secs(90);
         let start = Instant::now();
         let mut watch = GapWatch::default();
-        assert!(!watch.overdue(Some(7), start, grace), "first seen");
-        assert!(!watch.overdue(Some(7), start + Duration::from_secs(89), grace));
-        assert!(watch.overdue(Some(7), start + grace, grace));
+        assert_eq!(
+            watch.overdue(Some((7, 12)), start, grace),
+            None,
+            "first seen"
+        );
+        let later = start + Duration::from_secs(89);
+        assert_eq!(watch.overdue(Some((7, 20)), later, grace), None);
+        // The whole range missing when it was first seen, at once; not what
+        // was taken after.
+        assert_eq!(
+            watch.overdue(Some((7, 20)), start + grace, grace),
+            Some(7..12)
+        );
         // Another gap starts its own clock.
-        assert!(!watch.overdue(Some(9), start + grace * 2, grace));
-        assert!(!watch.overdue(Some(9), start + grace * 2 + Duration::from_secs(1), grace));
+        assert_eq!(watch.overdue(Some((9, 10)), start + grace * 2, grace), None);
+        let soon = start + grace * 2 + Duration::from_secs(1);
+        assert_eq!(watch.overdue(Some((9, 10)), soon, grace), None);
         // No gap forgets the last one.
-        assert!(!watch.overdue(None, start + grace * 3, grace));
-        assert!(!watch.overdue(Some(9), start + grace * 4, grace));
+        assert_eq!(watch.overdue(None, start + grace * 3, grace), None);
+        assert_eq!(watch.overdue(Some((9, 10)), start + grace * 4, grace), None);
     }
 
     #[test]

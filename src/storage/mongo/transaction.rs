@@ -118,7 +118,7 @@ pub(super) async fn run<R, C>(
     loop {
         attempts += 1;
         let mut events = Vec::new();
-        let mut taken = Taken::new();
+        let mut taken = Taken::new(store);
         let outcome = async {
             session
                 .start_transaction()
@@ -165,14 +165,15 @@ pub(super) async fn run<R, C>(
         .await;
         let error = match outcome {
             Ok(decided) => {
+                taken.keep();
                 crate::metrics::mongo_transaction_attempts(operation, attempts);
                 return Ok(decided);
             }
             Err(error) => error,
         };
-        store.give_up(&taken).await;
+        taken.give_up().await;
         let pause = backoff(attempts + 1);
-        if retry_transaction(&error)
+        if (retry_transaction(&error) || unavailable(&error))
             && attempts < MAX_ATTEMPTS
             && started.elapsed() + pause < MAX_TIME
         {
@@ -182,6 +183,15 @@ pub(super) async fn run<R, C>(
         crate::metrics::mongo_transaction_attempts(operation, attempts);
         return Err(error);
     }
+}
+
+/// A failure raised as UNAVAILABLE outside the transaction's commands
+/// (taking the event sequences): worth another attempt too.
+fn unavailable(error: &MongoError) -> bool {
+    matches!(
+        error.get_custom::<crate::storage::StoreError>(),
+        Some(crate::storage::StoreError::Unavailable { .. })
+    )
 }
 
 /// MaxTimeMSExpired (50): a commit that ran out of time is not retried.

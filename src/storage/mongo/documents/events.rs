@@ -49,6 +49,11 @@ pub fn raise_watermark(value: u64) -> Document {
     doc! { "$max": { "value": value as i64 } }
 }
 
+/// Stores `value` as the watermark unless one is stored already.
+pub fn first_watermark(value: u64) -> Document {
+    doc! { "$setOnInsert": { "value": value as i64 } }
+}
+
 /// A sequence that was taken and given up (its transaction aborted, or its
 /// process died): it holds no event, so readers may pass it.
 pub fn void_document(sequence: u64, at: DateTime<Utc>) -> Document {
@@ -220,9 +225,13 @@ pub fn events_before(before: DateTime<Utc>, watermark: u64) -> Document {
     }
 }
 
-/// The change stream's pipeline: inserted events only (pruning deletes).
+/// The change stream's pipeline: inserted events only (pruning deletes),
+/// without the documents (only the change's cluster time is used).
 pub fn inserted_events() -> Vec<Document> {
-    vec![doc! { "$match": { "operationType": "insert" } }]
+    vec![
+        doc! { "$match": { "operationType": "insert" } },
+        doc! { "$project": { "fullDocument": 0 } },
+    ]
 }
 
 /// The events' indexes: one per filter, each in sequence order.
@@ -363,7 +372,10 @@ mod tests {
         );
         assert_eq!(
             inserted_events(),
-            vec![doc! { "$match": { "operationType": "insert" } }]
+            vec![
+                doc! { "$match": { "operationType": "insert" } },
+                doc! { "$project": { "fullDocument": 0 } },
+            ]
         );
         assert_eq!(sequence_sort(), doc! { "_id": 1 });
     }
@@ -461,6 +473,10 @@ mod tests {
         assert_eq!(sequence_of(&void).unwrap(), 12);
         assert!(event_from(&void).is_err(), "a void is not an event");
         assert_eq!(raise_watermark(12), doc! { "$max": { "value": 12_i64 } });
+        assert_eq!(
+            first_watermark(12),
+            doc! { "$setOnInsert": { "value": 12_i64 } }
+        );
         assert_eq!(sequences_from(13), doc! { "_id": { "$gte": 13_i64 } });
     }
 }
