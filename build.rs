@@ -27,9 +27,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = compiler.file_descriptor_set();
 
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    // Encoded by protox itself: `prost_types` would drop the options'
+    // extensions, such as the `google.api.http` bindings.
     fs::write(
         out_dir.join("vehicle_allocation_descriptor.bin"),
-        prost::Message::encode_to_vec(&descriptors),
+        compiler.encode_file_descriptor_set(),
     )?;
 
     tonic_prost_build::configure()

@@ -509,3 +509,130 @@ async fn the_stream_documents_the_parameters_it_takes_and_its_events_as_sse() {
         "{description}"
     );
 }
+
+/// A REST binding's method and path, with its variables' names left out
+/// (the OpenAPI document names them after the resource, the proto after
+/// the request's field).
+fn route(method: &str, path: &str) -> (String, String) {
+    let mut shape = String::new();
+    let mut inside = false;
+    for c in path.chars() {
+        match c {
+            '{' => {
+                inside = true;
+                shape.push_str("{}");
+            }
+            '}' => inside = false,
+            c if !inside => shape.push(c),
+            _ => {}
+        }
+    }
+    (method.to_uppercase(), shape)
+}
+
+/// Every REST binding the proto declares with `google.api.http`, each
+/// checked for the transcoding to come: each path variable names a scalar
+/// field (path) of the request, the body a field of it or `*`.
+fn declared_bindings() -> (
+    std::collections::BTreeMap<(String, String), String>,
+    Vec<String>,
+) {
+    use prost_reflect::{DescriptorPool, Kind, Value as Field};
+    let pool = DescriptorPool::decode(vehicle_allocation::proto::FILE_DESCRIPTOR_SET).unwrap();
+    let http = pool
+        .get_extension_by_name("google.api.http")
+        .expect("google/api/annotations.proto is imported");
+    let mut bindings = std::collections::BTreeMap::new();
+    let mut without = Vec::new();
+    let methods = pool
+        .services()
+        .filter(|s| s.package_name() == "vehicle_allocation.v1")
+        .flat_map(|s| s.methods().collect::<Vec<_>>());
+    for method in methods {
+        let options = method.options();
+        if !options.has_extension(&http) {
+            without.push(method.full_name().to_owned());
+            continue;
+        }
+        let rule = options.get_extension(&http);
+        let rule = rule.as_message().expect("an HttpRule");
+        let mut rules = vec![rule.clone()];
+        if let Some(Field::List(more)) = rule.get_field_by_name("additional_bindings").as_deref() {
+            rules.extend(more.iter().filter_map(|m| m.as_message().cloned()));
+        }
+        let input = method.input();
+        for rule in rules {
+            let (verb, path) = ["get", "put", "post", "delete", "patch"]
+                .into_iter()
+                .find_map(|verb| {
+                    let path = rule.get_field_by_name(verb)?;
+                    let path = path.as_str()?.to_owned();
+                    (!path.is_empty()).then_some((verb, path))
+                })
+                .unwrap_or_else(|| panic!("{}: a binding without a method", method.name()));
+            for variable in path.split('{').skip(1).map(|v| &v[..v.find('}').unwrap()]) {
+                let mut message = input.clone();
+                let mut steps = variable.split('.').peekable();
+                while let Some(step) = steps.next() {
+                    let field = message.get_field_by_name(step).unwrap_or_else(|| {
+                        panic!("{}: {path} names no field {variable}", method.name())
+                    });
+                    assert!(
+                        !field.is_list(),
+                        "{}: {variable} is repeated",
+                        method.name()
+                    );
+                    match (field.kind(), steps.peek()) {
+                        (Kind::Message(inner), Some(_)) => message = inner,
+                        (Kind::Message(_), None) => {
+                            panic!("{}: {variable} is a message", method.name())
+                        }
+                        (_, Some(_)) => {
+                            panic!("{}: {variable} goes through a scalar", method.name())
+                        }
+                        (_, None) => {}
+                    }
+                }
+            }
+            let body = rule.get_field_by_name("body").unwrap();
+            let body = body.as_str().unwrap();
+            assert!(
+                body.is_empty() || body == "*" || input.get_field_by_name(body).is_some(),
+                "{}: body {body:?} is no field of {}",
+                method.name(),
+                input.name()
+            );
+            let previous = bindings.insert(route(verb, &path), method.name().to_owned());
+            assert_eq!(previous, None, "{verb} {path} is bound twice");
+        }
+    }
+    (bindings, without)
+}
+
+#[tokio::test]
+async fn every_rest_operation_is_the_binding_its_rpc_declares_in_the_proto() {
+    let (declared, without) = declared_bindings();
+    assert_eq!(
+        without,
+        ["vehicle_allocation.v1.FleetService.ImportFleet"],
+        "every other RPC has a REST form"
+    );
+    let openapi = spawn_app().await.openapi().await;
+    let mut served = std::collections::BTreeMap::new();
+    for (path, operations) in openapi["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/") {
+            continue; // the probes answer for the process, not an RPC
+        }
+        for (method, operation) in operations.as_object().unwrap() {
+            let id = operation["operationId"].as_str().unwrap();
+            // The operation is its RPC, named in lower camel case; the SSE
+            // stream is WatchEvents.
+            let rpc = match id {
+                "streamEvents" => "WatchEvents".to_owned(),
+                id => id[..1].to_uppercase() + &id[1..],
+            };
+            served.insert(route(method, path), rpc);
+        }
+    }
+    assert_eq!(declared, served, "the proto's bindings and the served API");
+}
