@@ -40,7 +40,7 @@ use crate::proto::v1::{
     event_service_server::EventService, watch_events_response,
 };
 use crate::reasons;
-use crate::storage::Store;
+use crate::storage::{Store, StoreError};
 
 /// How long events are kept, and how event streams behave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,7 +260,9 @@ fn parse_resume_token(token: &str) -> Result<u64, Violation> {
 /// the store was reset since), and a watch from it would wait for events
 /// that never come. The newest sequence is read from the store, not taken
 /// from the event signal: on MongoDB the signal follows a change stream
-/// and may lag behind a token another replica just issued.
+/// and may lag behind a token another replica just issued. A position that
+/// was issued (at most the sequences taken) but is not readable here yet
+/// (a MongoDB replica catching up) is worth a retry: UNAVAILABLE.
 async fn check_not_beyond(store: &dyn Store, field: &str, after: u64) -> Result<(), Status> {
     if after == 0 {
         return Ok(());
@@ -268,6 +270,14 @@ async fn check_not_beyond(store: &dyn Store, field: &str, after: u64) -> Result<
     let newest = store.latest_event_sequence().await?;
     if after <= newest {
         return Ok(());
+    }
+    if after <= store.sequences_taken().await? {
+        return Err(Status::from(StoreError::unavailable(
+            "resuming the event stream",
+            std::io::Error::other(format!(
+                "{field} {after} is not readable on this replica yet (it has {newest})"
+            )),
+        )));
     }
     Err(DomainError::invalid(Violation::new(
         field,

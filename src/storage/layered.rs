@@ -149,6 +149,10 @@ impl EventLog for Layered {
         self.events.latest_event_sequence().await
     }
 
+    async fn sequences_taken(&self) -> StoreResult<u64> {
+        self.events.sequences_taken().await
+    }
+
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.events.prune_events(before, limit).await
     }

@@ -290,6 +290,11 @@ impl EventLog for MeteredStore {
             .await
     }
 
+    async fn sequences_taken(&self) -> StoreResult<u64> {
+        self.timed("sequences_taken", self.inner.sequences_taken())
+            .await
+    }
+
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.timed("prune_events", self.inner.prune_events(before, limit))
             .await

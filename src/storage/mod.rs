@@ -406,14 +406,23 @@ pub trait EventLog: Send + Sync + 'static {
         page: PageRequest<u64>,
     ) -> StoreResult<Page<Event>>;
 
-    /// The sequence of the newest event committed, updated as writes commit
-    /// (on MongoDB, the writes of every replica): what wakes watchers.
+    /// A sequence up to which every event is committed and readable,
+    /// raised as writes commit (on MongoDB, the writes of every replica):
+    /// what wakes watchers, who may move their position up to it. It never
+    /// runs ahead of what a read can see.
     fn event_signal(&self) -> tokio::sync::watch::Receiver<u64>;
 
-    /// The sequence of the newest event ever committed (0 before the
-    /// first), pruned or not, read from the store itself: on MongoDB it
-    /// counts every replica's writes at once, where the signal may lag.
+    /// The newest sequence up to which every event is committed and
+    /// readable (0 before the first), pruned or not, read from the store
+    /// itself: on MongoDB it counts every replica's writes, where the
+    /// signal may lag.
     async fn latest_event_sequence(&self) -> StoreResult<u64>;
+
+    /// The highest sequence handed out so far, committed or not: a position
+    /// above it was never issued. On SQLite, the newest event's; on MongoDB
+    /// it may be ahead of [`Self::latest_event_sequence`] while writes are
+    /// in flight or a new primary catches up.
+    async fn sequences_taken(&self) -> StoreResult<u64>;
 
     /// Deletes up to `limit` of the events older than `before`; returns how
     /// many it deleted.

@@ -134,6 +134,26 @@ async fn many_bookings_in_the_way_arrive_as_failed_precondition_within_a_strict_
 }
 
 #[tokio::test]
+async fn a_position_issued_but_not_readable_here_yet_is_worth_a_retry() {
+    let app = spawn_app().await;
+    app.book(0, 0, 1).await.unwrap();
+    let newest = app.store.latest_event_sequence().await.unwrap() as i64;
+    // As on a MongoDB replica whose new primary has not caught up with a
+    // token another replica issued.
+    app.faults.lag_readable_events(1);
+    let request = WatchEventsRequest {
+        resume_token: newest.to_string(),
+        ..Default::default()
+    };
+    match app.watch(&Cred::None, request.clone()).await {
+        Ok(_) => panic!("a stream was started past what is readable"),
+        Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+    }
+    app.faults.lag_readable_events(0);
+    app.watch(&Cred::None, request).await.unwrap();
+}
+
+#[tokio::test]
 async fn resume_positions_past_the_newest_event_are_refused_on_grpc_and_rest() {
     let app = spawn_app().await;
     app.book(0, 0, 1).await.unwrap();

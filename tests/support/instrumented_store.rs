@@ -39,6 +39,9 @@ pub struct Instruments {
     /// Pruning passes finished: calls that found less than their limit.
     prune_passes: AtomicUsize,
     pruned: Notify,
+    /// How many of the newest sequences are not readable yet, as on a
+    /// MongoDB replica catching up after a failover.
+    readable_lag: AtomicUsize,
     /// A signal that never moves, handed out instead of the store's.
     muted_signal: Mutex<Option<tokio::sync::watch::Sender<u64>>>,
 }
@@ -48,6 +51,11 @@ impl Instruments {
     /// Makes pings fail (or succeed again).
     pub fn fail_pings(&self, fail: bool) {
         self.ping_fails.store(fail, Ordering::SeqCst);
+    }
+
+    /// Makes the newest `lag` sequences taken but not readable yet.
+    pub fn lag_readable_events(&self, lag: usize) {
+        self.readable_lag.store(lag, Ordering::SeqCst);
     }
 
     /// Makes later subscribers to the event signal hear nothing, as a
@@ -241,7 +249,16 @@ impl EventLog for InstrumentedStore {
     }
 
     async fn latest_event_sequence(&self) -> StoreResult<u64> {
-        self.inner.latest_event_sequence().await
+        let lag = self.instruments.readable_lag.load(Ordering::SeqCst) as u64;
+        Ok(self
+            .inner
+            .latest_event_sequence()
+            .await?
+            .saturating_sub(lag))
+    }
+
+    async fn sequences_taken(&self) -> StoreResult<u64> {
+        self.inner.sequences_taken().await
     }
 
     async fn prune_events(

@@ -218,6 +218,13 @@ impl EventLog for MongoStore {
         self.watermark(&mut session).await
     }
 
+    async fn sequences_taken(&self) -> StoreResult<u64> {
+        let mut session = self.reading_session().await?;
+        self.counter_at_majority(&mut session)
+            .await
+            .map_err(classify("reading the event sequence counter"))
+    }
+
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.prune_events_before(before, limit).await
     }

@@ -446,7 +446,10 @@ impl MongoStore {
     }
 
     /// The event sequence counter's value, majority-committed.
-    async fn counter_at_majority(&self, session: &mut ClientSession) -> Result<u64, MongoError> {
+    pub(super) async fn counter_at_majority(
+        &self,
+        session: &mut ClientSession,
+    ) -> Result<u64, MongoError> {
         let counter = self
             .db
             .collection_with_options::<Document>(

@@ -365,6 +365,11 @@ impl EventLog for SqliteStore {
         self.readers.read(latest_sequence).await
     }
 
+    /// One writer takes sequences as it commits: none is in flight.
+    async fn sequences_taken(&self) -> StoreResult<u64> {
+        self.latest_event_sequence().await
+    }
+
     async fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> StoreResult<u64> {
         self.writer
             .write(move |conn| prune(conn, before, limit))
