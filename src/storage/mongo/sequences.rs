@@ -38,8 +38,14 @@ use crate::storage::{StoreError, StoreResult};
 /// service's own attempts at one, so the sequence's writer is gone.
 pub const GAP_GRACE: Duration = Duration::from_secs(90);
 
-/// How long a reader waits for voids it fills.
+/// A gap open this long is not a live writer's: a process then checks
+/// whether the stored watermark is past it.
+const LINGERING: Duration = Duration::from_secs(1);
+
+/// How long a reader waits for voids it fills, and the pause before it
+/// tries again if they are not found.
 const FILL_TIME: Duration = Duration::from_secs(5);
+const FILL_RETRY: Duration = Duration::from_secs(10);
 
 /// Sequences read per query when looking for the watermark, and queries
 /// per look (a reader far behind moves on at the next one).
@@ -65,7 +71,11 @@ pub(super) struct Watermark {
 }
 
 impl Watermark {
-    pub(super) fn reset(&self, value: u64) {
+    /// After a reset: `value`, found by a read at `time`.
+    pub(super) fn reset(&self, value: u64, time: Option<Timestamp>) {
+        if let Some(time) = time {
+            self.read_after(time);
+        }
         self.value.store(value, Ordering::Release);
         self.loaded.store(true, Ordering::Release);
         *self.gap.lock().unwrap_or_else(|e| e.into_inner()) = GapWatch::default();
@@ -84,17 +94,17 @@ impl Watermark {
 /// the grace period.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(super) struct GapWatch {
-    /// The first missing sequence, the first present above it when the gap
-    /// was first seen, and when.
-    seen: Option<(u64, u64, Instant)>,
+    /// The first sequence present above the gap when it was first seen, and
+    /// when: every missing sequence below it was taken before then.
+    seen: Option<(u64, Instant)>,
 }
 
 impl GapWatch {
     /// Notes the gap from `gap.0` up to `gap.1` (the first sequence present
     /// above it), or none; the sequences to fill because they have been
-    /// missing for `grace`. Every sequence below the one present when the
-    /// gap was first seen was taken before then, so the whole range is
-    /// overdue at once (a writer takes its sequences in one range).
+    /// missing for `grace`: all of those below the first present when the
+    /// gap was first seen, at once (a writer takes its sequences in one
+    /// range; any that committed since is skipped by the fill).
     pub(super) fn overdue(
         &mut self,
         gap: Option<(u64, u64)>,
@@ -106,13 +116,26 @@ impl GapWatch {
                 self.seen = None;
                 None
             }
-            (Some((first, present)), Some((seen, below, since))) if seen == first => {
-                (now.duration_since(since) >= grace).then(|| first..below.min(present))
+            (Some((first, _)), Some((below, since))) if first < below => {
+                (now.duration_since(since) >= grace).then_some(first..below)
             }
-            (Some((first, present)), _) => {
-                self.seen = Some((first, present, now));
+            (Some((_, present)), _) => {
+                self.seen = Some((present, now));
                 None
             }
+        }
+    }
+
+    /// How long the gap watched has been open.
+    pub(super) fn open_for(&self, now: Instant) -> Option<Duration> {
+        self.seen
+            .map(|(_, since)| now.saturating_duration_since(since))
+    }
+
+    /// A fill of the gap was tried at `now`: the next try waits `retry`.
+    pub(super) fn tried(&mut self, now: Instant, grace: Duration, retry: Duration) {
+        if let Some((_, since)) = &mut self.seen {
+            *since = now.checked_sub(grace.saturating_sub(retry)).unwrap_or(now);
         }
     }
 }
@@ -334,13 +357,36 @@ impl MongoStore {
                 .iter()
                 .find(|&&present| present > next)
                 .map(|&present| (next + 1, present));
+            reached = next;
+            if gap.is_none() && sequences.len() == SCAN_BATCH as usize {
+                // The gap watched, if any, is further on.
+                continue;
+            }
+            let lingering = self
+                .watermark
+                .gap
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .open_for(Instant::now())
+                .is_some_and(|open| open >= LINGERING);
+            if gap.is_some() && lingering && !asked_stored {
+                // Pruned sequences, or a reset elsewhere, look like a gap to
+                // a process far behind: the stored watermark covers them.
+                // (A live writer's gap closes in milliseconds: not asked.)
+                asked_stored = true;
+                if let Some(stored) = self.stored_watermark(session).await?
+                    && stored > reached
+                {
+                    reached = stored;
+                    continue;
+                }
+            }
             let overdue = self
                 .watermark
                 .gap
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .overdue(gap, Instant::now(), GAP_GRACE);
-            reached = next;
             if let Some(missing) = overdue {
                 tracing::warn!(
                     first = missing.start,
@@ -348,17 +394,23 @@ impl MongoStore {
                     "event sequences stayed missing past the grace period; filling them with voids"
                 );
                 let now = Utc::now();
-                self.fill(
-                    missing
-                        .map(|sequence| d::void_document(sequence, now))
-                        .collect(),
-                )
-                .await?;
-                continue;
+                let voids = missing
+                    .map(|sequence| d::void_document(sequence, now))
+                    .collect();
+                let filled = self.fill(voids).await;
+                // One try per process at a time, and the read goes on with
+                // what it has: the next read finds the voids, or tries
+                // again after a pause.
+                self.watermark
+                    .gap
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .tried(Instant::now(), GAP_GRACE, FILL_RETRY);
+                if let Err(error) = filled {
+                    tracing::warn!(error = %error, "cannot fill the missing event sequences; trying again later");
+                }
             }
-            if gap.is_some() || sequences.len() < SCAN_BATCH as usize {
-                break;
-            }
+            break;
         }
         if let Some(time) = session.operation_time() {
             self.watermark.read_after(time);
@@ -485,7 +537,7 @@ impl MongoStore {
             .await
             .map_err(classify("reading the event sequence counter"))?;
         self.persist_watermark(counter).await?;
-        self.watermark.reset(counter);
+        self.watermark.reset(counter, session.operation_time());
         Ok(())
     }
 }
@@ -511,28 +563,57 @@ mod tests {
     #[test]
     fn a_gap_is_filled_only_after_it_stayed_open_for_the_grace_period() {
         let grace = Duration::from_secs(90);
-        let start = Instant::now();
+        let at = |secs: u64| Instant::now() + Duration::from_secs(secs);
+        let start = at(0);
         let mut watch = GapWatch::default();
         assert_eq!(
             watch.overdue(Some((7, 12)), start, grace),
             None,
             "first seen"
         );
-        let later = start + Duration::from_secs(89);
-        assert_eq!(watch.overdue(Some((7, 20)), later, grace), None);
+        assert_eq!(
+            watch.overdue(Some((7, 20)), start + Duration::from_secs(89), grace),
+            None
+        );
         // The whole range missing when it was first seen, at once; not what
-        // was taken after.
+        // was taken after it was seen.
         assert_eq!(
             watch.overdue(Some((7, 20)), start + grace, grace),
             Some(7..12)
         );
-        // Another gap starts its own clock.
-        assert_eq!(watch.overdue(Some((9, 10)), start + grace * 2, grace), None);
-        let soon = start + grace * 2 + Duration::from_secs(1);
-        assert_eq!(watch.overdue(Some((9, 10)), soon, grace), None);
+        // 7 and 8 committed after all: 10 and 11 are as old, overdue too.
+        assert_eq!(
+            watch.overdue(Some((10, 20)), start + grace, grace),
+            Some(10..12)
+        );
+        // Tried: not again before the retry pause.
+        let retry = Duration::from_secs(10);
+        watch.tried(start + grace, grace, retry);
+        assert_eq!(
+            watch.overdue(Some((10, 20)), start + grace + retry / 2, grace),
+            None
+        );
+        assert_eq!(
+            watch.overdue(Some((10, 20)), start + grace + retry, grace),
+            Some(10..12)
+        );
+        // A gap past the range starts its own clock.
+        let later = start + grace * 2;
+        assert_eq!(watch.overdue(Some((14, 15)), later, grace), None);
+        assert_eq!(
+            watch.overdue(Some((14, 15)), later + Duration::from_secs(1), grace),
+            None
+        );
+        assert_eq!(
+            watch.overdue(Some((14, 16)), later + grace, grace),
+            Some(14..15)
+        );
         // No gap forgets the last one.
-        assert_eq!(watch.overdue(None, start + grace * 3, grace), None);
-        assert_eq!(watch.overdue(Some((9, 10)), start + grace * 4, grace), None);
+        assert_eq!(watch.overdue(None, later + grace * 2, grace), None);
+        assert_eq!(
+            watch.overdue(Some((14, 15)), later + grace * 3, grace),
+            None
+        );
     }
 
     #[test]
@@ -553,7 +634,7 @@ mod tests {
                 increment: 2
             })
         );
-        watermark.reset(5);
+        watermark.reset(5, None);
         assert_eq!(watermark.value.load(Ordering::Acquire), 5);
         assert!(watermark.loaded.load(Ordering::Acquire));
     }
