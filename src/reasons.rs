@@ -148,6 +148,354 @@ pub fn http_status(code: Code) -> StatusCode {
     }
 }
 
+/// What any call can answer with: the caller's credentials and share, the
+/// service's state, and transport-level refusals of the message.
+pub const EVERY_CALL: &[Reason] = &[
+    CREDENTIALS_MISSING,
+    TOKEN_EXPIRED,
+    TOKEN_INVALID,
+    API_KEY_INVALID,
+    RATE_LIMITED,
+    OVERLOADED,
+    STORE_UNAVAILABLE,
+    TIMEOUT,
+    INTERNAL,
+    MALFORMED_REQUEST,
+    MESSAGE_TOO_LARGE,
+];
+
+/// The gRPC path of a `vehicle_allocation.v1` method.
+macro_rules! path {
+    ($service:literal, $method:literal) => {
+        concat!("/vehicle_allocation.v1.", $service, "/", $method)
+    };
+}
+
+/// What each call can answer with besides [`EVERY_CALL`], keyed by its
+/// gRPC path: the one list the REST documentation writes its error
+/// responses from, and that the gRPC edge holds every answer to (in debug
+/// builds, so the test suites check it).
+pub const CALLS: &[(&str, &[Reason])] = &[
+    (
+        path!("AllocationService", "CreateAllocation"),
+        &[
+            FIELD_REQUIRED,
+            INVALID_DATE,
+            DATE_IN_PAST,
+            DATE_TOO_FAR_AHEAD,
+            FIELD_TOO_LONG,
+            REQUEST_ID_REUSED,
+            EMPLOYEE_NOT_FOUND,
+            VEHICLE_NOT_FOUND,
+            ALLOCATION_NOT_FOUND,
+            VEHICLE_ALREADY_BOOKED,
+            EMPLOYEE_ALREADY_BOOKED,
+            EMPLOYEE_DEACTIVATED,
+            VEHICLE_RETIRED,
+            VEHICLE_OUT_OF_SERVICE,
+            VEHICLE_HAS_NO_DRIVER,
+            NOT_OWNER,
+            ROLE_REQUIRED,
+        ],
+    ),
+    (
+        path!("AllocationService", "GetAllocation"),
+        &[
+            FIELD_REQUIRED,
+            FIELD_TOO_LONG,
+            ALLOCATION_NOT_FOUND,
+            NOT_OWNER,
+            ROLE_REQUIRED,
+        ],
+    ),
+    (
+        path!("AllocationService", "UpdateAllocation"),
+        &[
+            FIELD_REQUIRED,
+            INVALID_DATE,
+            DATE_IN_PAST,
+            DATE_TOO_FAR_AHEAD,
+            FIELD_TOO_LONG,
+            UNKNOWN_FIELD_PATH,
+            NOTHING_TO_UPDATE,
+            INVALID_ETAG,
+            ALLOCATION_NOT_FOUND,
+            VEHICLE_NOT_FOUND,
+            VEHICLE_ALREADY_BOOKED,
+            EMPLOYEE_ALREADY_BOOKED,
+            EMPLOYEE_DEACTIVATED,
+            VEHICLE_RETIRED,
+            VEHICLE_OUT_OF_SERVICE,
+            VEHICLE_HAS_NO_DRIVER,
+            ALLOCATION_IS_HISTORY,
+            ETAG_MISMATCH,
+            NOT_OWNER,
+            ROLE_REQUIRED,
+        ],
+    ),
+    (
+        path!("AllocationService", "DeleteAllocation"),
+        &[
+            FIELD_REQUIRED,
+            FIELD_TOO_LONG,
+            INVALID_ETAG,
+            ALLOCATION_NOT_FOUND,
+            ALLOCATION_IS_HISTORY,
+            ETAG_MISMATCH,
+            NOT_OWNER,
+            ROLE_REQUIRED,
+        ],
+    ),
+    (
+        path!("AllocationService", "ListAllocationHistory"),
+        &[
+            INVALID_DATE,
+            INVALID_DATE_RANGE,
+            FIELD_TOO_LONG,
+            NOT_OWNER,
+            ROLE_REQUIRED,
+            INVALID_PAGE_SIZE,
+            INVALID_PAGE_TOKEN,
+            PAGE_TOKEN_MISMATCH,
+        ],
+    ),
+    (
+        path!("FleetService", "ListEmployees"),
+        &[
+            FIELD_TOO_LONG,
+            ROLE_REQUIRED,
+            INVALID_PAGE_SIZE,
+            INVALID_PAGE_TOKEN,
+            PAGE_TOKEN_MISMATCH,
+        ],
+    ),
+    (
+        path!("FleetService", "GetEmployee"),
+        &[
+            FIELD_REQUIRED,
+            FIELD_TOO_LONG,
+            EMPLOYEE_NOT_FOUND,
+            ROLE_REQUIRED,
+        ],
+    ),
+    (path!("FleetService", "CreateEmployee"), CREATE_ENTITY),
+    (path!("FleetService", "UpdateEmployee"), UPDATE_ENTITY),
+    (
+        path!("FleetService", "DeactivateEmployee"),
+        DEACTIVATE_ENTITY,
+    ),
+    (
+        path!("FleetService", "ReactivateEmployee"),
+        REACTIVATE_ENTITY,
+    ),
+    (path!("FleetService", "EraseEmployee"), DEACTIVATE_ENTITY),
+    (
+        path!("FleetService", "ListDrivers"),
+        &[
+            ROLE_REQUIRED,
+            INVALID_PAGE_SIZE,
+            INVALID_PAGE_TOKEN,
+            PAGE_TOKEN_MISMATCH,
+        ],
+    ),
+    (
+        path!("FleetService", "GetDriver"),
+        &[
+            FIELD_REQUIRED,
+            FIELD_TOO_LONG,
+            DRIVER_NOT_FOUND,
+            ROLE_REQUIRED,
+        ],
+    ),
+    (path!("FleetService", "CreateDriver"), CREATE_ENTITY),
+    (path!("FleetService", "UpdateDriver"), UPDATE_ENTITY),
+    (path!("FleetService", "DeactivateDriver"), DEACTIVATE_ENTITY),
+    (
+        path!("FleetService", "ListVehicles"),
+        &[
+            ROLE_REQUIRED,
+            INVALID_PAGE_SIZE,
+            INVALID_PAGE_TOKEN,
+            PAGE_TOKEN_MISMATCH,
+        ],
+    ),
+    (
+        path!("FleetService", "GetVehicle"),
+        &[
+            FIELD_REQUIRED,
+            FIELD_TOO_LONG,
+            VEHICLE_NOT_FOUND,
+            ROLE_REQUIRED,
+        ],
+    ),
+    (path!("FleetService", "CreateVehicle"), CREATE_ENTITY),
+    (path!("FleetService", "UpdateVehicle"), UPDATE_ENTITY),
+    (path!("FleetService", "RetireVehicle"), DEACTIVATE_ENTITY),
+    (
+        path!("FleetService", "ReactivateVehicle"),
+        REACTIVATE_ENTITY,
+    ),
+    (
+        path!("FleetService", "AssignDriver"),
+        &[
+            FIELD_REQUIRED,
+            FIELD_TOO_LONG,
+            INVALID_DATE,
+            DATE_IN_PAST,
+            VEHICLE_NOT_FOUND,
+            DRIVER_NOT_FOUND,
+            VEHICLE_RETIRED,
+            DRIVER_DEACTIVATED,
+            DRIVER_ALREADY_ASSIGNED,
+            ROLE_REQUIRED,
+        ],
+    ),
+    (
+        path!("FleetService", "CreateVehicleBlock"),
+        &[
+            FIELD_REQUIRED,
+            FIELD_TOO_LONG,
+            INVALID_DATE,
+            DATE_IN_PAST,
+            INVALID_DATE_RANGE,
+            VEHICLE_NOT_FOUND,
+            HAS_FUTURE_BOOKINGS,
+            ROLE_REQUIRED,
+        ],
+    ),
+    (
+        path!("FleetService", "ListVehicleBlocks"),
+        &[
+            FIELD_REQUIRED,
+            FIELD_TOO_LONG,
+            VEHICLE_NOT_FOUND,
+            ROLE_REQUIRED,
+            INVALID_PAGE_SIZE,
+            INVALID_PAGE_TOKEN,
+            PAGE_TOKEN_MISMATCH,
+        ],
+    ),
+    (
+        path!("FleetService", "DeleteVehicleBlock"),
+        &[
+            FIELD_REQUIRED,
+            FIELD_TOO_LONG,
+            VEHICLE_NOT_FOUND,
+            VEHICLE_BLOCK_NOT_FOUND,
+            VEHICLE_BLOCK_IS_HISTORY,
+            ROLE_REQUIRED,
+        ],
+    ),
+    (
+        path!("FleetService", "ListAvailableVehicles"),
+        &[
+            FIELD_REQUIRED,
+            INVALID_DATE,
+            DATE_IN_PAST,
+            DATE_TOO_FAR_AHEAD,
+            ROLE_REQUIRED,
+            INVALID_PAGE_SIZE,
+            INVALID_PAGE_TOKEN,
+            PAGE_TOKEN_MISMATCH,
+        ],
+    ),
+    (
+        path!("EventService", "ListEvents"),
+        &[
+            FIELD_TOO_LONG,
+            INVALID_VALUE,
+            NOT_OWNER,
+            ROLE_REQUIRED,
+            INVALID_PAGE_SIZE,
+            INVALID_PAGE_TOKEN,
+            PAGE_TOKEN_MISMATCH,
+        ],
+    ),
+    (
+        path!("EventService", "WatchEvents"),
+        &[
+            FIELD_TOO_LONG,
+            INVALID_VALUE,
+            NOT_OWNER,
+            ROLE_REQUIRED,
+            WATCH_TOO_SLOW,
+            TOO_MANY_STREAMS,
+        ],
+    ),
+];
+
+/// Creating an employee, a driver or a vehicle.
+const CREATE_ENTITY: &[Reason] = &[
+    FIELD_REQUIRED,
+    FIELD_TOO_LONG,
+    INVALID_VALUE,
+    EMPLOYEE_ALREADY_EXISTS,
+    DRIVER_ALREADY_EXISTS,
+    VEHICLE_ALREADY_EXISTS,
+    EMAIL_TAKEN,
+    REGISTRATION_TAKEN,
+    LICENSE_NUMBER_TAKEN,
+    DRIVER_NOT_FOUND,
+    DRIVER_DEACTIVATED,
+    DRIVER_ALREADY_ASSIGNED,
+    ROLE_REQUIRED,
+];
+
+/// Changing one.
+const UPDATE_ENTITY: &[Reason] = &[
+    FIELD_REQUIRED,
+    FIELD_TOO_LONG,
+    INVALID_VALUE,
+    UNKNOWN_FIELD_PATH,
+    NOTHING_TO_UPDATE,
+    INVALID_ETAG,
+    ETAG_MISMATCH,
+    EMPLOYEE_NOT_FOUND,
+    DRIVER_NOT_FOUND,
+    VEHICLE_NOT_FOUND,
+    EMAIL_TAKEN,
+    REGISTRATION_TAKEN,
+    LICENSE_NUMBER_TAKEN,
+    ROLE_REQUIRED,
+];
+
+/// Deactivating, retiring or erasing one.
+const DEACTIVATE_ENTITY: &[Reason] = &[
+    FIELD_REQUIRED,
+    FIELD_TOO_LONG,
+    EMPLOYEE_NOT_FOUND,
+    DRIVER_NOT_FOUND,
+    VEHICLE_NOT_FOUND,
+    HAS_FUTURE_BOOKINGS,
+    ROLE_REQUIRED,
+];
+
+/// Bringing one back.
+const REACTIVATE_ENTITY: &[Reason] = &[
+    FIELD_REQUIRED,
+    FIELD_TOO_LONG,
+    EMPLOYEE_NOT_FOUND,
+    VEHICLE_NOT_FOUND,
+    ROLE_REQUIRED,
+];
+
+/// What the call at gRPC `path` can answer with besides [`EVERY_CALL`];
+/// `None` for a call this table does not own (health, reflection, import).
+pub fn of_call(path: &str) -> Option<&'static [Reason]> {
+    CALLS
+        .iter()
+        .find(|(call, _)| *call == path)
+        .map(|(_, reasons)| *reasons)
+}
+
+/// Whether the call at gRPC `path` may answer with the reason `name`.
+pub fn answers(path: &str, name: &str) -> bool {
+    match of_call(path) {
+        Some(reasons) => reasons.iter().chain(EVERY_CALL).any(|r| r.name == name),
+        None => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -73,9 +73,189 @@ pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// The reasons an operation can answer with, besides those of every call.
+/// What the gateway itself checks of an operation's request, besides the
+/// call: a JSON body, query parameters, ids in the path, a custom method
+/// reached through a dispatcher (`{id}:retire`).
+#[derive(Clone, Copy)]
+struct RestShape {
+    body: bool,
+    query: bool,
+    path_id: bool,
+    dispatched: bool,
+}
+
+/// Each operation's call (its gRPC path) and the shape of its REST form.
+fn operation(operation_id: &str) -> Option<(String, RestShape)> {
+    let shape = |body, query, path_id, dispatched| RestShape {
+        body,
+        query,
+        path_id,
+        dispatched,
+    };
+    let (service, method, shape) = match operation_id {
+        "createAllocation" => (
+            "AllocationService",
+            "CreateAllocation",
+            shape(true, false, false, false),
+        ),
+        "getAllocation" => (
+            "AllocationService",
+            "GetAllocation",
+            shape(false, false, true, false),
+        ),
+        "updateAllocation" => (
+            "AllocationService",
+            "UpdateAllocation",
+            shape(true, false, true, false),
+        ),
+        "deleteAllocation" => (
+            "AllocationService",
+            "DeleteAllocation",
+            shape(false, false, true, false),
+        ),
+        "listAllocationHistory" => (
+            "AllocationService",
+            "ListAllocationHistory",
+            shape(false, true, false, false),
+        ),
+        "listEmployees" => (
+            "FleetService",
+            "ListEmployees",
+            shape(false, true, false, false),
+        ),
+        "getEmployee" => (
+            "FleetService",
+            "GetEmployee",
+            shape(false, false, true, false),
+        ),
+        "createEmployee" => (
+            "FleetService",
+            "CreateEmployee",
+            shape(true, false, false, false),
+        ),
+        "updateEmployee" => (
+            "FleetService",
+            "UpdateEmployee",
+            shape(true, false, true, false),
+        ),
+        "deactivateEmployee" => (
+            "FleetService",
+            "DeactivateEmployee",
+            shape(false, true, true, true),
+        ),
+        "reactivateEmployee" => (
+            "FleetService",
+            "ReactivateEmployee",
+            shape(false, false, true, true),
+        ),
+        "eraseEmployee" => (
+            "FleetService",
+            "EraseEmployee",
+            shape(false, true, true, true),
+        ),
+        "listDrivers" => (
+            "FleetService",
+            "ListDrivers",
+            shape(false, true, false, false),
+        ),
+        "getDriver" => (
+            "FleetService",
+            "GetDriver",
+            shape(false, false, true, false),
+        ),
+        "createDriver" => (
+            "FleetService",
+            "CreateDriver",
+            shape(true, false, false, false),
+        ),
+        "updateDriver" => (
+            "FleetService",
+            "UpdateDriver",
+            shape(true, false, true, false),
+        ),
+        "deactivateDriver" => (
+            "FleetService",
+            "DeactivateDriver",
+            shape(false, true, true, true),
+        ),
+        "listVehicles" => (
+            "FleetService",
+            "ListVehicles",
+            shape(false, true, false, false),
+        ),
+        "getVehicle" => (
+            "FleetService",
+            "GetVehicle",
+            shape(false, false, true, false),
+        ),
+        "createVehicle" => (
+            "FleetService",
+            "CreateVehicle",
+            shape(true, false, false, false),
+        ),
+        "updateVehicle" => (
+            "FleetService",
+            "UpdateVehicle",
+            shape(true, false, true, false),
+        ),
+        "retireVehicle" => (
+            "FleetService",
+            "RetireVehicle",
+            shape(false, true, true, true),
+        ),
+        "reactivateVehicle" => (
+            "FleetService",
+            "ReactivateVehicle",
+            shape(false, false, true, true),
+        ),
+        "assignDriver" => (
+            "FleetService",
+            "AssignDriver",
+            shape(true, false, false, false),
+        ),
+        "createVehicleBlock" => (
+            "FleetService",
+            "CreateVehicleBlock",
+            shape(true, true, false, false),
+        ),
+        "listVehicleBlocks" => (
+            "FleetService",
+            "ListVehicleBlocks",
+            shape(false, true, false, false),
+        ),
+        "deleteVehicleBlock" => (
+            "FleetService",
+            "DeleteVehicleBlock",
+            shape(false, false, true, false),
+        ),
+        "listAvailableVehicles" => (
+            "FleetService",
+            "ListAvailableVehicles",
+            shape(false, true, false, false),
+        ),
+        "listEvents" => (
+            "EventService",
+            "ListEvents",
+            shape(false, true, false, false),
+        ),
+        "streamEvents" => (
+            "EventService",
+            "WatchEvents",
+            shape(false, true, false, false),
+        ),
+        _ => return None,
+    };
+    Some((format!("/vehicle_allocation.v1.{service}/{method}"), shape))
+}
+
+/// The reasons an operation can answer with: its call's
+/// ([`reasons::CALLS`], which the gRPC edge holds the call to), those of
+/// every call, and the gateway's own for the shape of its request.
 pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
     use reasons::*;
+    // Only gRPC callers can meet these: the gateway builds the message
+    // (and an update's mask) itself.
+    let grpc_only = [MALFORMED_REQUEST, MESSAGE_TOO_LARGE, UNKNOWN_FIELD_PATH];
     let body = [
         MALFORMED_JSON,
         MISSING_BODY,
@@ -86,266 +266,34 @@ pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
         BODY_TOO_LARGE,
     ];
     let query = [UNKNOWN_FIELD, INVALID_FIELD];
-    let pages = [INVALID_PAGE_SIZE, INVALID_PAGE_TOKEN, PAGE_TOKEN_MISMATCH];
-    let caller = [
-        CREDENTIALS_MISSING,
-        TOKEN_EXPIRED,
-        TOKEN_INVALID,
-        API_KEY_INVALID,
-        RATE_LIMITED,
-    ];
-    // The connection layer's limits apply to every call.
-    let service = [
+    // The connection layer's limits, and the gateway's upstream.
+    let gateway = [
         URI_TOO_LONG,
         HEADERS_TOO_LARGE,
         BODY_TOO_LARGE,
-        OVERLOADED,
-        STORE_UNAVAILABLE,
         UPSTREAM_UNAVAILABLE,
-        TIMEOUT,
-        INTERNAL,
     ];
-    let mut list: Vec<Reason> = match operation_id {
-        "createAllocation" => [
-            &[
-                FIELD_REQUIRED,
-                INVALID_DATE,
-                DATE_IN_PAST,
-                DATE_TOO_FAR_AHEAD,
-                FIELD_TOO_LONG,
-                REQUEST_ID_REUSED,
-                EMPLOYEE_NOT_FOUND,
-                VEHICLE_NOT_FOUND,
-                ALLOCATION_NOT_FOUND,
-                VEHICLE_ALREADY_BOOKED,
-                EMPLOYEE_ALREADY_BOOKED,
-                EMPLOYEE_DEACTIVATED,
-                VEHICLE_RETIRED,
-                VEHICLE_OUT_OF_SERVICE,
-                VEHICLE_HAS_NO_DRIVER,
-                NOT_OWNER,
-                ROLE_REQUIRED,
-            ][..],
-            &body,
-        ]
-        .concat(),
-        "getAllocation" => vec![
-            FIELD_TOO_LONG,
-            INVALID_FIELD,
-            ALLOCATION_NOT_FOUND,
-            NOT_OWNER,
-            ROLE_REQUIRED,
-        ],
-        "updateAllocation" => [
-            &[
-                FIELD_REQUIRED,
-                INVALID_DATE,
-                DATE_IN_PAST,
-                DATE_TOO_FAR_AHEAD,
-                FIELD_TOO_LONG,
-                NOTHING_TO_UPDATE,
-                INVALID_ETAG,
-                ALLOCATION_NOT_FOUND,
-                VEHICLE_NOT_FOUND,
-                VEHICLE_ALREADY_BOOKED,
-                EMPLOYEE_ALREADY_BOOKED,
-                EMPLOYEE_DEACTIVATED,
-                VEHICLE_RETIRED,
-                VEHICLE_OUT_OF_SERVICE,
-                VEHICLE_HAS_NO_DRIVER,
-                ALLOCATION_IS_HISTORY,
-                ETAG_MISMATCH,
-                NOT_OWNER,
-                ROLE_REQUIRED,
-            ][..],
-            &body,
-        ]
-        .concat(),
-        "deleteAllocation" => vec![
-            FIELD_TOO_LONG,
-            INVALID_FIELD,
-            INVALID_ETAG,
-            ALLOCATION_NOT_FOUND,
-            ALLOCATION_IS_HISTORY,
-            ETAG_MISMATCH,
-            NOT_OWNER,
-            ROLE_REQUIRED,
-        ],
-        "listAllocationHistory" => [
-            &[
-                INVALID_DATE,
-                INVALID_DATE_RANGE,
-                FIELD_TOO_LONG,
-                NOT_OWNER,
-                ROLE_REQUIRED,
-            ][..],
-            &pages,
-            &query,
-        ]
-        .concat(),
-        "listEmployees" => [&[FIELD_TOO_LONG, ROLE_REQUIRED][..], &pages, &query].concat(),
-        "listVehicles" => [&[ROLE_REQUIRED][..], &pages, &query].concat(),
-        "getEmployee" => vec![
-            FIELD_TOO_LONG,
-            INVALID_FIELD,
-            EMPLOYEE_NOT_FOUND,
-            ROLE_REQUIRED,
-        ],
-        "getVehicle" => vec![
-            FIELD_TOO_LONG,
-            INVALID_FIELD,
-            VEHICLE_NOT_FOUND,
-            ROLE_REQUIRED,
-        ],
-        "listAvailableVehicles" => [
-            &[
-                FIELD_REQUIRED,
-                INVALID_DATE,
-                DATE_IN_PAST,
-                DATE_TOO_FAR_AHEAD,
-                ROLE_REQUIRED,
-            ][..],
-            &pages,
-            &query,
-        ]
-        .concat(),
-        "listDrivers" => [&[ROLE_REQUIRED][..], &pages, &query].concat(),
-        "getDriver" => vec![
-            FIELD_TOO_LONG,
-            INVALID_FIELD,
-            DRIVER_NOT_FOUND,
-            ROLE_REQUIRED,
-        ],
-        "listVehicleBlocks" => [
-            &[FIELD_TOO_LONG, VEHICLE_NOT_FOUND, ROLE_REQUIRED][..],
-            &pages,
-            &query,
-        ]
-        .concat(),
-        "createEmployee" | "createDriver" | "createVehicle" => [
-            &[
-                FIELD_REQUIRED,
-                FIELD_TOO_LONG,
-                INVALID_VALUE,
-                EMPLOYEE_ALREADY_EXISTS,
-                DRIVER_ALREADY_EXISTS,
-                VEHICLE_ALREADY_EXISTS,
-                EMAIL_TAKEN,
-                REGISTRATION_TAKEN,
-                LICENSE_NUMBER_TAKEN,
-                DRIVER_NOT_FOUND,
-                DRIVER_DEACTIVATED,
-                DRIVER_ALREADY_ASSIGNED,
-                ROLE_REQUIRED,
-            ][..],
-            &body,
-        ]
-        .concat(),
-        "updateEmployee" | "updateDriver" | "updateVehicle" => [
-            &[
-                FIELD_REQUIRED,
-                FIELD_TOO_LONG,
-                INVALID_VALUE,
-                NOTHING_TO_UPDATE,
-                INVALID_ETAG,
-                ETAG_MISMATCH,
-                EMPLOYEE_NOT_FOUND,
-                DRIVER_NOT_FOUND,
-                VEHICLE_NOT_FOUND,
-                EMAIL_TAKEN,
-                REGISTRATION_TAKEN,
-                LICENSE_NUMBER_TAKEN,
-                ROLE_REQUIRED,
-            ][..],
-            &body,
-        ]
-        .concat(),
-        "deactivateEmployee" | "deactivateDriver" | "retireVehicle" | "eraseEmployee" => [
-            &[
-                FIELD_TOO_LONG,
-                INVALID_FIELD,
-                EMPLOYEE_NOT_FOUND,
-                DRIVER_NOT_FOUND,
-                VEHICLE_NOT_FOUND,
-                HAS_FUTURE_BOOKINGS,
-                ROLE_REQUIRED,
-                NO_SUCH_PATH,
-            ][..],
-            &query,
-        ]
-        .concat(),
-        "reactivateEmployee" | "reactivateVehicle" => vec![
-            FIELD_TOO_LONG,
-            INVALID_FIELD,
-            EMPLOYEE_NOT_FOUND,
-            VEHICLE_NOT_FOUND,
-            ROLE_REQUIRED,
-            NO_SUCH_PATH,
-        ],
-        "assignDriver" => [
-            &[
-                FIELD_REQUIRED,
-                FIELD_TOO_LONG,
-                INVALID_DATE,
-                DATE_IN_PAST,
-                VEHICLE_NOT_FOUND,
-                DRIVER_NOT_FOUND,
-                VEHICLE_RETIRED,
-                DRIVER_DEACTIVATED,
-                DRIVER_ALREADY_ASSIGNED,
-                ROLE_REQUIRED,
-            ][..],
-            &body,
-        ]
-        .concat(),
-        "createVehicleBlock" => [
-            &[
-                FIELD_REQUIRED,
-                FIELD_TOO_LONG,
-                INVALID_DATE,
-                DATE_IN_PAST,
-                INVALID_DATE_RANGE,
-                VEHICLE_NOT_FOUND,
-                HAS_FUTURE_BOOKINGS,
-                ROLE_REQUIRED,
-            ][..],
-            &body,
-            &query,
-        ]
-        .concat(),
-        "deleteVehicleBlock" => vec![
-            FIELD_TOO_LONG,
-            INVALID_FIELD,
-            VEHICLE_NOT_FOUND,
-            VEHICLE_BLOCK_NOT_FOUND,
-            VEHICLE_BLOCK_IS_HISTORY,
-            ROLE_REQUIRED,
-        ],
-        "listEvents" => [
-            &[FIELD_TOO_LONG, INVALID_VALUE, NOT_OWNER, ROLE_REQUIRED][..],
-            &pages,
-            &query,
-        ]
-        .concat(),
-        "streamEvents" => [
-            &[
-                FIELD_TOO_LONG,
-                INVALID_VALUE,
-                NOT_OWNER,
-                ROLE_REQUIRED,
-                WATCH_TOO_SLOW,
-                TOO_MANY_STREAMS,
-            ][..],
-            &query,
-        ]
-        .concat(),
-        _ => Vec::new(),
-    };
-    list.extend(caller);
-    list.extend(service);
+    let mut list: Vec<Reason> = Vec::new();
+    if let Some((call, shape)) = operation(operation_id) {
+        list.extend(reasons::of_call(&call).unwrap_or_default());
+        if shape.path_id {
+            list.push(INVALID_FIELD);
+        }
+        if shape.dispatched {
+            list.push(NO_SUCH_PATH);
+        }
+        if shape.body {
+            list.extend(body);
+        }
+        if shape.query {
+            list.extend(query);
+        }
+    }
+    list.extend(EVERY_CALL);
+    list.extend(gateway);
     let mut seen = Vec::new();
     list.retain(|r| {
-        let new = !seen.contains(&r.name);
+        let new = !seen.contains(&r.name) && !grpc_only.contains(r);
         seen.push(r.name);
         new
     });

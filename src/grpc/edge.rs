@@ -172,6 +172,8 @@ where
                 // The call's fields, for its line.
                 // A `Uri` clone mostly shares its bytes rather than copying.
                 let method = logging.then(|| request.uri().clone());
+                #[cfg(debug_assertions)]
+                let path = request.uri().path().to_owned();
                 let mut caller = None;
                 let handle = async {
                     // The caller's deadline when it is the shorter.
@@ -267,6 +269,10 @@ where
                 // not its span (or line) is shown.
                 let result =
                     crate::telemetry::with_request_id(Arc::clone(&request_id), handle).await;
+                #[cfg(debug_assertions)]
+                if let Ok(response) = &result {
+                    answers_as_declared(&path, response.headers());
+                }
                 if logging && let Ok(response) = &result {
                     let latency_us = started.elapsed().as_micros() as u64;
                     // Errors come back "trailers-only", with the status in
@@ -291,6 +297,25 @@ where
             }
             .instrument(span),
         )
+    }
+}
+
+/// Holds a call's refusal to the reasons its call declares
+/// ([`reasons::CALLS`]), in debug builds: the test suites then check that
+/// the documentation lists every reason a call answers with. A refusal
+/// sent in the stream's trailers (a watch ended) is not seen here.
+#[cfg(debug_assertions)]
+fn answers_as_declared(path: &str, headers: &http::HeaderMap) {
+    use tonic_types::StatusExt as _;
+    let Some(status) = tonic::Status::from_header_map(headers) else {
+        return;
+    };
+    if let Some(info) = status.get_details_error_info() {
+        assert!(
+            reasons::answers(path, &info.reason),
+            "{path} answered {}, which reasons::CALLS does not list for it",
+            info.reason
+        );
     }
 }
 

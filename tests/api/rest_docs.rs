@@ -560,6 +560,11 @@ fn declared_bindings() -> (
         if let Some(Field::List(more)) = rule.get_field_by_name("additional_bindings").as_deref() {
             rules.extend(more.iter().filter_map(|m| m.as_message().cloned()));
         }
+        let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
+        assert!(
+            vehicle_allocation::reasons::of_call(&path).is_some(),
+            "{path} has a REST form, so reasons::CALLS lists what it answers with"
+        );
         let input = method.input();
         for rule in rules {
             let (verb, path) = ["get", "put", "post", "delete", "patch"]
