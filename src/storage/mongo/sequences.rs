@@ -616,6 +616,40 @@ mod tests {
         );
     }
 
+    /// An `insert_many` failure with these write error codes (and a write
+    /// concern error, if `concern`), as the driver reports it.
+    fn insert_failure(codes: &[i32], concern: bool) -> MongoError {
+        let errors: Vec<_> = codes
+            .iter()
+            .enumerate()
+            .map(|(index, code)| doc! { "index": index as i32, "code": code, "errmsg": "e" })
+            .collect();
+        let mut failure = doc! { "writeErrors": errors };
+        if concern {
+            failure.insert(
+                "writeConcernError",
+                doc! { "code": 64, "codeName": "WriteConcernFailed", "errmsg": "w" },
+            );
+        }
+        MongoError::from(ErrorKind::InsertMany(
+            mongodb::bson::from_document(failure).unwrap(),
+        ))
+    }
+
+    #[test]
+    fn a_fill_that_meets_only_committed_events_succeeded() {
+        assert!(only_duplicates(&insert_failure(&[11000, 11000], false)));
+        assert!(
+            !only_duplicates(&insert_failure(&[11000, 91], false)),
+            "another failure"
+        );
+        assert!(
+            !only_duplicates(&insert_failure(&[11000], true)),
+            "not known to be majority-written"
+        );
+        assert!(!only_duplicates(&MongoError::from(ErrorKind::Shutdown)));
+    }
+
     #[test]
     fn reads_run_after_the_newest_time_seen() {
         let watermark = Watermark::default();

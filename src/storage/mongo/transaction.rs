@@ -212,6 +212,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_sequence_failure_is_retried_and_a_commit_out_of_time_is_not() {
+        use mongodb::bson::doc;
+        use mongodb::error::ErrorKind;
+        let raised = |error: crate::storage::StoreError| MongoError::custom(error);
+        let io = || std::io::Error::other("x");
+        assert!(unavailable(&raised(
+            crate::storage::StoreError::unavailable("taking", io())
+        )));
+        assert!(!unavailable(&raised(crate::storage::StoreError::internal(
+            "decoding",
+            io()
+        ))));
+        assert!(!unavailable(&MongoError::custom(
+            crate::domain::DomainError::not_found(crate::domain::Resource::Vehicle, "v1")
+        )));
+        let command = |code: i32| {
+            MongoError::from(ErrorKind::Command(
+                mongodb::bson::from_document(doc! { "code": code, "codeName": "n", "errmsg": "m" })
+                    .unwrap(),
+            ))
+        };
+        assert!(max_time_expired(&command(50)));
+        assert!(!max_time_expired(&command(112)));
+    }
+
+    #[test]
     fn pauses_grow_and_stay_within_the_time_allowed() {
         for attempt in 2..=MAX_ATTEMPTS {
             let pause = backoff(attempt);
