@@ -73,184 +73,10 @@ pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// What the gateway itself checks of an operation's request, besides the
-/// call: a JSON body, query parameters, ids in the path, a custom method
-/// reached through a dispatcher (`{id}:retire`).
-#[derive(Clone, Copy)]
-struct RestShape {
-    body: bool,
-    query: bool,
-    path_id: bool,
-    dispatched: bool,
-}
-
-/// Each operation's call (its gRPC path) and the shape of its REST form.
-fn operation(operation_id: &str) -> Option<(String, RestShape)> {
-    let shape = |body, query, path_id, dispatched| RestShape {
-        body,
-        query,
-        path_id,
-        dispatched,
-    };
-    let (service, method, shape) = match operation_id {
-        "createAllocation" => (
-            "AllocationService",
-            "CreateAllocation",
-            shape(true, false, false, false),
-        ),
-        "getAllocation" => (
-            "AllocationService",
-            "GetAllocation",
-            shape(false, false, true, false),
-        ),
-        "updateAllocation" => (
-            "AllocationService",
-            "UpdateAllocation",
-            shape(true, false, true, false),
-        ),
-        "deleteAllocation" => (
-            "AllocationService",
-            "DeleteAllocation",
-            shape(false, false, true, false),
-        ),
-        "listAllocationHistory" => (
-            "AllocationService",
-            "ListAllocationHistory",
-            shape(false, true, false, false),
-        ),
-        "listEmployees" => (
-            "FleetService",
-            "ListEmployees",
-            shape(false, true, false, false),
-        ),
-        "getEmployee" => (
-            "FleetService",
-            "GetEmployee",
-            shape(false, false, true, false),
-        ),
-        "createEmployee" => (
-            "FleetService",
-            "CreateEmployee",
-            shape(true, false, false, false),
-        ),
-        "updateEmployee" => (
-            "FleetService",
-            "UpdateEmployee",
-            shape(true, false, true, false),
-        ),
-        "deactivateEmployee" => (
-            "FleetService",
-            "DeactivateEmployee",
-            shape(false, true, true, true),
-        ),
-        "reactivateEmployee" => (
-            "FleetService",
-            "ReactivateEmployee",
-            shape(false, false, true, true),
-        ),
-        "eraseEmployee" => (
-            "FleetService",
-            "EraseEmployee",
-            shape(false, true, true, true),
-        ),
-        "listDrivers" => (
-            "FleetService",
-            "ListDrivers",
-            shape(false, true, false, false),
-        ),
-        "getDriver" => (
-            "FleetService",
-            "GetDriver",
-            shape(false, false, true, false),
-        ),
-        "createDriver" => (
-            "FleetService",
-            "CreateDriver",
-            shape(true, false, false, false),
-        ),
-        "updateDriver" => (
-            "FleetService",
-            "UpdateDriver",
-            shape(true, false, true, false),
-        ),
-        "deactivateDriver" => (
-            "FleetService",
-            "DeactivateDriver",
-            shape(false, true, true, true),
-        ),
-        "listVehicles" => (
-            "FleetService",
-            "ListVehicles",
-            shape(false, true, false, false),
-        ),
-        "getVehicle" => (
-            "FleetService",
-            "GetVehicle",
-            shape(false, false, true, false),
-        ),
-        "createVehicle" => (
-            "FleetService",
-            "CreateVehicle",
-            shape(true, false, false, false),
-        ),
-        "updateVehicle" => (
-            "FleetService",
-            "UpdateVehicle",
-            shape(true, false, true, false),
-        ),
-        "retireVehicle" => (
-            "FleetService",
-            "RetireVehicle",
-            shape(false, true, true, true),
-        ),
-        "reactivateVehicle" => (
-            "FleetService",
-            "ReactivateVehicle",
-            shape(false, false, true, true),
-        ),
-        "assignDriver" => (
-            "FleetService",
-            "AssignDriver",
-            shape(true, false, false, false),
-        ),
-        "createVehicleBlock" => (
-            "FleetService",
-            "CreateVehicleBlock",
-            shape(true, true, false, false),
-        ),
-        "listVehicleBlocks" => (
-            "FleetService",
-            "ListVehicleBlocks",
-            shape(false, true, false, false),
-        ),
-        "deleteVehicleBlock" => (
-            "FleetService",
-            "DeleteVehicleBlock",
-            shape(false, false, true, false),
-        ),
-        "listAvailableVehicles" => (
-            "FleetService",
-            "ListAvailableVehicles",
-            shape(false, true, false, false),
-        ),
-        "listEvents" => (
-            "EventService",
-            "ListEvents",
-            shape(false, true, false, false),
-        ),
-        "streamEvents" => (
-            "EventService",
-            "WatchEvents",
-            shape(false, true, false, false),
-        ),
-        _ => return None,
-    };
-    Some((format!("/vehicle_allocation.v1.{service}/{method}"), shape))
-}
-
 /// The reasons an operation can answer with: its call's
 /// ([`reasons::CALLS`], which the gRPC edge holds the call to), those of
-/// every call, and the gateway's own for the shape of its request.
+/// every call, and the gateway's own for the shape of its request as the
+/// proto binds it ([`super::bindings`]).
 pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
     use reasons::*;
     // Only gRPC callers can meet these: the gateway builds the message
@@ -274,18 +100,19 @@ pub fn operation_reasons(operation_id: &str) -> Vec<Reason> {
         UPSTREAM_UNAVAILABLE,
     ];
     let mut list: Vec<Reason> = Vec::new();
-    if let Some((call, shape)) = operation(operation_id) {
-        list.extend(reasons::of_call(&call).unwrap_or_default());
-        if shape.path_id {
+    if let Some(binding) = super::bindings::by_operation(operation_id) {
+        list.extend(reasons::of_call(&binding.call).unwrap_or_default());
+        if binding.has_path_variables() {
             list.push(INVALID_FIELD);
         }
-        if shape.dispatched {
+        if binding.is_custom_method() {
+            // Reached through a dispatcher, which refuses other verbs.
             list.push(NO_SUCH_PATH);
         }
-        if shape.body {
+        if binding.body.is_some() {
             list.extend(body);
         }
-        if shape.query {
+        if !binding.query.is_empty() {
             list.extend(query);
         }
     }
