@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor};
+use prost_reflect::{DescriptorPool, DynamicMessage, MethodDescriptor, Value};
 
 /// What the REST contract adds to a call's binding.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -123,7 +123,8 @@ impl Binding {
     }
 }
 
-/// Every call's REST form, in the proto's order.
+/// Every call's REST form (more than one when it has additional
+/// bindings), in the proto's order.
 pub fn bindings() -> &'static [Binding] {
     static BINDINGS: OnceLock<Vec<Binding>> = OnceLock::new();
     BINDINGS.get_or_init(|| {
@@ -153,8 +154,17 @@ fn read(pool: &DescriptorPool) -> Vec<Binding> {
                 continue;
             }
             let rule = options.get_extension(&http);
-            if let Some(rule) = rule.as_message() {
-                bindings.push(binding(&method, rule));
+            let Some(rule) = rule.as_message() else {
+                continue;
+            };
+            bindings.push(binding(&method, rule));
+            // A call may have more than one REST form.
+            if let Some(Value::List(more)) =
+                rule.get_field_by_name("additional_bindings").as_deref()
+            {
+                for rule in more.iter().filter_map(Value::as_message) {
+                    bindings.push(binding(&method, rule));
+                }
             }
         }
     }
@@ -296,16 +306,54 @@ mod tests {
         assert!(named("DeleteVehicleBlock").has_path_variables());
     }
 
+    /// The request message of a binding's call.
+    fn input(binding: &Binding) -> prost_reflect::MessageDescriptor {
+        let pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap();
+        let (service, method) = binding.call[1..].split_once('/').unwrap();
+        pool.get_service_by_name(service)
+            .and_then(|s| s.methods().find(|m| m.name() == method))
+            .unwrap()
+            .input()
+    }
+
+    /// For the transcoding: each path variable names a scalar field (path)
+    /// of the request, the body a field of it or `*`.
+    #[test]
+    fn path_variables_and_bodies_name_fields_of_the_request() {
+        for binding in bindings() {
+            let call = &binding.call;
+            let path = &binding.path;
+            for variable in path.split('{').skip(1).map(|v| &v[..v.find('}').unwrap()]) {
+                let mut message = input(binding);
+                let mut steps = variable.split('.').peekable();
+                while let Some(step) = steps.next() {
+                    let field = message
+                        .get_field_by_name(step)
+                        .unwrap_or_else(|| panic!("{call}: {path} names no field {variable}"));
+                    assert!(!field.is_list(), "{call}: {variable} is repeated");
+                    match (field.kind(), steps.peek()) {
+                        (prost_reflect::Kind::Message(inner), Some(_)) => message = inner,
+                        (prost_reflect::Kind::Message(_), None) => {
+                            panic!("{call}: {variable} is a message")
+                        }
+                        (_, Some(_)) => panic!("{call}: {variable} goes through a scalar"),
+                        (_, None) => {}
+                    }
+                }
+            }
+            if let Some(body) = binding.body.as_deref() {
+                assert!(
+                    body == "*" || input(binding).get_field_by_name(body).is_some(),
+                    "{call}: body {body:?} is no field of its request"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_hooked_field_is_a_field_of_its_request() {
-        let pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap();
         for binding in bindings() {
-            let (service, method) = binding.call[1..].split_once('/').unwrap();
-            let input = pool
-                .get_service_by_name(service)
-                .and_then(|s| s.methods().find(|m| m.name() == method))
-                .unwrap()
-                .input();
+            let input = input(binding);
             let hooks = binding.hooks;
             for (field, _) in hooks.headers.iter().chain(hooks.header_alternatives) {
                 let mut message = input.clone();

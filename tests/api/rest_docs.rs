@@ -530,87 +530,38 @@ fn route(method: &str, path: &str) -> (String, String) {
     (method.to_uppercase(), shape)
 }
 
-/// Every REST binding the proto declares with `google.api.http`, each
-/// checked for the transcoding to come: each path variable names a scalar
-/// field (path) of the request, the body a field of it or `*`.
+/// Every REST binding the proto declares with `google.api.http`, as the
+/// gateway reads them (their fields are checked in `gateway::bindings`),
+/// and the RPCs that declare none.
 fn declared_bindings() -> (
     std::collections::BTreeMap<(String, String), String>,
     Vec<String>,
 ) {
-    use prost_reflect::{DescriptorPool, Kind, Value as Field};
-    let pool = DescriptorPool::decode(vehicle_allocation::proto::FILE_DESCRIPTOR_SET).unwrap();
-    let http = pool
-        .get_extension_by_name("google.api.http")
-        .expect("google/api/annotations.proto is imported");
     let mut bindings = std::collections::BTreeMap::new();
-    let mut without = Vec::new();
-    let methods = pool
+    for binding in vehicle_allocation::gateway::bindings::bindings() {
+        assert!(
+            vehicle_allocation::reasons::of_call(&binding.call).is_some(),
+            "{} has a REST form, so reasons::CALLS lists what it answers with",
+            binding.call
+        );
+        let rpc = binding.call.rsplit('/').next().unwrap().to_owned();
+        let previous = bindings.insert(route(binding.method, &binding.path), rpc);
+        assert_eq!(
+            previous, None,
+            "{} {} is bound twice",
+            binding.method, binding.path
+        );
+    }
+    let pool =
+        prost_reflect::DescriptorPool::decode(vehicle_allocation::proto::FILE_DESCRIPTOR_SET)
+            .unwrap();
+    let without = pool
         .services()
         .filter(|s| s.package_name() == "vehicle_allocation.v1")
-        .flat_map(|s| s.methods().collect::<Vec<_>>());
-    for method in methods {
-        let options = method.options();
-        if !options.has_extension(&http) {
-            without.push(method.full_name().to_owned());
-            continue;
-        }
-        let rule = options.get_extension(&http);
-        let rule = rule.as_message().expect("an HttpRule");
-        let mut rules = vec![rule.clone()];
-        if let Some(Field::List(more)) = rule.get_field_by_name("additional_bindings").as_deref() {
-            rules.extend(more.iter().filter_map(|m| m.as_message().cloned()));
-        }
-        let path = format!("/{}/{}", method.parent_service().full_name(), method.name());
-        assert!(
-            vehicle_allocation::reasons::of_call(&path).is_some(),
-            "{path} has a REST form, so reasons::CALLS lists what it answers with"
-        );
-        let input = method.input();
-        for rule in rules {
-            let (verb, path) = ["get", "put", "post", "delete", "patch"]
-                .into_iter()
-                .find_map(|verb| {
-                    let path = rule.get_field_by_name(verb)?;
-                    let path = path.as_str()?.to_owned();
-                    (!path.is_empty()).then_some((verb, path))
-                })
-                .unwrap_or_else(|| panic!("{}: a binding without a method", method.name()));
-            for variable in path.split('{').skip(1).map(|v| &v[..v.find('}').unwrap()]) {
-                let mut message = input.clone();
-                let mut steps = variable.split('.').peekable();
-                while let Some(step) = steps.next() {
-                    let field = message.get_field_by_name(step).unwrap_or_else(|| {
-                        panic!("{}: {path} names no field {variable}", method.name())
-                    });
-                    assert!(
-                        !field.is_list(),
-                        "{}: {variable} is repeated",
-                        method.name()
-                    );
-                    match (field.kind(), steps.peek()) {
-                        (Kind::Message(inner), Some(_)) => message = inner,
-                        (Kind::Message(_), None) => {
-                            panic!("{}: {variable} is a message", method.name())
-                        }
-                        (_, Some(_)) => {
-                            panic!("{}: {variable} goes through a scalar", method.name())
-                        }
-                        (_, None) => {}
-                    }
-                }
-            }
-            let body = rule.get_field_by_name("body").unwrap();
-            let body = body.as_str().unwrap();
-            assert!(
-                body.is_empty() || body == "*" || input.get_field_by_name(body).is_some(),
-                "{}: body {body:?} is no field of {}",
-                method.name(),
-                input.name()
-            );
-            let previous = bindings.insert(route(verb, &path), method.name().to_owned());
-            assert_eq!(previous, None, "{verb} {path} is bound twice");
-        }
-    }
+        .flat_map(|s| s.methods().collect::<Vec<_>>())
+        .filter(|m| !bindings.values().any(|rpc| rpc == m.name()))
+        .map(|m| m.full_name().to_owned())
+        .collect();
     (bindings, without)
 }
 
