@@ -90,6 +90,10 @@ fn hooks(rpc: &str) -> Hooks {
     }
 }
 
+/// Response fields the REST contract leaves out when empty, by full name:
+/// a field withheld from the caller is absent there, not empty.
+pub const OMITTED_WHEN_EMPTY: &[&str] = &["vehicle_allocation.v1.Driver.license_number"];
+
 /// One call's REST form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Binding {

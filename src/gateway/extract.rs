@@ -23,39 +23,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .is_some_and(|mime| {
-                let mime = mime.trim();
-                mime.eq_ignore_ascii_case("application/json")
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            });
-        if !is_json {
-            return Err(ApiError::new(
-                reasons::UNSUPPORTED_MEDIA_TYPE,
-                "the request body must be JSON, sent with Content-Type: application/json",
-            ));
-        }
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(body_rejection)?;
-        let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
-            return Err(ApiError::new(
-                reasons::MISSING_BODY,
-                "the request needs a JSON object as its body",
-            ));
-        };
-        // serde would read a struct from an array too; the API takes objects.
-        if *first != b'{' && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
-            return Err(ApiError::invalid_field(
-                reasons::INVALID_FIELD,
-                "body",
-                "body: the request body must be a JSON object",
-            ));
-        }
+        let bytes = object_bytes(request, state).await?;
         let mut json = serde_json::Deserializer::from_slice(&bytes);
         let value = serde_path_to_error::deserialize(&mut json).map_err(|error| {
             let path = error.path().to_string();
@@ -69,6 +37,53 @@ where
         json.end().map_err(|inner| malformed_json(&inner))?;
         Ok(Self(value))
     }
+}
+
+/// A request body that is a JSON object, as bytes: refused in the error
+/// shape when it is not JSON, empty, too large, or not an object.
+async fn object_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim();
+            mime.eq_ignore_ascii_case("application/json")
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    if !is_json {
+        return Err(ApiError::new(
+            reasons::UNSUPPORTED_MEDIA_TYPE,
+            "the request body must be JSON, sent with Content-Type: application/json",
+        ));
+    }
+    let bytes = Bytes::from_request(request, state)
+        .await
+        .map_err(body_rejection)?;
+    let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
+        return Err(ApiError::new(
+            reasons::MISSING_BODY,
+            "the request needs a JSON object as its body",
+        ));
+    };
+    // serde would read a struct from an array too; the API takes objects.
+    if *first != b'{' && serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+        return Err(ApiError::invalid_field(
+            reasons::INVALID_FIELD,
+            "body",
+            "body: the request body must be a JSON object",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// A request body that is a JSON object (see [`object_bytes`]).
+pub async fn json_object(
+    request: Request,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let bytes = object_bytes(request, &()).await?;
+    serde_json::from_slice(&bytes).map_err(|error| malformed_json(&error))
 }
 
 fn malformed_json(error: &serde_json::Error) -> ApiError {
@@ -119,7 +134,7 @@ where
 }
 
 /// A type or shape error at `path` ("." when the whole value is wrong).
-fn field_error(path: &str, message: &str, whole: &str) -> ApiError {
+pub(super) fn field_error(path: &str, message: &str, whole: &str) -> ApiError {
     // serde repeats the caller's value and names; cut them short.
     let message = clip(message, 4 * ECHO_CHARS);
     let (reason, field) = match unknown_field(&message) {

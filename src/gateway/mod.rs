@@ -23,6 +23,7 @@ mod fleet;
 mod json;
 mod middleware;
 mod probes;
+pub mod transcode;
 mod upstream;
 
 use std::time::Duration;
@@ -31,7 +32,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::Redirect;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::util::option_layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -63,7 +64,9 @@ pub struct GatewayConfig {
     pub cors: CorsOrigins,
 }
 
-/// The API's routes, each declared once with its OpenAPI description.
+/// The API's routes, each declared with its OpenAPI description. The
+/// document is still made from them; the calls [`transcode`] serves are
+/// not routed to their handlers (see [`handwritten_routes`]).
 fn api_routes() -> OpenApiRouter<Upstream> {
     OpenApiRouter::with_openapi(docs::base())
         .routes(routes!(allocations::create_allocation))
@@ -95,6 +98,26 @@ fn api_routes() -> OpenApiRouter<Upstream> {
         .routes(routes!(probes::readyz))
 }
 
+/// The routes of the calls that [`transcode`] does not serve yet.
+fn handwritten_routes() -> Router<Upstream> {
+    Router::new()
+        .route("/api/employees/{id}", post(admin::employee_action))
+        .route("/api/drivers/{id}", post(admin::driver_action))
+        .route("/api/vehicles/{id}", post(admin::vehicle_action))
+        .route("/api/vehicles/{id}/driver", put(admin::assign_driver))
+        .route(
+            "/api/vehicles/{id}/blocks",
+            post(admin::create_vehicle_block),
+        )
+        .route(
+            "/api/vehicles/{id}/blocks/{block_id}",
+            delete(admin::delete_vehicle_block),
+        )
+        .route("/api/events/stream", get(events::stream_events))
+        .route("/healthz", get(probes::healthz))
+        .route("/readyz", get(probes::readyz))
+}
+
 /// The OpenAPI document, as served at [`OPENAPI_PATH`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
     documented(api_routes().into_openapi())
@@ -116,11 +139,12 @@ pub fn router(
     today: Today,
     metrics: Option<PrometheusHandle>,
 ) -> Router {
-    let (api, openapi) = api_routes().split_for_parts();
+    let (_, openapi) = api_routes().split_for_parts();
     let mut router = Router::new()
         // Where a newcomer's browser lands: the API's documentation.
         .route("/", get(|| async { Redirect::temporary("/docs/") }))
-        .merge(api.with_state(upstream))
+        .merge(transcode::routes(upstream.clone()))
+        .merge(handwritten_routes().with_state(upstream))
         .merge(docs::routes(documented(openapi), today));
     if let Some(handle) = metrics {
         router = router.merge(metrics_router(handle));

@@ -50,6 +50,8 @@ pub struct Upstream(Arc<Clients>);
 
 /// The generated clients; each call clones the one it needs.
 pub struct Clients {
+    /// The connection itself, for calls made from descriptors.
+    pub service: GrpcService,
     pub allocations: AllocationServiceClient<GrpcService>,
     pub fleet: FleetServiceClient<GrpcService>,
     pub events: EventServiceClient<GrpcService>,
@@ -138,6 +140,7 @@ impl Upstream {
 
     fn over(service: GrpcService) -> Self {
         Self(Arc::new(Clients {
+            service: service.clone(),
             allocations: AllocationServiceClient::new(service.clone()),
             fleet: FleetServiceClient::new(service.clone()),
             events: EventServiceClient::new(service.clone()),

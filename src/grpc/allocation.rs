@@ -24,7 +24,7 @@ use crate::proto::v1::{
 use crate::storage::StoreError;
 
 /// The fields an update may change, in `update_mask` spelling.
-const UPDATABLE: [&str; 3] = ["vehicle_id", "allocation_date", "purpose"];
+pub(super) const UPDATABLE: [&str; 3] = ["vehicle_id", "allocation_date", "purpose"];
 
 /// The `AllocationService` implementation.
 pub struct AllocationApi {

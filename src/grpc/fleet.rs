@@ -58,9 +58,9 @@ fn pass_allowance(rows: usize) -> std::time::Duration {
     std::time::Duration::from_secs(60) + std::time::Duration::from_millis(rows as u64)
 }
 
-const EMPLOYEE_FIELDS: [&str; 3] = ["name", "email", "department"];
-const DRIVER_FIELDS: [&str; 3] = ["name", "phone", "license_number"];
-const VEHICLE_FIELDS: [&str; 4] = ["registration", "make", "model", "seats"];
+pub(super) const EMPLOYEE_FIELDS: [&str; 3] = ["name", "email", "department"];
+pub(super) const DRIVER_FIELDS: [&str; 3] = ["name", "phone", "license_number"];
+pub(super) const VEHICLE_FIELDS: [&str; 4] = ["registration", "make", "model", "seats"];
 
 /// The `FleetService` implementation.
 pub struct FleetApi {

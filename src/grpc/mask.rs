@@ -6,6 +6,18 @@ use crate::domain::error::{Echo, Violation, ViolationReason, Violations};
 /// and each unknown one would be a violation of its own.
 pub const MAX_PATHS: usize = 32;
 
+/// The fields the mask of the update call `call` (its gRPC path) may name:
+/// the REST gateway takes these, and only these, from an update's body.
+pub fn updatable(call: &str) -> Option<&'static [&'static str]> {
+    match call.rsplit('/').next()? {
+        "UpdateAllocation" => Some(&super::allocation::UPDATABLE),
+        "UpdateEmployee" => Some(&super::fleet::EMPLOYEE_FIELDS),
+        "UpdateDriver" => Some(&super::fleet::DRIVER_FIELDS),
+        "UpdateVehicle" => Some(&super::fleet::VEHICLE_FIELDS),
+        _ => None,
+    }
+}
+
 /// The fields of `updatable` that an update with `paths` changes. With no
 /// paths, those that are set in the message (`set`, in the same order);
 /// `"*"` means all of them. Unknown paths and an update that changes

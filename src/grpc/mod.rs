@@ -7,7 +7,7 @@ mod convert;
 pub mod edge;
 pub mod events;
 mod fleet;
-mod mask;
+pub mod mask;
 pub mod metered;
 mod outbox;
 pub mod shares;

@@ -622,6 +622,40 @@ async fn rest_manages_the_fleet_with_etags_and_custom_methods() {
         )
         .await;
     assert_eq!((status, body["seats"].as_i64()), (StatusCode::OK, Some(1)));
+    // An update's body takes the fields its mask may name, and no others:
+    // the driver changes through its own call.
+    for (method, path, body, refused) in [
+        (
+            "PATCH",
+            "/api/vehicles/veh-77",
+            json!({"driver_id": "drv-1"}),
+            "driver_id",
+        ),
+        (
+            "PATCH",
+            "/api/vehicles/veh-77",
+            json!({"retired": true}),
+            "retired",
+        ),
+        ("POST", "/api/vehicles", json!({"etag": "1"}), "etag"),
+        (
+            "PATCH",
+            "/api/employees/emp-77",
+            json!({"active": false}),
+            "active",
+        ),
+    ] {
+        let request = http.request(method.parse().unwrap(), app.url(path));
+        let (status, _, answer) = app.send(request.json(&body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {path}: {answer}");
+        assert_eq!(answer["error"]["reason"], "UNKNOWN_FIELD", "{answer}");
+        assert_eq!(answer["error"]["field_violations"][0]["field"], refused);
+    }
+    // A read by id takes no query parameters and ignores a query string.
+    let (status, _, body) = app
+        .send(http.get(app.url("/api/vehicles/veh-77?cache=1")))
+        .await;
+    assert_eq!((status, body["seats"].as_i64()), (StatusCode::OK, Some(1)));
     let (status, _, body) = app
         .send(
             http.put(app.url(&format!("/api/vehicles/{}/driver", app.vehicle(9))))

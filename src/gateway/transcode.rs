@@ -1,0 +1,937 @@
+//! REST onto gRPC from the bindings alone: the path, the query string, the
+//! headers the call's hooks name and the JSON body become the request
+//! message; the response message becomes JSON. Nothing here knows a call:
+//! what a call takes and answers is read from its descriptors.
+//!
+//! The JSON is the REST contract's, which differs from proto3's canonical
+//! mapping in three ways: field names are the proto's, every field is
+//! written (defaults too, an absent message as `null`), 64-bit integers are
+//! numbers, and timestamps always carry milliseconds.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, Request};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use prost::Message as _;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor,
+    ReflectMessage, Value,
+};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde_json::Map;
+
+use super::Upstream;
+use super::bindings::{Binding, bindings};
+use super::error::ApiError;
+use super::extract::{field_error, json_object};
+use super::middleware::RequestId;
+use crate::domain::error::Echo;
+use crate::reasons;
+
+/// The calls served from their bindings; the others still have handlers.
+const SERVED: &[&str] = &[
+    "CreateAllocation",
+    "GetAllocation",
+    "UpdateAllocation",
+    "DeleteAllocation",
+    "ListAllocationHistory",
+    "ListEvents",
+    "ListEmployees",
+    "GetEmployee",
+    "CreateEmployee",
+    "UpdateEmployee",
+    "ListDrivers",
+    "GetDriver",
+    "CreateDriver",
+    "UpdateDriver",
+    "ListVehicles",
+    "GetVehicle",
+    "CreateVehicle",
+    "UpdateVehicle",
+    "ListAvailableVehicles",
+    "ListVehicleBlocks",
+];
+
+/// Whether the call `rpc` (its name) is served by [`routes`].
+pub fn serves(rpc: &str) -> bool {
+    SERVED.contains(&rpc)
+}
+
+/// One call, ready to transcode.
+struct Call {
+    binding: &'static Binding,
+    path: http::uri::PathAndQuery,
+    input: MessageDescriptor,
+    output: MessageDescriptor,
+    /// The path's variables in order, each a field path of the request.
+    variables: Vec<Vec<FieldDescriptor>>,
+    /// The field the body fills (`None`: the whole request), when there is
+    /// a body.
+    body: Option<Option<FieldDescriptor>>,
+    /// The query parameters.
+    query: Vec<FieldDescriptor>,
+    /// Request fields filled from headers, with the header's name.
+    headers: Vec<(Vec<FieldDescriptor>, &'static str)>,
+    /// Query parameters that may come as a header instead.
+    alternatives: Vec<(FieldDescriptor, &'static str)>,
+    /// Top-level body fields the caller may send.
+    body_fields: Vec<FieldDescriptor>,
+}
+
+/// The routes of the calls in [`SERVED`], onto `upstream`.
+pub fn routes(upstream: Upstream) -> Router {
+    let pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
+        .expect("the descriptor set built from proto/ decodes");
+    let mut router = Router::new();
+    for binding in bindings() {
+        let rpc = binding.call.rsplit('/').next().unwrap_or_default();
+        if !serves(rpc) {
+            continue;
+        }
+        let call = Arc::new(prepare(&pool, binding));
+        let (path, _) = axum_path(&binding.path);
+        let filter = match binding.method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            "PATCH" => MethodFilter::PATCH,
+            _ => MethodFilter::DELETE,
+        };
+        let upstream = upstream.clone();
+        router = router.route(
+            &path,
+            on(
+                filter,
+                move |Extension(id): Extension<RequestId>, request: Request| {
+                    let (upstream, call) = (upstream.clone(), call.clone());
+                    async move { transcode(&upstream, &call, &id, request).await }
+                },
+            ),
+        );
+    }
+    router
+}
+
+/// The axum form of a binding's path and the field paths of its
+/// variables. The REST contract names the first variable `id` and the
+/// others by their field (`/api/vehicles/{id}/blocks/{block_id}`), and the
+/// router needs one name per position.
+fn axum_path(template: &str) -> (String, Vec<String>) {
+    let mut path = String::new();
+    let mut fields = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        path.push_str(&rest[..open]);
+        let close = rest[open..].find('}').map_or(rest.len(), |c| open + c);
+        let variable = &rest[open + 1..close];
+        let field = variable.split('=').next().unwrap_or(variable);
+        let name = match fields.len() {
+            0 => "id",
+            _ => field.rsplit('.').next().unwrap_or(field),
+        };
+        path.push_str(&format!("{{{name}}}"));
+        fields.push(field.to_owned());
+        rest = rest.get(close + 1..).unwrap_or_default();
+    }
+    path.push_str(rest);
+    (path, fields)
+}
+
+/// The descriptors of a field path (`allocation.id`) from `message`.
+fn field_path(message: &MessageDescriptor, path: &str) -> Vec<FieldDescriptor> {
+    let mut fields = Vec::new();
+    let mut current = message.clone();
+    for name in path.split('.') {
+        let field = current
+            .get_field_by_name(name)
+            .unwrap_or_else(|| panic!("{} has no field {path}", message.full_name()));
+        if let Kind::Message(inner) = field.kind() {
+            current = inner;
+        }
+        fields.push(field);
+    }
+    fields
+}
+
+fn method(pool: &DescriptorPool, call: &str) -> MethodDescriptor {
+    let (service, name) = call
+        .trim_start_matches('/')
+        .split_once('/')
+        .expect("a gRPC path");
+    pool.get_service_by_name(service)
+        .and_then(|s| s.methods().find(|m| m.name() == name))
+        .unwrap_or_else(|| panic!("{call} is in the descriptor set"))
+}
+
+fn prepare(pool: &DescriptorPool, binding: &'static Binding) -> Call {
+    let method = method(pool, &binding.call);
+    let input = method.input();
+    let (_, variables) = axum_path(&binding.path);
+    let variables: Vec<_> = variables.iter().map(|v| field_path(&input, v)).collect();
+    let body = binding.body.as_deref().map(|body| {
+        (body != "*").then(|| {
+            input
+                .get_field_by_name(body)
+                .unwrap_or_else(|| panic!("{} has no field {body}", input.full_name()))
+        })
+    });
+    let headers: Vec<_> = binding
+        .hooks
+        .headers
+        .iter()
+        .map(|(field, header)| (field_path(&input, field), *header))
+        .collect();
+    let taken: Vec<&FieldDescriptor> = variables
+        .iter()
+        .chain(headers.iter().map(|(path, _)| path))
+        .filter_map(|path| path.last())
+        .collect();
+    let body_fields = match &body {
+        None => Vec::new(),
+        Some(field) => {
+            let message = match field {
+                Some(field) => match field.kind() {
+                    Kind::Message(message) => message,
+                    _ => panic!("{} body is not a message", binding.call),
+                },
+                None => input.clone(),
+            };
+            message
+                .fields()
+                .filter(|f| !output_only(f) && !taken.contains(&f))
+                .filter(|f| match crate::grpc::mask::updatable(&binding.call) {
+                    // An update's body: the fields its mask may name.
+                    Some(updatable) if binding.hooks.mask_from_body => {
+                        updatable.contains(&f.name())
+                    }
+                    _ => true,
+                })
+                .collect()
+        }
+    };
+    Call {
+        binding,
+        path: binding.call.parse().expect("a gRPC path is a URI path"),
+        output: method.output(),
+        query: binding
+            .query
+            .iter()
+            .map(|name| field_path(&input, name).remove(0))
+            .collect(),
+        alternatives: binding
+            .hooks
+            .header_alternatives
+            .iter()
+            .map(|(field, header)| (field_path(&input, field).remove(0), *header))
+            .collect(),
+        input,
+        variables,
+        body,
+        headers,
+        body_fields,
+    }
+}
+
+/// Whether a field's proto comment starts "Output only": the REST caller
+/// does not send it.
+pub fn output_only(field: &FieldDescriptor) -> bool {
+    comment(field).trim_start().starts_with("Output only")
+}
+
+/// A field's leading comment in the proto.
+pub fn comment(field: &FieldDescriptor) -> String {
+    let file = field.parent_file();
+    let path = field.path();
+    file.file_descriptor_proto()
+        .source_code_info
+        .as_ref()
+        .and_then(|info| info.location.iter().find(|l| l.path == path))
+        .and_then(|l| l.leading_comments.clone())
+        .unwrap_or_default()
+}
+
+async fn transcode(
+    upstream: &Upstream,
+    call: &Call,
+    id: &RequestId,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let mut message = DynamicMessage::new(call.input.clone());
+    if !call.variables.is_empty() {
+        use axum::extract::FromRequestParts as _;
+        let params = axum::extract::RawPathParams::from_request_parts(&mut parts, &())
+            .await
+            .map_err(|rejection| {
+                ApiError::invalid_field(reasons::INVALID_FIELD, "path", rejection.body_text())
+            })?;
+        // In the variables' order (see `axum_path`).
+        for ((_, value), fields) in params.iter().zip(&call.variables) {
+            set_path(&mut message, fields, Value::String(value.to_owned()));
+        }
+    }
+    read_query(&mut message, call, &parts.headers, parts.uri.query())?;
+    for (fields, name) in &call.headers {
+        if let Some(value) = header_value(&parts.headers, name)? {
+            set_path(&mut message, fields, Value::String(value));
+        }
+    }
+    let uri = parts.uri.clone();
+    if let Some(body_field) = &call.body {
+        let object = json_object(Request::from_parts(parts, body)).await?;
+        let target = match body_field {
+            Some(field) => match field.kind() {
+                Kind::Message(kind) => DynamicMessage::new(kind),
+                _ => unreachable!("checked in prepare"),
+            },
+            None => std::mem::replace(&mut message, DynamicMessage::new(call.input.clone())),
+        };
+        let (mut filled, present) = read_body(target, &object, &call.body_fields)?;
+        if let Some(field) = body_field {
+            // The path and the headers may have set fields of it already.
+            if let Some(earlier) = message.get_field(field).as_message() {
+                for (f, v) in earlier.fields() {
+                    filled.set_field(&f, v.clone());
+                }
+            }
+            message.set_field(field, Value::Message(filled));
+        } else {
+            message = filled;
+        }
+        if call.binding.hooks.mask_from_body
+            && let Some(mask) = call.input.get_field_by_name("update_mask")
+            && let Kind::Message(kind) = mask.kind()
+        {
+            let mut value = DynamicMessage::new(kind);
+            value.set_field_by_name(
+                "paths",
+                Value::List(present.into_iter().map(Value::String).collect()),
+            );
+            message.set_field(&mask, Value::Message(value));
+        }
+    }
+    let answer = send(upstream, call, id.grpc(message)).await?;
+    respond(call, &uri, answer)
+}
+
+fn set_path(message: &mut DynamicMessage, fields: &[FieldDescriptor], value: Value) {
+    match fields {
+        [] => {}
+        [last] => message.set_field(last, value),
+        [first, rest @ ..] => {
+            if let Some(inner) = message.get_field_mut(first).as_message_mut() {
+                set_path(inner, rest, value);
+            }
+        }
+    }
+}
+
+/// A header's value as text; `If-Match` unquoted (and `*` as none).
+fn header_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    if name.eq_ignore_ascii_case("If-Match") {
+        return super::allocations::if_match(headers).map(|v| Some(v).filter(|v| !v.is_empty()));
+    }
+    match headers.get(name) {
+        None => Ok(None),
+        Some(value) => value.to_str().map(|v| Some(v.to_owned())).map_err(|_| {
+            ApiError::invalid_field(
+                reasons::INVALID_FIELD,
+                name,
+                format!("{name} must be visible ASCII"),
+            )
+        }),
+    }
+}
+
+fn read_query(
+    message: &mut DynamicMessage,
+    call: &Call,
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(), ApiError> {
+    // A call that takes no query parameters ignores the query string, as
+    // the REST contract always has.
+    let query = query.filter(|_| !call.query.is_empty());
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let Some(field) = call.query.iter().find(|f| f.name() == key) else {
+            return Err(unknown(&key, call.query.iter()));
+        };
+        if message.has_field(field) {
+            return Err(field_error(
+                &key,
+                &format!("duplicate field `{key}`"),
+                "query",
+            ));
+        }
+        let value = scalar_from_text(field, &value)
+            .map_err(|what| field_error(&key, &format!("invalid value: {what}"), "query"))?;
+        message.set_field(field, value);
+    }
+    for (field, name) in &call.alternatives {
+        if !message.has_field(field)
+            && let Some(value) = header_value(headers, name)?
+        {
+            message.set_field(field, Value::String(value));
+        }
+    }
+    Ok(())
+}
+
+/// A query parameter's text as the field's value.
+fn scalar_from_text(field: &FieldDescriptor, text: &str) -> Result<Value, String> {
+    let number = |what: &str| format!("`{}`, expected {what}", Echo(text));
+    Ok(match field.kind() {
+        Kind::String => Value::String(text.to_owned()),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => {
+            Value::I32(text.parse().map_err(|_| number("i32"))?)
+        }
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
+            Value::I64(text.parse().map_err(|_| number("i64"))?)
+        }
+        Kind::Uint32 | Kind::Fixed32 => Value::U32(text.parse().map_err(|_| number("u32"))?),
+        Kind::Uint64 | Kind::Fixed64 => Value::U64(text.parse().map_err(|_| number("u64"))?),
+        Kind::Bool => Value::Bool(match text {
+            "true" => true,
+            "false" => false,
+            _ => return Err(number("a boolean")),
+        }),
+        Kind::Message(kind) if kind.full_name() == "google.protobuf.Timestamp" => Value::Message(
+            timestamp_from(&kind, text)
+                .ok_or_else(|| number("an RFC 3339 time such as 2099-01-01T09:30:00Z"))?,
+        ),
+        _ => return Err(number("a value this parameter takes")),
+    })
+}
+
+fn timestamp_from(kind: &MessageDescriptor, text: &str) -> Option<DynamicMessage> {
+    let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
+    let mut message = DynamicMessage::new(kind.clone());
+    message.set_field_by_name("seconds", Value::I64(time.timestamp()));
+    message.set_field_by_name("nanos", Value::I32(time.timestamp_subsec_nanos() as i32));
+    Some(message)
+}
+
+/// The "unknown field" refusal, with the names that would do.
+fn unknown<'a>(name: &str, known: impl Iterator<Item = &'a FieldDescriptor>) -> ApiError {
+    let names: Vec<String> = known.map(|f| format!("`{}`", f.name())).collect();
+    let expected = match names.as_slice() {
+        [] => "there are no fields".to_owned(),
+        [one] => format!("expected {one}"),
+        [a, b] => format!("expected {a} or {b}"),
+        many => format!("expected one of {}", many.join(", ")),
+    };
+    field_error(name, &format!("unknown field `{name}`, {expected}"), "body")
+}
+
+/// Fills `message` from a JSON object with the fields `allowed`; `null`
+/// leaves a field at its default. Returns the names present, in the
+/// object's order.
+fn read_body(
+    mut message: DynamicMessage,
+    object: &Map<String, serde_json::Value>,
+    allowed: &[FieldDescriptor],
+) -> Result<(DynamicMessage, Vec<String>), ApiError> {
+    let mut present = Vec::with_capacity(object.len());
+    for (name, json) in object {
+        let Some(field) = allowed.iter().find(|f| f.name() == name) else {
+            return Err(unknown(name, allowed.iter()));
+        };
+        present.push(name.clone());
+        if json.is_null() {
+            continue;
+        }
+        let value = from_json(&field.kind(), field.is_list(), json)
+            .map_err(|what| field_error(name, &what, "body"))?;
+        message.set_field(field, value);
+    }
+    Ok((message, present))
+}
+
+fn from_json(kind: &Kind, list: bool, json: &serde_json::Value) -> Result<Value, String> {
+    use serde_json::Value as J;
+    if list {
+        let J::Array(items) = json else {
+            return Err(invalid(json, "a sequence"));
+        };
+        return items
+            .iter()
+            .map(|item| from_json(kind, false, item))
+            .collect::<Result<_, _>>()
+            .map(Value::List);
+    }
+    let integer = |what: &str| {
+        json.as_i64()
+            .filter(|_| json.is_i64() || json.is_u64())
+            .ok_or_else(|| invalid(json, what))
+    };
+    Ok(match kind {
+        Kind::String => Value::String(
+            json.as_str()
+                .ok_or_else(|| invalid(json, "a string"))?
+                .to_owned(),
+        ),
+        Kind::Bool => Value::Bool(json.as_bool().ok_or_else(|| invalid(json, "a boolean"))?),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(
+            i32::try_from(integer("i32")?)
+                .map_err(|_| format!("invalid value: integer `{json}`, expected i32"))?,
+        ),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(integer("i64")?),
+        Kind::Uint32 | Kind::Fixed32 => Value::U32(
+            u32::try_from(integer("u32")?)
+                .map_err(|_| format!("invalid value: integer `{json}`, expected u32"))?,
+        ),
+        Kind::Uint64 | Kind::Fixed64 => {
+            Value::U64(json.as_u64().ok_or_else(|| invalid(json, "u64"))?)
+        }
+        Kind::Message(message) if message.full_name() == "google.protobuf.Timestamp" => {
+            let text = json.as_str().ok_or_else(|| invalid(json, "a string"))?;
+            Value::Message(timestamp_from(message, text).ok_or_else(|| {
+                format!("invalid value: `{}`, expected an RFC 3339 time", Echo(text))
+            })?)
+        }
+        _ => return Err(invalid(json, "a value this field takes")),
+    })
+}
+
+/// serde's wording for a value of the wrong type.
+fn invalid(json: &serde_json::Value, expected: &str) -> String {
+    use serde_json::Value as J;
+    let found = match json {
+        J::Null => "null".to_owned(),
+        J::Bool(b) => format!("boolean `{b}`"),
+        J::Number(n) if n.is_f64() => format!("floating point `{n}`"),
+        J::Number(n) => format!("integer `{n}`"),
+        J::String(s) => format!("string \"{}\"", Echo(s)),
+        J::Array(_) => "sequence".to_owned(),
+        J::Object(_) => "map".to_owned(),
+    };
+    format!("invalid type: {found}, expected {expected}")
+}
+
+/// Sends one unary call with `request` through the gRPC edge.
+async fn send(
+    upstream: &Upstream,
+    call: &Call,
+    request: tonic::Request<DynamicMessage>,
+) -> Result<DynamicMessage, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(upstream.service.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("service was not ready: {e}")))?;
+    grpc.unary(request, call.path.clone(), Codec(call.output.clone()))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+fn respond(call: &Call, uri: &http::Uri, answer: DynamicMessage) -> Result<Response, ApiError> {
+    let hooks = &call.binding.hooks;
+    if hooks.deleted {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let text = |name: &str| {
+        answer
+            .get_field_by_name(name)
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .filter(|v| !v.is_empty())
+    };
+    let mut headers = Vec::with_capacity(2);
+    if hooks.created
+        && let Some(id) = text("id")
+    {
+        let location = HeaderValue::from_str(&format!("{}/{id}", uri.path()))
+            .map_err(|_| ApiError::new(reasons::INTERNAL, "internal error"))?;
+        headers.push((header::LOCATION, location));
+    }
+    if let Some(etag) = text("etag") {
+        headers.push((header::ETAG, super::allocations::etag_header(&etag)));
+    }
+    let mut body = serde_json::to_vec(&Rest(&answer))
+        .map_err(|_| ApiError::new(reasons::INTERNAL, "internal error"))?;
+    body.shrink_to_fit();
+    let status = if hooks.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (status, Bytes::from(body)).into_response();
+    let response_headers = response.headers_mut();
+    response_headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in headers {
+        response_headers.insert(name, value);
+    }
+    Ok(response)
+}
+
+/// A message as the REST contract's JSON (see the module documentation).
+pub struct Rest<'a>(pub &'a DynamicMessage);
+
+impl serde::Serialize for Rest<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let message = self.0;
+        let descriptor = message.descriptor();
+        let mut map = serializer.serialize_map(None)?;
+        for field in descriptor.fields() {
+            // Of a oneof, only the member that is set.
+            if field.containing_oneof().is_some() && !message.has_field(&field) {
+                continue;
+            }
+            let value = message.get_field(&field);
+            if value.as_str() == Some("")
+                && super::bindings::OMITTED_WHEN_EMPTY.contains(&field.full_name())
+            {
+                continue;
+            }
+            map.serialize_entry(
+                field.name(),
+                &Field {
+                    field: &field,
+                    value: &value,
+                    set: message.has_field(&field),
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+struct Field<'a> {
+    field: &'a FieldDescriptor,
+    value: &'a Value,
+    set: bool,
+}
+
+impl serde::Serialize for Field<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if let Value::List(items) = self.value {
+            let mut seq = serializer.serialize_seq(Some(items.len()))?;
+            for item in items {
+                seq.serialize_element(&Scalar(&self.field.kind(), item))?;
+            }
+            return seq.end();
+        }
+        if let Kind::Message(kind) = self.field.kind()
+            && !self.set
+        {
+            return if kind.full_name() == "google.protobuf.Timestamp" {
+                serializer.serialize_str("")
+            } else {
+                serializer.serialize_none()
+            };
+        }
+        Scalar(&self.field.kind(), self.value).serialize(serializer)
+    }
+}
+
+struct Scalar<'a>(&'a Kind, &'a Value);
+
+impl serde::Serialize for Scalar<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.1 {
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::I32(n) => serializer.serialize_i32(*n),
+            Value::I64(n) => serializer.serialize_i64(*n),
+            Value::U32(n) => serializer.serialize_u32(*n),
+            Value::U64(n) => serializer.serialize_u64(*n),
+            Value::F32(n) => serializer.serialize_f32(*n),
+            Value::F64(n) => serializer.serialize_f64(*n),
+            Value::String(s) => serializer.serialize_str(s),
+            Value::Bytes(b) => {
+                use base64::Engine as _;
+                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
+            }
+            Value::EnumNumber(n) => match self.0 {
+                Kind::Enum(e) => match e.get_value(*n) {
+                    Some(value) => serializer.serialize_str(value.name()),
+                    None => serializer.serialize_i32(*n),
+                },
+                _ => serializer.serialize_i32(*n),
+            },
+            Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Timestamp" => {
+                let seconds = m.get_field_by_name("seconds").and_then(|v| v.as_i64());
+                let nanos = m.get_field_by_name("nanos").and_then(|v| v.as_i32());
+                let time = chrono::DateTime::from_timestamp(
+                    seconds.unwrap_or_default(),
+                    nanos.unwrap_or_default().max(0) as u32,
+                );
+                serializer.serialize_str(
+                    &time
+                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+                        .unwrap_or_default(),
+                )
+            }
+            Value::Message(m) => Rest(m).serialize(serializer),
+            Value::List(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(&Scalar(self.0, item))?;
+                }
+                seq.end()
+            }
+            Value::Map(entries) => {
+                let value_kind = match self.0 {
+                    Kind::Message(entry) => entry.map_entry_value_field().kind(),
+                    other => other.clone(),
+                };
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (key, value) in entries {
+                    let key = match key {
+                        prost_reflect::MapKey::String(s) => s.clone(),
+                        other => format!("{other:?}"),
+                    };
+                    map.serialize_entry(&key, &Scalar(&value_kind, value))?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// A gRPC codec of dynamic messages of one response type.
+struct Codec(MessageDescriptor);
+
+struct Decoder(MessageDescriptor);
+
+struct Encoder;
+
+impl tonic::codec::Codec for Codec {
+    type Encode = DynamicMessage;
+    type Decode = DynamicMessage;
+    type Encoder = Encoder;
+    type Decoder = Decoder;
+
+    fn encoder(&mut self) -> Encoder {
+        Encoder
+    }
+
+    fn decoder(&mut self) -> Decoder {
+        Decoder(self.0.clone())
+    }
+}
+
+impl tonic::codec::Encoder for Encoder {
+    type Item = DynamicMessage;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: DynamicMessage,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        item.encode(dst)
+            .map_err(|e| tonic::Status::internal(format!("encoding: {e}")))
+    }
+}
+
+impl tonic::codec::Decoder for Decoder {
+    type Item = DynamicMessage;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<DynamicMessage>, tonic::Status> {
+        DynamicMessage::decode(self.0.clone(), src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(format!("decoding: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::v1;
+
+    fn pool() -> DescriptorPool {
+        DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap()
+    }
+
+    /// `message` as the generic writer puts it.
+    fn generic<M: prost::Message>(message: &M, name: &str) -> serde_json::Value {
+        let descriptor = pool()
+            .get_message_by_name(&format!("vehicle_allocation.v1.{name}"))
+            .unwrap();
+        let dynamic =
+            DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).unwrap();
+        serde_json::to_value(Rest(&dynamic)).unwrap()
+    }
+
+    fn time(seconds: i64, nanos: i32) -> Option<prost_types::Timestamp> {
+        Some(prost_types::Timestamp { seconds, nanos })
+    }
+
+    fn driver(licence: &str) -> v1::Driver {
+        v1::Driver {
+            id: "drv-1".into(),
+            name: "Corine".into(),
+            phone: "+44 20".into(),
+            license_number: licence.into(),
+            active: true,
+            create_time: time(4_070_000_000, 0),
+            update_time: time(4_070_000_001, 123_000_000),
+            etag: "2".into(),
+        }
+    }
+
+    fn allocation() -> v1::Allocation {
+        v1::Allocation {
+            id: "a-1".into(),
+            employee_id: "emp-1".into(),
+            vehicle_id: "veh-1".into(),
+            driver_id: "drv-1".into(),
+            allocation_date: "2099-01-08".into(),
+            purpose: String::new(),
+            create_time: time(4_070_000_000, 5_000_000),
+            update_time: None,
+            etag: "1".into(),
+        }
+    }
+
+    /// The generic JSON is the JSON the hand-written types made, message
+    /// by message, defaults, absent messages and withheld fields included.
+    #[test]
+    fn the_generic_json_is_the_contracts_json() {
+        use super::super::admin_json::VehicleBlockJson;
+        use super::super::events::EventJson;
+        use super::super::json::{AllocationJson, DriverJson, EmployeeJson, VehicleJson};
+        let json = |value: &dyn erased::Json| value.json();
+
+        let a = allocation();
+        assert_eq!(
+            generic(&a, "Allocation"),
+            json(&AllocationJson::from(a.clone()))
+        );
+        let e = v1::Employee {
+            id: "emp-1".into(),
+            name: "Joel".into(),
+            email: "joel@example.com".into(),
+            department: String::new(),
+            active: false,
+            create_time: time(0, 0),
+            update_time: time(4_070_000_000, 999_999_999),
+            etag: "7".into(),
+        };
+        assert_eq!(
+            generic(&e, "Employee"),
+            json(&EmployeeJson::from(e.clone()))
+        );
+        for licence in ["DL1", ""] {
+            let d = driver(licence);
+            assert_eq!(
+                generic(&d, "Driver"),
+                json(&DriverJson::from(d.clone())),
+                "{licence:?}"
+            );
+        }
+        for with_driver in [true, false] {
+            let v = v1::Vehicle {
+                id: "veh-1".into(),
+                registration: "AB12 CDE".into(),
+                make: "Skoda".into(),
+                model: String::new(),
+                seats: 4,
+                driver_id: if with_driver {
+                    "drv-1".into()
+                } else {
+                    String::new()
+                },
+                driver: with_driver.then(|| driver("")),
+                retired: true,
+                create_time: time(4_070_000_000, 0),
+                update_time: time(4_070_000_000, 0),
+                etag: "3".into(),
+            };
+            assert_eq!(generic(&v, "Vehicle"), json(&VehicleJson::from(v.clone())));
+        }
+        let b = v1::VehicleBlock {
+            id: "b-1".into(),
+            vehicle_id: "veh-1".into(),
+            start_date: "2099-01-08".into(),
+            end_date: "2099-01-09".into(),
+            reason: "service".into(),
+            create_time: time(4_070_000_000, 0),
+            update_time: time(4_070_000_000, 0),
+            etag: "1".into(),
+        };
+        assert_eq!(
+            generic(&b, "VehicleBlock"),
+            json(&VehicleBlockJson::from(b.clone()))
+        );
+        let snapshot = |a: v1::Allocation| v1::Snapshot {
+            resource: Some(v1::snapshot::Resource::Allocation(a)),
+        };
+        for (before, after) in [
+            (None, Some(snapshot(allocation()))),
+            (Some(snapshot(allocation())), None),
+        ] {
+            let event = v1::Event {
+                sequence: 9_007_199_254_740_993,
+                event_time: time(4_070_000_000, 1_000_000),
+                actor: Some(v1::Actor {
+                    id: "emp-1".into(),
+                    roles: vec!["employee".into(), "auditor".into()],
+                }),
+                request_id: "r-1".into(),
+                kind: "allocation.created".into(),
+                resource: "allocations/a-1".into(),
+                before,
+                after,
+                resume_token: "t".into(),
+            };
+            assert_eq!(
+                generic(&event, "Event"),
+                json(&EventJson::from(event.clone()))
+            );
+        }
+    }
+
+    mod erased {
+        pub trait Json {
+            fn json(&self) -> serde_json::Value;
+        }
+
+        impl<T: serde::Serialize> Json for T {
+            fn json(&self) -> serde_json::Value {
+                serde_json::to_value(self).unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn the_router_names_path_variables_as_the_contract_does() {
+        assert_eq!(
+            axum_path("/api/vehicles/{vehicle_id}/blocks/{block_id}"),
+            (
+                "/api/vehicles/{id}/blocks/{block_id}".to_owned(),
+                vec!["vehicle_id".to_owned(), "block_id".to_owned()]
+            )
+        );
+        assert_eq!(
+            axum_path("/api/allocations/{allocation.id}").0,
+            "/api/allocations/{id}"
+        );
+    }
+
+    #[test]
+    fn output_only_fields_are_told_by_their_comment() {
+        let pool = pool();
+        let allocation = pool
+            .get_message_by_name("vehicle_allocation.v1.Allocation")
+            .unwrap();
+        let out: Vec<_> = allocation
+            .fields()
+            .filter(output_only)
+            .map(|f| f.name().to_owned())
+            .collect();
+        assert_eq!(
+            out,
+            ["id", "driver_id", "create_time", "update_time", "etag"]
+        );
+    }
+}
