@@ -21,8 +21,12 @@ pub struct Hooks {
     pub created: bool,
     /// Answered `204 No Content`.
     pub deleted: bool,
-    /// A server stream, sent as server-sent events.
+    /// A server stream, sent as server-sent events: one per message, named
+    /// by the member of its oneof that is set (the first member unnamed,
+    /// an EventSource `message`), with the `id:` of each member taken from
+    /// the field given here.
     pub stream: bool,
+    pub event_ids: &'static [(&'static str, &'static str)],
     /// The OpenAPI operation id, when it is not the RPC's name in lower
     /// camel case.
     pub operation_id: Option<&'static str>,
@@ -35,6 +39,7 @@ const NONE: Hooks = Hooks {
     created: false,
     deleted: false,
     stream: false,
+    event_ids: &[],
     operation_id: None,
 };
 
@@ -83,6 +88,8 @@ fn hooks(rpc: &str) -> Hooks {
         "WatchEvents" => Hooks {
             header_alternatives: &[("resume_token", "Last-Event-ID")],
             stream: true,
+            // A reconnect resumes after what a heartbeat covered.
+            event_ids: &[("event", "sequence"), ("heartbeat", "resume_token")],
             operation_id: Some("streamEvents"),
             ..NONE
         },

@@ -141,20 +141,31 @@ impl ApiError {
         error
     }
 
-    /// The same error with field `from` called `to`: the caller sent it
-    /// under another name (a header for a gRPC field).
-    pub fn renamed_field(mut self, from: &str, to: &str) -> Self {
+    /// The same error with each field `from` called `to`, in the list, in
+    /// the descriptions and in the message: the caller sent it under that
+    /// name (a header, a path parameter, a body's field). `renames` go
+    /// longest name first, so that one is not taken for part of another.
+    pub fn renamed(mut self, renames: &[(String, String)]) -> Self {
+        let rename = |text: &str| {
+            renames
+                .iter()
+                .fold(text.to_owned(), |text, (from, to)| text.replace(from, to))
+        };
+        let name = |field: &str| {
+            renames
+                .iter()
+                .find(|(from, _)| from == field)
+                .map_or_else(|| field.to_owned(), |(_, to)| to.clone())
+        };
         for violation in &mut self.field_violations {
-            if violation.field == from {
-                violation.field = to.to_owned();
-            }
+            violation.field = name(&violation.field);
+            violation.description = rename(&violation.description);
         }
         if let Some(fields) = self.metadata.get_mut("fields") {
-            *fields = fields
-                .split(',')
-                .map(|f| if f == from { to } else { f })
-                .collect::<Vec<_>>()
-                .join(",");
+            *fields = fields.split(',').map(name).collect::<Vec<_>>().join(",");
+        }
+        if !self.field_violations.is_empty() {
+            self.message = rename(&self.message);
         }
         self
     }
@@ -197,33 +208,16 @@ impl From<tonic::Status> for ApiError {
                 }
             };
         };
-        // Fields are named as the REST caller sent them, in the list, in
-        // the descriptions and in the message.
-        let renames: Vec<(String, String)> = details
-            .bad_request()
-            .map(|bad| {
-                bad.field_violations
-                    .iter()
-                    .filter_map(|v| {
-                        let rest = rest_field(&v.field);
-                        (rest != v.field).then(|| (v.field.clone(), rest.to_owned()))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let rename = |text: &str| {
-            renames.iter().fold(text.to_owned(), |text, (grpc, rest)| {
-                text.replace(grpc, rest)
-            })
-        };
+        // Named as the gRPC service names them; the caller's call renames
+        // them as it took them (see `renamed`).
         let field_violations = details
             .bad_request()
             .map(|bad| {
                 bad.field_violations
                     .iter()
                     .map(|v| FieldViolationBody {
-                        field: rest_field(&v.field).to_owned(),
-                        description: rename(&v.description),
+                        field: v.field.clone(),
+                        description: v.description.clone(),
                     })
                     .collect()
             })
@@ -240,25 +234,14 @@ impl From<tonic::Status> for ApiError {
         Self {
             http,
             code: status.code(),
-            message: rename(status.message()),
+            message: status.message().to_owned(),
             reason: info.reason.clone(),
             retry_after,
             field_violations,
             metadata: info
                 .metadata
                 .iter()
-                .map(|(key, value)| {
-                    let value = if key == "fields" {
-                        value
-                            .split(',')
-                            .map(rest_field)
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    } else {
-                        value.clone()
-                    };
-                    (key.clone(), value)
-                })
+                .map(|(key, value)| (key.clone(), value.clone()))
                 .collect(),
         }
     }
@@ -295,20 +278,6 @@ impl IntoResponse for ApiError {
             headers.insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
-    }
-}
-
-/// The name a REST caller gave the field the gRPC service calls `grpc`:
-/// the REST bodies are flat, and some fields travel as headers.
-pub fn rest_field(grpc: &str) -> &str {
-    match grpc {
-        "allocation.etag" | "employee.etag" | "driver.etag" | "vehicle.etag" | "etag" => "If-Match",
-        "request_id" => "Idempotency-Key",
-        "update_mask" | "update_mask.paths" => "body",
-        other => ["allocation.", "employee.", "driver.", "vehicle.", "block."]
-            .iter()
-            .find_map(|prefix| other.strip_prefix(prefix))
-            .unwrap_or(other),
     }
 }
 
@@ -396,7 +365,13 @@ mod tests {
                 "request_id is longer than 128 characters",
             ),
         ]));
-        let error = ApiError::from(status);
+        let renames = [
+            ("allocation.vehicle_id", "vehicle_id"),
+            ("allocation.etag", "If-Match"),
+            ("request_id", "Idempotency-Key"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        let error = ApiError::from(status).renamed(&renames);
         assert_eq!(error.http, StatusCode::BAD_REQUEST);
         assert_eq!(error.reason, "FIELD_REQUIRED");
         let fields: Vec<_> = error

@@ -3,41 +3,12 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::request::Parts;
+use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
-use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::domain::error::{ECHO_CHARS, Echo, clip};
 use crate::reasons;
-
-/// A JSON request body.
-pub struct ApiJson<T>(pub T);
-
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = object_bytes(request, state).await?;
-        let mut json = serde_json::Deserializer::from_slice(&bytes);
-        let value = serde_path_to_error::deserialize(&mut json).map_err(|error| {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                malformed_json(&inner)
-            } else {
-                field_error(&path, &inner.to_string(), "body")
-            }
-        })?;
-        json.end().map_err(|inner| malformed_json(&inner))?;
-        Ok(Self(value))
-    }
-}
 
 /// A request body that is a JSON object, as bytes: refused in the error
 /// shape when it is not JSON, empty, too large, or not an object.
@@ -110,29 +81,6 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Query parameters; unknown ones are refused, so a misspelt filter does not
-/// silently list everything.
-pub struct ApiQuery<T>(pub T);
-
-impl<S, T> FromRequestParts<S> for ApiQuery<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let query = parts.uri.query().unwrap_or_default();
-        let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
-        serde_path_to_error::deserialize(pairs)
-            .map(Self)
-            .map_err(|error| {
-                let path = error.path().to_string();
-                field_error(&path, &error.into_inner().to_string(), "query")
-            })
-    }
-}
-
 /// A type or shape error at `path` ("." when the whole value is wrong).
 pub(super) fn field_error(path: &str, message: &str, whole: &str) -> ApiError {
     // serde repeats the caller's value and names; cut them short.
@@ -149,24 +97,4 @@ pub(super) fn field_error(path: &str, message: &str, whole: &str) -> ApiError {
 fn unknown_field(message: &str) -> Option<String> {
     let rest = message.strip_prefix("unknown field `")?;
     Some(rest.split('`').next()?.to_owned())
-}
-
-/// A path parameter.
-pub struct ApiPath<T>(pub T);
-
-impl<S, T> FromRequestParts<S> for ApiPath<T>
-where
-    S: Send + Sync,
-    T: DeserializeOwned + Send,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|axum::extract::Path(value)| Self(value))
-            .map_err(|rejection| {
-                ApiError::invalid_field(reasons::INVALID_FIELD, "path", rejection.body_text())
-            })
-    }
 }

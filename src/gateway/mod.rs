@@ -1,27 +1,21 @@
 //! The REST gateway: the seed's REST paths onto the gRPC calls.
 //!
-//! Every request is translated into a gRPC request and sent through the
-//! generated clients (in-process by default, see [`Upstream`]), so REST
-//! callers get exactly the gRPC service's validation, rules and errors; the
-//! gateway holds no rules of its own. It adds the HTTP things: status codes
-//! (mapped in [`error`]), `ETag`/`If-Match`, `Location`, `Idempotency-Key`,
-//! CORS, a body limit, a time limit, request ids, and the OpenAPI document
-//! with Swagger UI and ReDoc. Each call's REST form is declared in the
-//! proto (`google.api.http`) and read from it in [`bindings`], with the
-//! hooks the REST contract adds per method; the handlers are still written
-//! by hand (issue 34 moves them onto the bindings).
+//! Every request is transcoded into a gRPC request and sent through the
+//! upstream (in-process by default, see [`Upstream`]), so REST callers get
+//! exactly the gRPC service's validation, rules and errors; the gateway
+//! holds no rules of its own. No call has code here: each call's REST form
+//! is declared in the proto (`google.api.http`) and read in [`bindings`]
+//! with the hooks the REST contract adds per method, served by
+//! [`transcode`], and documented by [`openapi`]. The gateway adds the HTTP
+//! things: status codes (mapped in [`error`]), CORS, a body limit, a time
+//! limit, request ids, and Swagger UI and ReDoc.
 
-mod admin;
-mod admin_json;
-mod allocations;
 pub mod bindings;
 mod docs;
 pub mod error;
-mod events;
 mod extract;
-mod fleet;
-mod json;
 mod middleware;
+mod openapi;
 mod probes;
 pub mod transcode;
 mod upstream;
@@ -32,7 +26,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::Redirect;
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower::util::option_layer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -64,71 +58,32 @@ pub struct GatewayConfig {
     pub cors: CorsOrigins,
 }
 
-/// The API's routes, each declared with its OpenAPI description. The
-/// document is still made from them; the calls [`transcode`] serves are
-/// not routed to their handlers (see [`handwritten_routes`]).
-fn api_routes() -> OpenApiRouter<Upstream> {
+/// The routes that are not calls (the probes), with their OpenAPI
+/// descriptions.
+fn probe_routes() -> OpenApiRouter<Upstream> {
     OpenApiRouter::with_openapi(docs::base())
-        .routes(routes!(allocations::create_allocation))
-        .routes(routes!(allocations::list_allocation_history))
-        .routes(routes!(
-            allocations::get_allocation,
-            allocations::update_allocation,
-            allocations::delete_allocation
-        ))
-        .routes(routes!(fleet::list_employees, admin::create_employee))
-        .routes(routes!(fleet::get_employee, admin::update_employee))
-        .route("/api/employees/{id}", post(admin::employee_action))
-        .routes(routes!(admin::list_drivers, admin::create_driver))
-        .routes(routes!(admin::get_driver, admin::update_driver))
-        .route("/api/drivers/{id}", post(admin::driver_action))
-        .routes(routes!(fleet::list_vehicles, admin::create_vehicle))
-        .routes(routes!(fleet::list_available_vehicles))
-        .routes(routes!(fleet::get_vehicle, admin::update_vehicle))
-        .route("/api/vehicles/{id}", post(admin::vehicle_action))
-        .routes(routes!(admin::assign_driver))
-        .routes(routes!(
-            admin::list_vehicle_blocks,
-            admin::create_vehicle_block
-        ))
-        .routes(routes!(admin::delete_vehicle_block))
-        .routes(routes!(events::list_events))
-        .routes(routes!(events::stream_events))
         .routes(routes!(probes::healthz))
         .routes(routes!(probes::readyz))
 }
 
-/// The routes of the calls that [`transcode`] does not serve yet.
-fn handwritten_routes() -> Router<Upstream> {
-    Router::new()
-        .route("/api/employees/{id}", post(admin::employee_action))
-        .route("/api/drivers/{id}", post(admin::driver_action))
-        .route("/api/vehicles/{id}", post(admin::vehicle_action))
-        .route("/api/vehicles/{id}/driver", put(admin::assign_driver))
-        .route(
-            "/api/vehicles/{id}/blocks",
-            post(admin::create_vehicle_block),
-        )
-        .route(
-            "/api/vehicles/{id}/blocks/{block_id}",
-            delete(admin::delete_vehicle_block),
-        )
-        .route("/api/events/stream", get(events::stream_events))
-        .route("/healthz", get(probes::healthz))
-        .route("/readyz", get(probes::readyz))
-}
-
 /// The OpenAPI document, as served at [`OPENAPI_PATH`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    documented(api_routes().into_openapi())
+    documented(probe_routes().into_openapi())
 }
 
-/// The routes' document with the custom methods the router reaches through
-/// dispatchers, finished.
-fn documented(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
-    use utoipa::OpenApi as _;
-    openapi.merge(admin::CustomMethods::openapi());
-    docs::finish(openapi)
+/// The probes' document with every call's operation and schemas, written
+/// from the bindings ([`openapi::paths_and_schemas`]), finished.
+fn documented(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let (paths, schemas) = openapi::paths_and_schemas();
+    let calls: utoipa::openapi::OpenApi = serde_json::from_value(serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {"title": "", "version": ""},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }))
+    .expect("the written operations are OpenAPI");
+    document.merge(calls);
+    docs::finish(document)
 }
 
 /// The whole HTTP application onto `upstream`, with `/metrics` when
@@ -139,12 +94,12 @@ pub fn router(
     today: Today,
     metrics: Option<PrometheusHandle>,
 ) -> Router {
-    let (_, openapi) = api_routes().split_for_parts();
+    let (probes, openapi) = probe_routes().split_for_parts();
     let mut router = Router::new()
         // Where a newcomer's browser lands: the API's documentation.
         .route("/", get(|| async { Redirect::temporary("/docs/") }))
         .merge(transcode::routes(upstream.clone()))
-        .merge(handwritten_routes().with_state(upstream))
+        .merge(probes.with_state(upstream))
         .merge(docs::routes(documented(openapi), today));
     if let Some(handle) = metrics {
         router = router.merge(metrics_router(handle));

@@ -8,8 +8,10 @@ use axum::http::StatusCode;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use super::Upstream;
-use super::json::{LivenessJson, ReadinessJson};
 
 /// The services whose health decides readiness.
 const SERVICES: [&str; 2] = [
@@ -78,4 +80,23 @@ pub async fn readyz(State(upstream): State<Upstream>) -> (StatusCode, Json<Readi
             services,
         }),
     )
+}
+
+/// The process is up.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LivenessJson {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// Whether both gRPC services can serve.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "SERVING", "services": {
+    "vehicle_allocation.v1.AllocationService": "SERVING",
+    "vehicle_allocation.v1.FleetService": "SERVING"}}))]
+pub struct ReadinessJson {
+    /// `SERVING` when every service is.
+    pub status: String,
+    /// Each service's gRPC health status.
+    pub services: BTreeMap<String, String>,
 }

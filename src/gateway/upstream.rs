@@ -15,9 +15,6 @@ use tower::{BoxError, Layer, ServiceExt};
 
 use crate::grpc::metered::Observed;
 use crate::grpc::{EdgeLayer, GrpcMetricsLayer};
-use crate::proto::v1::allocation_service_client::AllocationServiceClient;
-use crate::proto::v1::event_service_client::EventServiceClient;
-use crate::proto::v1::fleet_service_client::FleetServiceClient;
 
 /// A gRPC connection, whichever kind it is.
 pub type GrpcService =
@@ -48,13 +45,10 @@ impl std::error::Error for UpstreamError {
 #[derive(Clone)]
 pub struct Upstream(Arc<Clients>);
 
-/// The generated clients; each call clones the one it needs.
+/// The connection, and the health client the probes use.
 pub struct Clients {
-    /// The connection itself, for calls made from descriptors.
+    /// The connection itself, for the calls made from descriptors.
     pub service: GrpcService,
-    pub allocations: AllocationServiceClient<GrpcService>,
-    pub fleet: FleetServiceClient<GrpcService>,
-    pub events: EventServiceClient<GrpcService>,
     pub health: HealthClient<GrpcService>,
 }
 
@@ -141,9 +135,6 @@ impl Upstream {
     fn over(service: GrpcService) -> Self {
         Self(Arc::new(Clients {
             service: service.clone(),
-            allocations: AllocationServiceClient::new(service.clone()),
-            fleet: FleetServiceClient::new(service.clone()),
-            events: EventServiceClient::new(service.clone()),
             health: HealthClient::new(service),
         }))
     }

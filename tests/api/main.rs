@@ -24,6 +24,7 @@ mod idempotency;
 mod limits;
 mod reflection;
 mod rest;
+mod rest_contract;
 mod rest_docs;
 mod rest_edges;
 mod restart;
