@@ -49,12 +49,62 @@ async fn object_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Byt
     Ok(bytes)
 }
 
-/// A request body that is a JSON object (see [`object_bytes`]).
+/// A request body that is a JSON object (see [`object_bytes`]), its
+/// top-level names each once.
 pub async fn json_object(
     request: Request,
 ) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
     let bytes = object_bytes(request, &()).await?;
-    serde_json::from_slice(&bytes).map_err(|error| malformed_json(&error))
+    match serde_json::from_slice::<Unique>(&bytes) {
+        Ok(Unique(object)) => Ok(object),
+        Err(error) if error.is_data() => {
+            let message = error.to_string();
+            let name = message
+                .strip_prefix("duplicate field `")
+                .and_then(|rest| rest.split('`').next())
+                .unwrap_or("body");
+            Err(ApiError::invalid_field(
+                reasons::INVALID_FIELD,
+                &Echo(name).to_string(),
+                format!("{}: sent more than once", Echo(name)),
+            ))
+        }
+        Err(error) => Err(malformed_json(&error)),
+    }
+}
+
+/// A JSON object whose names are unique: one sent twice is ambiguous, and
+/// refused rather than read as its last value.
+struct Unique(serde_json::Map<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Unique;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Unique, A::Error> {
+                let mut object = serde_json::Map::new();
+                while let Some((name, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    if object.contains_key(&name) {
+                        return Err(serde::de::Error::custom(format!(
+                            "duplicate field `{name}`"
+                        )));
+                    }
+                    object.insert(name, value);
+                }
+                Ok(Unique(object))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
 }
 
 fn malformed_json(error: &serde_json::Error) -> ApiError {

@@ -19,6 +19,7 @@ mod openapi;
 mod probes;
 pub mod transcode;
 mod upstream;
+mod wire;
 
 use std::time::Duration;
 

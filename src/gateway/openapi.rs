@@ -21,7 +21,7 @@ use prost_reflect::{
 use serde_json::{Map, Value, json};
 
 use super::bindings::{Binding, OMITTED_WHEN_EMPTY, bindings};
-use super::transcode::{axum_path, body_fields, method_of};
+use super::transcode::{axum_path, body_fields, field_path, method_of};
 
 type Schemas = Map<String, Value>;
 
@@ -513,18 +513,9 @@ fn put_text(object: &mut Value, text: &str) {
 
 /// A field by path from `message`, its last part.
 fn last_field(message: &MessageDescriptor, path: &str) -> FieldDescriptor {
-    let mut current = message.clone();
-    let mut found = None;
-    for name in path.split('.') {
-        let field = current
-            .get_field_by_name(name)
-            .unwrap_or_else(|| panic!("{} has no field {path}", message.full_name()));
-        if let Kind::Message(inner) = field.kind() {
-            current = inner;
-        }
-        found = Some(field);
-    }
-    found.expect("a field path names a field")
+    field_path(message, path)
+        .pop()
+        .expect("a field path names a field")
 }
 
 /// A field's description and example.

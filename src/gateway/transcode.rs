@@ -19,9 +19,8 @@ use axum::routing::{MethodFilter, on};
 use prost::Message as _;
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor,
-    ReflectMessage, Value,
+    Value,
 };
-use serde::ser::{SerializeMap, SerializeSeq};
 use serde_json::Map;
 
 use super::Upstream;
@@ -138,7 +137,7 @@ pub(super) fn axum_path(template: &str) -> (String, Vec<String>) {
 }
 
 /// The descriptors of a field path (`allocation.id`) from `message`.
-fn field_path(message: &MessageDescriptor, path: &str) -> Vec<FieldDescriptor> {
+pub(super) fn field_path(message: &MessageDescriptor, path: &str) -> Vec<FieldDescriptor> {
     let mut fields = Vec::new();
     let mut current = message.clone();
     for name in path.split('.') {
@@ -645,12 +644,12 @@ async fn send(
     upstream: &Upstream,
     call: &Call,
     request: tonic::Request<DynamicMessage>,
-) -> Result<DynamicMessage, tonic::Status> {
+) -> Result<Vec<u8>, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(upstream.service.clone());
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(format!("service was not ready: {e}")))?;
-    grpc.unary(request, call.path.clone(), Codec(call.output.clone()))
+    grpc.unary(request, call.path.clone(), Codec)
         .await
         .map(tonic::Response::into_inner)
 }
@@ -660,114 +659,111 @@ async fn watch(
     upstream: &Upstream,
     call: &Call,
     request: tonic::Request<DynamicMessage>,
-) -> Result<tonic::Streaming<DynamicMessage>, tonic::Status> {
+) -> Result<tonic::Streaming<Vec<u8>>, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(upstream.service.clone());
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(format!("service was not ready: {e}")))?;
-    grpc.server_streaming(request, call.path.clone(), Codec(call.output.clone()))
+    grpc.server_streaming(request, call.path.clone(), Codec)
         .await
         .map(tonic::Response::into_inner)
 }
 
 /// A server stream as server-sent events (see [`super::bindings::Hooks`]);
 /// an error is sent as `event: error` and ends it.
-fn server_sent(call: &Call, stream: tonic::Streaming<DynamicMessage>) -> Response {
+fn server_sent(call: &Call, stream: tonic::Streaming<Vec<u8>>) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use tokio_stream::StreamExt as _;
     let ids = call.binding.hooks.event_ids;
-    let first = call.output.oneofs().next().and_then(|o| o.fields().next());
+    let output = call.output.clone();
+    let first = output.oneofs().next().and_then(|o| o.fields().next());
     let first = first.map(|f| f.name().to_owned());
     let events = stream.map(move |message| {
         let event = match message {
-            Ok(message) => {
-                let member = message
-                    .descriptor()
-                    .oneofs()
-                    .next()
-                    .and_then(|o| o.fields().find(|f| message.has_field(f)));
-                match member {
-                    None => Ok(Event::default().comment("empty message")),
-                    Some(member) => {
-                        let value = message.get_field(&member);
-                        let inner = value.as_message().expect("a oneof of messages");
+            Ok(bytes) => {
+                let plans = super::wire::plans();
+                match plans.oneof_member(&output, &bytes) {
+                    None => Event::default().comment("empty message"),
+                    Some((member, inner)) => {
+                        let kind = output
+                            .get_field_by_name(member)
+                            .map(|f| f.kind())
+                            .and_then(|k| k.as_message().cloned());
                         let mut event = Event::default();
-                        if first.as_deref() != Some(member.name()) {
-                            event = event.event(member.name());
+                        if first.as_deref() != Some(member) {
+                            event = event.event(member);
                         }
-                        let id = ids
-                            .iter()
-                            .find(|(name, _)| *name == member.name())
-                            .and_then(|(_, field)| inner.get_field_by_name(field))
-                            .map(|v| match &*v {
-                                Value::String(s) => s.clone(),
-                                Value::I64(n) => n.to_string(),
-                                other => format!("{other:?}"),
-                            });
-                        if let Some(id) = id {
-                            event = event.id(id);
+                        let id_field = ids.iter().find(|(m, _)| *m == member).map(|(_, f)| *f);
+                        let mut json = Vec::with_capacity(inner.len() * 2);
+                        match kind {
+                            Some(kind) => {
+                                if let Some(id) = id_field.and_then(|f| plans.text(&kind, inner, f))
+                                {
+                                    event = event.id(id);
+                                }
+                                match plans.write(&kind, inner, &mut json) {
+                                    Ok(()) => event.data(String::from_utf8_lossy(&json)),
+                                    Err(_) => Event::default().comment("unencodable message"),
+                                }
+                            }
+                            None => Event::default().comment("unencodable message"),
                         }
-                        event.json_data(Rest(inner))
                     }
                 }
             }
             Err(status) => Event::default()
                 .event("error")
-                .json_data(ApiError::from(status).body()),
+                .json_data(ApiError::from(status).body())
+                .unwrap_or_else(|_| Event::default().comment("unencodable message")),
         };
-        Ok::<_, std::convert::Infallible>(
-            event.unwrap_or_else(|_| Event::default().comment("unencodable message")),
-        )
+        Ok::<_, std::convert::Infallible>(event)
     });
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
 }
 
-fn respond(call: &Call, uri: &http::Uri, answer: DynamicMessage) -> Result<Response, ApiError> {
+fn respond(call: &Call, uri: &http::Uri, answer: Vec<u8>) -> Result<Response, ApiError> {
     let hooks = &call.binding.hooks;
     if hooks.deleted {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let text = |message: &DynamicMessage, name: &str| {
-        message
-            .get_field_by_name(name)
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .filter(|v| !v.is_empty())
-    };
+    let plans = super::wire::plans();
     let made = match (&call.created, hooks.created) {
         (_, false) => None,
-        (Some(field), true) => answer
-            .get_field(field)
-            .as_message()
-            .and_then(|m| text(m, "id")),
-        (None, true) => text(&answer, "id"),
+        (Some(field), true) => match field.kind() {
+            Kind::Message(kind) => plans
+                .field_bytes(&call.output, &answer, field.name())
+                .and_then(|inner| plans.text(&kind, inner, "id")),
+            _ => None,
+        },
+        (None, true) => plans.text(&call.output, &answer, "id"),
     };
-    let mut headers = Vec::with_capacity(2);
-    if let Some(id) = made {
-        let location = HeaderValue::from_str(&format!("{}/{id}", uri.path()))
-            .map_err(|_| ApiError::new(reasons::INTERNAL, "internal error"))?;
-        headers.push((header::LOCATION, location));
-    }
-    if let Some(etag) = text(&answer, "etag") {
-        headers.push((header::ETAG, etag_header(&etag)));
-    }
-    let mut body = serde_json::to_vec(&Rest(&answer))
-        .map_err(|_| ApiError::new(reasons::INTERNAL, "internal error"))?;
-    body.shrink_to_fit();
+    let mut body = Vec::with_capacity(answer.len() * 2 + 16);
+    plans
+        .write(&call.output, &answer, &mut body)
+        .map_err(|error| {
+            tracing::error!(%error, "writing a gRPC answer as JSON");
+            ApiError::new(reasons::INTERNAL, "internal error")
+        })?;
     let status = if hooks.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
     let mut response = (status, Bytes::from(body)).into_response();
-    let response_headers = response.headers_mut();
-    response_headers.insert(
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    for (name, value) in headers {
-        response_headers.insert(name, value);
+    if let Some(id) = made {
+        let location = HeaderValue::from_str(&format!("{}/{id}", uri.path()))
+            .map_err(|_| ApiError::new(reasons::INTERNAL, "internal error"))?;
+        headers.insert(header::LOCATION, location);
+    }
+    if let Some(etag) = plans.text(&call.output, &answer, "etag") {
+        headers.insert(header::ETAG, etag_header(&etag));
     }
     Ok(response)
 }
@@ -799,142 +795,17 @@ fn if_match(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(value.trim_matches('"').to_owned())
 }
 
-/// A message as the REST contract's JSON (see the module documentation).
-pub struct Rest<'a>(pub &'a DynamicMessage);
+/// A gRPC codec that sends dynamic messages and takes the answers' bytes
+/// as they are (see [`super::wire`]).
+struct Codec;
 
-impl serde::Serialize for Rest<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let message = self.0;
-        let descriptor = message.descriptor();
-        let mut map = serializer.serialize_map(None)?;
-        for field in descriptor.fields() {
-            // Of a oneof, only the member that is set.
-            if field.containing_oneof().is_some() && !message.has_field(&field) {
-                continue;
-            }
-            let value = message.get_field(&field);
-            if value.as_str() == Some("")
-                && super::bindings::OMITTED_WHEN_EMPTY.contains(&field.full_name())
-            {
-                continue;
-            }
-            map.serialize_entry(
-                field.name(),
-                &Field {
-                    field: &field,
-                    value: &value,
-                    set: message.has_field(&field),
-                },
-            )?;
-        }
-        map.end()
-    }
-}
-
-struct Field<'a> {
-    field: &'a FieldDescriptor,
-    value: &'a Value,
-    set: bool,
-}
-
-impl serde::Serialize for Field<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if let Value::List(items) = self.value {
-            let mut seq = serializer.serialize_seq(Some(items.len()))?;
-            for item in items {
-                seq.serialize_element(&Scalar(&self.field.kind(), item))?;
-            }
-            return seq.end();
-        }
-        if let Kind::Message(kind) = self.field.kind()
-            && !self.set
-        {
-            return if kind.full_name() == "google.protobuf.Timestamp" {
-                serializer.serialize_str("")
-            } else if super::openapi::always_set(self.field) {
-                Rest(&DynamicMessage::new(kind)).serialize(serializer)
-            } else {
-                serializer.serialize_none()
-            };
-        }
-        Scalar(&self.field.kind(), self.value).serialize(serializer)
-    }
-}
-
-struct Scalar<'a>(&'a Kind, &'a Value);
-
-impl serde::Serialize for Scalar<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.1 {
-            Value::Bool(b) => serializer.serialize_bool(*b),
-            Value::I32(n) => serializer.serialize_i32(*n),
-            Value::I64(n) => serializer.serialize_i64(*n),
-            Value::U32(n) => serializer.serialize_u32(*n),
-            Value::U64(n) => serializer.serialize_u64(*n),
-            Value::F32(n) => serializer.serialize_f32(*n),
-            Value::F64(n) => serializer.serialize_f64(*n),
-            Value::String(s) => serializer.serialize_str(s),
-            Value::Bytes(b) => {
-                use base64::Engine as _;
-                serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b))
-            }
-            Value::EnumNumber(n) => match self.0 {
-                Kind::Enum(e) => match e.get_value(*n) {
-                    Some(value) => serializer.serialize_str(value.name()),
-                    None => serializer.serialize_i32(*n),
-                },
-                _ => serializer.serialize_i32(*n),
-            },
-            Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Timestamp" => {
-                let seconds = m.get_field_by_name("seconds").and_then(|v| v.as_i64());
-                let nanos = m.get_field_by_name("nanos").and_then(|v| v.as_i32());
-                let time = chrono::DateTime::from_timestamp(
-                    seconds.unwrap_or_default(),
-                    nanos.unwrap_or_default().max(0) as u32,
-                );
-                serializer.serialize_str(
-                    &time
-                        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-                        .unwrap_or_default(),
-                )
-            }
-            Value::Message(m) => Rest(m).serialize(serializer),
-            Value::List(items) => {
-                let mut seq = serializer.serialize_seq(Some(items.len()))?;
-                for item in items {
-                    seq.serialize_element(&Scalar(self.0, item))?;
-                }
-                seq.end()
-            }
-            Value::Map(entries) => {
-                let value_kind = match self.0 {
-                    Kind::Message(entry) => entry.map_entry_value_field().kind(),
-                    other => other.clone(),
-                };
-                let mut map = serializer.serialize_map(Some(entries.len()))?;
-                for (key, value) in entries {
-                    let key = match key {
-                        prost_reflect::MapKey::String(s) => s.clone(),
-                        other => format!("{other:?}"),
-                    };
-                    map.serialize_entry(&key, &Scalar(&value_kind, value))?;
-                }
-                map.end()
-            }
-        }
-    }
-}
-
-/// A gRPC codec of dynamic messages of one response type.
-struct Codec(MessageDescriptor);
-
-struct Decoder(MessageDescriptor);
+struct Decoder;
 
 struct Encoder;
 
 impl tonic::codec::Codec for Codec {
     type Encode = DynamicMessage;
-    type Decode = DynamicMessage;
+    type Decode = Vec<u8>;
     type Encoder = Encoder;
     type Decoder = Decoder;
 
@@ -943,7 +814,7 @@ impl tonic::codec::Codec for Codec {
     }
 
     fn decoder(&mut self) -> Decoder {
-        Decoder(self.0.clone())
+        Decoder
     }
 }
 
@@ -962,16 +833,17 @@ impl tonic::codec::Encoder for Encoder {
 }
 
 impl tonic::codec::Decoder for Decoder {
-    type Item = DynamicMessage;
+    type Item = Vec<u8>;
     type Error = tonic::Status;
 
     fn decode(
         &mut self,
         src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<DynamicMessage>, tonic::Status> {
-        DynamicMessage::decode(self.0.clone(), src)
-            .map(Some)
-            .map_err(|e| tonic::Status::internal(format!("decoding: {e}")))
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use prost::bytes::Buf as _;
+        let mut bytes = vec![0; src.remaining()];
+        src.copy_to_slice(&mut bytes);
+        Ok(Some(bytes))
     }
 }
 
@@ -990,9 +862,11 @@ mod tests {
         let descriptor = pool()
             .get_message_by_name(&format!("vehicle_allocation.v1.{name}"))
             .unwrap();
-        let dynamic =
-            DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice()).unwrap();
-        serde_json::to_value(Rest(&dynamic)).unwrap()
+        let mut json = Vec::new();
+        super::super::wire::plans()
+            .write(&descriptor, &message.encode_to_vec(), &mut json)
+            .unwrap();
+        serde_json::from_slice(&json).unwrap()
     }
 
     fn time(seconds: i64, nanos: i32) -> Option<prost_types::Timestamp> {

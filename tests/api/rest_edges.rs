@@ -47,6 +47,16 @@ async fn bad_bodies_are_refused_in_the_error_shape() {
     let error = assert_error(status, &body, 400, "INVALID_ARGUMENT", "UNKNOWN_FIELD");
     assert_eq!(fields(&error), ["colour"]);
 
+    // A name sent twice is ambiguous: refused, not read as its last value.
+    let (status, _, body) = send(
+        post()
+            .header(CONTENT_TYPE, "application/json")
+            .body(r#"{"employee_id": "e", "vehicle_id": "v", "employee_id": "f"}"#),
+    )
+    .await;
+    let error = assert_error(status, &body, 400, "INVALID_ARGUMENT", "INVALID_FIELD");
+    assert_eq!(fields(&error), ["employee_id"]);
+
     let (status, _, body) = send(post().json(&json!(["not", "an", "object"]))).await;
     let error = assert_error(status, &body, 400, "INVALID_ARGUMENT", "INVALID_FIELD");
     assert_eq!(fields(&error), ["body"]);
