@@ -457,16 +457,23 @@ fn read_query(
     // A call that takes no query parameters ignores the query string, as
     // the REST contract always has.
     let query = query.filter(|_| !call.query.is_empty());
+    let mut seen: Vec<&FieldDescriptor> = Vec::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         let Some(field) = call.query.iter().find(|f| f.name() == key) else {
             return Err(unknown_parameter(call, &key));
         };
-        if message.has_field(field) {
+        // Given twice is ambiguous, even when the first was a default.
+        if seen.contains(&field) {
             return Err(field_error(
                 &key,
                 &format!("duplicate field `{key}`"),
                 "query",
             ));
+        }
+        seen.push(field);
+        // An empty time is no bound, as the hand-written gateway read it.
+        if value.is_empty() && matches!(field.kind(), Kind::Message(_)) {
+            continue;
         }
         let value = scalar_from_text(field, &value)
             .map_err(|what| field_error(&key, &format!("invalid value: {what}"), "query"))?;

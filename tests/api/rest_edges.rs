@@ -47,6 +47,18 @@ async fn bad_bodies_are_refused_in_the_error_shape() {
     let error = assert_error(status, &body, 400, "INVALID_ARGUMENT", "UNKNOWN_FIELD");
     assert_eq!(fields(&error), ["colour"]);
 
+    // A query parameter given twice is refused, even when the first is a
+    // default; an empty time is no bound.
+    let (status, _, body) = send(
+        app.http
+            .get(app.url("/api/vehicles?show_retired=false&show_retired=true")),
+    )
+    .await;
+    let error = assert_error(status, &body, 400, "INVALID_ARGUMENT", "INVALID_FIELD");
+    assert_eq!(fields(&error), ["show_retired"]);
+    let (status, _, _) = send(app.http.get(app.url("/api/events?start_time=&end_time="))).await;
+    assert_eq!(status, StatusCode::OK);
+
     // A name sent twice is ambiguous: refused, not read as its last value.
     let (status, _, body) = send(
         post()
