@@ -125,6 +125,15 @@ impl Binding {
         self.path.contains('{')
     }
 
+    /// The path without a custom method's verb, and the verb
+    /// (`/api/vehicles/{id}:retire` → `/api/vehicles/{id}`, `retire`).
+    pub fn template_and_verb(&self) -> (&str, Option<&str>) {
+        match self.path.rsplit_once(':') {
+            Some((head, verb)) if self.is_custom_method() => (head, Some(verb)),
+            _ => (&self.path, None),
+        }
+    }
+
     /// Whether it is a custom method (`…/{id}:retire`).
     pub fn is_custom_method(&self) -> bool {
         self.path
@@ -134,15 +143,20 @@ impl Binding {
     }
 }
 
+/// The service's descriptors, decoded once for the whole gateway.
+pub fn pool() -> &'static DescriptorPool {
+    static POOL: OnceLock<DescriptorPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set built from proto/ decodes")
+    })
+}
+
 /// Every call's REST form (more than one when it has additional
 /// bindings), in the proto's order.
 pub fn bindings() -> &'static [Binding] {
     static BINDINGS: OnceLock<Vec<Binding>> = OnceLock::new();
-    BINDINGS.get_or_init(|| {
-        let pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
-            .expect("the descriptor set built from proto/ decodes");
-        read(&pool)
-    })
+    BINDINGS.get_or_init(|| read(pool()))
 }
 
 /// The binding whose operation id is `operation_id`.

@@ -15,9 +15,7 @@
 //! - a last paragraph "Example: <JSON>" is the example of the field, or of
 //!   the message (on a request's body field: of the body).
 
-use prost_reflect::{
-    DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, OneofDescriptor,
-};
+use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, OneofDescriptor};
 use serde_json::{Map, Value, json};
 
 use super::bindings::{Binding, OMITTED_WHEN_EMPTY, bindings};
@@ -27,12 +25,11 @@ type Schemas = Map<String, Value>;
 
 /// The paths and the schemas of every binding.
 pub fn paths_and_schemas() -> (Map<String, Value>, Schemas) {
-    let pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
-        .expect("the descriptor set built from proto/ decodes");
+    let pool = super::bindings::pool();
     let mut paths = Map::new();
     let mut schemas = Schemas::new();
     for binding in bindings() {
-        let method = method_of(&pool, &binding.call);
+        let method = method_of(pool, &binding.call);
         let (path, _) = axum_path(&binding.path);
         let operation = operation(binding, &method, &mut schemas);
         let item = paths
@@ -424,9 +421,8 @@ pub fn always_set(field: &FieldDescriptor) -> bool {
         std::sync::OnceLock::new();
     ALWAYS
         .get_or_init(|| {
-            let pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
-                .expect("the descriptor set built from proto/ decodes");
-            pool.all_messages()
+            super::bindings::pool()
+                .all_messages()
                 .flat_map(|m| m.fields().collect::<Vec<_>>())
                 .filter(|f| text_of(f.parent_file(), f.path()).starts_with("Always set."))
                 .map(|f| f.full_name().to_owned())

@@ -66,19 +66,12 @@ struct Route {
 
 /// Every call's route, from its binding, onto `upstream`.
 pub fn routes(upstream: Upstream) -> Router {
-    let pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
-        .expect("the descriptor set built from proto/ decodes");
+    let pool = super::bindings::pool();
     let mut grouped: Vec<(String, &'static str, Route)> = Vec::new();
     for binding in bindings() {
-        let (template, verb) = match binding.path.rsplit_once('/') {
-            Some((head, last)) if last.contains(':') => {
-                let (variable, verb) = last.rsplit_once(':').unwrap_or((last, ""));
-                (format!("{head}/{variable}"), Some(verb.to_owned()))
-            }
-            _ => (binding.path.clone(), None),
-        };
-        let (path, _) = axum_path(&template);
-        let call = (verb, prepare(&pool, binding));
+        let (template, verb) = binding.template_and_verb();
+        let (path, _) = axum_path(template);
+        let call = (verb.map(str::to_owned), prepare(pool, binding));
         match grouped
             .iter_mut()
             .find(|(p, m, _)| *p == path && *m == binding.method)
@@ -166,10 +159,7 @@ pub(super) fn method_of(pool: &DescriptorPool, call: &str) -> MethodDescriptor {
 fn prepare(pool: &DescriptorPool, binding: &'static Binding) -> Call {
     let method = method_of(pool, &binding.call);
     let input = method.input();
-    let template = match binding.path.rsplit_once(':') {
-        Some((head, _)) if binding.is_custom_method() => head,
-        _ => &binding.path,
-    };
+    let (template, _) = binding.template_and_verb();
     let (_, variables) = axum_path(template);
     let variables: Vec<_> = variables.iter().map(|v| field_path(&input, v)).collect();
     let body = binding.body.as_deref().map(|body| {
@@ -221,10 +211,7 @@ fn prepare(pool: &DescriptorPool, binding: &'static Binding) -> Call {
 /// top-level query parameters or body fields of the same name.
 fn renames(binding: &Binding, body_fields: &[FieldDescriptor]) -> Vec<(String, String)> {
     let mut renames: Vec<(String, String)> = Vec::new();
-    let template = match binding.path.rsplit_once(':') {
-        Some((head, _)) if binding.is_custom_method() => head,
-        _ => &binding.path,
-    };
+    let (template, _) = binding.template_and_verb();
     let (path, variables) = axum_path(template);
     let names = path.split('{').skip(1).filter_map(|v| v.split('}').next());
     for (variable, name) in variables.iter().zip(names) {
@@ -258,10 +245,7 @@ pub(super) fn body_fields(binding: &Binding, input: &MessageDescriptor) -> Vec<F
         Some(Kind::Message(message)) => message,
         _ => input.clone(),
     };
-    let template = match binding.path.rsplit_once(':') {
-        Some((head, _)) if binding.is_custom_method() => head,
-        _ => &binding.path,
-    };
+    let (template, _) = binding.template_and_verb();
     let (_, variables) = axum_path(template);
     let taken: Vec<FieldDescriptor> = variables
         .iter()
@@ -860,8 +844,8 @@ mod tests {
     use crate::proto::v1;
     use serde_json::json;
 
-    fn pool() -> DescriptorPool {
-        DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap()
+    fn pool() -> &'static DescriptorPool {
+        super::super::bindings::pool()
     }
 
     /// `message` as the generic writer puts it.

@@ -77,11 +77,7 @@ enum Raw<'a> {
 /// The plans of every message in the service's descriptor set.
 pub fn plans() -> &'static Plans {
     static PLANS: OnceLock<Plans> = OnceLock::new();
-    PLANS.get_or_init(|| {
-        let pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
-            .expect("the descriptor set built from proto/ decodes");
-        Plans::of(&pool)
-    })
+    PLANS.get_or_init(|| Plans::of(super::bindings::pool()))
 }
 
 impl Plans {
@@ -552,8 +548,7 @@ mod tests {
     #[test]
     fn malformed_bytes_are_refused_not_read_past() {
         let plans = plans();
-        let pool = DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET).unwrap();
-        let allocation = pool
+        let allocation = super::super::bindings::pool()
             .get_message_by_name("vehicle_allocation.v1.Allocation")
             .unwrap();
         for bytes in [
